@@ -1,0 +1,23 @@
+//! strata's domain: identifiers, rules, the services that apply them, and the Store port the
+//! database backends implement. Nothing here knows about HTTP or SQL.
+#![forbid(unsafe_code)]
+
+pub mod apikey;
+pub mod audit;
+pub mod clock;
+pub mod cursor;
+pub mod error;
+pub mod event;
+pub mod id;
+pub mod idempotency;
+pub mod key;
+pub mod metadata;
+pub mod org;
+pub mod scope;
+mod seal;
+pub mod service;
+pub mod store;
+pub mod wire;
+
+pub use error::{CoreError, Result};
+pub use service::Strata;

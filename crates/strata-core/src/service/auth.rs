@@ -1,0 +1,176 @@
+//! Authentication and the acting org: the hot path of every request. One indexed read, no write
+//! on success (`lastUsedAt` is batched). Every rejection is audited.
+
+use serde_json::json;
+
+use super::{Stamp, Strata};
+use crate::apikey::PresentedKey;
+use crate::audit::Actor;
+use crate::error::{CoreError, KillScope, Result};
+use crate::id::{OrgId, RequestId};
+use crate::key::ApiKey;
+use crate::org::{Org, OrgStatus};
+use crate::scope::Scope;
+
+/// The key a rejected request named, when it named a real one.
+#[derive(Clone, Copy, Debug)]
+struct KeyRef {
+    id: crate::id::ApiKeyId,
+    org: OrgId,
+}
+
+/// What a request presented.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The `Authorization` header, if any.
+    pub authorization: Option<&'a str>,
+    /// The `X-Layers-Organization` header, if any.
+    pub acting_org: Option<&'a str>,
+    /// Whether the route is `GET /v1/whoami`, which a killed or suspended key may still call.
+    pub whoami: bool,
+}
+
+/// An authenticated caller and the org the request acts in.
+#[derive(Clone)]
+pub struct Caller {
+    pub key: ApiKey,
+    /// The key's own org.
+    pub home: Org,
+    /// The org the request acts in: `home`, or a direct child named by the header.
+    pub org: Org,
+    pub request_id: RequestId,
+    strata: Strata,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller").field("key", &self.key.id).field("org", &self.org.id).finish()
+    }
+}
+
+impl Caller {
+    pub fn org_id(&self) -> OrgId {
+        self.org.id
+    }
+
+    pub fn acts_in_child(&self) -> bool {
+        self.org.id != self.home.id
+    }
+
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            actor: Actor::PartnerApi,
+            request_id: Some(self.request_id),
+            org_id: Some(self.org.id),
+            project_id: None,
+            api_key_id: Some(self.key.id),
+        }
+    }
+
+    /// Requires a scope; a denial is audited and answered 403.
+    pub async fn require(&self, scope: Scope) -> Result<()> {
+        if self.key.scopes.allows(scope) {
+            return Ok(());
+        }
+        let entry = self.strata.audit_entry(self.stamp(), "auth.scope_denied", json!({ "scope": scope.as_str() }));
+        self.strata.record_audit(entry).await;
+        Err(CoreError::forbidden_scope(scope.as_str()))
+    }
+
+    /// Writes inside an archived org are 409 (reads still work).
+    pub fn ensure_writable(&self) -> Result<()> {
+        if self.org.status == OrgStatus::Archived {
+            return Err(CoreError::conflict_with(
+                "the organization is archived; it accepts no writes",
+                json!({ "organizationId": self.org.id.to_string(), "status": "archived" }),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Strata {
+    /// Authenticates a request and resolves its acting org (CONTRACT §2).
+    pub async fn authenticate(&self, creds: Credentials<'_>, request_id: RequestId) -> Result<Caller> {
+        match self.authenticate_inner(creds, request_id).await {
+            Ok(c) => Ok(c),
+            Err((err, key)) => {
+                if !matches!(err, CoreError::Internal(_)) {
+                    self.audit_rejection(&err, key, request_id).await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn authenticate_inner(&self, creds: Credentials<'_>, request_id: RequestId) -> Result<Caller, (CoreError, Option<KeyRef>)> {
+        let unauth = |reason| (CoreError::Unauthenticated { reason }, None);
+        let header = creds.authorization.ok_or(unauth("missing_header"))?;
+        let (scheme, token) = header.split_once(' ').ok_or(unauth("wrong_scheme"))?;
+        if scheme != "Bearer" {
+            return Err(unauth("wrong_scheme"));
+        }
+        let presented = PresentedKey::parse(token.trim()).map_err(|e| (e, None))?;
+        let (key, home) = self.store.auth_lookup(&presented.keyid).await.map_err(|e| (e, None))?.ok_or(unauth("unknown_key"))?;
+        let now = self.now();
+        let key_ref = Some(KeyRef { id: key.id, org: key.org_id });
+        let reject = |reason| Err((CoreError::Unauthenticated { reason }, key_ref));
+        if !presented.matches(&key.secret_hash) {
+            return reject("wrong_secret");
+        }
+        if presented.env != key.env {
+            return reject("env_mismatch");
+        }
+        if !key.is_live_at(now) {
+            return reject(if key.grace_until.is_some_and(|g| now >= g) { "grace_expired" } else { "revoked" });
+        }
+        self.note_key_used(key.id, now);
+        if !creds.whoami {
+            if key.killed {
+                return Err((CoreError::KillSwitch { scope: KillScope::Key }, key_ref));
+            }
+            if home.status != OrgStatus::Active || home.access_revoked {
+                return Err((CoreError::KillSwitch { scope: KillScope::Organization }, key_ref));
+            }
+        }
+        let org = match creds.acting_org {
+            Some(raw) if key.scopes.is_admin() => {
+                let wanted = OrgId::parse_field(raw.trim(), "X-Layers-Organization").map_err(|e| (e, key_ref))?;
+                if wanted == home.id {
+                    home.clone()
+                } else {
+                    let mut tx = self.store.read().await.map_err(|e| (e, None))?;
+                    let child = tx.org(wanted).await.map_err(|e| (e, None))?;
+                    tx.commit().await.map_err(|e| (e, None))?;
+                    match child {
+                        Some(c) if c.parent_id == Some(home.id) => c,
+                        _ => return Err((CoreError::not_found("organization"), key_ref)),
+                    }
+                }
+            }
+            // The header is ignored for a key without org:admin.
+            _ => home.clone(),
+        };
+        Ok(Caller { key, home, org, request_id, strata: self.clone() })
+    }
+
+    async fn audit_rejection(&self, err: &CoreError, key: Option<KeyRef>, request_id: RequestId) {
+        let (event_type, detail) = match err {
+            CoreError::Unauthenticated { reason } => ("auth.rejected", json!({ "reason": reason })),
+            CoreError::KillSwitch { scope: KillScope::Key } => ("auth.kill_switch", json!({ "scope": "key" })),
+            CoreError::KillSwitch { scope: KillScope::Organization } => ("auth.kill_switch", json!({ "scope": "organization" })),
+            CoreError::NotFound { .. } => ("auth.acting_org_not_found", json!({})),
+            CoreError::Validation { .. } => ("auth.acting_org_malformed", json!({})),
+            _ => return,
+        };
+        let stamp = Stamp {
+            actor: Actor::PartnerApi,
+            request_id: Some(request_id),
+            org_id: key.map(|k| k.org),
+            project_id: None,
+            api_key_id: key.map(|k| k.id),
+        };
+        let entry = self.audit_entry(stamp, event_type, detail);
+        self.record_audit(entry).await;
+    }
+}

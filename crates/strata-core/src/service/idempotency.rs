@@ -1,0 +1,70 @@
+//! The idempotency protocol around a write (CONTRACT §1). A claim is taken in its own short
+//! transaction; the write's own transaction completes it with the response; a failure that must
+//! not be replayed releases it.
+
+use super::{Caller, Strata};
+use crate::error::{CoreError, Result};
+use crate::idempotency::{CLAIM_LEASE_MS, IdemClaim, IdemRecord, RETENTION_MS, Reply};
+
+/// The outcome of presenting an Idempotency-Key.
+#[derive(Debug)]
+pub enum Claimed {
+    /// First time (or the earlier attempt died): do the work under this claim.
+    Proceed(IdemClaim),
+    /// Done before: answer with the stored response.
+    Replay(Reply),
+}
+
+impl Strata {
+    pub async fn idem_claim(&self, caller: &Caller, key: String, fingerprint: String) -> Result<Claimed> {
+        let now = self.now();
+        let mut tx = self.store.write().await?;
+        let rec = IdemRecord {
+            api_key_id: caller.key.id,
+            key: key.clone(),
+            fingerprint: fingerprint.clone(),
+            reply: None,
+            created_at: now,
+            lease_until: now.plus_ms(CLAIM_LEASE_MS),
+        };
+        let outcome = if tx.idem_insert(&rec).await? {
+            Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint })
+        } else {
+            let existing = tx.idem_get(caller.key.id, &key).await?.ok_or_else(|| CoreError::internal("idempotency record vanished"))?;
+            if existing.fingerprint != fingerprint {
+                return Err(CoreError::IdempotencyConflict { in_progress: false });
+            }
+            match existing.reply {
+                Some(reply) => Claimed::Replay(self.open_reply(reply)?),
+                None if existing.lease_until <= now => {
+                    tx.idem_renew(caller.key.id, &key, now, now.plus_ms(CLAIM_LEASE_MS)).await?;
+                    Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint })
+                }
+                None => return Err(CoreError::IdempotencyConflict { in_progress: true }),
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Ends a claim whose request failed: a business failure is stored to be replayed, anything
+    /// else is forgotten so the client can correct the request and retry with the same key.
+    pub async fn idem_fail(&self, claim: &IdemClaim, err: &CoreError, reply: Reply) -> Result<()> {
+        let mut tx = self.store.write().await?;
+        if err.is_replayable() {
+            tx.idem_complete(claim.api_key_id, &claim.key, &self.seal_reply(&reply)).await?;
+        } else {
+            tx.idem_delete(claim.api_key_id, &claim.key).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Deletes records older than the retention window; returns how many.
+    pub async fn prune_idempotency(&self) -> Result<u64> {
+        let cutoff = self.now().plus_ms(-RETENTION_MS);
+        let mut tx = self.store.write().await?;
+        let n = tx.idem_prune(cutoff).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,306 @@
+//! API keys: a child's keys (minted, rotated with a grace window, revoked by the parent) and the
+//! caller's own keys (minted, rotated in place, killed). Secrets are shown once and stored hashed.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::orgs::child_of;
+use super::{Caller, Strata};
+use crate::apikey::{Env, MintedKey, Tier};
+use crate::clock::Timestamp;
+use crate::cursor::{Page, PageRequest};
+use crate::error::{CoreError, Result};
+use crate::event::EventType;
+use crate::id::{ApiKeyId, OrgId};
+use crate::idempotency::{IdemClaim, Reply};
+use crate::key::{ApiKey, KeyStatus};
+use crate::org::OrgStatus;
+use crate::scope::{Scope, Scopes};
+use crate::store::Tx;
+use crate::wire::KeyView;
+
+pub const SECRET_WARNING: &str = "Store this secret now. It cannot be retrieved again. Rotate the key if it's lost.";
+
+/// Which environment a new key is for.
+pub type KeyEnv = Env;
+
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub name: String,
+    pub scopes: Scopes,
+    pub env: Env,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MintedView {
+    api_key: KeyView,
+    secret: String,
+    warning: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_key: Option<KeyView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeletedView {
+    api_key: KeyView,
+    deleted: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KilledView {
+    api_key: KeyView,
+    killed: bool,
+}
+
+/// Builds a new key row (and its secret) for `org`.
+pub(crate) fn new_key(org: OrgId, name: String, scopes: Scopes, env: Env, tier: Tier, now: Timestamp) -> (ApiKey, MintedKey) {
+    let minted = MintedKey::generate(env);
+    let key = ApiKey {
+        id: ApiKeyId::new(),
+        org_id: org,
+        name,
+        env,
+        keyid: minted.keyid.clone(),
+        secret_hash: minted.secret_hash.clone(),
+        scopes,
+        tier: if env == Env::Test { Tier::Sandbox } else { tier },
+        status: KeyStatus::Active,
+        killed: false,
+        created_at: now,
+        last_used_at: None,
+        rotated_at: None,
+        revoked_at: None,
+        grace_until: None,
+        superseded_by: None,
+        seq: 0,
+    };
+    (key, minted)
+}
+
+/// Loads a key of `org` (locked inside a write transaction), or 404.
+async fn key_of(tx: &mut dyn Tx, org: OrgId, id: ApiKeyId) -> Result<ApiKey> {
+    match tx.key(id).await? {
+        Some(k) if k.org_id == org => Ok(k),
+        _ => Err(CoreError::not_found("API key")),
+    }
+}
+
+fn ensure_rotatable(key: &ApiKey) -> Result<()> {
+    let state = if key.status == KeyStatus::Revoked {
+        "revoked"
+    } else if key.superseded_by.is_some() {
+        "superseded"
+    } else if key.killed {
+        "killed"
+    } else {
+        return Ok(());
+    };
+    Err(CoreError::conflict_with(
+        format!("the key is {state} and cannot be rotated"),
+        json!({ "keyId": key.id.to_string(), "state": state }),
+    ))
+}
+
+impl Strata {
+    /// The scope rules for a new key: never `org:admin` for a child, always within the caller's.
+    fn check_delegation(&self, caller: &Caller, requested: &Scopes, for_child: bool) -> Result<()> {
+        if requested.is_admin() && for_child {
+            return Err(CoreError::ForbiddenScope {
+                message: "org:admin can never be delegated to a child organization's key".into(),
+                scope: Scope::OrgAdmin.as_str().into(),
+            });
+        }
+        if let Some(missing) = caller.key.scopes.first_uncovered(requested) {
+            return Err(CoreError::ForbiddenScope {
+                message: format!("a new key's scopes must be a subset of yours; you lack {missing}"),
+                scope: missing.as_str().into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Inserts a freshly minted key with its audit entry and event.
+    async fn insert_minted(&self, tx: &mut dyn Tx, caller: &Caller, key: &ApiKey) -> Result<()> {
+        tx.insert_key(key).await?;
+        let mut stamp = caller.stamp();
+        stamp.org_id = Some(key.org_id);
+        tx.insert_audit(&self.audit_entry(
+            stamp,
+            "api_key.created",
+            json!({ "keyId": key.id.to_string(), "prefix": key.prefix(), "scopes": key.scopes }),
+        ))
+        .await?;
+        tx.insert_event(&self.event(EventType::ApiKeyCreated, key.org_id, None, json!({ "apiKey": KeyView::from(key) }))).await
+    }
+
+    fn child_tier(caller: &Caller) -> Tier {
+        match caller.key.tier {
+            Tier::Internal => Tier::Partner,
+            t => t,
+        }
+    }
+
+    /// `POST /v1/organizations/:orgId/api-keys`.
+    pub async fn mint_child_key(&self, caller: &Caller, org: OrgId, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<Reply> {
+        caller.require(Scope::OrgAdmin).await?;
+        caller.ensure_writable()?;
+        let mut tx = self.store.write().await?;
+        let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
+        self.check_delegation(caller, &cmd.scopes, true)?;
+        if child.status == OrgStatus::Archived {
+            return Err(CoreError::conflict("the organization is archived; it cannot get new keys"));
+        }
+        let (key, minted) = new_key(child.id, cmd.name, cmd.scopes, cmd.env, Self::child_tier(caller), self.now());
+        self.insert_minted(tx.as_mut(), caller, &key).await?;
+        let view = MintedView {
+            api_key: KeyView::from(&key),
+            secret: minted.secret.expose().to_owned(),
+            warning: SECRET_WARNING,
+            previous_key: None,
+        };
+        self.finish(tx, idem, Reply::json(201, &view)).await
+    }
+
+    /// `GET /v1/organizations/:orgId/api-keys`.
+    pub async fn list_child_keys(&self, caller: &Caller, org: OrgId, page: PageRequest) -> Result<Page<KeyView>> {
+        caller.require(Scope::OrgAdmin).await?;
+        let mut tx = self.store.read().await?;
+        let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
+        let rows = tx.list_keys(child.id, page).await?;
+        tx.commit().await?;
+        Ok(Page::from_rows(rows, page, &self.secret, "keys", |k| k.seq).map(|k| KeyView::from(&k)))
+    }
+
+    /// `POST /v1/organizations/:orgId/api-keys/:keyId/rotate`: a new key; the old one keeps
+    /// working for the grace window.
+    pub async fn rotate_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
+        caller.require(Scope::OrgAdmin).await?;
+        caller.ensure_writable()?;
+        let mut tx = self.store.write().await?;
+        let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
+        let mut old = key_of(tx.as_mut(), child.id, id).await?;
+        if child.status == OrgStatus::Archived {
+            return Err(CoreError::conflict("the organization is archived; its keys cannot be rotated"));
+        }
+        ensure_rotatable(&old)?;
+        let now = self.now();
+        let (mut key, minted) = new_key(child.id, old.name.clone(), old.scopes.clone(), old.env, old.tier, now);
+        key.tier = old.tier;
+        old.rotated_at = Some(now);
+        old.superseded_by = Some(key.id);
+        old.grace_until = Some(now.plus_ms(self.config.rotation_grace_ms));
+        tx.insert_key(&key).await?;
+        tx.update_key(&old).await?;
+        let mut stamp = caller.stamp();
+        stamp.org_id = Some(child.id);
+        tx.insert_audit(&self.audit_entry(
+            stamp,
+            "api_key.rotated",
+            json!({ "keyId": old.id.to_string(), "newKeyId": key.id.to_string(), "graceUntil": old.grace_until }),
+        ))
+        .await?;
+        tx.insert_event(&self.event(
+            EventType::ApiKeyRotated,
+            child.id,
+            None,
+            json!({ "apiKey": KeyView::from(&key), "previousKey": KeyView::from(&old) }),
+        ))
+        .await?;
+        let view = MintedView {
+            api_key: KeyView::from(&key),
+            secret: minted.secret.expose().to_owned(),
+            warning: SECRET_WARNING,
+            previous_key: Some(KeyView::from(&old)),
+        };
+        self.finish(tx, idem, Reply::json(201, &view)).await
+    }
+
+    /// `DELETE /v1/organizations/:orgId/api-keys/:keyId`: revoked at once; repeatable.
+    pub async fn revoke_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
+        caller.require(Scope::OrgAdmin).await?;
+        caller.ensure_writable()?;
+        let mut tx = self.store.write().await?;
+        let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
+        let mut key = key_of(tx.as_mut(), child.id, id).await?;
+        if key.status == KeyStatus::Active {
+            key.status = KeyStatus::Revoked;
+            key.revoked_at = Some(self.now());
+            tx.update_key(&key).await?;
+            let mut stamp = caller.stamp();
+            stamp.org_id = Some(child.id);
+            tx.insert_audit(&self.audit_entry(stamp, "api_key.revoked", json!({ "keyId": key.id.to_string() }))).await?;
+            tx.insert_event(&self.event(EventType::ApiKeyRevoked, child.id, None, json!({ "apiKey": KeyView::from(&key) }))).await?;
+        }
+        self.finish(tx, idem, Reply::json(200, &DeletedView { api_key: KeyView::from(&key), deleted: true })).await
+    }
+
+    /// `GET /v1/api-keys`: the acting org's keys, masked. Any valid key of the org may list them.
+    pub async fn list_own_keys(&self, caller: &Caller, page: PageRequest) -> Result<Page<KeyView>> {
+        let mut tx = self.store.read().await?;
+        let rows = tx.list_keys(caller.org_id(), page).await?;
+        tx.commit().await?;
+        Ok(Page::from_rows(rows, page, &self.secret, "keys", |k| k.seq).map(|k| KeyView::from(&k)))
+    }
+
+    /// `POST /v1/api-keys`: another key of the acting org, within the caller's scopes.
+    pub async fn mint_own_key(&self, caller: &Caller, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<Reply> {
+        caller.require(Scope::OrgAdmin).await?;
+        caller.ensure_writable()?;
+        self.check_delegation(caller, &cmd.scopes, caller.acts_in_child())?;
+        let tier = if caller.acts_in_child() { Self::child_tier(caller) } else { caller.key.tier };
+        let (key, minted) = new_key(caller.org_id(), cmd.name, cmd.scopes, cmd.env, tier, self.now());
+        let mut tx = self.store.write().await?;
+        self.insert_minted(tx.as_mut(), caller, &key).await?;
+        let view = MintedView {
+            api_key: KeyView::from(&key),
+            secret: minted.secret.expose().to_owned(),
+            warning: SECRET_WARNING,
+            previous_key: None,
+        };
+        self.finish(tx, idem, Reply::json(201, &view)).await
+    }
+
+    /// `POST /v1/api-keys/:keyId/rotate`: same id, new secret; the old secret is dead at once.
+    /// An admin key may rotate any key of its org; any key may rotate itself.
+    pub async fn rotate_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
+        if caller.key.id != id {
+            caller.require(Scope::OrgAdmin).await?;
+        }
+        caller.ensure_writable()?;
+        let mut tx = self.store.write().await?;
+        let mut key = key_of(tx.as_mut(), caller.org_id(), id).await?;
+        ensure_rotatable(&key)?;
+        let now = self.now();
+        let minted = MintedKey::generate(key.env);
+        key.keyid = minted.keyid.clone();
+        key.secret_hash = minted.secret_hash.clone();
+        key.rotated_at = Some(now);
+        tx.update_key(&key).await?;
+        tx.insert_audit(&self.audit_entry(caller.stamp(), "api_key.rotated", json!({ "keyId": key.id.to_string(), "inPlace": true })))
+            .await?;
+        tx.insert_event(&self.event(EventType::ApiKeyRotated, key.org_id, None, json!({ "apiKey": KeyView::from(&key) }))).await?;
+        let view = MintedView {
+            api_key: KeyView::from(&key),
+            secret: minted.secret.expose().to_owned(),
+            warning: SECRET_WARNING,
+            previous_key: None,
+        };
+        self.finish(tx, idem, Reply::json(200, &view)).await
+    }
+
+    /// `POST /v1/api-keys/:keyId/kill`: any key of an org may kill any key of the same org.
+    pub async fn kill_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
+        caller.ensure_writable()?;
+        let mut tx = self.store.write().await?;
+        let mut key = key_of(tx.as_mut(), caller.org_id(), id).await?;
+        if !key.killed {
+            key.killed = true;
+            tx.update_key(&key).await?;
+            tx.insert_audit(&self.audit_entry(caller.stamp(), "api_key.killed", json!({ "keyId": key.id.to_string() }))).await?;
+        }
+        self.finish(tx, idem, Reply::json(200, &KilledView { api_key: KeyView::from(&key), killed: true })).await
+    }
+}

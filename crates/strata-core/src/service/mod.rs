@@ -1,0 +1,155 @@
+//! The services: every business rule of strata, written once. Each write opens one transaction
+//! holding the effect, its audit entry, its events and its idempotency record, and commits them
+//! together.
+
+mod audit;
+mod auth;
+mod events;
+mod idempotency;
+mod keys;
+mod operator;
+mod orgs;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+pub use auth::{Caller, Credentials};
+pub use idempotency::Claimed;
+pub use keys::{KeyEnv, NewKey};
+pub use operator::{NewPartner, PartnerCreated};
+pub use orgs::{NewChild, OrgPatch};
+
+use crate::audit::{Actor, AuditEntry};
+use crate::clock::{Clock, Timestamp};
+use crate::cursor::ServerSecret;
+use crate::error::Result;
+use crate::event::{Event, EventType};
+use crate::id::{ApiKeyId, AuditId, EventId, OrgId, ProjectId, RequestId};
+use crate::idempotency::{IdemClaim, Reply};
+use crate::store::{Store, Tx};
+
+const REPLY_PURPOSE: &str = "idempotent-reply";
+
+/// Settings the services read.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// How long a rotated child key keeps working.
+    pub rotation_grace_ms: i64,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self { rotation_grace_ms: crate::clock::DAY_MS }
+    }
+}
+
+/// The application: store, clock, secret and config. Cheap to clone.
+#[derive(Clone)]
+pub struct Strata {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub secret: ServerSecret,
+    pub config: CoreConfig,
+    key_usage: Arc<Mutex<HashMap<ApiKeyId, Timestamp>>>,
+}
+
+/// Who did something and in which request, for the audit log.
+#[derive(Clone, Copy, Debug)]
+pub struct Stamp {
+    pub actor: Actor,
+    pub request_id: Option<RequestId>,
+    pub org_id: Option<OrgId>,
+    pub project_id: Option<ProjectId>,
+    pub api_key_id: Option<ApiKeyId>,
+}
+
+impl Stamp {
+    pub fn operator() -> Self {
+        Self { actor: Actor::Operator, request_id: None, org_id: None, project_id: None, api_key_id: None }
+    }
+
+    pub fn system() -> Self {
+        Self { actor: Actor::System, ..Self::operator() }
+    }
+
+    pub fn in_org(mut self, org: OrgId) -> Self {
+        self.org_id = Some(org);
+        self
+    }
+}
+
+impl Strata {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, secret: ServerSecret, config: CoreConfig) -> Self {
+        Self { store, clock, secret, config, key_usage: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) fn audit_entry(&self, stamp: Stamp, event_type: &str, data: Value) -> AuditEntry {
+        let now = self.now();
+        AuditEntry {
+            id: AuditId::at(now.millis()),
+            event_type: event_type.to_owned(),
+            occurred_at: now,
+            request_id: stamp.request_id,
+            org_id: stamp.org_id,
+            project_id: stamp.project_id,
+            api_key_id: stamp.api_key_id,
+            actor: stamp.actor,
+            data,
+            seq: 0,
+        }
+    }
+
+    /// Builds an event; `data` gets `organizationId` so a firehose receiver can route it.
+    pub(crate) fn event(&self, ty: EventType, org: OrgId, project: Option<ProjectId>, mut data: Value) -> Event {
+        let now = self.now();
+        if let Value::Object(m) = &mut data {
+            m.insert("organizationId".into(), Value::String(org.to_string()));
+        }
+        Event { id: EventId::at(now.millis()), event_type: ty, org_id: org, project_id: project, data, created_at: now, seq: 0 }
+    }
+
+    /// Commits a write with its idempotency record (when the request carried a key).
+    pub(crate) async fn finish(&self, mut tx: Box<dyn Tx>, idem: Option<&IdemClaim>, reply: Reply) -> Result<Reply> {
+        if let Some(claim) = idem {
+            tx.idem_complete(claim.api_key_id, &claim.key, &self.seal_reply(&reply)).await?;
+        }
+        tx.commit().await?;
+        Ok(reply)
+    }
+
+    /// Stored replies are encrypted: a key mint's reply holds a secret shown once.
+    pub(crate) fn seal_reply(&self, reply: &Reply) -> Reply {
+        Reply { status: reply.status, body: self.secret.seal(REPLY_PURPOSE, &reply.body).into_bytes() }
+    }
+
+    pub(crate) fn open_reply(&self, stored: Reply) -> Result<Reply> {
+        let text = String::from_utf8(stored.body).map_err(|_| crate::error::CoreError::internal("stored reply is not text"))?;
+        Ok(Reply { status: stored.status, body: self.secret.open(REPLY_PURPOSE, &text)? })
+    }
+
+    /// Notes that a key authenticated; flushed in batches by `flush_key_usage`.
+    pub(crate) fn note_key_used(&self, key: ApiKeyId, at: Timestamp) {
+        if let Ok(mut m) = self.key_usage.lock() {
+            m.insert(key, at);
+        }
+    }
+
+    /// Writes the batched `lastUsedAt` stamps; returns how many keys were touched.
+    pub async fn flush_key_usage(&self) -> Result<usize> {
+        let batch: Vec<(ApiKeyId, Timestamp)> = match self.key_usage.lock() {
+            Ok(mut m) => m.drain().collect(),
+            Err(_) => return Ok(0),
+        };
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        self.store.touch_keys(&batch).await?;
+        Ok(batch.len())
+    }
+}

@@ -1,0 +1,249 @@
+//! Child organizations: create, read, edit and the lifecycle (suspend, resume, archive), plus
+//! whoami. Every route here acts on direct children of the caller's acting org; anything else is
+//! 404 so existence never leaks.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Caller, Strata};
+use crate::cursor::{Page, PageRequest};
+use crate::error::{CoreError, Result};
+use crate::event::EventType;
+use crate::id::OrgId;
+use crate::idempotency::{IdemClaim, Reply};
+use crate::metadata::{Metadata, MetadataPatch};
+use crate::org::{Lifecycle, Org, OrgStatus, Transition};
+use crate::scope::Scope;
+use crate::store::Tx;
+use crate::wire::{OrgView, public_tier};
+
+#[derive(Debug, Clone)]
+pub struct NewChild {
+    pub name: String,
+    pub metadata: Metadata,
+    pub billing_email: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OrgPatch {
+    pub name: Option<String>,
+    pub metadata: Option<MetadataPatch>,
+    /// `Some(None)` clears the billing email.
+    pub billing_email: Option<Option<String>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreditConfigView {
+    monthly_credit_cap: Option<i64>,
+    refill_threshold: Option<i64>,
+    refill_amount: Option<i64>,
+    auto_refill_enabled: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SummaryView {
+    project_count: i64,
+    balance: i64,
+    available: i64,
+    credit_config: CreditConfigView,
+}
+
+#[derive(Serialize)]
+struct OrgWithSummary {
+    #[serde(flatten)]
+    org: OrgView,
+    summary: SummaryView,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ArchivedView {
+    id: OrgId,
+    status: &'static str,
+    archived_at: Option<crate::clock::Timestamp>,
+    reclaimed_credits: i64,
+    revoked_api_keys: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WhoamiView {
+    organization_id: OrgId,
+    workspace_id: OrgId,
+    organization_name: String,
+    parent_organization_id: Option<OrgId>,
+    organization_status: &'static str,
+    scopes: crate::scope::Scopes,
+    rate_limit_tier: &'static str,
+    kill_switch: bool,
+    api_access_revoked: bool,
+    api_key_id: crate::id::ApiKeyId,
+    credit_balance: i64,
+}
+
+/// Loads a direct child of `parent` (locked inside a write transaction), or 404.
+pub(crate) async fn child_of(tx: &mut dyn Tx, parent: OrgId, id: OrgId) -> Result<Org> {
+    match tx.org(id).await? {
+        Some(o) if o.parent_id == Some(parent) => Ok(o),
+        _ => Err(CoreError::not_found("organization")),
+    }
+}
+
+impl Strata {
+    /// `GET /v1/whoami`: answers for any valid key, even a killed or suspended one.
+    pub fn whoami(&self, caller: &Caller) -> Reply {
+        let view = WhoamiView {
+            organization_id: caller.org.id,
+            workspace_id: caller.org.id,
+            organization_name: caller.org.name.clone(),
+            parent_organization_id: caller.org.parent_id,
+            organization_status: caller.org.status.as_str(),
+            scopes: caller.key.scopes.clone(),
+            rate_limit_tier: public_tier(caller.key.tier),
+            kill_switch: caller.key.killed,
+            api_access_revoked: caller.home.status != OrgStatus::Active || caller.home.access_revoked,
+            api_key_id: caller.key.id,
+            credit_balance: 0,
+        };
+        Reply::json(200, &view)
+    }
+
+    pub async fn create_child(&self, caller: &Caller, cmd: NewChild, idem: Option<&IdemClaim>) -> Result<Reply> {
+        caller.require(Scope::OrgAdmin).await?;
+        caller.ensure_writable()?;
+        if !caller.org.is_root() {
+            return Err(CoreError::validation(
+                "organization",
+                "a child organization cannot create organizations; the hierarchy is one level deep",
+            ));
+        }
+        let now = self.now();
+        let org = Org {
+            id: OrgId::new(),
+            parent_id: Some(caller.org_id()),
+            name: cmd.name,
+            status: OrgStatus::Active,
+            metadata: cmd.metadata,
+            billing_email: cmd.billing_email,
+            access_revoked: false,
+            archived_at: None,
+            archive_stats: None,
+            created_at: now,
+            updated_at: now,
+            seq: 0,
+        };
+        let view = OrgView::from(&org);
+        let mut tx = self.store.write().await?;
+        tx.insert_org(&org).await?;
+        tx.insert_audit(&self.audit_entry(
+            caller.stamp(),
+            "organization.created",
+            json!({ "organizationId": org.id.to_string(), "name": org.name }),
+        ))
+        .await?;
+        tx.insert_event(&self.event(EventType::OrganizationCreated, org.id, None, json!({ "organization": view }))).await?;
+        self.finish(tx, idem, Reply::json(201, &view)).await
+    }
+
+    pub async fn list_children(&self, caller: &Caller, status: Option<OrgStatus>, page: PageRequest) -> Result<Page<OrgView>> {
+        caller.require(Scope::OrgAdmin).await?;
+        let mut tx = self.store.read().await?;
+        let rows = tx.list_orgs(Some(caller.org_id()), status, page).await?;
+        tx.commit().await?;
+        Ok(Page::from_rows(rows, page, &self.secret, "orgs", |o| o.seq).map(|o| OrgView::from(&o)))
+    }
+
+    pub async fn get_child(&self, caller: &Caller, id: OrgId) -> Result<Reply> {
+        caller.require(Scope::OrgAdmin).await?;
+        let mut tx = self.store.read().await?;
+        let org = child_of(tx.as_mut(), caller.org_id(), id).await?;
+        tx.commit().await?;
+        let summary = SummaryView {
+            project_count: 0,
+            balance: 0,
+            available: 0,
+            credit_config: CreditConfigView {
+                monthly_credit_cap: None,
+                refill_threshold: None,
+                refill_amount: None,
+                auto_refill_enabled: false,
+            },
+        };
+        Ok(Reply::json(200, &OrgWithSummary { org: OrgView::from(&org), summary }))
+    }
+
+    pub async fn update_child(&self, caller: &Caller, id: OrgId, patch: OrgPatch, idem: Option<&IdemClaim>) -> Result<Reply> {
+        caller.require(Scope::OrgAdmin).await?;
+        caller.ensure_writable()?;
+        let mut tx = self.store.write().await?;
+        let mut org = child_of(tx.as_mut(), caller.org_id(), id).await?;
+        if org.status == OrgStatus::Archived {
+            return Err(CoreError::conflict("the organization is archived; it cannot be edited"));
+        }
+        if let Some(name) = patch.name {
+            org.name = name;
+        }
+        if let Some(mp) = &patch.metadata {
+            org.metadata = org.metadata.apply(mp, "metadata")?;
+        }
+        if let Some(email) = patch.billing_email {
+            org.billing_email = email;
+        }
+        org.updated_at = self.now();
+        tx.update_org(&org).await?;
+        tx.insert_audit(&self.audit_entry(caller.stamp(), "organization.updated", json!({ "organizationId": org.id.to_string() }))).await?;
+        self.finish(tx, idem, Reply::json(200, &OrgView::from(&org))).await
+    }
+
+    /// Suspend, resume or archive a child. Repeating a request in the state it leads to is a
+    /// no-op that answers with the current state; archive is terminal.
+    pub async fn change_child_lifecycle(&self, caller: &Caller, id: OrgId, req: Lifecycle, idem: Option<&IdemClaim>) -> Result<Reply> {
+        caller.require(Scope::OrgAdmin).await?;
+        caller.ensure_writable()?;
+        let mut tx = self.store.write().await?;
+        let mut org = child_of(tx.as_mut(), caller.org_id(), id).await?;
+        let transition = org.status.apply(req)?;
+        if let Transition::To(next) = transition {
+            let now = self.now();
+            org.status = next;
+            org.updated_at = now;
+            let (audit_type, event_type) = match req {
+                Lifecycle::Suspend => ("organization.suspended", EventType::OrganizationSuspended),
+                Lifecycle::Resume => ("organization.resumed", EventType::OrganizationResumed),
+                Lifecycle::Archive => ("organization.archived", EventType::OrganizationArchived),
+            };
+            let mut detail = json!({ "organizationId": org.id.to_string() });
+            if req == Lifecycle::Archive {
+                let revoked = tx.revoke_org_keys(org.id, now).await?;
+                let revoked = i64::try_from(revoked).unwrap_or(i64::MAX);
+                org.archived_at = Some(now);
+                org.archive_stats = Some((0, revoked));
+                detail["revokedApiKeys"] = json!(revoked);
+                detail["reclaimedCredits"] = json!(0);
+            }
+            tx.update_org(&org).await?;
+            tx.insert_audit(&self.audit_entry(caller.stamp(), audit_type, detail)).await?;
+            // A child's lifecycle events belong to the child's log: `data.organizationId` names
+            // the customer, and the parent's firehose endpoint receives them.
+            tx.insert_event(&self.event(event_type, org.id, None, json!({ "organization": OrgView::from(&org) }))).await?;
+        }
+        let reply = if req == Lifecycle::Archive {
+            let (reclaimed, revoked) = org.archive_stats.unwrap_or((0, 0));
+            Reply::json(
+                200,
+                &ArchivedView {
+                    id: org.id,
+                    status: "archived",
+                    archived_at: org.archived_at,
+                    reclaimed_credits: reclaimed,
+                    revoked_api_keys: revoked,
+                },
+            )
+        } else {
+            Reply::json(200, &OrgView::from(&org))
+        };
+        self.finish(tx, idem, reply).await
+    }
+}

@@ -1,0 +1,85 @@
+//! The Store port: what the services need from a database, and nothing about how it is done.
+//! Business rules never live behind this trait; backends only store and fetch.
+//!
+//! Reads of mutable rows inside a write transaction (`Store::write`) lock those rows until commit,
+//! so a read-modify-write in a service is never a lost update on any backend.
+
+use async_trait::async_trait;
+
+use crate::audit::{AuditEntry, AuditFilter};
+use crate::clock::Timestamp;
+use crate::cursor::PageRequest;
+use crate::error::Result;
+use crate::event::{Event, EventFilter};
+use crate::id::{ApiKeyId, EventId, OrgId};
+use crate::idempotency::{IdemRecord, Reply};
+use crate::key::ApiKey;
+use crate::org::{Org, OrgStatus};
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// A write transaction. On SQLite writers are serialized; on PostgreSQL rows read through it
+    /// are locked (`FOR UPDATE`).
+    async fn write(&self) -> Result<Box<dyn Tx>>;
+
+    /// A read-only transaction (a consistent snapshot where the backend gives one).
+    async fn read(&self) -> Result<Box<dyn Tx>>;
+
+    /// The auth hot path: the key with this public keyid and its org, in one indexed read.
+    async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org)>>;
+
+    /// Records when keys were last used (batched by the caller; never per request).
+    async fn touch_keys(&self, used: &[(ApiKeyId, Timestamp)]) -> Result<()>;
+
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+#[async_trait]
+pub trait Tx: Send {
+    async fn commit(self: Box<Self>) -> Result<()>;
+
+    // --- organizations ---
+    async fn insert_org(&mut self, org: &Org) -> Result<()>;
+    async fn update_org(&mut self, org: &Org) -> Result<()>;
+    async fn org(&mut self, id: OrgId) -> Result<Option<Org>>;
+    /// Newest first; `parent: None` lists root (partner) orgs.
+    async fn list_orgs(&mut self, parent: Option<OrgId>, status: Option<OrgStatus>, page: PageRequest) -> Result<Vec<Org>>;
+    async fn count_orgs(&mut self) -> Result<i64>;
+
+    // --- API keys ---
+    async fn insert_key(&mut self, key: &ApiKey) -> Result<()>;
+    async fn update_key(&mut self, key: &ApiKey) -> Result<()>;
+    async fn key(&mut self, id: ApiKeyId) -> Result<Option<ApiKey>>;
+    async fn key_by_keyid(&mut self, keyid: &str) -> Result<Option<ApiKey>>;
+    async fn list_keys(&mut self, org: OrgId, page: PageRequest) -> Result<Vec<ApiKey>>;
+    /// Revokes every active key of the org; returns how many.
+    async fn revoke_org_keys(&mut self, org: OrgId, at: Timestamp) -> Result<u64>;
+
+    // --- idempotency ---
+    async fn idem_get(&mut self, key_id: ApiKeyId, key: &str) -> Result<Option<IdemRecord>>;
+    /// Inserts a claim unless one exists; returns whether it was inserted.
+    async fn idem_insert(&mut self, rec: &IdemRecord) -> Result<bool>;
+    /// Takes over a dead claim (its lease ran out).
+    async fn idem_renew(&mut self, key_id: ApiKeyId, key: &str, created_at: Timestamp, lease_until: Timestamp) -> Result<()>;
+    async fn idem_complete(&mut self, key_id: ApiKeyId, key: &str, reply: &Reply) -> Result<()>;
+    async fn idem_delete(&mut self, key_id: ApiKeyId, key: &str) -> Result<()>;
+    async fn idem_prune(&mut self, created_before: Timestamp) -> Result<u64>;
+
+    // --- audit log ---
+    async fn insert_audit(&mut self, entry: &AuditEntry) -> Result<()>;
+    async fn list_audit(&mut self, org: OrgId, filter: &AuditFilter, page: PageRequest) -> Result<Vec<AuditEntry>>;
+
+    // --- event log ---
+    async fn insert_event(&mut self, event: &Event) -> Result<()>;
+    async fn list_events(&mut self, org: OrgId, filter: &EventFilter, page: PageRequest) -> Result<Vec<Event>>;
+    async fn event(&mut self, org: OrgId, id: EventId) -> Result<Option<Event>>;
+
+    // --- server settings ---
+    async fn setting(&mut self, name: &str) -> Result<Option<String>>;
+    /// Stores the value unless the name is set; returns the value in force.
+    async fn setting_init(&mut self, name: &str, value: &str) -> Result<String>;
+}

@@ -1,0 +1,163 @@
+//! The contract's JSON shapes of domain objects. They are shared by HTTP responses and by event
+//! payloads (a webhook delivers the same object a GET returns), which is why they live in core.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::apikey::{Env, Tier};
+use crate::audit::AuditEntry;
+use crate::clock::Timestamp;
+use crate::cursor::Page;
+use crate::event::Event;
+use crate::id::{ApiKeyId, OrgId};
+use crate::key::ApiKey;
+use crate::metadata::Metadata;
+use crate::org::Org;
+use crate::scope::Scopes;
+
+/// `internal` is the operator's tier and never shows in a partner-visible response.
+pub fn public_tier(t: Tier) -> &'static str {
+    match t {
+        Tier::Internal => Tier::Partner.as_str(),
+        other => other.as_str(),
+    }
+}
+
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgView {
+    pub id: OrgId,
+    pub parent_organization_id: Option<OrgId>,
+    pub name: String,
+    pub status: &'static str,
+    pub metadata: Metadata,
+    pub billing_email: Option<String>,
+    pub archived_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl From<&Org> for OrgView {
+    fn from(o: &Org) -> Self {
+        Self {
+            id: o.id,
+            parent_organization_id: o.parent_id,
+            name: o.name.clone(),
+            status: o.status.as_str(),
+            metadata: o.metadata.clone(),
+            billing_email: o.billing_email.clone(),
+            archived_at: o.archived_at,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyView {
+    pub id: ApiKeyId,
+    pub organization_id: OrgId,
+    pub name: String,
+    pub prefix: String,
+    pub env: Env,
+    pub scopes: Scopes,
+    pub rate_limit_tier: &'static str,
+    pub status: &'static str,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub rotated_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub grace_until: Option<Timestamp>,
+    pub superseded_by: Option<ApiKeyId>,
+}
+
+impl From<&ApiKey> for KeyView {
+    fn from(k: &ApiKey) -> Self {
+        Self {
+            id: k.id,
+            organization_id: k.org_id,
+            name: k.name.clone(),
+            prefix: k.prefix(),
+            env: k.env,
+            scopes: k.scopes.clone(),
+            rate_limit_tier: public_tier(k.tier),
+            status: k.status.as_str(),
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+            rotated_at: k.rotated_at,
+            revoked_at: k.revoked_at,
+            grace_until: k.grace_until,
+            superseded_by: k.superseded_by,
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PageView<T: Serialize> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T: Serialize> From<Page<T>> for PageView<T> {
+    fn from(p: Page<T>) -> Self {
+        Self { items: p.items, next_cursor: p.next_cursor }
+    }
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditView {
+    pub event_id: String,
+    pub event_type: String,
+    pub occurred_at: Timestamp,
+    pub request_id: Option<String>,
+    pub organization_id: Option<OrgId>,
+    pub project_id: Option<String>,
+    pub api_key_id: Option<ApiKeyId>,
+    pub actor: &'static str,
+    pub data: Value,
+}
+
+impl From<&AuditEntry> for AuditView {
+    fn from(a: &AuditEntry) -> Self {
+        Self {
+            event_id: a.id.to_string(),
+            event_type: a.event_type.clone(),
+            occurred_at: a.occurred_at,
+            request_id: a.request_id.map(|r| r.to_string()),
+            organization_id: a.org_id,
+            project_id: a.project_id.map(|p| p.to_string()),
+            api_key_id: a.api_key_id,
+            actor: a.actor.as_str(),
+            data: a.data.clone(),
+        }
+    }
+}
+
+/// An event as `GET /v1/events` shows it and as a webhook delivers it.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+    pub created_at: Timestamp,
+    pub organization_id: OrgId,
+    pub project_id: Option<String>,
+    pub data: Value,
+}
+
+impl From<&Event> for EventView {
+    fn from(e: &Event) -> Self {
+        Self {
+            id: e.id.to_string(),
+            event_type: e.event_type.as_str(),
+            created_at: e.created_at,
+            organization_id: e.org_id,
+            project_id: e.project_id.map(|p| p.to_string()),
+            data: e.data.clone(),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Extractors: the authenticated caller, the Idempotency-Key, strict JSON bodies and query maps.
+//! Each turns raw request parts into domain types or an error in the envelope.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use strata_core::error::CoreError;
+use strata_core::id::RequestId;
+use strata_core::service::{Caller, Credentials};
+
+use crate::AppState;
+use crate::error::HttpError;
+
+/// The authenticated caller of a route. Every route but the health checks takes one.
+pub struct Auth(pub Caller);
+
+impl Deref for Auth {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.0
+    }
+}
+
+pub(crate) fn request_id(parts: &Parts) -> RequestId {
+    parts.extensions.get::<RequestId>().copied().unwrap_or_else(|| RequestId::at(0))
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, HttpError> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let creds = Credentials {
+            authorization: header("authorization"),
+            acting_org: header("x-layers-organization"),
+            whoami: parts.uri.path() == "/v1/whoami",
+        };
+        // A header that is present but not visible ASCII is as malformed as a bad value.
+        if parts.headers.get("authorization").is_some() && creds.authorization.is_none() {
+            return Err(CoreError::Unauthenticated { reason: "malformed_header" }.into());
+        }
+        let caller = app.strata.authenticate(creds, request_id(parts)).await?;
+        Ok(Auth(caller))
+    }
+}
+
+/// The `Idempotency-Key` header, validated.
+pub struct IdemKey(pub Option<String>);
+
+impl FromRequestParts<AppState> for IdemKey {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _app: &AppState) -> Result<Self, HttpError> {
+        match parts.headers.get("idempotency-key") {
+            None => Ok(IdemKey(None)),
+            Some(v) => {
+                let s = v.to_str().map_err(|_| CoreError::validation("Idempotency-Key", "must be visible ASCII"))?;
+                Ok(IdemKey(Some(strata_core::idempotency::parse_key(s)?)))
+            }
+        }
+    }
+}
+
+impl OptionalFromRequestParts<AppState> for IdemKey {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Option<Self>, HttpError> {
+        <IdemKey as FromRequestParts<AppState>>::from_request_parts(parts, app).await.map(Some)
+    }
+}
+
+/// Query parameters as a map; a repeated parameter keeps its last value.
+pub struct QueryMap(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _s: &S) -> Result<Self, HttpError> {
+        let q = parts.uri.query().unwrap_or("");
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(q).map_err(|_| CoreError::validation("query", "is not a valid query string"))?;
+        Ok(QueryMap(pairs.into_iter().collect()))
+    }
+}
+
+impl QueryMap {
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+}
+
+/// Parses a JSON body strictly: an unknown field is a 422 naming it. An empty body is `{}`.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, CoreError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        if let Some(rest) = msg.strip_prefix("unknown field `") {
+            let name = rest.split('`').next().unwrap_or("");
+            let field = if path == "." || path.is_empty() { name.to_owned() } else { path.clone() };
+            return CoreError::validation(&field, "is not a known field");
+        }
+        if let Some(rest) = msg.strip_prefix("missing field `") {
+            let name = rest.split('`').next().unwrap_or("");
+            let field = if path == "." || path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+            return CoreError::validation(&field, "is required");
+        }
+        if inner.is_syntax() || inner.is_eof() {
+            return CoreError::Validation { field: None, message: "The body is not valid JSON.".into(), code: None };
+        }
+        let field = if path == "." { "body".to_owned() } else { path };
+        let detail = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+        CoreError::validation(&field, detail)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+    }
+
+    fn field_of(e: CoreError) -> Option<String> {
+        match e {
+            CoreError::Validation { field, .. } => field,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_is_named() {
+        let e = parse_json::<Body>(br#"{"name": "a", "colour": "red"}"#).unwrap_err();
+        assert_eq!(field_of(e).as_deref(), Some("colour"));
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_field() {
+        let e = parse_json::<Body>(br#"{"name": 5}"#).unwrap_err();
+        assert_eq!(field_of(e).as_deref(), Some("name"));
+    }
+
+    #[test]
+    fn broken_json_is_a_validation_error() {
+        assert_eq!(parse_json::<Body>(b"{").unwrap_err().code(), "VALIDATION");
+    }
+}

@@ -1,0 +1,54 @@
+//! The audit log and the event log.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use strata_core::audit::AuditFilter;
+use strata_core::clock::Timestamp;
+use strata_core::error::CoreError;
+use strata_core::event::{EventFilter, EventType};
+use strata_core::id::{ApiKeyId, EventId, ProjectId};
+use strata_core::idempotency::Reply;
+
+use super::{page_reply, page_request};
+use crate::AppState;
+use crate::error::HttpResult;
+use crate::extract::{Auth, QueryMap};
+use crate::write::reply_response;
+
+fn time_window(q: &QueryMap) -> Result<(Option<Timestamp>, Option<Timestamp>), CoreError> {
+    let since = q.get("since").map(|s| Timestamp::parse_query(s, "since")).transpose()?;
+    let until = q.get("until").map(|s| Timestamp::parse_query(s, "until")).transpose()?;
+    Ok((since, until))
+}
+
+/// `GET /v1/audit-log`.
+pub async fn audit_log(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
+    let (since, until) = time_window(&q)?;
+    let filter = AuditFilter {
+        event_type: q.get("eventType").map(str::to_owned),
+        project_id: q.get("projectId").map(|s| ProjectId::parse_field(s, "projectId")).transpose()?,
+        api_key_id: q.get("apiKeyId").map(|s| ApiKeyId::parse_field(s, "apiKeyId")).transpose()?,
+        since,
+        until,
+    };
+    let page = page_request(&app, &q, "audit", 50, 200)?;
+    Ok(reply_response(page_reply(app.strata.list_audit(&caller, &filter, page).await?)))
+}
+
+/// `GET /v1/events`.
+pub async fn events(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
+    let (since, until) = time_window(&q)?;
+    let event_type = match q.get("type") {
+        None => None,
+        Some(t) => Some(EventType::parse(t).ok_or_else(|| CoreError::validation("type", format!("{t:?} is not an event type")))?),
+    };
+    let filter = EventFilter { event_type, since, until };
+    let page = page_request(&app, &q, "events", 25, 100)?;
+    Ok(reply_response(page_reply(app.strata.list_events(&caller, &filter, page).await?)))
+}
+
+/// `GET /v1/events/:eventId`.
+pub async fn event(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult<Response> {
+    let id = EventId::parse_field(&id, "eventId")?;
+    Ok(reply_response(Reply::json(200, &app.strata.get_event(&caller, id).await?)))
+}

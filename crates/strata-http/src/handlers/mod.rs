@@ -1,0 +1,50 @@
+//! Handlers, one module per resource. A handler parses the request into a domain command and
+//! calls one service; no rule and no SQL lives here.
+
+pub mod keys;
+pub mod logs;
+pub mod meta;
+pub mod orgs;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use strata_core::cursor::{Page, PageRequest};
+use strata_core::error::CoreError;
+use strata_core::idempotency::Reply;
+use strata_core::wire::PageView;
+
+use crate::AppState;
+use crate::extract::QueryMap;
+
+/// Parses `limit` and `cursor` for list `kind`.
+pub(crate) fn page_request(app: &AppState, q: &QueryMap, kind: &str, default: u32, max: u32) -> Result<PageRequest, CoreError> {
+    PageRequest::parse(&app.strata.secret, kind, q.get("limit"), q.get("cursor"), default, max)
+}
+
+pub(crate) fn page_reply<T: Serialize>(page: Page<T>) -> Reply {
+    Reply::json(200, &PageView::from(page))
+}
+
+/// Refuses body fields outside `allowed` (for bodies read as a map, where absent and null differ).
+pub(crate) fn only_fields(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), CoreError> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(CoreError::validation(k, "is not a known field")),
+        None => Ok(()),
+    }
+}
+
+/// Accepts an empty body (or `{}`) and nothing else.
+pub(crate) fn no_fields(body: &[u8]) -> Result<(), CoreError> {
+    let m: Map<String, Value> = crate::extract::parse_json(body)?;
+    only_fields(&m, &[])
+}
+
+/// Reads an optional string field that may be `null` (→ `Some(None)`) or absent (→ `None`).
+pub(crate) fn nullable_string(obj: &Map<String, Value>, field: &str) -> Result<Option<Option<String>>, CoreError> {
+    match obj.get(field) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+        Some(_) => Err(CoreError::validation(field, "must be a string or null")),
+    }
+}

@@ -1,0 +1,44 @@
+//! Every route of the API, in one place.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+
+use crate::AppState;
+use crate::context::request_context;
+use crate::handlers::{keys, logs, meta, orgs};
+
+/// Request bodies above this are 413 (CONTRACT §1).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .route("/v1/whoami", get(meta::whoami))
+        // Child organizations (org:admin).
+        .route("/v1/organizations", post(orgs::create).get(orgs::list))
+        .route("/v1/organizations/{orgId}", get(orgs::get).patch(orgs::update).delete(orgs::archive))
+        .route("/v1/organizations/{orgId}/suspend", post(orgs::suspend))
+        .route("/v1/organizations/{orgId}/resume", post(orgs::resume))
+        .route("/v1/organizations/{orgId}/api-keys", post(keys::mint_child).get(keys::list_child))
+        .route("/v1/organizations/{orgId}/api-keys/{keyId}", axum::routing::delete(keys::revoke_child))
+        .route("/v1/organizations/{orgId}/api-keys/{keyId}/rotate", post(keys::rotate_child))
+        // The caller's own keys.
+        .route("/v1/api-keys", get(keys::list_own).post(keys::mint_own))
+        .route("/v1/api-keys/{keyId}/rotate", post(keys::rotate_own))
+        .route("/v1/api-keys/{keyId}/kill", post(keys::kill_own))
+        // Logs.
+        .route("/v1/audit-log", get(logs::audit_log))
+        .route("/v1/events", get(logs::events))
+        .route("/v1/events/{eventId}", get(logs::event))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn_with_state(app.clone(), request_context))
+        .with_state(app)
+}
+
+async fn not_found() -> crate::error::HttpError {
+    crate::error::HttpError(strata_core::error::CoreError::not_found("route"))
+}

@@ -1,0 +1,183 @@
+//! Row ↔ domain conversions. Column lists live next to the mappers that read them.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use strata_core::apikey::{Env, Tier};
+use strata_core::audit::{Actor, AuditEntry};
+use strata_core::clock::Timestamp;
+use strata_core::error::{CoreError, Result};
+use strata_core::event::{Event, EventType};
+use strata_core::id::{ApiKeyId, AuditId, EventId, OrgId, ProjectId, RequestId};
+use strata_core::idempotency::{IdemRecord, Reply};
+use strata_core::key::{ApiKey, KeyStatus};
+use strata_core::metadata::Metadata;
+use strata_core::org::{Org, OrgStatus};
+use strata_core::scope::Scopes;
+
+const ORG_FIELDS: [&str; 13] = [
+    "seq",
+    "id",
+    "parent_id",
+    "name",
+    "status",
+    "metadata",
+    "billing_email",
+    "access_revoked",
+    "archived_at",
+    "archive_reclaimed",
+    "archive_revoked",
+    "created_at",
+    "updated_at",
+];
+const KEY_FIELDS: [&str; 17] = [
+    "seq",
+    "id",
+    "org_id",
+    "name",
+    "env",
+    "keyid",
+    "secret_hash",
+    "scopes",
+    "tier",
+    "status",
+    "killed",
+    "created_at",
+    "last_used_at",
+    "rotated_at",
+    "revoked_at",
+    "grace_until",
+    "superseded_by",
+];
+
+pub(crate) const ORG_COLUMNS: &str = "seq, id, parent_id, name, status, metadata, billing_email, access_revoked, archived_at, archive_reclaimed, archive_revoked, created_at, updated_at";
+pub(crate) const KEY_COLUMNS: &str = "seq, id, org_id, name, env, keyid, secret_hash, scopes, tier, status, killed, created_at, last_used_at, rotated_at, revoked_at, grace_until, superseded_by";
+/// Key columns of the `k` alias, unrenamed.
+pub(crate) const KEY_COLUMNS_K: &str = "k.seq, k.id, k.org_id, k.name, k.env, k.keyid, k.secret_hash, k.scopes, k.tier, k.status, k.killed, k.created_at, k.last_used_at, k.rotated_at, k.revoked_at, k.grace_until, k.superseded_by";
+/// Org columns of the `o` alias, renamed `o_<column>`.
+pub(crate) const ORG_COLUMNS_O: &str = "o.seq AS o_seq, o.id AS o_id, o.parent_id AS o_parent_id, o.name AS o_name, o.status AS o_status, o.metadata AS o_metadata, o.billing_email AS o_billing_email, o.access_revoked AS o_access_revoked, o.archived_at AS o_archived_at, o.archive_reclaimed AS o_archive_reclaimed, o.archive_revoked AS o_archive_revoked, o.created_at AS o_created_at, o.updated_at AS o_updated_at";
+pub(crate) const AUDIT_COLUMNS: &str = "seq, id, event_type, occurred_at, request_id, org_id, project_id, api_key_id, actor, data";
+pub(crate) const EVENT_COLUMNS: &str = "seq, id, event_type, org_id, project_id, data, created_at";
+
+fn col(prefix: &str, name: &str) -> String {
+    format!("{prefix}{name}")
+}
+
+fn int(r: &AnyRow, name: &str) -> Result<i64> {
+    r.try_get::<i64, _>(name).map_err(|e| CoreError::internal(format!("column {name}: {e}")))
+}
+
+fn opt_int(r: &AnyRow, name: &str) -> Result<Option<i64>> {
+    r.try_get::<Option<i64>, _>(name).map_err(|e| CoreError::internal(format!("column {name}: {e}")))
+}
+
+fn text(r: &AnyRow, name: &str) -> Result<String> {
+    r.try_get::<String, _>(name).map_err(|e| CoreError::internal(format!("column {name}: {e}")))
+}
+
+fn opt_text(r: &AnyRow, name: &str) -> Result<Option<String>> {
+    r.try_get::<Option<String>, _>(name).map_err(|e| CoreError::internal(format!("column {name}: {e}")))
+}
+
+fn opt_ts(r: &AnyRow, name: &str) -> Result<Option<Timestamp>> {
+    Ok(opt_int(r, name)?.map(Timestamp))
+}
+
+fn corrupt(what: &str, v: &str) -> CoreError {
+    CoreError::internal(format!("corrupt stored {what}: {v:?}"))
+}
+
+pub(crate) fn org(r: &AnyRow, p: &str) -> Result<Org> {
+    let c = |n: &str| col(p, n);
+    debug_assert_eq!(ORG_FIELDS.len(), ORG_COLUMNS.split(',').count());
+    let status = text(r, &c("status"))?;
+    let reclaimed = opt_int(r, &c("archive_reclaimed"))?;
+    let revoked = opt_int(r, &c("archive_revoked"))?;
+    Ok(Org {
+        seq: int(r, &c("seq"))?,
+        id: OrgId::from_stored(&text(r, &c("id"))?)?,
+        parent_id: opt_text(r, &c("parent_id"))?.map(|s| OrgId::from_stored(&s)).transpose()?,
+        name: text(r, &c("name"))?,
+        status: OrgStatus::parse(&status).ok_or_else(|| corrupt("org status", &status))?,
+        metadata: Metadata::from_stored(&text(r, &c("metadata"))?),
+        billing_email: opt_text(r, &c("billing_email"))?,
+        access_revoked: int(r, &c("access_revoked"))? != 0,
+        archived_at: opt_ts(r, &c("archived_at"))?,
+        archive_stats: reclaimed.zip(revoked),
+        created_at: Timestamp(int(r, &c("created_at"))?),
+        updated_at: Timestamp(int(r, &c("updated_at"))?),
+    })
+}
+
+pub(crate) fn key(r: &AnyRow, p: &str) -> Result<ApiKey> {
+    let c = |n: &str| col(p, n);
+    debug_assert_eq!(KEY_FIELDS.len(), KEY_COLUMNS.split(',').count());
+    let env = text(r, &c("env"))?;
+    let tier = text(r, &c("tier"))?;
+    let status = text(r, &c("status"))?;
+    Ok(ApiKey {
+        seq: int(r, &c("seq"))?,
+        id: ApiKeyId::from_stored(&text(r, &c("id"))?)?,
+        org_id: OrgId::from_stored(&text(r, &c("org_id"))?)?,
+        name: text(r, &c("name"))?,
+        env: Env::parse(&env).ok_or_else(|| corrupt("env", &env))?,
+        keyid: text(r, &c("keyid"))?,
+        secret_hash: text(r, &c("secret_hash"))?,
+        scopes: Scopes::from_stored(&text(r, &c("scopes"))?),
+        tier: Tier::parse(&tier).ok_or_else(|| corrupt("tier", &tier))?,
+        status: KeyStatus::parse(&status).ok_or_else(|| corrupt("key status", &status))?,
+        killed: int(r, &c("killed"))? != 0,
+        created_at: Timestamp(int(r, &c("created_at"))?),
+        last_used_at: opt_ts(r, &c("last_used_at"))?,
+        rotated_at: opt_ts(r, &c("rotated_at"))?,
+        revoked_at: opt_ts(r, &c("revoked_at"))?,
+        grace_until: opt_ts(r, &c("grace_until"))?,
+        superseded_by: opt_text(r, &c("superseded_by"))?.map(|s| ApiKeyId::from_stored(&s)).transpose()?,
+    })
+}
+
+pub(crate) fn idem(r: &AnyRow) -> Result<IdemRecord> {
+    let status = opt_int(r, "status")?;
+    let body = opt_text(r, "body")?;
+    Ok(IdemRecord {
+        api_key_id: ApiKeyId::from_stored(&text(r, "api_key_id")?)?,
+        key: text(r, "idem_key")?,
+        fingerprint: text(r, "fingerprint")?,
+        reply: match (status, body) {
+            (Some(s), Some(b)) => {
+                Some(Reply { status: u16::try_from(s).map_err(|_| corrupt("reply status", &s.to_string()))?, body: b.into_bytes() })
+            }
+            _ => None,
+        },
+        created_at: Timestamp(int(r, "created_at")?),
+        lease_until: Timestamp(int(r, "lease_until")?),
+    })
+}
+
+pub(crate) fn audit(r: &AnyRow) -> Result<AuditEntry> {
+    let actor = text(r, "actor")?;
+    Ok(AuditEntry {
+        seq: int(r, "seq")?,
+        id: AuditId::from_stored(&text(r, "id")?)?,
+        event_type: text(r, "event_type")?,
+        occurred_at: Timestamp(int(r, "occurred_at")?),
+        request_id: opt_text(r, "request_id")?.map(|s| RequestId::from_stored(&s)).transpose()?,
+        org_id: opt_text(r, "org_id")?.map(|s| OrgId::from_stored(&s)).transpose()?,
+        project_id: opt_text(r, "project_id")?.map(|s| ProjectId::from_stored(&s)).transpose()?,
+        api_key_id: opt_text(r, "api_key_id")?.map(|s| ApiKeyId::from_stored(&s)).transpose()?,
+        actor: Actor::parse(&actor).ok_or_else(|| corrupt("actor", &actor))?,
+        data: serde_json::from_str(&text(r, "data")?).map_err(|e| CoreError::internal(format!("audit data: {e}")))?,
+    })
+}
+
+pub(crate) fn event(r: &AnyRow) -> Result<Event> {
+    let ty = text(r, "event_type")?;
+    Ok(Event {
+        seq: int(r, "seq")?,
+        id: EventId::from_stored(&text(r, "id")?)?,
+        event_type: EventType::parse(&ty).ok_or_else(|| corrupt("event type", &ty))?,
+        org_id: OrgId::from_stored(&text(r, "org_id")?)?,
+        project_id: opt_text(r, "project_id")?.map(|s| ProjectId::from_stored(&s)).transpose()?,
+        data: serde_json::from_str(&text(r, "data")?).map_err(|e| CoreError::internal(format!("event data: {e}")))?,
+        created_at: Timestamp(int(r, "created_at")?),
+    })
+}

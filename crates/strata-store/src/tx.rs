@@ -1,0 +1,353 @@
+//! One database transaction behind the `Tx` port. In a write transaction on PostgreSQL, reads of
+//! mutable rows take `FOR UPDATE` so concurrent writers queue on the row instead of losing updates.
+
+use async_trait::async_trait;
+use sqlx::{Any, Transaction};
+use strata_core::audit::{AuditEntry, AuditFilter};
+use strata_core::clock::Timestamp;
+use strata_core::cursor::PageRequest;
+use strata_core::error::Result;
+use strata_core::event::{Event, EventFilter};
+use strata_core::id::{ApiKeyId, EventId, OrgId};
+use strata_core::idempotency::{IdemRecord, Reply};
+use strata_core::key::ApiKey;
+use strata_core::org::{Org, OrgStatus};
+use strata_core::store::Tx;
+
+use crate::query::Q;
+use crate::rows::{self, AUDIT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, ORG_COLUMNS};
+use crate::{Dialect, db_err};
+
+pub(crate) struct SqlTx {
+    tx: Transaction<'static, Any>,
+    dialect: Dialect,
+    write: bool,
+}
+
+impl SqlTx {
+    pub fn new(tx: Transaction<'static, Any>, dialect: Dialect, write: bool) -> Self {
+        Self { tx, dialect, write }
+    }
+
+    /// The row-lock suffix for a single-row read in this transaction.
+    fn lock(&self) -> &'static str {
+        if self.write && self.dialect == Dialect::Postgres { " FOR UPDATE" } else { "" }
+    }
+}
+
+fn bool_int(b: bool) -> i64 {
+    i64::from(b)
+}
+
+fn ts(t: Option<Timestamp>) -> Option<i64> {
+    t.map(Timestamp::millis)
+}
+
+/// Appends the keyset condition, the order and the limit (one extra row says "more").
+fn page(q: Q, page: PageRequest) -> Q {
+    let q = match page.before_seq {
+        Some(s) => q.and_int(" AND seq < $?", s),
+        None => q,
+    };
+    q.and_int(" ORDER BY seq DESC LIMIT $?", i64::from(page.limit) + 1)
+}
+
+#[async_trait]
+impl Tx for SqlTx {
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await.map_err(db_err)
+    }
+
+    async fn insert_org(&mut self, o: &Org) -> Result<()> {
+        Q::new(
+            "INSERT INTO organizations (id, parent_id, name, status, metadata, billing_email, access_revoked, archived_at, archive_reclaimed, archive_revoked, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .str(&o.id.uuid_string())
+        .opt_str(o.parent_id.map(|p| p.uuid_string()))
+        .str(&o.name)
+        .str(o.status.as_str())
+        .str(&o.metadata.to_stored())
+        .opt_str(o.billing_email.clone())
+        .int(bool_int(o.access_revoked))
+        .opt_int(ts(o.archived_at))
+        .opt_int(o.archive_stats.map(|s| s.0))
+        .opt_int(o.archive_stats.map(|s| s.1))
+        .int(o.created_at.millis())
+        .int(o.updated_at.millis())
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+    }
+
+    async fn update_org(&mut self, o: &Org) -> Result<()> {
+        Q::new(
+            "UPDATE organizations SET name = $2, status = $3, metadata = $4, billing_email = $5, access_revoked = $6, \
+             archived_at = $7, archive_reclaimed = $8, archive_revoked = $9, updated_at = $10 WHERE id = $1",
+        )
+        .str(&o.id.uuid_string())
+        .str(&o.name)
+        .str(o.status.as_str())
+        .str(&o.metadata.to_stored())
+        .opt_str(o.billing_email.clone())
+        .int(bool_int(o.access_revoked))
+        .opt_int(ts(o.archived_at))
+        .opt_int(o.archive_stats.map(|s| s.0))
+        .opt_int(o.archive_stats.map(|s| s.1))
+        .int(o.updated_at.millis())
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+    }
+
+    async fn org(&mut self, id: OrgId) -> Result<Option<Org>> {
+        let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1{}", self.lock());
+        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut *self.tx).await?;
+        row.map(|r| rows::org(&r, "")).transpose()
+    }
+
+    async fn list_orgs(&mut self, parent: Option<OrgId>, status: Option<OrgStatus>, req: PageRequest) -> Result<Vec<Org>> {
+        let base = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE ");
+        let mut q = match parent {
+            Some(p) => Q::new(&base).and_str("parent_id = $?", &p.uuid_string()),
+            None => Q::new(&base).push("parent_id IS NULL"),
+        };
+        if let Some(s) = status {
+            q = q.and_str(" AND status = $?", s.as_str());
+        }
+        let rows = page(q, req).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(|r| rows::org(r, "")).collect()
+    }
+
+    async fn count_orgs(&mut self) -> Result<i64> {
+        let row = Q::new("SELECT COUNT(*) AS n FROM organizations").fetch_optional(&mut *self.tx).await?;
+        Ok(row.map(|r| sqlx::Row::try_get::<i64, _>(&r, "n")).transpose().map_err(db_err)?.unwrap_or(0))
+    }
+
+    async fn insert_key(&mut self, k: &ApiKey) -> Result<()> {
+        Q::new(
+            "INSERT INTO api_keys (id, org_id, name, env, keyid, secret_hash, scopes, tier, status, killed, created_at, last_used_at, rotated_at, revoked_at, grace_until, superseded_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .str(&k.id.uuid_string())
+        .str(&k.org_id.uuid_string())
+        .str(&k.name)
+        .str(k.env.as_str())
+        .str(&k.keyid)
+        .str(&k.secret_hash)
+        .str(&k.scopes.to_stored())
+        .str(k.tier.as_str())
+        .str(k.status.as_str())
+        .int(bool_int(k.killed))
+        .int(k.created_at.millis())
+        .opt_int(ts(k.last_used_at))
+        .opt_int(ts(k.rotated_at))
+        .opt_int(ts(k.revoked_at))
+        .opt_int(ts(k.grace_until))
+        .opt_str(k.superseded_by.map(|s| s.uuid_string()))
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+    }
+
+    async fn update_key(&mut self, k: &ApiKey) -> Result<()> {
+        // last_used_at is owned by the batched usage flush and is never written back from here.
+        Q::new(
+            "UPDATE api_keys SET name = $2, keyid = $3, secret_hash = $4, scopes = $5, tier = $6, status = $7, killed = $8, \
+             rotated_at = $9, revoked_at = $10, grace_until = $11, superseded_by = $12 WHERE id = $1",
+        )
+        .str(&k.id.uuid_string())
+        .str(&k.name)
+        .str(&k.keyid)
+        .str(&k.secret_hash)
+        .str(&k.scopes.to_stored())
+        .str(k.tier.as_str())
+        .str(k.status.as_str())
+        .int(bool_int(k.killed))
+        .opt_int(ts(k.rotated_at))
+        .opt_int(ts(k.revoked_at))
+        .opt_int(ts(k.grace_until))
+        .opt_str(k.superseded_by.map(|s| s.uuid_string()))
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+    }
+
+    async fn key(&mut self, id: ApiKeyId) -> Result<Option<ApiKey>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1{}", self.lock());
+        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut *self.tx).await?;
+        row.map(|r| rows::key(&r, "")).transpose()
+    }
+
+    async fn key_by_keyid(&mut self, keyid: &str) -> Result<Option<ApiKey>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE keyid = $1{}", self.lock());
+        let row = Q::new(&sql).str(keyid).fetch_optional(&mut *self.tx).await?;
+        row.map(|r| rows::key(&r, "")).transpose()
+    }
+
+    async fn list_keys(&mut self, org: OrgId, req: PageRequest) -> Result<Vec<ApiKey>> {
+        let q = Q::new(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = $1")).str(&org.uuid_string());
+        let rows = page(q, req).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(|r| rows::key(r, "")).collect()
+    }
+
+    async fn revoke_org_keys(&mut self, org: OrgId, at: Timestamp) -> Result<u64> {
+        Q::new("UPDATE api_keys SET status = 'revoked', revoked_at = $2 WHERE org_id = $1 AND status = 'active'")
+            .str(&org.uuid_string())
+            .int(at.millis())
+            .execute(&mut *self.tx)
+            .await
+    }
+
+    async fn idem_get(&mut self, key_id: ApiKeyId, key: &str) -> Result<Option<IdemRecord>> {
+        let sql = format!(
+            "SELECT api_key_id, idem_key, fingerprint, status, body, created_at, lease_until FROM idempotency_records WHERE api_key_id = $1 AND idem_key = $2{}",
+            self.lock()
+        );
+        let row = Q::new(&sql).str(&key_id.uuid_string()).str(key).fetch_optional(&mut *self.tx).await?;
+        row.map(|r| rows::idem(&r)).transpose()
+    }
+
+    async fn idem_insert(&mut self, rec: &IdemRecord) -> Result<bool> {
+        let n = Q::new(
+            "INSERT INTO idempotency_records (api_key_id, idem_key, fingerprint, status, body, created_at, lease_until) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (api_key_id, idem_key) DO NOTHING",
+        )
+        .str(&rec.api_key_id.uuid_string())
+        .str(&rec.key)
+        .str(&rec.fingerprint)
+        .opt_int(rec.reply.as_ref().map(|r| i64::from(r.status)))
+        .opt_str(rec.reply.as_ref().map(|r| String::from_utf8_lossy(&r.body).into_owned()))
+        .int(rec.created_at.millis())
+        .int(rec.lease_until.millis())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn idem_renew(&mut self, key_id: ApiKeyId, key: &str, created_at: Timestamp, lease_until: Timestamp) -> Result<()> {
+        Q::new("UPDATE idempotency_records SET created_at = $3, lease_until = $4 WHERE api_key_id = $1 AND idem_key = $2")
+            .str(&key_id.uuid_string())
+            .str(key)
+            .int(created_at.millis())
+            .int(lease_until.millis())
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+    }
+
+    async fn idem_complete(&mut self, key_id: ApiKeyId, key: &str, reply: &Reply) -> Result<()> {
+        Q::new("UPDATE idempotency_records SET status = $3, body = $4 WHERE api_key_id = $1 AND idem_key = $2")
+            .str(&key_id.uuid_string())
+            .str(key)
+            .int(i64::from(reply.status))
+            .str(&String::from_utf8_lossy(&reply.body))
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+    }
+
+    async fn idem_delete(&mut self, key_id: ApiKeyId, key: &str) -> Result<()> {
+        Q::new("DELETE FROM idempotency_records WHERE api_key_id = $1 AND idem_key = $2")
+            .str(&key_id.uuid_string())
+            .str(key)
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+    }
+
+    async fn idem_prune(&mut self, created_before: Timestamp) -> Result<u64> {
+        Q::new("DELETE FROM idempotency_records WHERE created_at < $1").int(created_before.millis()).execute(&mut *self.tx).await
+    }
+
+    async fn insert_audit(&mut self, a: &AuditEntry) -> Result<()> {
+        Q::new(
+            "INSERT INTO audit_log (id, event_type, occurred_at, request_id, org_id, project_id, api_key_id, actor, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .str(&a.id.to_string())
+        .str(&a.event_type)
+        .int(a.occurred_at.millis())
+        .opt_str(a.request_id.map(|r| r.to_string()))
+        .opt_str(a.org_id.map(|o| o.uuid_string()))
+        .opt_str(a.project_id.map(|p| p.uuid_string()))
+        .opt_str(a.api_key_id.map(|k| k.uuid_string()))
+        .str(a.actor.as_str())
+        .str(&a.data.to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+    }
+
+    async fn list_audit(&mut self, org: OrgId, f: &AuditFilter, req: PageRequest) -> Result<Vec<AuditEntry>> {
+        let mut q = Q::new(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE org_id = $1")).str(&org.uuid_string());
+        if let Some(t) = &f.event_type {
+            q = q.and_str(" AND event_type = $?", t);
+        }
+        if let Some(p) = f.project_id {
+            q = q.and_str(" AND project_id = $?", &p.uuid_string());
+        }
+        if let Some(k) = f.api_key_id {
+            q = q.and_str(" AND api_key_id = $?", &k.uuid_string());
+        }
+        if let Some(s) = f.since {
+            q = q.and_int(" AND occurred_at >= $?", s.millis());
+        }
+        if let Some(u) = f.until {
+            q = q.and_int(" AND occurred_at < $?", u.millis());
+        }
+        let rows = page(q, req).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(rows::audit).collect()
+    }
+
+    async fn insert_event(&mut self, e: &Event) -> Result<()> {
+        Q::new("INSERT INTO events (id, event_type, org_id, project_id, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .str(&e.id.to_string())
+            .str(e.event_type.as_str())
+            .str(&e.org_id.uuid_string())
+            .opt_str(e.project_id.map(|p| p.uuid_string()))
+            .str(&e.data.to_string())
+            .int(e.created_at.millis())
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+    }
+
+    async fn list_events(&mut self, org: OrgId, f: &EventFilter, req: PageRequest) -> Result<Vec<Event>> {
+        let mut q = Q::new(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1")).str(&org.uuid_string());
+        if let Some(t) = f.event_type {
+            q = q.and_str(" AND event_type = $?", t.as_str());
+        }
+        if let Some(s) = f.since {
+            q = q.and_int(" AND created_at >= $?", s.millis());
+        }
+        if let Some(u) = f.until {
+            q = q.and_int(" AND created_at < $?", u.millis());
+        }
+        let rows = page(q, req).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    async fn event(&mut self, org: OrgId, id: EventId) -> Result<Option<Event>> {
+        let row = Q::new(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 AND org_id = $2"))
+            .str(&id.to_string())
+            .str(&org.uuid_string())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| rows::event(&r)).transpose()
+    }
+
+    async fn setting(&mut self, name: &str) -> Result<Option<String>> {
+        let row = Q::new("SELECT value FROM settings WHERE name = $1").str(name).fetch_optional(&mut *self.tx).await?;
+        row.map(|r| sqlx::Row::try_get::<String, _>(&r, "value").map_err(db_err)).transpose()
+    }
+
+    async fn setting_init(&mut self, name: &str, value: &str) -> Result<String> {
+        Q::new("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .str(name)
+            .str(value)
+            .execute(&mut *self.tx)
+            .await?;
+        self.setting(name).await.map(|v| v.unwrap_or_else(|| value.to_owned()))
+    }
+}

@@ -1,0 +1,84 @@
+//! strata's background loops, run inside `strata serve`. Each loop calls a step function that a
+//! test can call once on its own; the loop only adds the cadence and the shutdown.
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use strata_core::Strata;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often each loop runs.
+#[derive(Clone, Debug)]
+pub struct Cadence {
+    pub key_usage_flush: Duration,
+    pub idempotency_prune: Duration,
+}
+
+impl Default for Cadence {
+    fn default() -> Self {
+        Self { key_usage_flush: Duration::from_secs(5), idempotency_prune: Duration::from_secs(600) }
+    }
+}
+
+/// Writes the batched `lastUsedAt` stamps.
+pub async fn flush_key_usage(strata: &Strata) -> usize {
+    strata.flush_key_usage().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "key usage flush failed");
+        0
+    })
+}
+
+/// Deletes idempotency records past their 24 h retention.
+pub async fn prune_idempotency(strata: &Strata) -> u64 {
+    strata.prune_idempotency().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "idempotency pruning failed");
+        0
+    })
+}
+
+/// Starts every loop; they stop when `shutdown` turns true, after one last step.
+pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    vec![
+        spawn_loop("key_usage_flush", cadence.key_usage_flush, shutdown.clone(), {
+            let s = strata.clone();
+            move || {
+                let s = s.clone();
+                async move {
+                    flush_key_usage(&s).await;
+                }
+            }
+        }),
+        spawn_loop("idempotency_prune", cadence.idempotency_prune, shutdown, {
+            let s = strata.clone();
+            move || {
+                let s = s.clone();
+                async move {
+                    prune_idempotency(&s).await;
+                }
+            }
+        }),
+    ]
+}
+
+fn spawn_loop<F, Fut>(name: &'static str, every: Duration, mut shutdown: watch::Receiver<bool>, step: F) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => step().await,
+                _ = shutdown.changed() => {
+                    step().await;
+                    tracing::debug!(worker = name, "stopped");
+                    return;
+                }
+            }
+        }
+    })
+}

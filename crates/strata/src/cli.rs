@@ -1,0 +1,303 @@
+//! The command line (CONTRACT §9): `serve` and the operator commands, which work on the same
+//! database as the server without going through HTTP.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use strata_core::Strata;
+use strata_core::apikey::{Env, Tier};
+use strata_core::clock::SystemClock;
+use strata_core::error::CoreError;
+use strata_core::id::OrgId;
+use strata_core::scope::Scopes;
+use strata_core::service::NewPartner;
+use strata_store::Backend;
+use strata_workers::Cadence;
+
+use crate::OpenOptions;
+
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about = "The Layers Partner API control plane")]
+pub struct Cli {
+    /// Directory of the embedded SQLite database (the default backend).
+    #[arg(long, global = true, env = "STRATA_DATA_DIR", default_value = "./strata-data")]
+    pub data_dir: PathBuf,
+    /// A postgres:// URL; when set, strata runs on PostgreSQL instead of SQLite.
+    #[arg(long, global = true, env = "STRATA_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The server secret (64 hex characters) that seals cursors and secrets stored at rest.
+    #[arg(long, global = true, env = "STRATA_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the API (and run the background workers).
+    Serve(ServeArgs),
+    /// Partner (root) organizations.
+    #[command(subcommand)]
+    Partners(PartnersCmd),
+    /// Operator credit grants.
+    #[command(subcommand)]
+    Credits(CreditsCmd),
+    /// API keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Organizations.
+    #[command(subcommand)]
+    Orgs(OrgsCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Development mode: allows http://localhost webhook URLs.
+    #[arg(long)]
+    pub dev: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PartnersCmd {
+    /// Create a partner org with an org:admin + * key.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "standard")]
+        tier: String,
+        /// Credits to grant at creation.
+        #[arg(long)]
+        credits: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List partner orgs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CreditsCmd {
+    /// Grant credits to an org.
+    Grant {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        credits: i64,
+        #[arg(long, default_value = "grant")]
+        kind: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// Mint a key for any org.
+    Create {
+        #[arg(long)]
+        org: String,
+        /// Comma-separated scopes, e.g. `projects:read,content:write`.
+        #[arg(long)]
+        scopes: String,
+        #[arg(long, default_value = "operator")]
+        name: String,
+        #[arg(long, default_value = "standard")]
+        tier: String,
+        #[arg(long, default_value = "live")]
+        env: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a key's rate-limit tier.
+    Tier {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        tier: String,
+    },
+    /// Lift a key's kill switch.
+    Unkill {
+        #[arg(long)]
+        key: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgsCmd {
+    /// Revoke or restore an org's API access.
+    Access {
+        #[arg(long)]
+        org: String,
+        #[arg(long, conflicts_with = "restore", required_unless_present = "restore")]
+        revoke: bool,
+        #[arg(long)]
+        restore: bool,
+    },
+}
+
+impl Cli {
+    pub fn open_options(&self) -> OpenOptions {
+        let backend = match &self.database_url {
+            Some(url) => Backend::Postgres { url: url.clone() },
+            None => Backend::Sqlite { dir: self.data_dir.clone() },
+        };
+        OpenOptions { backend, secret_hex: self.secret_key.clone() }
+    }
+}
+
+/// Writes one line of command output to stdout.
+fn out(line: impl std::fmt::Display) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+}
+
+fn parse_tier(s: &str) -> Result<Tier, CoreError> {
+    Tier::parse(s).ok_or_else(|| CoreError::validation("tier", "must be sandbox, standard, pilot, partner or internal"))
+}
+
+/// Runs the command; returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let opts = cli.open_options();
+    let strata = match crate::open(&opts, Arc::new(SystemClock)).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the database");
+            eprintln_error(&e);
+            return 1;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => serve(strata, args).await,
+        Command::Partners(cmd) => partners(strata, cmd).await,
+        Command::Credits(CreditsCmd::Grant { .. }) => {
+            Err(CoreError::validation("credits", "credit grants arrive with the credits ledger; this build has no wallets yet"))
+        }
+        Command::Keys(cmd) => keys(strata, cmd).await,
+        Command::Orgs(OrgsCmd::Access { org, revoke, .. }) => access(strata, &org, revoke).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln_error(&e);
+            1
+        }
+    }
+}
+
+fn eprintln_error(e: &CoreError) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {e}");
+}
+
+async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
+    if args.dev {
+        out("dev mode: http://localhost and loopback webhook URLs are allowed");
+    }
+    if let Some(created) = strata.bootstrap("My Partner Org").await? {
+        out(format!("provisioned partner org: {}", created.org.id));
+        out(format!("admin key: {}", created.secret.expose()));
+        out("(shown once; store it now)");
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| CoreError::internal(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr = listener.local_addr().map_err(|e| CoreError::internal(e.to_string()))?;
+    out(format!("strata listening on http://{addr} ({})", strata.store.backend()));
+    tracing::info!(%addr, backend = strata.store.backend(), "listening");
+    crate::serve(strata, listener, Cadence::default(), shutdown_signal()).await.map_err(|e| CoreError::internal(e.to_string()))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+async fn partners(strata: Strata, cmd: PartnersCmd) -> Result<(), CoreError> {
+    match cmd {
+        PartnersCmd::Create { name, tier, credits, json } => {
+            if credits.is_some_and(|c| c != 0) {
+                return Err(CoreError::validation(
+                    "credits",
+                    "credit grants arrive with the credits ledger; create the partner without --credits",
+                ));
+            }
+            let name = strata_core::org::parse_name(&name, "name", 128)?;
+            let created = strata.create_partner(NewPartner { name, tier: parse_tier(&tier)? }).await?;
+            if json {
+                out(json!({ "organizationId": created.org.id, "apiKey": created.secret.expose() }));
+            } else {
+                out(format!("partner org: {}", created.org.id));
+                out(format!("admin key: {}", created.secret.expose()));
+            }
+        }
+        PartnersCmd::List { json } => {
+            let orgs = strata.list_partners().await?;
+            if json {
+                let items: Vec<_> = orgs.iter().map(strata_core::wire::OrgView::from).collect();
+                out(serde_json::to_string(&items).unwrap_or_default());
+            } else {
+                for o in orgs {
+                    out(format!("{}  {:<10} {}", o.id, o.status.as_str(), o.name));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn keys(strata: Strata, cmd: KeysCmd) -> Result<(), CoreError> {
+    match cmd {
+        KeysCmd::Create { org, scopes, name, tier, env, json } => {
+            let org = OrgId::parse_field(&org, "org")?;
+            let list: Vec<String> = scopes.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+            let scopes = Scopes::parse_request(&list, "scopes")?;
+            let env = Env::parse(&env).ok_or_else(|| CoreError::validation("env", "must be live or test"))?;
+            let name = strata_core::org::parse_name(&name, "name", 120)?;
+            let (key, secret) = strata.operator_create_key(org, name, scopes, parse_tier(&tier)?, env).await?;
+            if json {
+                out(json!({ "apiKeyId": key.id, "organizationId": key.org_id, "apiKey": secret.expose() }));
+            } else {
+                out(format!("key: {} ({})", key.id, key.prefix()));
+                out(format!("api key: {}", secret.expose()));
+            }
+        }
+        KeysCmd::Tier { key, tier } => {
+            let k = strata.set_key_tier(&key, parse_tier(&tier)?).await?;
+            out(format!("{} tier is now {}", k.id, k.tier.as_str()));
+        }
+        KeysCmd::Unkill { key } => {
+            let k = strata.unkill_key(&key).await?;
+            out(format!("{} is no longer killed", k.id));
+        }
+    }
+    Ok(())
+}
+
+async fn access(strata: Strata, org: &str, revoke: bool) -> Result<(), CoreError> {
+    let org = strata.set_org_access(OrgId::parse_field(org, "org")?, revoke).await?;
+    out(format!("{} API access {}", org.id, if org.access_revoked { "revoked" } else { "restored" }));
+    Ok(())
+}

@@ -1,0 +1,276 @@
+//! `TestApp`: one strata server per test, with its own database and a controllable clock.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use reqwest::Method;
+use serde_json::Value;
+use strata::{OpenOptions, StoreBackend};
+use strata_core::Strata;
+use strata_core::clock::{ManualClock, Timestamp};
+use strata_workers::Cadence;
+use tokio::sync::oneshot;
+
+/// 2026-06-01T00:00:00Z: every test starts here and moves the clock by hand.
+pub const START: Timestamp = Timestamp(1_780_272_000_000);
+
+/// Everything the server logged in this test process, for the "no secret in a log line" check.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+#[derive(Clone)]
+struct BufWriter;
+
+impl Write for BufWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        log_buffer().lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logs() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,hyper=info,h2=info,reqwest=info"))
+            .with_writer(|| BufWriter)
+            .try_init();
+    });
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: ManualClock,
+    pub strata: Strata,
+    /// The bootstrap partner's `org:admin` + `*` key.
+    pub admin_key: String,
+    pub partner_org: String,
+    pub backend: StoreBackend,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub raw: Vec<u8>,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts an error status and code, with the body in the failure message.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!((self.status, self.code()), (status, code), "body: {}", self.body);
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        &self.body
+    }
+}
+
+/// A request under construction.
+pub struct Call<'a> {
+    app: &'a TestApp,
+    req: reqwest::RequestBuilder,
+}
+
+impl Call<'_> {
+    pub fn key(mut self, key: &str) -> Self {
+        self.req = self.req.bearer_auth(key);
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.req = self.req.header(name, value);
+        self
+    }
+
+    pub fn idem(self, key: &str) -> Self {
+        self.header("Idempotency-Key", key)
+    }
+
+    pub fn acting(self, org: &str) -> Self {
+        self.header("X-Layers-Organization", org)
+    }
+
+    pub fn json(mut self, body: &Value) -> Self {
+        self.req = self.req.header("content-type", "application/json").body(body.to_string());
+        self
+    }
+
+    pub fn raw_body(mut self, body: impl Into<reqwest::Body>) -> Self {
+        self.req = self.req.header("content-type", "application/json").body(body);
+        self
+    }
+
+    pub async fn send(self) -> Resp {
+        let _ = self.app;
+        let resp = self.req.send().await.expect("request failed");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let raw = resp.bytes().await.expect("body").to_vec();
+        let body = if raw.is_empty() { Value::Null } else { serde_json::from_slice(&raw).unwrap_or(Value::Null) };
+        Resp { status, headers, raw, body }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        init_logs();
+        let clock = ManualClock::starting_at(START);
+        let (backend, dir) = match std::env::var("STRATA_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => (StoreBackend::Postgres { url: fresh_pg_database(&url).await }, None),
+            _ => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                (StoreBackend::Sqlite { dir: dir.path().to_owned() }, Some(dir))
+            }
+        };
+        let opts = OpenOptions { backend: backend.clone(), secret_hex: None };
+        let strata = strata::open(&opts, Arc::new(clock.clone())).await.expect("open");
+        let created = strata.bootstrap("Quinn's Coffee CRM").await.expect("bootstrap").expect("empty database");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        // Workers tick rarely; tests step them by hand.
+        let cadence = Cadence { key_usage_flush: std::time::Duration::from_secs(3600), idempotency_prune: std::time::Duration::from_secs(3600) };
+        tokio::spawn(strata::serve(strata.clone(), listener, cadence, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            clock,
+            strata,
+            admin_key: created.secret.expose().to_owned(),
+            partner_org: created.org.id.to_string(),
+            backend,
+            stop: Some(stop),
+            _dir: dir,
+        }
+    }
+
+    pub fn call(&self, method: Method, path: &str) -> Call<'_> {
+        Call { app: self, req: self.client.request(method, format!("{}{path}", self.base)) }
+    }
+
+    pub fn get(&self, path: &str) -> Call<'_> {
+        self.call(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> Call<'_> {
+        self.call(Method::POST, path)
+    }
+
+    pub fn patch(&self, path: &str) -> Call<'_> {
+        self.call(Method::PATCH, path)
+    }
+
+    pub fn delete(&self, path: &str) -> Call<'_> {
+        self.call(Method::DELETE, path)
+    }
+
+    /// Creates a child of the bootstrap partner; returns its id.
+    pub async fn create_child(&self, name: &str) -> String {
+        let r = self.post("/v1/organizations").key(&self.admin_key).json(&serde_json::json!({ "name": name })).send().await;
+        r.assert_status(201)["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Mints a key in a child; returns (key id, secret).
+    pub async fn child_key(&self, org: &str, scopes: &[&str]) -> (String, String) {
+        let r = self
+            .post(&format!("/v1/organizations/{org}/api-keys"))
+            .key(&self.admin_key)
+            .json(&serde_json::json!({ "name": "integration", "scopes": scopes }))
+            .send()
+            .await;
+        let b = r.assert_status(201);
+        (b["apiKey"]["id"].as_str().unwrap().to_owned(), b["secret"].as_str().unwrap().to_owned())
+    }
+
+    /// Creates another partner through the operator path; returns (org id, admin key).
+    pub async fn other_partner(&self, name: &str) -> (String, String) {
+        let p = self
+            .strata
+            .create_partner(strata_core::service::NewPartner { name: name.into(), tier: strata_core::apikey::Tier::Standard })
+            .await
+            .unwrap();
+        (p.org.id.to_string(), p.secret.expose().to_owned())
+    }
+
+    /// Every stored byte of the database, for scanning.
+    pub async fn database_dump(&self) -> String {
+        match &self.backend {
+            StoreBackend::Sqlite { dir } => {
+                let mut out = Vec::new();
+                for name in ["strata.db", "strata.db-wal"] {
+                    if let Ok(b) = std::fs::read(dir.join(name)) {
+                        out.extend_from_slice(&b);
+                    }
+                }
+                String::from_utf8_lossy(&out).into_owned()
+            }
+            StoreBackend::Postgres { url } => {
+                use sqlx::{Connection, Row};
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                let tables: Vec<String> = sqlx::query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>(0))
+                    .collect();
+                let mut out = String::new();
+                for t in tables {
+                    for r in sqlx::query(&format!("SELECT t::text FROM \"{t}\" t")).fetch_all(&mut conn).await.unwrap() {
+                        out.push_str(&r.get::<String, _>(0));
+                        out.push('\n');
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Creates an empty database next to the one `base` names and returns its URL.
+async fn fresh_pg_database(base: &str) -> String {
+    use sqlx::{Connection, Executor};
+    let name = format!("strata_t_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let mut conn = sqlx::PgConnection::connect(base).await.expect("connect to STRATA_TEST_DATABASE_URL");
+    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+    let (head, _) = base.rsplit_once('/').expect("a URL with a database name");
+    let (_, query) = base.split_once('?').map_or(("", ""), |(a, q)| (a, q));
+    if query.is_empty() { format!("{head}/{name}") } else { format!("{head}/{name}?{query}") }
+}

@@ -1,0 +1,12 @@
+//! The end-to-end suite: the real server on a random port with a fresh database, driven over
+//! HTTP the way a partner drives it. Runs on SQLite, and on PostgreSQL when
+//! `STRATA_TEST_DATABASE_URL` is set.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod conventions;
+mod idempotency;
+mod logs;
+mod secrets;
