@@ -136,16 +136,13 @@ impl Strata {
         let org = match creds.acting_org {
             Some(raw) if key.scopes.is_admin() => {
                 let wanted = OrgId::parse_field(raw.trim(), "X-Layers-Organization").map_err(|e| (e, key_ref))?;
-                if wanted == home.id {
-                    home.clone()
-                } else {
-                    let mut tx = self.store.read().await.map_err(|e| (e, None))?;
-                    let child = tx.org(wanted).await.map_err(|e| (e, None))?;
-                    tx.commit().await.map_err(|e| (e, None))?;
-                    match child {
-                        Some(c) if c.parent_id == Some(home.id) => c,
-                        _ => return Err((CoreError::not_found("organization"), key_ref)),
-                    }
+                // Only a direct child: the key's own org is not one (CONTRACT §2).
+                let mut tx = self.store.read().await.map_err(|e| (e, None))?;
+                let child = tx.org(wanted).await.map_err(|e| (e, None))?;
+                tx.commit().await.map_err(|e| (e, None))?;
+                match child {
+                    Some(c) if c.parent_id == Some(home.id) => c,
+                    _ => return Err((CoreError::not_found("organization"), key_ref)),
                 }
             }
             // The header is ignored for a key without org:admin.

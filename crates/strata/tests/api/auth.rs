@@ -137,7 +137,8 @@ async fn a_missing_scope_is_403_naming_it_and_is_audited() {
     let r = app.get("/v1/audit-log").key(&secret).send().await;
     r.assert_error(403, "FORBIDDEN_SCOPE");
     assert_eq!(r.body["error"]["details"]["scope"], "audit:read");
-    let log = app.get(&format!("/v1/audit-log?eventType=auth.scope_denied&apiKeyId={key_id}")).key(&app.admin_key).acting(&org).send().await;
+    let log =
+        app.get(&format!("/v1/audit-log?eventType=auth.scope_denied&apiKeyId={key_id}")).key(&app.admin_key).acting(&org).send().await;
     let items = log.assert_status(200)["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["requestId"].as_str(), r.header("x-request-id"));
@@ -148,7 +149,17 @@ async fn a_missing_scope_is_403_naming_it_and_is_audited() {
 async fn a_key_without_scopes_is_denied_everywhere_it_needs_one() {
     let app = TestApp::spawn().await;
     let (org, _) = app.other_partner("Other").await;
-    let (_, secret) = app.strata.operator_create_key(org.parse().unwrap(), "bare".into(), strata_core::scope::Scopes::default(), strata_core::apikey::Tier::Standard, strata_core::apikey::Env::Live).await.unwrap();
+    let (_, secret) = app
+        .strata
+        .operator_create_key(
+            org.parse().unwrap(),
+            "bare".into(),
+            strata_core::scope::Scopes::default(),
+            strata_core::apikey::Tier::Standard,
+            strata_core::apikey::Env::Live,
+        )
+        .await
+        .unwrap();
     app.get("/v1/audit-log").key(secret.expose()).send().await.assert_error(403, "FORBIDDEN_SCOPE");
     app.get("/v1/organizations").key(secret.expose()).send().await.assert_error(403, "FORBIDDEN_SCOPE");
 }

@@ -31,7 +31,8 @@ fn partners_keys_and_access_work_from_the_command_line() {
     let list: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(list[0]["id"], org.as_str());
 
-    let (code, out, err) = strata(dir.path(), &["keys", "create", "--org", &org, "--scopes", "projects:read,content:write", "--env", "test", "--json"]);
+    let (code, out, err) =
+        strata(dir.path(), &["keys", "create", "--org", &org, "--scopes", "projects:read,content:write", "--env", "test", "--json"]);
     assert_eq!(code, 0, "{err}");
     let key: Value = serde_json::from_str(out.trim()).unwrap();
     assert!(key["apiKey"].as_str().unwrap().starts_with("lp_test_"));

@@ -156,7 +156,8 @@ impl TestApp {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         // Workers tick rarely; tests step them by hand.
-        let cadence = Cadence { key_usage_flush: std::time::Duration::from_secs(3600), idempotency_prune: std::time::Duration::from_secs(3600) };
+        let cadence =
+            Cadence { key_usage_flush: std::time::Duration::from_secs(3600), idempotency_prune: std::time::Duration::from_secs(3600) };
         tokio::spawn(strata::serve(strata.clone(), listener, cadence, async move {
             let _ = stopped.await;
         }));

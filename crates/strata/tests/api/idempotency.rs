@@ -68,7 +68,11 @@ async fn a_key_still_in_progress_is_409_with_reason_in_progress() {
     let caller = app
         .strata
         .authenticate(
-            strata_core::service::Credentials { authorization: Some(&format!("Bearer {}", app.admin_key)), acting_org: None, whoami: false },
+            strata_core::service::Credentials {
+                authorization: Some(&format!("Bearer {}", app.admin_key)),
+                acting_org: None,
+                whoami: false,
+            },
             strata_core::id::RequestId::at(0),
         )
         .await

@@ -108,7 +108,8 @@ async fn key_and_lifecycle_changes_append_their_events() {
     }
     app.delete(&format!("/v1/organizations/{org}")).key(&app.admin_key).send().await.assert_status(200);
     let r = app.get("/v1/events?limit=100").key(&app.admin_key).acting(&org).send().await;
-    let mut types: Vec<String> = r.assert_status(200)["items"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
+    let mut types: Vec<String> =
+        r.assert_status(200)["items"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect();
     types.reverse();
     assert_eq!(
         types,

@@ -8,5 +8,8 @@ mod auth;
 mod cli;
 mod conventions;
 mod idempotency;
+mod isolation;
+mod keys;
 mod logs;
+mod orgs;
 mod secrets;

@@ -1,0 +1,224 @@
+//! Child organizations (CONTRACT §2; seeds 001–004): create, read, edit, lifecycle.
+
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn quickstart_call_1_creates_a_child_with_the_seed_shape() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .post("/v1/organizations")
+        .key(&app.admin_key)
+        .idem("8c4b6f9e-0000-4000-8000-000000000001")
+        .json(&json!({ "name": "Acme Coffee", "metadata": { "externalId": "acme-coffee" } }))
+        .send()
+        .await;
+    let b = r.assert_status(201);
+    assert!(b["id"].as_str().unwrap().starts_with("org_"));
+    assert_eq!(b["parentOrganizationId"], app.partner_org.as_str());
+    assert_eq!(b["name"], "Acme Coffee");
+    assert_eq!(b["status"], "active");
+    assert_eq!(b["metadata"], json!({ "externalId": "acme-coffee" }));
+    assert_eq!(b["billingEmail"], json!(null));
+    assert_eq!(b["archivedAt"], json!(null));
+    assert_eq!(b["createdAt"], "2026-06-01T00:00:00.000Z");
+    assert_eq!(b["updatedAt"], "2026-06-01T00:00:00.000Z");
+}
+
+#[tokio::test]
+async fn quickstart_call_6_reads_the_child_with_its_summary() {
+    let app = TestApp::spawn().await;
+    let org = app.create_child("Acme Coffee").await;
+    let r = app.get(&format!("/v1/organizations/{org}")).key(&app.admin_key).send().await;
+    let b = r.assert_status(200);
+    assert_eq!(b["id"], org.as_str());
+    assert_eq!(b["name"], "Acme Coffee");
+    assert_eq!(
+        b["summary"],
+        json!({
+            "projectCount": 0, "balance": 0, "available": 0,
+            "creditConfig": { "monthlyCreditCap": null, "refillThreshold": null, "refillAmount": null, "autoRefillEnabled": false }
+        })
+    );
+    // The summary appears only on the single-org read.
+    let list = app.get("/v1/organizations").key(&app.admin_key).send().await;
+    assert!(list.body["items"][0].get("summary").is_none());
+}
+
+#[tokio::test]
+async fn suspend_and_resume_are_idempotent_by_state_and_archived_is_409() {
+    let app = TestApp::spawn().await;
+    let org = app.create_child("Acme Coffee").await;
+    let suspend = format!("/v1/organizations/{org}/suspend");
+    let resume = format!("/v1/organizations/{org}/resume");
+    assert_eq!(app.post(&suspend).key(&app.admin_key).send().await.assert_status(200)["status"], "suspended");
+    assert_eq!(app.post(&suspend).key(&app.admin_key).send().await.assert_status(200)["status"], "suspended");
+    assert_eq!(app.post(&resume).key(&app.admin_key).send().await.assert_status(200)["status"], "active");
+    assert_eq!(app.post(&resume).key(&app.admin_key).send().await.assert_status(200)["status"], "active");
+    app.delete(&format!("/v1/organizations/{org}")).key(&app.admin_key).send().await.assert_status(200);
+    app.post(&suspend).key(&app.admin_key).send().await.assert_error(409, "CONFLICT");
+    app.post(&resume).key(&app.admin_key).send().await.assert_error(409, "CONFLICT");
+}
+
+#[tokio::test]
+async fn archive_revokes_every_key_and_repeats_its_terminal_state() {
+    let app = TestApp::spawn().await;
+    let org = app.create_child("Acme Coffee").await;
+    let (_, a) = app.child_key(&org, &["content:read", "content:write"]).await;
+    let (_, b) = app.child_key(&org, &["projects:read"]).await;
+    app.clock.advance_ms(1000);
+    let r = app.delete(&format!("/v1/organizations/{org}")).key(&app.admin_key).send().await;
+    let body = r.assert_status(200).clone();
+    assert_eq!(
+        body,
+        json!({ "id": org, "status": "archived", "archivedAt": "2026-06-01T00:00:01.000Z", "reclaimedCredits": 0, "revokedApiKeys": 2 })
+    );
+    for k in [a, b] {
+        app.get("/v1/whoami").key(&k).send().await.assert_error(401, "UNAUTHENTICATED");
+    }
+    app.clock.advance_ms(1000);
+    let again = app.delete(&format!("/v1/organizations/{org}")).key(&app.admin_key).send().await;
+    assert_eq!(again.assert_status(200), &body);
+    // Reads still work on the archived child; writes are 409.
+    let read = app.get(&format!("/v1/organizations/{org}")).key(&app.admin_key).send().await;
+    assert_eq!(read.assert_status(200)["status"], "archived");
+    app.patch(&format!("/v1/organizations/{org}"))
+        .key(&app.admin_key)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .assert_error(409, "CONFLICT");
+    let mint =
+        app.post(&format!("/v1/organizations/{org}/api-keys")).key(&app.admin_key).json(&json!({"name": "k", "scopes": ["content:read"]}));
+    mint.send().await.assert_error(409, "CONFLICT");
+    app.post("/v1/api-keys")
+        .key(&app.admin_key)
+        .acting(&org)
+        .json(&json!({"name": "k", "scopes": ["content:read"]}))
+        .send()
+        .await
+        .assert_error(409, "CONFLICT");
+}
+
+#[tokio::test]
+async fn patch_merges_metadata_key_by_key_and_refuses_status() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .post("/v1/organizations")
+        .key(&app.admin_key)
+        .json(&json!({ "name": "Acme", "metadata": { "externalId": "cust_1", "plan": "growth" }, "billingEmail": "ops@acme.example" }))
+        .send()
+        .await;
+    let org = r.assert_status(201)["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/organizations/{org}");
+    app.clock.advance_ms(5000);
+    let r = app
+        .patch(&path)
+        .key(&app.admin_key)
+        .json(&json!({ "name": "Acme Coffee", "metadata": { "plan": "", "tier": "gold" } }))
+        .send()
+        .await;
+    let b = r.assert_status(200);
+    assert_eq!(b["name"], "Acme Coffee");
+    assert_eq!(b["metadata"], json!({ "externalId": "cust_1", "tier": "gold" }));
+    assert_eq!(b["billingEmail"], "ops@acme.example");
+    assert_eq!(b["updatedAt"], "2026-06-01T00:00:05.000Z");
+    assert_eq!(b["createdAt"], "2026-06-01T00:00:00.000Z");
+    let r = app.patch(&path).key(&app.admin_key).json(&json!({ "metadata": null, "billingEmail": null })).send().await;
+    let b = r.assert_status(200);
+    assert_eq!(b["metadata"], json!({}));
+    assert_eq!(b["billingEmail"], json!(null));
+    let r = app.patch(&path).key(&app.admin_key).json(&json!({ "status": "archived" })).send().await;
+    r.assert_error(422, "VALIDATION");
+    assert_eq!(r.body["error"]["details"]["field"], "status");
+    let r = app.patch(&path).key(&app.admin_key).json(&json!({ "metadata": { "a": null } })).send().await;
+    r.assert_error(422, "VALIDATION");
+    let r = app.patch(&path).key(&app.admin_key).json(&json!({ "billingEmail": "not-an-email" })).send().await;
+    assert_eq!(r.body["error"]["details"]["field"], "billingEmail");
+    // Nothing of the failed patches was applied.
+    let b = app.get(&path).key(&app.admin_key).send().await;
+    assert_eq!(b.body["status"], "active");
+}
+
+#[tokio::test]
+async fn the_hierarchy_is_one_level_deep() {
+    let app = TestApp::spawn().await;
+    let org = app.create_child("Acme").await;
+    let r = app.post("/v1/organizations").key(&app.admin_key).acting(&org).json(&json!({"name": "Grandchild"})).send().await;
+    r.assert_error(422, "VALIDATION");
+}
+
+#[tokio::test]
+async fn lists_filter_by_status() {
+    let app = TestApp::spawn().await;
+    let a = app.create_child("a").await;
+    let b = app.create_child("b").await;
+    app.create_child("c").await;
+    app.post(&format!("/v1/organizations/{a}/suspend")).key(&app.admin_key).send().await.assert_status(200);
+    app.delete(&format!("/v1/organizations/{b}")).key(&app.admin_key).send().await.assert_status(200);
+    let names = |status: &str| {
+        let path = format!("/v1/organizations?status={status}");
+        let admin = app.admin_key.clone();
+        let app = &app;
+        async move {
+            let r = app.get(&path).key(&admin).send().await;
+            r.assert_status(200)["items"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(names("suspended").await, ["a"]);
+    assert_eq!(names("archived").await, ["b"]);
+    assert_eq!(names("active").await, ["c"]);
+    app.get("/v1/organizations?status=deleted").key(&app.admin_key).send().await.assert_error(422, "VALIDATION");
+}
+
+#[tokio::test]
+async fn a_suspended_child_stays_fully_manageable_by_its_parent() {
+    let app = TestApp::spawn().await;
+    let org = app.create_child("Acme").await;
+    app.post(&format!("/v1/organizations/{org}/suspend")).key(&app.admin_key).send().await.assert_status(200);
+    app.get(&format!("/v1/organizations/{org}")).key(&app.admin_key).send().await.assert_status(200);
+    app.get("/v1/api-keys").key(&app.admin_key).acting(&org).send().await.assert_status(200);
+    app.child_key(&org, &["content:read"]).await;
+    app.patch(&format!("/v1/organizations/{org}"))
+        .key(&app.admin_key)
+        .json(&json!({"name": "Acme (held)"}))
+        .send()
+        .await
+        .assert_status(200);
+}
+
+#[tokio::test]
+async fn concurrent_lifecycle_calls_end_legal_with_exactly_one_archive() {
+    let app = TestApp::spawn().await;
+    let org = app.create_child("Contended").await;
+    app.child_key(&org, &["content:read"]).await;
+    app.child_key(&org, &["projects:read"]).await;
+    let calls = (0..32).map(|i| {
+        let (method, path) = match i % 3 {
+            0 => (reqwest::Method::POST, format!("/v1/organizations/{org}/suspend")),
+            1 => (reqwest::Method::POST, format!("/v1/organizations/{org}/resume")),
+            _ => (reqwest::Method::DELETE, format!("/v1/organizations/{org}")),
+        };
+        app.call(method, &path).key(&app.admin_key).send()
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut archives = Vec::new();
+    for r in &results {
+        match r.status {
+            200 if r.body.get("revokedApiKeys").is_some() => archives.push(r.body.clone()),
+            200 => assert!(["active", "suspended"].contains(&r.body["status"].as_str().unwrap())),
+            409 => assert_eq!(r.code(), "CONFLICT"),
+            s => panic!("unexpected {s}: {}", r.body),
+        }
+    }
+    assert!(!archives.is_empty());
+    assert!(archives.iter().all(|a| a == &archives[0]), "every archive answer is the one terminal state");
+    assert_eq!(archives[0]["revokedApiKeys"], 2);
+    let r = app.get(&format!("/v1/organizations/{org}")).key(&app.admin_key).send().await;
+    assert_eq!(r.assert_status(200)["status"], "archived");
+    let events = app.get("/v1/events?type=organization.archived").key(&app.admin_key).acting(&org).send().await;
+    assert_eq!(events.assert_status(200)["items"].as_array().unwrap().len(), 1, "exactly one archive effect");
+    let audit = app.get("/v1/audit-log?eventType=organization.archived").key(&app.admin_key).send().await;
+    assert_eq!(audit.assert_status(200)["items"].as_array().unwrap().len(), 1);
+}
