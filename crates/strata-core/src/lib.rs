@@ -5,6 +5,7 @@
 pub mod apikey;
 pub mod audit;
 pub mod clock;
+pub mod credits;
 pub mod cursor;
 pub mod error;
 pub mod event;

@@ -8,10 +8,11 @@ use async_trait::async_trait;
 
 use crate::audit::{AuditEntry, AuditFilter};
 use crate::clock::Timestamp;
+use crate::credits::{CreditEvent, CreditEventFilter, Transfer, TransferStatus, Wallet};
 use crate::cursor::PageRequest;
 use crate::error::Result;
 use crate::event::{Event, EventFilter};
-use crate::id::{ApiKeyId, EventId, OrgId};
+use crate::id::{ApiKeyId, EventId, OrgId, TxnId};
 use crate::idempotency::{IdemRecord, Reply};
 use crate::key::ApiKey;
 use crate::org::{Org, OrgStatus};
@@ -77,6 +78,22 @@ pub trait Tx: Send {
     async fn insert_event(&mut self, event: &Event) -> Result<()>;
     async fn list_events(&mut self, org: OrgId, filter: &EventFilter, page: PageRequest) -> Result<Vec<Event>>;
     async fn event(&mut self, org: OrgId, id: EventId) -> Result<Option<Event>>;
+
+    // --- credits ---
+    async fn insert_wallet(&mut self, wallet: &Wallet) -> Result<()>;
+    async fn wallet(&mut self, org: OrgId) -> Result<Option<Wallet>>;
+    async fn update_wallet(&mut self, wallet: &Wallet) -> Result<()>;
+    async fn insert_transfer(&mut self, transfer: &Transfer) -> Result<()>;
+    async fn transfer(&mut self, id: TxnId) -> Result<Option<Transfer>>;
+    async fn set_transfer_status(&mut self, id: TxnId, status: TransferStatus) -> Result<()>;
+    /// Pending reservations whose timeout has passed, oldest first.
+    async fn expired_reservations(&mut self, now: Timestamp, limit: u32) -> Result<Vec<TxnId>>;
+    /// Wallets still counting a period that started before `period_start`.
+    async fn stale_wallets(&mut self, period_start: Timestamp, limit: u32) -> Result<Vec<OrgId>>;
+    async fn insert_credit_event(&mut self, event: &CreditEvent) -> Result<()>;
+    async fn list_credit_events(&mut self, org: OrgId, filter: &CreditEventFilter, page: PageRequest) -> Result<Vec<CreditEvent>>;
+    /// Every wallet and every transfer, for the ledger's invariant checks.
+    async fn ledger_snapshot(&mut self) -> Result<(Vec<Wallet>, Vec<Transfer>)>;
 
     // --- server settings ---
     async fn setting(&mut self, name: &str) -> Result<Option<String>>;

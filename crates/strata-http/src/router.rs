@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 
 use crate::AppState;
 use crate::context::request_context;
-use crate::handlers::{keys, logs, meta, orgs};
+use crate::handlers::{credits, keys, logs, meta, orgs};
 
 /// Request bodies above this are 413 (CONTRACT §1).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -25,6 +25,13 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/organizations/{orgId}/api-keys", post(keys::mint_child).get(keys::list_child))
         .route("/v1/organizations/{orgId}/api-keys/{keyId}", axum::routing::delete(keys::revoke_child))
         .route("/v1/organizations/{orgId}/api-keys/{keyId}/rotate", post(keys::rotate_child))
+        // Credits.
+        .route("/v1/credits", get(credits::own))
+        .route("/v1/credits/events", get(credits::own_events))
+        .route("/v1/organizations/{orgId}/credits", get(credits::child))
+        .route("/v1/organizations/{orgId}/credits/events", get(credits::child_events))
+        .route("/v1/organizations/{orgId}/credits/allocate", post(credits::allocate))
+        .route("/v1/organizations/{orgId}/credit-config", get(credits::config).patch(credits::update_config))
         // The caller's own keys.
         .route("/v1/api-keys", get(keys::list_own).post(keys::mint_own))
         .route("/v1/api-keys/{keyId}/rotate", post(keys::rotate_own))

@@ -60,6 +60,27 @@ impl Write {
         F: FnOnce(Option<IdemClaim>) -> Fut,
         Fut: Future<Output = Result<Reply, CoreError>>,
     {
+        self.run_inner(app, false, work).await
+    }
+
+    /// For routes that require an Idempotency-Key (credit allocation): none is 400, and a replay
+    /// says so in its body (`"replayed": true`) as well as in the header.
+    pub async fn run_keyed<F, Fut>(&self, app: &AppState, work: F) -> HttpResult
+    where
+        F: FnOnce(Option<IdemClaim>) -> Fut,
+        Fut: Future<Output = Result<Reply, CoreError>>,
+    {
+        if self.idem.0.is_none() {
+            return Err(HttpError(CoreError::IdempotencyRequired));
+        }
+        self.run_inner(app, true, work).await
+    }
+
+    async fn run_inner<F, Fut>(&self, app: &AppState, mark_replayed: bool, work: F) -> HttpResult
+    where
+        F: FnOnce(Option<IdemClaim>) -> Fut,
+        Fut: Future<Output = Result<Reply, CoreError>>,
+    {
         let Some(key) = self.idem.0.clone() else {
             return work(None).await.map(reply_response).map_err(HttpError);
         };
@@ -67,6 +88,7 @@ impl Write {
         let fp = fingerprint(&self.method, &self.path, &caller.org_id().to_string(), &self.body);
         let claim = match app.strata.idem_claim(caller, key, fp).await? {
             Claimed::Replay(reply) => {
+                let reply = if mark_replayed { mark_as_replayed(reply) } else { reply };
                 let mut resp = reply_response(reply);
                 resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
                 return Ok(resp);
@@ -87,5 +109,16 @@ impl Write {
                 Err(HttpError(err))
             }
         }
+    }
+}
+
+/// Sets `"replayed": true` in a stored success body that has the field.
+fn mark_as_replayed(reply: Reply) -> Reply {
+    match serde_json::from_slice::<serde_json::Value>(&reply.body) {
+        Ok(serde_json::Value::Object(mut m)) if m.contains_key("replayed") => {
+            m.insert("replayed".into(), serde_json::Value::Bool(true));
+            Reply { status: reply.status, body: serde_json::to_vec(&m).unwrap_or(reply.body) }
+        }
+        _ => reply,
     }
 }

@@ -5,9 +5,10 @@ use sqlx::any::AnyRow;
 use strata_core::apikey::{Env, Tier};
 use strata_core::audit::{Actor, AuditEntry};
 use strata_core::clock::Timestamp;
+use strata_core::credits::{Account, CreditConfig, CreditEvent, Transfer, TransferKind, TransferStatus, Wallet};
 use strata_core::error::{CoreError, Result};
 use strata_core::event::{Event, EventType};
-use strata_core::id::{ApiKeyId, AuditId, EventId, OrgId, ProjectId, RequestId};
+use strata_core::id::{ApiKeyId, AuditId, EventId, OrgId, ProjectId, RequestId, TxnId};
 use strata_core::idempotency::{IdemRecord, Reply};
 use strata_core::key::{ApiKey, KeyStatus};
 use strata_core::metadata::Metadata;
@@ -57,6 +58,10 @@ pub(crate) const KEY_COLUMNS_K: &str = "k.seq, k.id, k.org_id, k.name, k.env, k.
 pub(crate) const ORG_COLUMNS_O: &str = "o.seq AS o_seq, o.id AS o_id, o.parent_id AS o_parent_id, o.name AS o_name, o.status AS o_status, o.metadata AS o_metadata, o.billing_email AS o_billing_email, o.access_revoked AS o_access_revoked, o.archived_at AS o_archived_at, o.archive_reclaimed AS o_archive_reclaimed, o.archive_revoked AS o_archive_revoked, o.created_at AS o_created_at, o.updated_at AS o_updated_at";
 pub(crate) const AUDIT_COLUMNS: &str = "seq, id, event_type, occurred_at, request_id, org_id, project_id, api_key_id, actor, data";
 pub(crate) const EVENT_COLUMNS: &str = "seq, id, event_type, org_id, project_id, data, created_at";
+pub(crate) const WALLET_COLUMNS: &str = "org_id, included_remaining, prepaid_balance, reserved, used_this_period, included_this_period, period_start, monthly_cap, refill_threshold, refill_amount, updated_at";
+pub(crate) const TRANSFER_COLUMNS: &str =
+    "id, org_id, debit_account, credit_account, amount, kind, status, pending_id, expires_at, metadata, created_at";
+pub(crate) const CREDIT_EVENT_COLUMNS: &str = "seq, id, org_id, project_id, credits, event_type, format, container_id, workflow_id, balance_after_prepaid, usage_after_period, metadata, created_at";
 
 fn col(prefix: &str, name: &str) -> String {
     format!("{prefix}{name}")
@@ -178,6 +183,63 @@ pub(crate) fn event(r: &AnyRow) -> Result<Event> {
         org_id: OrgId::from_stored(&text(r, "org_id")?)?,
         project_id: opt_text(r, "project_id")?.map(|s| ProjectId::from_stored(&s)).transpose()?,
         data: serde_json::from_str(&text(r, "data")?).map_err(|e| CoreError::internal(format!("event data: {e}")))?,
+        created_at: Timestamp(int(r, "created_at")?),
+    })
+}
+
+pub(crate) fn wallet(r: &AnyRow) -> Result<Wallet> {
+    Ok(Wallet {
+        org_id: OrgId::from_stored(&text(r, "org_id")?)?,
+        included_remaining: int(r, "included_remaining")?,
+        prepaid_balance: int(r, "prepaid_balance")?,
+        reserved: int(r, "reserved")?,
+        used_this_period: int(r, "used_this_period")?,
+        included_this_period: int(r, "included_this_period")?,
+        period_start: Timestamp(int(r, "period_start")?),
+        config: CreditConfig {
+            monthly_credit_cap: opt_int(r, "monthly_cap")?,
+            refill_threshold: opt_int(r, "refill_threshold")?,
+            refill_amount: opt_int(r, "refill_amount")?,
+        },
+        updated_at: Timestamp(int(r, "updated_at")?),
+    })
+}
+
+pub(crate) fn transfer(r: &AnyRow) -> Result<Transfer> {
+    let kind = text(r, "kind")?;
+    let status = text(r, "status")?;
+    Ok(Transfer {
+        id: TxnId::from_stored(&text(r, "id")?)?,
+        org_id: OrgId::from_stored(&text(r, "org_id")?)?,
+        debit: Account::from_stored(&text(r, "debit_account")?)?,
+        credit: Account::from_stored(&text(r, "credit_account")?)?,
+        amount: int(r, "amount")?,
+        kind: TransferKind::parse(&kind).ok_or_else(|| corrupt("transfer kind", &kind))?,
+        status: TransferStatus::parse(&status).ok_or_else(|| corrupt("transfer status", &status))?,
+        pending_id: opt_text(r, "pending_id")?.map(|s| TxnId::from_stored(&s)).transpose()?,
+        expires_at: opt_ts(r, "expires_at")?,
+        metadata: serde_json::from_str(&text(r, "metadata")?).map_err(|e| CoreError::internal(format!("transfer metadata: {e}")))?,
+        created_at: Timestamp(int(r, "created_at")?),
+    })
+}
+
+pub(crate) fn credit_event(r: &AnyRow) -> Result<CreditEvent> {
+    let ty = text(r, "event_type")?;
+    let event_type =
+        strata_core::credits::CREDIT_EVENT_TYPES.iter().find(|t| **t == ty).copied().ok_or_else(|| corrupt("credit event type", &ty))?;
+    Ok(CreditEvent {
+        seq: int(r, "seq")?,
+        id: text(r, "id")?,
+        org_id: OrgId::from_stored(&text(r, "org_id")?)?,
+        project_id: opt_text(r, "project_id")?.map(|s| ProjectId::from_stored(&s)).transpose()?,
+        credits: int(r, "credits")?,
+        event_type,
+        format: opt_text(r, "format")?,
+        container_id: opt_text(r, "container_id")?,
+        workflow_id: opt_text(r, "workflow_id")?,
+        balance_after_prepaid: int(r, "balance_after_prepaid")?,
+        usage_after_period: int(r, "usage_after_period")?,
+        metadata: serde_json::from_str(&text(r, "metadata")?).map_err(|e| CoreError::internal(format!("credit event metadata: {e}")))?,
         created_at: Timestamp(int(r, "created_at")?),
     })
 }

@@ -5,17 +5,18 @@ use async_trait::async_trait;
 use sqlx::{Any, Transaction};
 use strata_core::audit::{AuditEntry, AuditFilter};
 use strata_core::clock::Timestamp;
+use strata_core::credits::{CreditEvent, CreditEventFilter, Transfer, TransferStatus, Wallet};
 use strata_core::cursor::PageRequest;
 use strata_core::error::Result;
 use strata_core::event::{Event, EventFilter};
-use strata_core::id::{ApiKeyId, EventId, OrgId};
+use strata_core::id::{ApiKeyId, EventId, OrgId, TxnId};
 use strata_core::idempotency::{IdemRecord, Reply};
 use strata_core::key::ApiKey;
 use strata_core::org::{Org, OrgStatus};
 use strata_core::store::Tx;
 
 use crate::query::Q;
-use crate::rows::{self, AUDIT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, ORG_COLUMNS};
+use crate::rows::{self, AUDIT_COLUMNS, CREDIT_EVENT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, ORG_COLUMNS, TRANSFER_COLUMNS, WALLET_COLUMNS};
 use crate::{Dialect, db_err};
 
 pub(crate) struct SqlTx {
@@ -335,6 +336,149 @@ impl Tx for SqlTx {
             .fetch_optional(&mut *self.tx)
             .await?;
         row.map(|r| rows::event(&r)).transpose()
+    }
+
+    async fn insert_wallet(&mut self, w: &Wallet) -> Result<()> {
+        Q::new(&format!("INSERT INTO wallets ({WALLET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+            .str(&w.org_id.uuid_string())
+            .int(w.included_remaining)
+            .int(w.prepaid_balance)
+            .int(w.reserved)
+            .int(w.used_this_period)
+            .int(w.included_this_period)
+            .int(w.period_start.millis())
+            .opt_int(w.config.monthly_credit_cap)
+            .opt_int(w.config.refill_threshold)
+            .opt_int(w.config.refill_amount)
+            .int(w.updated_at.millis())
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+    }
+
+    async fn wallet(&mut self, org: OrgId) -> Result<Option<Wallet>> {
+        let sql = format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE org_id = $1{}", self.lock());
+        let row = Q::new(&sql).str(&org.uuid_string()).fetch_optional(&mut *self.tx).await?;
+        row.map(|r| rows::wallet(&r)).transpose()
+    }
+
+    async fn update_wallet(&mut self, w: &Wallet) -> Result<()> {
+        Q::new(
+            "UPDATE wallets SET included_remaining = $2, prepaid_balance = $3, reserved = $4, used_this_period = $5, \
+             included_this_period = $6, period_start = $7, monthly_cap = $8, refill_threshold = $9, refill_amount = $10, updated_at = $11 \
+             WHERE org_id = $1",
+        )
+        .str(&w.org_id.uuid_string())
+        .int(w.included_remaining)
+        .int(w.prepaid_balance)
+        .int(w.reserved)
+        .int(w.used_this_period)
+        .int(w.included_this_period)
+        .int(w.period_start.millis())
+        .opt_int(w.config.monthly_credit_cap)
+        .opt_int(w.config.refill_threshold)
+        .opt_int(w.config.refill_amount)
+        .int(w.updated_at.millis())
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+    }
+
+    async fn insert_transfer(&mut self, t: &Transfer) -> Result<()> {
+        Q::new(&format!("INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+            .str(&t.id.uuid_string())
+            .str(&t.org_id.uuid_string())
+            .str(&t.debit.to_stored())
+            .str(&t.credit.to_stored())
+            .int(t.amount)
+            .str(t.kind.as_str())
+            .str(t.status.as_str())
+            .opt_str(t.pending_id.map(|p| p.uuid_string()))
+            .opt_int(ts(t.expires_at))
+            .str(&t.metadata.to_string())
+            .int(t.created_at.millis())
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+    }
+
+    async fn transfer(&mut self, id: TxnId) -> Result<Option<Transfer>> {
+        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1{}", self.lock());
+        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut *self.tx).await?;
+        row.map(|r| rows::transfer(&r)).transpose()
+    }
+
+    async fn set_transfer_status(&mut self, id: TxnId, status: TransferStatus) -> Result<()> {
+        Q::new("UPDATE transfers SET status = $2 WHERE id = $1")
+            .str(&id.uuid_string())
+            .str(status.as_str())
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+    }
+
+    async fn expired_reservations(&mut self, now: Timestamp, limit: u32) -> Result<Vec<TxnId>> {
+        let rows = Q::new("SELECT id FROM transfers WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2")
+            .int(now.millis())
+            .int(i64::from(limit))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(|r| TxnId::from_stored(&sqlx::Row::try_get::<String, _>(r, "id").map_err(db_err)?)).collect()
+    }
+
+    async fn stale_wallets(&mut self, period_start: Timestamp, limit: u32) -> Result<Vec<OrgId>> {
+        let rows = Q::new("SELECT org_id FROM wallets WHERE period_start < $1 LIMIT $2")
+            .int(period_start.millis())
+            .int(i64::from(limit))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(|r| OrgId::from_stored(&sqlx::Row::try_get::<String, _>(r, "org_id").map_err(db_err)?)).collect()
+    }
+
+    async fn insert_credit_event(&mut self, e: &CreditEvent) -> Result<()> {
+        Q::new(
+            "INSERT INTO credit_events (id, org_id, project_id, credits, event_type, format, container_id, workflow_id, balance_after_prepaid, usage_after_period, metadata, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .str(&e.id)
+        .str(&e.org_id.uuid_string())
+        .opt_str(e.project_id.map(|p| p.uuid_string()))
+        .int(e.credits)
+        .str(e.event_type)
+        .opt_str(e.format.clone())
+        .opt_str(e.container_id.clone())
+        .opt_str(e.workflow_id.clone())
+        .int(e.balance_after_prepaid)
+        .int(e.usage_after_period)
+        .str(&e.metadata.to_string())
+        .int(e.created_at.millis())
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+    }
+
+    async fn list_credit_events(&mut self, org: OrgId, f: &CreditEventFilter, req: PageRequest) -> Result<Vec<CreditEvent>> {
+        let mut q = Q::new(&format!("SELECT {CREDIT_EVENT_COLUMNS} FROM credit_events WHERE org_id = $1")).str(&org.uuid_string());
+        if let Some(p) = f.project_id {
+            q = q.and_str(" AND project_id = $?", &p.uuid_string());
+        }
+        if let Some(t) = &f.event_type {
+            q = q.and_str(" AND event_type = $?", t);
+        }
+        if let Some(s) = f.since {
+            q = q.and_int(" AND created_at >= $?", s.millis());
+        }
+        if let Some(u) = f.until {
+            q = q.and_int(" AND created_at < $?", u.millis());
+        }
+        let rows = page(q, req).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(rows::credit_event).collect()
+    }
+
+    async fn ledger_snapshot(&mut self) -> Result<(Vec<Wallet>, Vec<Transfer>)> {
+        let wallets = Q::new(&format!("SELECT {WALLET_COLUMNS} FROM wallets")).fetch_all(&mut *self.tx).await?;
+        let transfers = Q::new(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY seq")).fetch_all(&mut *self.tx).await?;
+        Ok((wallets.iter().map(rows::wallet).collect::<Result<_>>()?, transfers.iter().map(rows::transfer).collect::<Result<_>>()?))
     }
 
     async fn setting(&mut self, name: &str) -> Result<Option<String>> {

@@ -14,11 +14,13 @@ use tokio::task::JoinHandle;
 pub struct Cadence {
     pub key_usage_flush: Duration,
     pub idempotency_prune: Duration,
+    /// Reservation expiry and period rollover.
+    pub ledger: Duration,
 }
 
 impl Default for Cadence {
     fn default() -> Self {
-        Self { key_usage_flush: Duration::from_secs(5), idempotency_prune: Duration::from_secs(600) }
+        Self { key_usage_flush: Duration::from_secs(5), idempotency_prune: Duration::from_secs(600), ledger: Duration::from_secs(30) }
     }
 }
 
@@ -38,6 +40,22 @@ pub async fn prune_idempotency(strata: &Strata) -> u64 {
     })
 }
 
+/// Releases reservations past their timeout.
+pub async fn expire_reservations(strata: &Strata) -> usize {
+    strata.expire_reservations().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "reservation expiry failed");
+        0
+    })
+}
+
+/// Rolls wallets into the current monthly period (expiring unused included credits).
+pub async fn roll_over_periods(strata: &Strata) -> usize {
+    strata.roll_over_periods().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "period rollover failed");
+        0
+    })
+}
+
 /// Starts every loop; they stop when `shutdown` turns true, after one last step.
 pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     vec![
@@ -50,12 +68,22 @@ pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<b
                 }
             }
         }),
-        spawn_loop("idempotency_prune", cadence.idempotency_prune, shutdown, {
+        spawn_loop("idempotency_prune", cadence.idempotency_prune, shutdown.clone(), {
             let s = strata.clone();
             move || {
                 let s = s.clone();
                 async move {
                     prune_idempotency(&s).await;
+                }
+            }
+        }),
+        spawn_loop("ledger", cadence.ledger, shutdown, {
+            let s = strata.clone();
+            move || {
+                let s = s.clone();
+                async move {
+                    expire_reservations(&s).await;
+                    roll_over_periods(&s).await;
                 }
             }
         }),

@@ -11,6 +11,7 @@ use serde_json::json;
 use strata_core::Strata;
 use strata_core::apikey::{Env, Tier};
 use strata_core::clock::SystemClock;
+use strata_core::credits::GrantKind;
 use strata_core::error::CoreError;
 use strata_core::id::OrgId;
 use strata_core::scope::Scopes;
@@ -178,9 +179,7 @@ pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Serve(args) => serve(strata, args).await,
         Command::Partners(cmd) => partners(strata, cmd).await,
-        Command::Credits(CreditsCmd::Grant { .. }) => {
-            Err(CoreError::validation("credits", "credit grants arrive with the credits ledger; this build has no wallets yet"))
-        }
+        Command::Credits(CreditsCmd::Grant { org, credits, kind, json }) => grant(strata, &org, credits, &kind, json).await,
         Command::Keys(cmd) => keys(strata, cmd).await,
         Command::Orgs(OrgsCmd::Access { org, revoke, .. }) => access(strata, &org, revoke).await,
     };
@@ -246,6 +245,9 @@ async fn partners(strata: Strata, cmd: PartnersCmd) -> Result<(), CoreError> {
             }
             let name = strata_core::org::parse_name(&name, "name", 128)?;
             let created = strata.create_partner(NewPartner { name, tier: parse_tier(&tier)? }).await?;
+            if let Some(c) = credits.filter(|c| *c > 0) {
+                strata.grant_credits(created.org.id, c, GrantKind::Grant).await?;
+            }
             if json {
                 out(json!({ "organizationId": created.org.id, "apiKey": created.secret.expose() }));
             } else {
@@ -299,5 +301,18 @@ async fn keys(strata: Strata, cmd: KeysCmd) -> Result<(), CoreError> {
 async fn access(strata: Strata, org: &str, revoke: bool) -> Result<(), CoreError> {
     let org = strata.set_org_access(OrgId::parse_field(org, "org")?, revoke).await?;
     out(format!("{} API access {}", org.id, if org.access_revoked { "revoked" } else { "restored" }));
+    Ok(())
+}
+
+async fn grant(strata: Strata, org: &str, credits: i64, kind: &str, json: bool) -> Result<(), CoreError> {
+    let org = OrgId::parse_field(org, "org")?;
+    let kind = GrantKind::parse(kind).ok_or_else(|| CoreError::validation("kind", "must be grant, purchase or included"))?;
+    let (txn, w) = strata.grant_credits(org, credits, kind).await?;
+    if json {
+        out(json!({ "transferId": txn, "organizationId": org, "balance": w.balance(), "available": w.available(),
+                    "prepaidBalance": w.prepaid_balance, "includedRemaining": w.included_remaining }));
+    } else {
+        out(format!("{txn}: {org} balance {} (available {})", w.balance(), w.available()));
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod credits;
 mod events;
 mod idempotency;
 mod keys;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 pub use auth::{Caller, Credentials};
+pub use credits::{Allocation, CreditEventView, DEFAULT_RESERVATION_TIMEOUT_MS, LedgerReport, SpendRequest};
 pub use idempotency::Claimed;
 pub use keys::{KeyEnv, NewKey};
 pub use operator::{NewPartner, PartnerCreated};
@@ -37,11 +39,13 @@ const REPLY_PURPOSE: &str = "idempotent-reply";
 pub struct CoreConfig {
     /// How long a rotated child key keeps working.
     pub rotation_grace_ms: i64,
+    /// How long a reservation lives unless settled.
+    pub reservation_timeout_ms: i64,
 }
 
 impl Default for CoreConfig {
     fn default() -> Self {
-        Self { rotation_grace_ms: crate::clock::DAY_MS }
+        Self { rotation_grace_ms: crate::clock::DAY_MS, reservation_timeout_ms: credits::DEFAULT_RESERVATION_TIMEOUT_MS }
     }
 }
 

@@ -59,6 +59,7 @@ impl Strata {
         let scopes = Scopes::new([Scope::OrgAdmin, Scope::AllData]);
         let (key, minted) = new_key(org.id, "admin".into(), scopes, Env::Live, cmd.tier, now);
         tx.insert_org(&org).await?;
+        tx.insert_wallet(&crate::credits::Wallet::empty(org.id, now)).await?;
         tx.insert_key(&key).await?;
         let stamp = Stamp::operator().in_org(org.id);
         tx.insert_audit(&self.audit_entry(

@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde_json::json;
 
+use super::credits::ConfigView;
 use super::{Caller, Strata};
 use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
@@ -34,20 +35,11 @@ pub struct OrgPatch {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct CreditConfigView {
-    monthly_credit_cap: Option<i64>,
-    refill_threshold: Option<i64>,
-    refill_amount: Option<i64>,
-    auto_refill_enabled: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct SummaryView {
     project_count: i64,
     balance: i64,
     available: i64,
-    credit_config: CreditConfigView,
+    credit_config: ConfigView,
 }
 
 #[derive(Serialize)]
@@ -93,7 +85,10 @@ pub(crate) async fn child_of(tx: &mut dyn Tx, parent: OrgId, id: OrgId) -> Resul
 
 impl Strata {
     /// `GET /v1/whoami`: answers for any valid key, even a killed or suspended one.
-    pub fn whoami(&self, caller: &Caller) -> Reply {
+    pub async fn whoami(&self, caller: &Caller) -> Result<Reply> {
+        let mut tx = self.store.read().await?;
+        let wallet = self.wallet_now(tx.as_mut(), caller.org_id()).await?;
+        tx.commit().await?;
         let view = WhoamiView {
             organization_id: caller.org.id,
             workspace_id: caller.org.id,
@@ -105,9 +100,9 @@ impl Strata {
             kill_switch: caller.key.killed,
             api_access_revoked: caller.home.status != OrgStatus::Active || caller.home.access_revoked,
             api_key_id: caller.key.id,
-            credit_balance: 0,
+            credit_balance: wallet.balance(),
         };
-        Reply::json(200, &view)
+        Ok(Reply::json(200, &view))
     }
 
     pub async fn create_child(&self, caller: &Caller, cmd: NewChild, idem: Option<&IdemClaim>) -> Result<Reply> {
@@ -137,6 +132,7 @@ impl Strata {
         let view = OrgView::from(&org);
         let mut tx = self.store.write().await?;
         tx.insert_org(&org).await?;
+        tx.insert_wallet(&crate::credits::Wallet::empty(org.id, now)).await?;
         tx.insert_audit(&self.audit_entry(
             caller.stamp(),
             "organization.created",
@@ -159,17 +155,13 @@ impl Strata {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
         let org = child_of(tx.as_mut(), caller.org_id(), id).await?;
+        let wallet = self.wallet_now(tx.as_mut(), org.id).await?;
         tx.commit().await?;
         let summary = SummaryView {
             project_count: 0,
-            balance: 0,
-            available: 0,
-            credit_config: CreditConfigView {
-                monthly_credit_cap: None,
-                refill_threshold: None,
-                refill_amount: None,
-                auto_refill_enabled: false,
-            },
+            balance: wallet.balance(),
+            available: wallet.available(),
+            credit_config: ConfigView::from(wallet.config),
         };
         Ok(Reply::json(200, &OrgWithSummary { org: OrgView::from(&org), summary }))
     }
@@ -218,10 +210,11 @@ impl Strata {
             if req == Lifecycle::Archive {
                 let revoked = tx.revoke_org_keys(org.id, now).await?;
                 let revoked = i64::try_from(revoked).unwrap_or(i64::MAX);
+                let reclaimed = self.reclaim_on_archive(tx.as_mut(), &org).await?;
                 org.archived_at = Some(now);
-                org.archive_stats = Some((0, revoked));
+                org.archive_stats = Some((reclaimed, revoked));
                 detail["revokedApiKeys"] = json!(revoked);
-                detail["reclaimedCredits"] = json!(0);
+                detail["reclaimedCredits"] = json!(reclaimed);
             }
             tx.update_org(&org).await?;
             tx.insert_audit(&self.audit_entry(caller.stamp(), audit_type, detail)).await?;

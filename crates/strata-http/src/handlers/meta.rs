@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
+use crate::error::{HttpError, HttpResult};
 use crate::extract::Auth;
 use crate::write::reply_response;
 
@@ -25,6 +26,6 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 /// `GET /v1/whoami`.
-pub async fn whoami(State(app): State<AppState>, caller: Auth) -> Response {
-    reply_response(app.strata.whoami(&caller))
+pub async fn whoami(State(app): State<AppState>, caller: Auth) -> HttpResult {
+    app.strata.whoami(&caller).await.map(reply_response).map_err(HttpError)
 }

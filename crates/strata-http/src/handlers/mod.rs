@@ -1,6 +1,7 @@
 //! Handlers, one module per resource. A handler parses the request into a domain command and
 //! calls one service; no rule and no SQL lives here.
 
+pub mod credits;
 pub mod keys;
 pub mod logs;
 pub mod meta;

@@ -156,8 +156,8 @@ impl TestApp {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         // Workers tick rarely; tests step them by hand.
-        let cadence =
-            Cadence { key_usage_flush: std::time::Duration::from_secs(3600), idempotency_prune: std::time::Duration::from_secs(3600) };
+        let hour = std::time::Duration::from_secs(3600);
+        let cadence = Cadence { key_usage_flush: hour, idempotency_prune: hour, ledger: hour };
         tokio::spawn(strata::serve(strata.clone(), listener, cadence, async move {
             let _ = stopped.await;
         }));
@@ -220,6 +220,35 @@ impl TestApp {
             .await
             .unwrap();
         (p.org.id.to_string(), p.secret.expose().to_owned())
+    }
+
+    /// Grants prepaid credits to an org through the operator path.
+    pub async fn grant(&self, org: &str, credits: i64) {
+        self.strata.grant_credits(org.parse().unwrap(), credits, strata_core::credits::GrantKind::Grant).await.unwrap();
+    }
+
+    /// Allocates from the partner to a child; returns the response.
+    pub async fn allocate(&self, child: &str, credits: i64) -> Resp {
+        self.post(&format!("/v1/organizations/{child}/credits/allocate"))
+            .key(&self.admin_key)
+            .idem(&ulid::Ulid::new().to_string())
+            .json(&serde_json::json!({ "credits": credits }))
+            .send()
+            .await
+    }
+
+    /// The partner's admin key as a service-level caller.
+    pub async fn admin_caller(&self) -> strata_core::service::Caller {
+        let header = format!("Bearer {}", self.admin_key);
+        let creds = strata_core::service::Credentials { authorization: Some(&header), acting_org: None, whoami: false };
+        self.strata.authenticate(creds, strata_core::id::RequestId::at(0)).await.unwrap()
+    }
+
+    /// Asserts every ledger invariant over the whole database.
+    pub async fn assert_ledger(&self) -> strata_core::service::LedgerReport {
+        let report = self.strata.check_ledger().await.unwrap();
+        assert!(report.violations.is_empty(), "ledger invariants broken:\n{}", report.violations.join("\n"));
+        report
     }
 
     /// Every stored byte of the database, for scanning.

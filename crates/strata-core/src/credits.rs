@@ -1,0 +1,456 @@
+//! The credit ledger's domain (CONTRACT §3, DESIGN "The ledger"): wallets with derived balances,
+//! double-entry transfers between named accounts, the monthly period and its rollover, the
+//! credit config, and the low-balance marks. Pure rules; the credits service applies them.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::Timestamp;
+use crate::error::CoreError;
+use crate::id::{OrgId, ProjectId, TxnId};
+
+/// Credits per variant for each generation format (shown in `GET /v1/credits`).
+pub const ESTIMATED_CREDITS_PER_FORMAT: [(&str, i64); 5] =
+    [("slideshow_builder", 50), ("slideshow_remix", 50), ("video_remix", 120), ("ugc_remix", 120), ("auto", 120)];
+
+pub fn estimated_cost(format: &str) -> Option<i64> {
+    ESTIMATED_CREDITS_PER_FORMAT.iter().find(|(f, _)| *f == format).map(|(_, c)| *c)
+}
+
+/// A ledger account. Wallets have two buckets; the outside world is five system accounts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Account {
+    Included(OrgId),
+    Prepaid(OrgId),
+    /// Where a reservation's pending amount is held against (a whole wallet).
+    Wallet(OrgId),
+    Grants,
+    Purchases,
+    IncludedSource,
+    Usage,
+    Expired,
+}
+
+impl Account {
+    pub fn to_stored(self) -> String {
+        match self {
+            Account::Included(o) => format!("wallet:{}:included", o.uuid_string()),
+            Account::Prepaid(o) => format!("wallet:{}:prepaid", o.uuid_string()),
+            Account::Wallet(o) => format!("wallet:{}", o.uuid_string()),
+            Account::Grants => "operator:grants".into(),
+            Account::Purchases => "operator:purchases".into(),
+            Account::IncludedSource => "operator:included".into(),
+            Account::Usage => "usage".into(),
+            Account::Expired => "expired".into(),
+        }
+    }
+
+    pub fn from_stored(s: &str) -> Result<Self, CoreError> {
+        let bad = || CoreError::internal(format!("corrupt account {s:?}"));
+        Ok(match s {
+            "operator:grants" => Account::Grants,
+            "operator:purchases" => Account::Purchases,
+            "operator:included" => Account::IncludedSource,
+            "usage" => Account::Usage,
+            "expired" => Account::Expired,
+            _ => {
+                let rest = s.strip_prefix("wallet:").ok_or_else(bad)?;
+                match rest.split_once(':') {
+                    None => Account::Wallet(OrgId::from_stored(rest)?),
+                    Some((org, "included")) => Account::Included(OrgId::from_stored(org)?),
+                    Some((org, "prepaid")) => Account::Prepaid(OrgId::from_stored(org)?),
+                    _ => return Err(bad()),
+                }
+            }
+        })
+    }
+
+    /// Where credits enter the system (their balances go negative by what was created).
+    pub fn is_source(self) -> bool {
+        matches!(self, Account::Grants | Account::Purchases | Account::IncludedSource)
+    }
+
+    /// Where credits leave the system.
+    pub fn is_sink(self) -> bool {
+        matches!(self, Account::Usage | Account::Expired)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TransferStatus {
+    Pending,
+    Posted,
+    Voided,
+}
+
+impl TransferStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferStatus::Pending => "pending",
+            TransferStatus::Posted => "posted",
+            TransferStatus::Voided => "voided",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "posted" => Some(Self::Posted),
+            "voided" => Some(Self::Voided),
+            _ => None,
+        }
+    }
+}
+
+/// What a transfer is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TransferKind {
+    Grant,
+    Purchase,
+    Included,
+    Allocation,
+    Refill,
+    Reclaim,
+    Reservation,
+    Usage,
+    Expiry,
+}
+
+impl TransferKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferKind::Grant => "grant",
+            TransferKind::Purchase => "purchase",
+            TransferKind::Included => "included",
+            TransferKind::Allocation => "allocation",
+            TransferKind::Refill => "refill",
+            TransferKind::Reclaim => "reclaim",
+            TransferKind::Reservation => "reservation",
+            TransferKind::Usage => "usage",
+            TransferKind::Expiry => "expiry",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "grant" => Self::Grant,
+            "purchase" => Self::Purchase,
+            "included" => Self::Included,
+            "allocation" => Self::Allocation,
+            "refill" => Self::Refill,
+            "reclaim" => Self::Reclaim,
+            "reservation" => Self::Reservation,
+            "usage" => Self::Usage,
+            "expiry" => Self::Expiry,
+            _ => return None,
+        })
+    }
+}
+
+/// One double-entry movement: `amount` leaves `debit` and enters `credit`. Append-only; a
+/// pending transfer (a reservation) later becomes posted or voided.
+#[derive(Clone, Debug)]
+pub struct Transfer {
+    pub id: TxnId,
+    /// The org whose ledger this transfer is filed under (for listing and locking).
+    pub org_id: OrgId,
+    pub debit: Account,
+    pub credit: Account,
+    pub amount: i64,
+    pub kind: TransferKind,
+    pub status: TransferStatus,
+    /// For a usage transfer: the reservation it settles.
+    pub pending_id: Option<TxnId>,
+    /// For a reservation: when it expires unless settled.
+    pub expires_at: Option<Timestamp>,
+    pub metadata: Value,
+    pub created_at: Timestamp,
+}
+
+/// Spend governance of a wallet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreditConfig {
+    pub monthly_credit_cap: Option<i64>,
+    pub refill_threshold: Option<i64>,
+    pub refill_amount: Option<i64>,
+}
+
+impl CreditConfig {
+    pub fn auto_refill_enabled(&self) -> bool {
+        self.refill_threshold.is_some() && self.refill_amount.is_some()
+    }
+
+    /// The available levels below which the wallet is "low" (CONTRACT §6 `credits.low`).
+    pub fn low_marks(&self) -> Vec<i64> {
+        let mut marks = Vec::new();
+        if let Some(t) = self.refill_threshold {
+            marks.push(t);
+        }
+        if let Some(cap) = self.monthly_credit_cap {
+            marks.push(cap / 10);
+        }
+        marks
+    }
+}
+
+/// A change to the credit config: each field `None` = unchanged, `Some(None)` = cleared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CreditConfigPatch {
+    pub monthly_credit_cap: Option<Option<i64>>,
+    pub refill_threshold: Option<Option<i64>>,
+    pub refill_amount: Option<Option<i64>>,
+}
+
+impl CreditConfig {
+    /// Applies a patch; the result must have both refill fields or neither.
+    pub fn apply(self, p: CreditConfigPatch) -> Result<Self, CoreError> {
+        let out = CreditConfig {
+            monthly_credit_cap: p.monthly_credit_cap.unwrap_or(self.monthly_credit_cap),
+            refill_threshold: p.refill_threshold.unwrap_or(self.refill_threshold),
+            refill_amount: p.refill_amount.unwrap_or(self.refill_amount),
+        };
+        if out.refill_threshold.is_some() != out.refill_amount.is_some() {
+            return Err(CoreError::validation_code(
+                if out.refill_threshold.is_some() { "refillAmount" } else { "refillThreshold" },
+                "refillThreshold and refillAmount must be set together or both be null",
+                "REFILL_REQUIRES_THRESHOLD_AND_AMOUNT",
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// An org's wallet with its derived balances, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wallet {
+    pub org_id: OrgId,
+    pub included_remaining: i64,
+    pub prepaid_balance: i64,
+    pub reserved: i64,
+    pub used_this_period: i64,
+    pub included_this_period: i64,
+    /// The start of the period `used_this_period` and `included_this_period` count.
+    pub period_start: Timestamp,
+    pub config: CreditConfig,
+    pub updated_at: Timestamp,
+}
+
+impl Wallet {
+    pub fn empty(org_id: OrgId, now: Timestamp) -> Self {
+        Self {
+            org_id,
+            included_remaining: 0,
+            prepaid_balance: 0,
+            reserved: 0,
+            used_this_period: 0,
+            included_this_period: 0,
+            period_start: now.month_bounds().0,
+            config: CreditConfig::default(),
+            updated_at: now,
+        }
+    }
+
+    pub fn balance(&self) -> i64 {
+        self.included_remaining + self.prepaid_balance
+    }
+
+    /// Spendable now: the balance net of reservations, never below 0.
+    pub fn available(&self) -> i64 {
+        (self.balance() - self.reserved).max(0)
+    }
+
+    /// Brings the wallet into the period of `now`. Unused included credits expire, except what
+    /// in-flight reservations still need; the period's counters restart. Returns the credits
+    /// that expired (zero when nothing changes or the period is current).
+    pub fn roll_over(&mut self, now: Timestamp) -> i64 {
+        let current = now.month_bounds().0;
+        if self.period_start >= current {
+            return 0;
+        }
+        let expired = self.included_remaining.min(self.available());
+        self.included_remaining -= expired;
+        self.used_this_period = 0;
+        self.included_this_period = 0;
+        self.period_start = current;
+        self.updated_at = now;
+        expired
+    }
+
+    /// Splits a consumption of `amount` over the buckets: included first, then prepaid.
+    pub fn consumption_split(&self, amount: i64) -> (i64, i64) {
+        let from_included = self.included_remaining.min(amount);
+        (from_included, amount - from_included)
+    }
+
+    /// Why a reservation of `cost` cannot be made, if it cannot.
+    pub fn reserve_refusal(&self, cost: i64) -> Option<CoreError> {
+        if cost > self.available() {
+            return Some(CoreError::BillingExhausted {
+                message: format!("this generation needs {cost} credits; {} are available", self.available()),
+                reason: "insufficient_credits",
+            });
+        }
+        if let Some(cap) = self.config.monthly_credit_cap
+            && self.used_this_period + self.reserved + cost > cap
+        {
+            return Some(CoreError::BillingExhausted {
+                message: format!(
+                    "this generation would take the period's spend to {} credits, over the monthly cap of {cap}",
+                    self.used_this_period + self.reserved + cost
+                ),
+                reason: "monthly_cap",
+            });
+        }
+        None
+    }
+
+    /// `active`, `low` (below a low mark) or `exhausted` (nothing available).
+    pub fn billing_status(&self) -> &'static str {
+        let available = self.available();
+        if available == 0 {
+            "exhausted"
+        } else if self.config.low_marks().iter().any(|m| available < *m) {
+            "low"
+        } else {
+            "active"
+        }
+    }
+}
+
+/// Whether moving from `before` to `after` available crosses below `mark`.
+pub fn crosses_below(before: i64, after: i64, mark: i64) -> bool {
+    before >= mark && after < mark
+}
+
+/// The ledger view of a balance change (`GET /v1/credits/events`).
+#[derive(Clone, Debug)]
+pub struct CreditEvent {
+    pub id: String,
+    pub org_id: OrgId,
+    pub project_id: Option<ProjectId>,
+    pub credits: i64,
+    pub event_type: &'static str,
+    pub format: Option<String>,
+    pub container_id: Option<String>,
+    pub workflow_id: Option<String>,
+    pub balance_after_prepaid: i64,
+    pub usage_after_period: i64,
+    pub metadata: Value,
+    pub created_at: Timestamp,
+    pub seq: i64,
+}
+
+pub const CREDIT_EVENT_TYPES: [&str; 6] = ["usage", "refund", "grant", "purchase", "adjustment", "allocation"];
+
+/// Filters of the credit ledger listing.
+#[derive(Clone, Debug, Default)]
+pub struct CreditEventFilter {
+    pub project_id: Option<ProjectId>,
+    pub event_type: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+/// How the operator funds a wallet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantKind {
+    Grant,
+    Purchase,
+    Included,
+}
+
+impl GrantKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "grant" => Some(Self::Grant),
+            "purchase" => Some(Self::Purchase),
+            "included" => Some(Self::Included),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wallet(included: i64, prepaid: i64, reserved: i64) -> Wallet {
+        let mut w = Wallet::empty(OrgId::new(), Timestamp(1_780_272_000_000));
+        w.included_remaining = included;
+        w.prepaid_balance = prepaid;
+        w.reserved = reserved;
+        w
+    }
+
+    #[test]
+    fn available_is_balance_net_of_reservations() {
+        let w = wallet(100, 400, 120);
+        assert_eq!(w.balance(), 500);
+        assert_eq!(w.available(), 380);
+    }
+
+    #[test]
+    fn consumption_takes_included_first() {
+        assert_eq!(wallet(100, 400, 0).consumption_split(150), (100, 50));
+        assert_eq!(wallet(100, 400, 0).consumption_split(60), (60, 0));
+    }
+
+    #[test]
+    fn rollover_expires_included_but_keeps_what_reservations_need() {
+        let mut w = wallet(300, 0, 120);
+        w.used_this_period = 50;
+        let next_month = Timestamp(1_780_272_000_000 + 31 * crate::clock::DAY_MS);
+        assert_eq!(w.roll_over(next_month), 180);
+        assert_eq!((w.included_remaining, w.used_this_period, w.available()), (120, 0, 0));
+        assert_eq!(w.roll_over(next_month), 0, "once per period");
+    }
+
+    #[test]
+    fn the_cap_counts_usage_and_reservations() {
+        let mut w = wallet(0, 10_000, 1_000);
+        w.used_this_period = 3_000;
+        w.config.monthly_credit_cap = Some(5_000);
+        assert!(w.reserve_refusal(1_000).is_none());
+        match w.reserve_refusal(1_001) {
+            Some(CoreError::BillingExhausted { reason, .. }) => assert_eq!(reason, "monthly_cap"),
+            other => panic!("{other:?}"),
+        }
+        match wallet(0, 10, 0).reserve_refusal(11) {
+            Some(CoreError::BillingExhausted { reason, .. }) => assert_eq!(reason, "insufficient_credits"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refill_fields_are_both_or_neither() {
+        let base = CreditConfig::default();
+        let one = CreditConfigPatch { refill_threshold: Some(Some(1000)), ..Default::default() };
+        match base.apply(one) {
+            Err(CoreError::Validation { code, .. }) => assert_eq!(code, Some("REFILL_REQUIRES_THRESHOLD_AND_AMOUNT")),
+            other => panic!("{other:?}"),
+        }
+        let both = CreditConfigPatch { refill_threshold: Some(Some(1000)), refill_amount: Some(Some(2000)), ..Default::default() };
+        let set = base.apply(both).unwrap();
+        assert!(set.auto_refill_enabled());
+        let clear_one = CreditConfigPatch { refill_amount: Some(None), ..Default::default() };
+        assert!(set.apply(clear_one).is_err());
+        let clear_both = CreditConfigPatch { refill_amount: Some(None), refill_threshold: Some(None), ..Default::default() };
+        assert!(!set.apply(clear_both).unwrap().auto_refill_enabled());
+    }
+
+    #[test]
+    fn accounts_round_trip_through_storage() {
+        let o = OrgId::new();
+        for a in [Account::Included(o), Account::Prepaid(o), Account::Wallet(o), Account::Grants, Account::Usage, Account::Expired] {
+            assert_eq!(Account::from_stored(&a.to_stored()).unwrap(), a);
+        }
+    }
+
+    #[test]
+    fn crossing_is_from_at_or_above_to_below() {
+        assert!(crosses_below(1000, 999, 1000));
+        assert!(!crosses_below(999, 500, 1000));
+        assert!(!crosses_below(2000, 1000, 1000));
+    }
+}

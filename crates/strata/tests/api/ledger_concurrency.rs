@@ -1,0 +1,92 @@
+//! Many clients moving credits at once: allocations over HTTP (with one Idempotency-Key retried
+//! concurrently) and spends through the service, with auto-refill on. Nothing may be lost,
+//! duplicated, overdrawn or spent past the cap.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use strata_core::service::{SpendRequest, Stamp};
+
+use crate::helpers::TestApp;
+
+const CAP: i64 = 3_000;
+
+#[tokio::test]
+async fn sixty_four_concurrent_clients_keep_the_ledger_exact() {
+    let app = Arc::new(TestApp::spawn().await);
+    app.grant(&app.partner_org, 1_000_000).await;
+    let mut children = Vec::new();
+    for i in 0..3 {
+        let org = app.create_child(&format!("child-{i}")).await;
+        app.allocate(&org, 1_000).await.assert_status(201);
+        let cfg = json!({ "monthlyCreditCap": CAP, "refillThreshold": 500, "refillAmount": 700 });
+        app.patch(&format!("/v1/organizations/{org}/credit-config")).key(&app.admin_key).json(&cfg).send().await.assert_status(200);
+        children.push(org);
+    }
+    let dup_ids = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..64usize {
+        let app = app.clone();
+        let child = children[i % 3].clone();
+        let first = children[0].clone();
+        let dup_ids = dup_ids.clone();
+        tasks.push(tokio::spawn(async move {
+            if i < 8 {
+                // The same allocation, retried by eight clients at once.
+                let r = app
+                    .post(&format!("/v1/organizations/{first}/credits/allocate"))
+                    .key(&app.admin_key)
+                    .idem("the-one-retried-allocation")
+                    .json(&json!({ "credits": 250 }))
+                    .send()
+                    .await;
+                match r.status {
+                    201 => dup_ids.lock().unwrap().push(r.body["id"].as_str().unwrap().to_owned()),
+                    409 => assert_eq!(r.body["error"]["details"]["reason"], "in_progress"),
+                    s => panic!("unexpected {s}: {}", r.body),
+                }
+            }
+            for round in 0..4usize {
+                match (i + round) % 4 {
+                    0 | 1 => {
+                        let r = app.allocate(&child, 40).await;
+                        assert_eq!(r.status, 201, "{}", r.body);
+                    }
+                    _ => {
+                        let req = SpendRequest {
+                            org: child.parse().unwrap(),
+                            project: None,
+                            cost: 120,
+                            format: "video_remix".into(),
+                            container_id: None,
+                            job_id: None,
+                        };
+                        match app.strata.reserve(Stamp::system(), req).await {
+                            Ok(id) if round % 2 == 0 => app.strata.settle(id, 100).await.unwrap(),
+                            Ok(id) => app.strata.void(id).await.unwrap(),
+                            Err(e) => assert_eq!(e.status(), 402, "{e}"),
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ids = dup_ids.lock().unwrap().clone();
+    assert!(!ids.is_empty());
+    assert!(ids.iter().all(|id| id == &ids[0]), "every success of the retried key names one transfer");
+    let report = app.assert_ledger().await;
+    assert_eq!(report.created, 1_000_000);
+    let mut moved_once = 0;
+    for child in &children {
+        let w = app.get(&format!("/v1/organizations/{child}/credits")).key(&app.admin_key).send().await.body;
+        assert!(w["available"].as_i64().unwrap() >= 0);
+        assert!(w["usedThisPeriod"].as_i64().unwrap() + w["reservedCredits"].as_i64().unwrap() <= CAP, "cap held: {w}");
+        let events =
+            app.get(&format!("/v1/organizations/{child}/credits/events?limit=100&eventType=allocation")).key(&app.admin_key).send().await;
+        moved_once += events.body["items"].as_array().unwrap().iter().filter(|e| e["metadata"]["transferId"] == ids[0].as_str()).count();
+    }
+    assert_eq!(moved_once, 1, "the retried allocation moved credits exactly once");
+}
