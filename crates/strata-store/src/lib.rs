@@ -8,6 +8,8 @@
 //!   transaction reads, so a read-modify-write is never a lost update.
 #![forbid(unsafe_code)]
 
+mod conn;
+mod lite;
 mod query;
 mod rows;
 mod tx;
@@ -26,6 +28,8 @@ use strata_core::key::ApiKey;
 use strata_core::org::Org;
 use strata_core::store::{Store, Tx};
 
+use crate::conn::Conn;
+use crate::lite::LiteDb;
 use crate::query::Q;
 use crate::tx::SqlTx;
 
@@ -44,10 +48,13 @@ pub(crate) enum Dialect {
     Postgres,
 }
 
+enum Db {
+    Sqlite(LiteDb),
+    Postgres(AnyPool),
+}
+
 pub struct SqlStore {
-    writer: AnyPool,
-    reader: AnyPool,
-    dialect: Dialect,
+    db: Db,
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
@@ -58,75 +65,70 @@ impl SqlStore {
     /// Connects, applies the backend's migrations, and returns the store.
     pub async fn connect(backend: &Backend) -> Result<Self> {
         install_default_drivers();
-        let store = match backend {
-            Backend::Sqlite { dir } => Self::connect_sqlite(dir).await?,
-            Backend::Postgres { url } => Self::connect_postgres(url).await?,
-        };
-        let migrator = match store.dialect {
-            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
-            Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
-        };
-        migrator.run(&store.writer).await.map_err(|e| CoreError::internal(format!("migrations: {e}")))?;
-        Ok(store)
+        match backend {
+            Backend::Sqlite { dir } => Self::connect_sqlite(dir).await,
+            Backend::Postgres { url } => Self::connect_postgres(url).await,
+        }
     }
 
     async fn connect_sqlite(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| CoreError::internal(format!("cannot create {}: {e}", dir.display())))?;
-        let url = format!("sqlite://{}?mode=rwc", dir.join("strata.db").display());
-        let options = || {
-            AnyPoolOptions::new().after_connect(|conn, _meta| {
+        let path = dir.join("strata.db");
+        // Migrations run through sqlx, on a connection of their own, before serving starts.
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    for pragma in [
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA synchronous = FULL",
-                        "PRAGMA foreign_keys = ON",
-                        "PRAGMA busy_timeout = 10000",
-                    ] {
-                        conn.execute(pragma).await?;
-                    }
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
                     Ok(())
                 })
             })
-        };
-        // One writer: SQLite serializes writers anyway, and queueing them in the pool is cheaper
-        // than letting them collide on the file lock.
-        let writer = options().max_connections(1).acquire_timeout(Duration::from_secs(60)).connect(&url).await.map_err(db_err)?;
-        let reader = options().max_connections(8).connect(&url).await.map_err(db_err)?;
-        Ok(Self { writer, reader, dialect: Dialect::Sqlite })
+            .connect(&url)
+            .await
+            .map_err(db_err)?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(|e| CoreError::internal(format!("migrations: {e}")))?;
+        pool.close().await;
+        Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4)?) })
     }
 
     async fn connect_postgres(url: &str) -> Result<Self> {
         let pool = AnyPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(30)).connect(url).await.map_err(db_err)?;
-        Ok(Self { writer: pool.clone(), reader: pool, dialect: Dialect::Postgres })
+        sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| CoreError::internal(format!("migrations: {e}")))?;
+        Ok(Self { db: Db::Postgres(pool) })
     }
 
     /// Wraps the store for the services.
     pub fn into_port(self) -> Arc<dyn Store> {
         Arc::new(self)
     }
+
+    async fn begin(&self, write: bool) -> Result<SqlTx> {
+        let (conn, dialect) = match &self.db {
+            Db::Sqlite(db) if write => (Conn::LiteWrite(db.write().await?), Dialect::Sqlite),
+            Db::Sqlite(db) => (Conn::LiteRead(db.read().await?), Dialect::Sqlite),
+            Db::Postgres(pool) => (Conn::Pg(pool.begin().await.map_err(db_err)?), Dialect::Postgres),
+        };
+        Ok(SqlTx::new(conn, dialect, write))
+    }
 }
 
 #[async_trait]
 impl Store for SqlStore {
     fn backend(&self) -> &'static str {
-        match self.dialect {
-            Dialect::Sqlite => "sqlite",
-            Dialect::Postgres => "postgres",
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
         }
     }
 
     async fn write(&self) -> Result<Box<dyn Tx>> {
-        let tx = match self.dialect {
-            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Dialect::Postgres => self.writer.begin().await,
-        }
-        .map_err(db_err)?;
-        Ok(Box::new(SqlTx::new(tx, self.dialect, true)))
+        Ok(Box::new(self.begin(true).await?))
     }
 
     async fn read(&self) -> Result<Box<dyn Tx>> {
-        let tx = self.reader.begin().await.map_err(db_err)?;
-        Ok(Box::new(SqlTx::new(tx, self.dialect, false)))
+        Ok(Box::new(self.begin(false).await?))
     }
 
     async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org)>> {
@@ -135,27 +137,28 @@ impl Store for SqlStore {
             rows::KEY_COLUMNS_K,
             rows::ORG_COLUMNS_O
         );
-        let row = Q::new(&sql).str(keyid).fetch_optional(&self.reader).await?;
+        let q = Q::new(&sql).str(keyid);
+        let row = match &self.db {
+            Db::Sqlite(db) => q.fetch_optional(&mut Conn::LiteRead(db.read_one().await)).await?,
+            Db::Postgres(pool) => {
+                let mut tx = Conn::Pg(pool.begin().await.map_err(db_err)?);
+                let row = q.fetch_optional(&mut tx).await?;
+                tx.commit().await?;
+                row
+            }
+        };
         row.map(|r| Ok((rows::key(&r, "")?, rows::org(&r, "o_")?))).transpose()
     }
 
     async fn touch_keys(&self, used: &[(ApiKeyId, Timestamp)]) -> Result<()> {
-        let mut tx = match self.dialect {
-            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Dialect::Postgres => self.writer.begin().await,
-        }
-        .map_err(db_err)?;
-        for (id, at) in used {
-            Q::new("UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)")
-                .int(at.millis())
-                .str(&id.uuid_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await.map_err(db_err)
+        let mut tx = self.begin(true).await?;
+        tx.touch_keys(used).await?;
+        Tx::commit(Box::new(tx)).await
     }
 
     async fn ping(&self) -> Result<()> {
-        Q::new("SELECT 1").fetch_optional(&self.reader).await.map(|_| ())
+        let mut tx = self.begin(false).await?;
+        tx.ping().await?;
+        Tx::commit(Box::new(tx)).await
     }
 }

@@ -1,22 +1,20 @@
 //! A small statement builder: SQL text with `$n` placeholders plus typed arguments, bound in
-//! order. Optional filters append clauses and arguments together so the numbering stays right.
+//! order, and the neutral `Row` both executors produce. Optional filters append clauses and
+//! arguments together so the numbering stays right.
 
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
-use sqlx::{Any, AnyExecutor};
-use strata_core::error::Result;
+use strata_core::error::{CoreError, Result};
 
-use crate::db_err;
+use crate::conn::Conn;
 
 #[derive(Clone, Debug)]
-enum Arg {
+pub(crate) enum Arg {
     Int(Option<i64>),
     Str(Option<String>),
 }
 
 pub(crate) struct Q {
-    sql: String,
-    args: Vec<Arg>,
+    pub sql: String,
+    pub args: Vec<Arg>,
 }
 
 impl Q {
@@ -44,7 +42,7 @@ impl Q {
         self
     }
 
-    /// Appends `text`, where `$?` stands for the next placeholder, binding `arg` to it.
+    /// Appends `text`, where `$?` stands for the next placeholder, binding `v` to it.
     pub fn and_int(mut self, text: &str, v: i64) -> Self {
         let n = self.args.len() + 1;
         self.sql.push_str(&text.replace("$?", &format!("${n}")));
@@ -62,26 +60,64 @@ impl Q {
         self
     }
 
-    fn build(&self) -> Query<'_, Any, AnyArguments<'_>> {
-        let mut q = sqlx::query(&self.sql);
-        for a in &self.args {
-            q = match a {
-                Arg::Int(v) => q.bind(*v),
-                Arg::Str(v) => q.bind(v.clone()),
-            };
+    pub async fn execute(&self, conn: &mut Conn) -> Result<u64> {
+        conn.execute(self).await
+    }
+
+    pub async fn fetch_optional(&self, conn: &mut Conn) -> Result<Option<Row>> {
+        Ok(conn.fetch_all(self).await?.into_iter().next())
+    }
+
+    pub async fn fetch_all(&self, conn: &mut Conn) -> Result<Vec<Row>> {
+        conn.fetch_all(self).await
+    }
+}
+
+/// One value of a result row.
+#[derive(Clone, Debug)]
+pub(crate) enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+/// A result row, read whole, with its column names.
+#[derive(Clone, Debug)]
+pub(crate) struct Row {
+    pub names: std::sync::Arc<[String]>,
+    pub cells: Vec<Cell>,
+}
+
+impl Row {
+    fn cell(&self, name: &str) -> Result<&Cell> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| self.cells.get(i))
+            .ok_or_else(|| CoreError::internal(format!("no column {name}")))
+    }
+
+    pub fn opt_int(&self, name: &str) -> Result<Option<i64>> {
+        match self.cell(name)? {
+            Cell::Null => Ok(None),
+            Cell::Int(v) => Ok(Some(*v)),
+            Cell::Text(t) => Err(CoreError::internal(format!("column {name} holds text {t:?}, not an integer"))),
         }
-        q
     }
 
-    pub async fn execute<'e>(&self, ex: impl AnyExecutor<'e>) -> Result<u64> {
-        self.build().execute(ex).await.map(|r| r.rows_affected()).map_err(db_err)
+    pub fn int(&self, name: &str) -> Result<i64> {
+        self.opt_int(name)?.ok_or_else(|| CoreError::internal(format!("column {name} is null")))
     }
 
-    pub async fn fetch_optional<'e>(&self, ex: impl AnyExecutor<'e>) -> Result<Option<AnyRow>> {
-        self.build().fetch_optional(ex).await.map_err(db_err)
+    pub fn opt_text(&self, name: &str) -> Result<Option<String>> {
+        match self.cell(name)? {
+            Cell::Null => Ok(None),
+            Cell::Text(t) => Ok(Some(t.clone())),
+            Cell::Int(v) => Err(CoreError::internal(format!("column {name} holds {v}, not text"))),
+        }
     }
 
-    pub async fn fetch_all<'e>(&self, ex: impl AnyExecutor<'e>) -> Result<Vec<AnyRow>> {
-        self.build().fetch_all(ex).await.map_err(db_err)
+    pub fn text(&self, name: &str) -> Result<String> {
+        self.opt_text(name)?.ok_or_else(|| CoreError::internal(format!("column {name} is null")))
     }
 }

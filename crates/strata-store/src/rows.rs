@@ -1,7 +1,6 @@
 //! Row ↔ domain conversions. Column lists live next to the mappers that read them.
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use crate::query::Row;
 use strata_core::apikey::{Env, Tier};
 use strata_core::audit::{Actor, AuditEntry};
 use strata_core::clock::Timestamp;
@@ -67,23 +66,23 @@ fn col(prefix: &str, name: &str) -> String {
     format!("{prefix}{name}")
 }
 
-fn int(r: &AnyRow, name: &str) -> Result<i64> {
-    r.try_get::<i64, _>(name).map_err(|e| CoreError::internal(format!("column {name}: {e}")))
+fn int(r: &Row, name: &str) -> Result<i64> {
+    r.int(name)
 }
 
-fn opt_int(r: &AnyRow, name: &str) -> Result<Option<i64>> {
-    r.try_get::<Option<i64>, _>(name).map_err(|e| CoreError::internal(format!("column {name}: {e}")))
+fn opt_int(r: &Row, name: &str) -> Result<Option<i64>> {
+    r.opt_int(name)
 }
 
-fn text(r: &AnyRow, name: &str) -> Result<String> {
-    r.try_get::<String, _>(name).map_err(|e| CoreError::internal(format!("column {name}: {e}")))
+fn text(r: &Row, name: &str) -> Result<String> {
+    r.text(name)
 }
 
-fn opt_text(r: &AnyRow, name: &str) -> Result<Option<String>> {
-    r.try_get::<Option<String>, _>(name).map_err(|e| CoreError::internal(format!("column {name}: {e}")))
+fn opt_text(r: &Row, name: &str) -> Result<Option<String>> {
+    r.opt_text(name)
 }
 
-fn opt_ts(r: &AnyRow, name: &str) -> Result<Option<Timestamp>> {
+fn opt_ts(r: &Row, name: &str) -> Result<Option<Timestamp>> {
     Ok(opt_int(r, name)?.map(Timestamp))
 }
 
@@ -91,7 +90,7 @@ fn corrupt(what: &str, v: &str) -> CoreError {
     CoreError::internal(format!("corrupt stored {what}: {v:?}"))
 }
 
-pub(crate) fn org(r: &AnyRow, p: &str) -> Result<Org> {
+pub(crate) fn org(r: &Row, p: &str) -> Result<Org> {
     let c = |n: &str| col(p, n);
     debug_assert_eq!(ORG_FIELDS.len(), ORG_COLUMNS.split(',').count());
     let status = text(r, &c("status"))?;
@@ -113,7 +112,7 @@ pub(crate) fn org(r: &AnyRow, p: &str) -> Result<Org> {
     })
 }
 
-pub(crate) fn key(r: &AnyRow, p: &str) -> Result<ApiKey> {
+pub(crate) fn key(r: &Row, p: &str) -> Result<ApiKey> {
     let c = |n: &str| col(p, n);
     debug_assert_eq!(KEY_FIELDS.len(), KEY_COLUMNS.split(',').count());
     let env = text(r, &c("env"))?;
@@ -140,7 +139,7 @@ pub(crate) fn key(r: &AnyRow, p: &str) -> Result<ApiKey> {
     })
 }
 
-pub(crate) fn idem(r: &AnyRow) -> Result<IdemRecord> {
+pub(crate) fn idem(r: &Row) -> Result<IdemRecord> {
     let status = opt_int(r, "status")?;
     let body = opt_text(r, "body")?;
     Ok(IdemRecord {
@@ -158,7 +157,7 @@ pub(crate) fn idem(r: &AnyRow) -> Result<IdemRecord> {
     })
 }
 
-pub(crate) fn audit(r: &AnyRow) -> Result<AuditEntry> {
+pub(crate) fn audit(r: &Row) -> Result<AuditEntry> {
     let actor = text(r, "actor")?;
     Ok(AuditEntry {
         seq: int(r, "seq")?,
@@ -174,7 +173,7 @@ pub(crate) fn audit(r: &AnyRow) -> Result<AuditEntry> {
     })
 }
 
-pub(crate) fn event(r: &AnyRow) -> Result<Event> {
+pub(crate) fn event(r: &Row) -> Result<Event> {
     let ty = text(r, "event_type")?;
     Ok(Event {
         seq: int(r, "seq")?,
@@ -187,7 +186,7 @@ pub(crate) fn event(r: &AnyRow) -> Result<Event> {
     })
 }
 
-pub(crate) fn wallet(r: &AnyRow) -> Result<Wallet> {
+pub(crate) fn wallet(r: &Row) -> Result<Wallet> {
     Ok(Wallet {
         org_id: OrgId::from_stored(&text(r, "org_id")?)?,
         included_remaining: int(r, "included_remaining")?,
@@ -205,7 +204,7 @@ pub(crate) fn wallet(r: &AnyRow) -> Result<Wallet> {
     })
 }
 
-pub(crate) fn transfer(r: &AnyRow) -> Result<Transfer> {
+pub(crate) fn transfer(r: &Row) -> Result<Transfer> {
     let kind = text(r, "kind")?;
     let status = text(r, "status")?;
     Ok(Transfer {
@@ -223,7 +222,7 @@ pub(crate) fn transfer(r: &AnyRow) -> Result<Transfer> {
     })
 }
 
-pub(crate) fn credit_event(r: &AnyRow) -> Result<CreditEvent> {
+pub(crate) fn credit_event(r: &Row) -> Result<CreditEvent> {
     let ty = text(r, "event_type")?;
     let event_type =
         strata_core::credits::CREDIT_EVENT_TYPES.iter().find(|t| **t == ty).copied().ok_or_else(|| corrupt("credit event type", &ty))?;

@@ -2,7 +2,6 @@
 //! mutable rows take `FOR UPDATE` so concurrent writers queue on the row instead of losing updates.
 
 use async_trait::async_trait;
-use sqlx::{Any, Transaction};
 use strata_core::audit::{AuditEntry, AuditFilter};
 use strata_core::clock::Timestamp;
 use strata_core::credits::{CreditEvent, CreditEventFilter, Transfer, TransferStatus, Wallet};
@@ -15,19 +14,35 @@ use strata_core::key::ApiKey;
 use strata_core::org::{Org, OrgStatus};
 use strata_core::store::Tx;
 
+use crate::Dialect;
+use crate::conn::Conn;
 use crate::query::Q;
 use crate::rows::{self, AUDIT_COLUMNS, CREDIT_EVENT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, ORG_COLUMNS, TRANSFER_COLUMNS, WALLET_COLUMNS};
-use crate::{Dialect, db_err};
 
 pub(crate) struct SqlTx {
-    tx: Transaction<'static, Any>,
+    conn: Conn,
     dialect: Dialect,
     write: bool,
 }
 
 impl SqlTx {
-    pub fn new(tx: Transaction<'static, Any>, dialect: Dialect, write: bool) -> Self {
-        Self { tx, dialect, write }
+    pub fn new(conn: Conn, dialect: Dialect, write: bool) -> Self {
+        Self { conn, dialect, write }
+    }
+
+    pub async fn touch_keys(&mut self, used: &[(ApiKeyId, Timestamp)]) -> Result<()> {
+        for (id, at) in used {
+            Q::new("UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)")
+                .int(at.millis())
+                .str(&id.uuid_string())
+                .execute(&mut self.conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&mut self) -> Result<()> {
+        Q::new("SELECT 1 AS one").fetch_optional(&mut self.conn).await.map(|_| ())
     }
 
     /// The row-lock suffix for a single-row read in this transaction.
@@ -56,7 +71,7 @@ fn page(q: Q, page: PageRequest) -> Q {
 #[async_trait]
 impl Tx for SqlTx {
     async fn commit(self: Box<Self>) -> Result<()> {
-        self.tx.commit().await.map_err(db_err)
+        self.conn.commit().await
     }
 
     async fn insert_org(&mut self, o: &Org) -> Result<()> {
@@ -76,7 +91,7 @@ impl Tx for SqlTx {
         .opt_int(o.archive_stats.map(|s| s.1))
         .int(o.created_at.millis())
         .int(o.updated_at.millis())
-        .execute(&mut *self.tx)
+        .execute(&mut self.conn)
         .await
         .map(|_| ())
     }
@@ -96,14 +111,14 @@ impl Tx for SqlTx {
         .opt_int(o.archive_stats.map(|s| s.0))
         .opt_int(o.archive_stats.map(|s| s.1))
         .int(o.updated_at.millis())
-        .execute(&mut *self.tx)
+        .execute(&mut self.conn)
         .await
         .map(|_| ())
     }
 
     async fn org(&mut self, id: OrgId) -> Result<Option<Org>> {
         let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut *self.tx).await?;
+        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut self.conn).await?;
         row.map(|r| rows::org(&r, "")).transpose()
     }
 
@@ -116,13 +131,13 @@ impl Tx for SqlTx {
         if let Some(s) = status {
             q = q.and_str(" AND status = $?", s.as_str());
         }
-        let rows = page(q, req).fetch_all(&mut *self.tx).await?;
+        let rows = page(q, req).fetch_all(&mut self.conn).await?;
         rows.iter().map(|r| rows::org(r, "")).collect()
     }
 
     async fn count_orgs(&mut self) -> Result<i64> {
-        let row = Q::new("SELECT COUNT(*) AS n FROM organizations").fetch_optional(&mut *self.tx).await?;
-        Ok(row.map(|r| sqlx::Row::try_get::<i64, _>(&r, "n")).transpose().map_err(db_err)?.unwrap_or(0))
+        let row = Q::new("SELECT COUNT(*) AS n FROM organizations").fetch_optional(&mut self.conn).await?;
+        Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0))
     }
 
     async fn insert_key(&mut self, k: &ApiKey) -> Result<()> {
@@ -146,7 +161,7 @@ impl Tx for SqlTx {
         .opt_int(ts(k.revoked_at))
         .opt_int(ts(k.grace_until))
         .opt_str(k.superseded_by.map(|s| s.uuid_string()))
-        .execute(&mut *self.tx)
+        .execute(&mut self.conn)
         .await
         .map(|_| ())
     }
@@ -169,26 +184,26 @@ impl Tx for SqlTx {
         .opt_int(ts(k.revoked_at))
         .opt_int(ts(k.grace_until))
         .opt_str(k.superseded_by.map(|s| s.uuid_string()))
-        .execute(&mut *self.tx)
+        .execute(&mut self.conn)
         .await
         .map(|_| ())
     }
 
     async fn key(&mut self, id: ApiKeyId) -> Result<Option<ApiKey>> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut *self.tx).await?;
+        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut self.conn).await?;
         row.map(|r| rows::key(&r, "")).transpose()
     }
 
     async fn key_by_keyid(&mut self, keyid: &str) -> Result<Option<ApiKey>> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE keyid = $1{}", self.lock());
-        let row = Q::new(&sql).str(keyid).fetch_optional(&mut *self.tx).await?;
+        let row = Q::new(&sql).str(keyid).fetch_optional(&mut self.conn).await?;
         row.map(|r| rows::key(&r, "")).transpose()
     }
 
     async fn list_keys(&mut self, org: OrgId, req: PageRequest) -> Result<Vec<ApiKey>> {
         let q = Q::new(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = $1")).str(&org.uuid_string());
-        let rows = page(q, req).fetch_all(&mut *self.tx).await?;
+        let rows = page(q, req).fetch_all(&mut self.conn).await?;
         rows.iter().map(|r| rows::key(r, "")).collect()
     }
 
@@ -196,7 +211,7 @@ impl Tx for SqlTx {
         Q::new("UPDATE api_keys SET status = 'revoked', revoked_at = $2 WHERE org_id = $1 AND status = 'active'")
             .str(&org.uuid_string())
             .int(at.millis())
-            .execute(&mut *self.tx)
+            .execute(&mut self.conn)
             .await
     }
 
@@ -205,7 +220,7 @@ impl Tx for SqlTx {
             "SELECT api_key_id, idem_key, fingerprint, status, body, created_at, lease_until FROM idempotency_records WHERE api_key_id = $1 AND idem_key = $2{}",
             self.lock()
         );
-        let row = Q::new(&sql).str(&key_id.uuid_string()).str(key).fetch_optional(&mut *self.tx).await?;
+        let row = Q::new(&sql).str(&key_id.uuid_string()).str(key).fetch_optional(&mut self.conn).await?;
         row.map(|r| rows::idem(&r)).transpose()
     }
 
@@ -221,7 +236,7 @@ impl Tx for SqlTx {
         .opt_str(rec.reply.as_ref().map(|r| String::from_utf8_lossy(&r.body).into_owned()))
         .int(rec.created_at.millis())
         .int(rec.lease_until.millis())
-        .execute(&mut *self.tx)
+        .execute(&mut self.conn)
         .await?;
         Ok(n == 1)
     }
@@ -232,7 +247,7 @@ impl Tx for SqlTx {
             .str(key)
             .int(created_at.millis())
             .int(lease_until.millis())
-            .execute(&mut *self.tx)
+            .execute(&mut self.conn)
             .await
             .map(|_| ())
     }
@@ -243,7 +258,7 @@ impl Tx for SqlTx {
             .str(key)
             .int(i64::from(reply.status))
             .str(&String::from_utf8_lossy(&reply.body))
-            .execute(&mut *self.tx)
+            .execute(&mut self.conn)
             .await
             .map(|_| ())
     }
@@ -252,13 +267,13 @@ impl Tx for SqlTx {
         Q::new("DELETE FROM idempotency_records WHERE api_key_id = $1 AND idem_key = $2")
             .str(&key_id.uuid_string())
             .str(key)
-            .execute(&mut *self.tx)
+            .execute(&mut self.conn)
             .await
             .map(|_| ())
     }
 
     async fn idem_prune(&mut self, created_before: Timestamp) -> Result<u64> {
-        Q::new("DELETE FROM idempotency_records WHERE created_at < $1").int(created_before.millis()).execute(&mut *self.tx).await
+        Q::new("DELETE FROM idempotency_records WHERE created_at < $1").int(created_before.millis()).execute(&mut self.conn).await
     }
 
     async fn insert_audit(&mut self, a: &AuditEntry) -> Result<()> {
@@ -275,7 +290,7 @@ impl Tx for SqlTx {
         .opt_str(a.api_key_id.map(|k| k.uuid_string()))
         .str(a.actor.as_str())
         .str(&a.data.to_string())
-        .execute(&mut *self.tx)
+        .execute(&mut self.conn)
         .await
         .map(|_| ())
     }
@@ -297,7 +312,7 @@ impl Tx for SqlTx {
         if let Some(u) = f.until {
             q = q.and_int(" AND occurred_at < $?", u.millis());
         }
-        let rows = page(q, req).fetch_all(&mut *self.tx).await?;
+        let rows = page(q, req).fetch_all(&mut self.conn).await?;
         rows.iter().map(rows::audit).collect()
     }
 
@@ -309,7 +324,7 @@ impl Tx for SqlTx {
             .opt_str(e.project_id.map(|p| p.uuid_string()))
             .str(&e.data.to_string())
             .int(e.created_at.millis())
-            .execute(&mut *self.tx)
+            .execute(&mut self.conn)
             .await
             .map(|_| ())
     }
@@ -325,7 +340,7 @@ impl Tx for SqlTx {
         if let Some(u) = f.until {
             q = q.and_int(" AND created_at < $?", u.millis());
         }
-        let rows = page(q, req).fetch_all(&mut *self.tx).await?;
+        let rows = page(q, req).fetch_all(&mut self.conn).await?;
         rows.iter().map(rows::event).collect()
     }
 
@@ -333,7 +348,7 @@ impl Tx for SqlTx {
         let row = Q::new(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 AND org_id = $2"))
             .str(&id.to_string())
             .str(&org.uuid_string())
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut self.conn)
             .await?;
         row.map(|r| rows::event(&r)).transpose()
     }
@@ -351,14 +366,14 @@ impl Tx for SqlTx {
             .opt_int(w.config.refill_threshold)
             .opt_int(w.config.refill_amount)
             .int(w.updated_at.millis())
-            .execute(&mut *self.tx)
+            .execute(&mut self.conn)
             .await
             .map(|_| ())
     }
 
     async fn wallet(&mut self, org: OrgId) -> Result<Option<Wallet>> {
         let sql = format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE org_id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&org.uuid_string()).fetch_optional(&mut *self.tx).await?;
+        let row = Q::new(&sql).str(&org.uuid_string()).fetch_optional(&mut self.conn).await?;
         row.map(|r| rows::wallet(&r)).transpose()
     }
 
@@ -379,7 +394,7 @@ impl Tx for SqlTx {
         .opt_int(w.config.refill_threshold)
         .opt_int(w.config.refill_amount)
         .int(w.updated_at.millis())
-        .execute(&mut *self.tx)
+        .execute(&mut self.conn)
         .await
         .map(|_| ())
     }
@@ -397,14 +412,14 @@ impl Tx for SqlTx {
             .opt_int(ts(t.expires_at))
             .str(&t.metadata.to_string())
             .int(t.created_at.millis())
-            .execute(&mut *self.tx)
+            .execute(&mut self.conn)
             .await
             .map(|_| ())
     }
 
     async fn transfer(&mut self, id: TxnId) -> Result<Option<Transfer>> {
         let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut *self.tx).await?;
+        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut self.conn).await?;
         row.map(|r| rows::transfer(&r)).transpose()
     }
 
@@ -412,7 +427,7 @@ impl Tx for SqlTx {
         Q::new("UPDATE transfers SET status = $2 WHERE id = $1")
             .str(&id.uuid_string())
             .str(status.as_str())
-            .execute(&mut *self.tx)
+            .execute(&mut self.conn)
             .await
             .map(|_| ())
     }
@@ -421,18 +436,18 @@ impl Tx for SqlTx {
         let rows = Q::new("SELECT id FROM transfers WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2")
             .int(now.millis())
             .int(i64::from(limit))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut self.conn)
             .await?;
-        rows.iter().map(|r| TxnId::from_stored(&sqlx::Row::try_get::<String, _>(r, "id").map_err(db_err)?)).collect()
+        rows.iter().map(|r| TxnId::from_stored(&r.text("id")?)).collect()
     }
 
     async fn stale_wallets(&mut self, period_start: Timestamp, limit: u32) -> Result<Vec<OrgId>> {
         let rows = Q::new("SELECT org_id FROM wallets WHERE period_start < $1 LIMIT $2")
             .int(period_start.millis())
             .int(i64::from(limit))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(&mut self.conn)
             .await?;
-        rows.iter().map(|r| OrgId::from_stored(&sqlx::Row::try_get::<String, _>(r, "org_id").map_err(db_err)?)).collect()
+        rows.iter().map(|r| OrgId::from_stored(&r.text("org_id")?)).collect()
     }
 
     async fn insert_credit_event(&mut self, e: &CreditEvent) -> Result<()> {
@@ -452,7 +467,7 @@ impl Tx for SqlTx {
         .int(e.usage_after_period)
         .str(&e.metadata.to_string())
         .int(e.created_at.millis())
-        .execute(&mut *self.tx)
+        .execute(&mut self.conn)
         .await
         .map(|_| ())
     }
@@ -471,26 +486,26 @@ impl Tx for SqlTx {
         if let Some(u) = f.until {
             q = q.and_int(" AND created_at < $?", u.millis());
         }
-        let rows = page(q, req).fetch_all(&mut *self.tx).await?;
+        let rows = page(q, req).fetch_all(&mut self.conn).await?;
         rows.iter().map(rows::credit_event).collect()
     }
 
     async fn ledger_snapshot(&mut self) -> Result<(Vec<Wallet>, Vec<Transfer>)> {
-        let wallets = Q::new(&format!("SELECT {WALLET_COLUMNS} FROM wallets")).fetch_all(&mut *self.tx).await?;
-        let transfers = Q::new(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY seq")).fetch_all(&mut *self.tx).await?;
+        let wallets = Q::new(&format!("SELECT {WALLET_COLUMNS} FROM wallets")).fetch_all(&mut self.conn).await?;
+        let transfers = Q::new(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY seq")).fetch_all(&mut self.conn).await?;
         Ok((wallets.iter().map(rows::wallet).collect::<Result<_>>()?, transfers.iter().map(rows::transfer).collect::<Result<_>>()?))
     }
 
     async fn setting(&mut self, name: &str) -> Result<Option<String>> {
-        let row = Q::new("SELECT value FROM settings WHERE name = $1").str(name).fetch_optional(&mut *self.tx).await?;
-        row.map(|r| sqlx::Row::try_get::<String, _>(&r, "value").map_err(db_err)).transpose()
+        let row = Q::new("SELECT value FROM settings WHERE name = $1").str(name).fetch_optional(&mut self.conn).await?;
+        row.map(|r| r.text("value")).transpose()
     }
 
     async fn setting_init(&mut self, name: &str, value: &str) -> Result<String> {
         Q::new("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .str(name)
             .str(value)
-            .execute(&mut *self.tx)
+            .execute(&mut self.conn)
             .await?;
         self.setting(name).await.map(|v| v.unwrap_or_else(|| value.to_owned()))
     }

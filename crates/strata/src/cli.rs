@@ -53,6 +53,20 @@ pub enum Command {
     /// Organizations.
     #[command(subcommand)]
     Orgs(OrgsCmd),
+    /// Check the credit ledger's invariants over the whole database.
+    #[command(subcommand)]
+    Ledger(LedgerCmd),
+    /// Load harness: start a server on a fresh database and drive it over HTTP.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LedgerCmd {
+    /// Verify every wallet against its transfers and conservation of credits.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -168,6 +182,20 @@ fn parse_tier(s: &str) -> Result<Tier, CoreError> {
 /// Runs the command; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let opts = cli.open_options();
+    if let Command::Bench(args) = cli.command {
+        // The harness uses a fresh database: a temporary SQLite directory unless a URL is given.
+        let temp_sqlite = cli.database_url.is_none();
+        return match crate::bench::run(&opts, temp_sqlite, args).await {
+            Ok(line) => {
+                out(line);
+                0
+            }
+            Err(e) => {
+                eprintln_error(&e);
+                1
+            }
+        };
+    }
     let strata = match crate::open(&opts, Arc::new(SystemClock)).await {
         Ok(s) => s,
         Err(e) => {
@@ -182,6 +210,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Credits(CreditsCmd::Grant { org, credits, kind, json }) => grant(strata, &org, credits, &kind, json).await,
         Command::Keys(cmd) => keys(strata, cmd).await,
         Command::Orgs(OrgsCmd::Access { org, revoke, .. }) => access(strata, &org, revoke).await,
+        Command::Ledger(LedgerCmd::Check { json }) => ledger_check(strata, json).await,
+        Command::Bench(_) => Ok(()),
     };
     match result {
         Ok(()) => 0,
@@ -315,4 +345,18 @@ async fn grant(strata: Strata, org: &str, credits: i64, kind: &str, json: bool) 
         out(format!("{txn}: {org} balance {} (available {})", w.balance(), w.available()));
     }
     Ok(())
+}
+
+async fn ledger_check(strata: Strata, json: bool) -> Result<(), CoreError> {
+    let r = strata.check_ledger().await?;
+    if json {
+        out(json!({ "ok": r.violations.is_empty(), "wallets": r.wallets, "transfers": r.transfers, "created": r.created,
+                    "destroyed": r.destroyed, "held": r.held, "violations": r.violations }));
+    } else {
+        out(format!("{} wallets, {} transfers; created {}, destroyed {}, held {}", r.wallets, r.transfers, r.created, r.destroyed, r.held));
+        for v in &r.violations {
+            out(format!("VIOLATION: {v}"));
+        }
+    }
+    if r.violations.is_empty() { Ok(()) } else { Err(CoreError::internal("ledger invariants are broken")) }
 }

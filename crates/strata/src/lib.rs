@@ -3,6 +3,7 @@
 //! real server through `serve` on a port of their own.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod telemetry;
 

@@ -2,7 +2,7 @@
 //! caps, rollover and archive's reclaim. Every test ends by checking the ledger's invariants.
 
 use serde_json::json;
-use strata_core::clock::{DAY_MS, HOUR_MS};
+use strata_core::clock::{HOUR_MS, MINUTE_MS, Timestamp};
 use strata_core::credits::GrantKind;
 use strata_core::service::{SpendRequest, Stamp};
 
@@ -325,8 +325,11 @@ async fn included_credits_expire_at_rollover_and_usage_restarts() {
     app.grant(&org, 1000).await;
     let r = app.strata.reserve(Stamp::system(), spend(&org, 300)).await.unwrap();
     app.strata.settle(r, 300).await.unwrap();
+    // Reserve ten minutes before the month ends; the rollover comes before the reservation's
+    // one-hour timeout.
+    app.clock.set(Timestamp::parse_query("2026-06-30T23:50:00Z", "t").unwrap());
     let held = app.strata.reserve(Stamp::system(), spend(&org, 100)).await.unwrap();
-    app.clock.advance_ms(30 * DAY_MS);
+    app.clock.advance_ms(20 * MINUTE_MS);
     assert_eq!(strata_workers::roll_over_periods(&app.strata).await, 1);
     let w = app.get("/v1/credits").key(&app.admin_key).send().await;
     let b = w.assert_status(200);
@@ -348,8 +351,9 @@ async fn rollover_keeps_the_included_credits_a_reservation_still_needs() {
     let app = TestApp::spawn().await;
     let org = app.partner_org.clone();
     app.strata.grant_credits(org.parse().unwrap(), 500, GrantKind::Included).await.unwrap();
+    app.clock.set(Timestamp::parse_query("2026-06-30T23:50:00Z", "t").unwrap());
     let held = app.strata.reserve(Stamp::system(), spend(&org, 120)).await.unwrap();
-    app.clock.advance_ms(31 * DAY_MS);
+    app.clock.advance_ms(20 * MINUTE_MS);
     let b = app.get("/v1/credits").key(&app.admin_key).send().await.body;
     assert_eq!((b["includedRemaining"].as_i64(), b["available"].as_i64()), (Some(120), Some(0)), "reads show the new period at once");
     strata_workers::roll_over_periods(&app.strata).await;
