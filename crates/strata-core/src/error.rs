@@ -17,6 +17,9 @@ pub enum CoreError {
     /// 400 IDEMPOTENCY_REQUIRED: the route requires an `Idempotency-Key`.
     #[error("this request requires an Idempotency-Key header")]
     IdempotencyRequired,
+    /// 400 VALIDATION: the body tries to set a read-only field (CONTRACT §4).
+    #[error("{field} is read-only")]
+    ReadOnlyField { field: String },
     /// 401 UNAUTHENTICATED. `reason` is for the audit log only, never the response.
     #[error("missing or invalid API key")]
     Unauthenticated { reason: &'static str },
@@ -90,7 +93,7 @@ impl CoreError {
 
     pub fn status(&self) -> u16 {
         match self {
-            Self::IdempotencyRequired => 400,
+            Self::IdempotencyRequired | Self::ReadOnlyField { .. } => 400,
             Self::Unauthenticated { .. } => 401,
             Self::BillingExhausted { .. } => 402,
             Self::ForbiddenScope { .. } => 403,
@@ -114,7 +117,7 @@ impl CoreError {
             Self::Conflict { .. } => "CONFLICT",
             Self::IdempotencyConflict { .. } => "IDEMPOTENCY_CONFLICT",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
-            Self::Validation { .. } => "VALIDATION",
+            Self::Validation { .. } | Self::ReadOnlyField { .. } => "VALIDATION",
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::KillSwitch { .. } => "KILL_SWITCH",
             Self::Internal(_) => "INTERNAL",
@@ -143,6 +146,7 @@ impl CoreError {
                 return m;
             }
             Self::ForbiddenScope { scope, .. } => json!({ "scope": scope }),
+            Self::ReadOnlyField { field } => json!({ "field": field, "code": "READ_ONLY_FIELD" }),
             Self::BillingExhausted { reason, .. } => json!({ "reason": reason }),
             Self::IdempotencyConflict { in_progress: true } => json!({ "reason": "in_progress" }),
             Self::RateLimited { retry_after_secs, .. } => json!({ "retryAfterSeconds": retry_after_secs }),

@@ -168,6 +168,18 @@ ulid_id!(
     /// An entry of the audit log.
     AuditId, "aud_", "eventId"
 );
+ulid_id!(
+    /// A content-generation job.
+    JobId, "job_", "jobId"
+);
+ulid_id!(
+    /// A content container: one generated variant.
+    ContainerId, "cnt_", "containerId"
+);
+ulid_id!(
+    /// A scheduled post.
+    PostId, "post_", "postId"
+);
 
 #[cfg(test)]
 mod tests {

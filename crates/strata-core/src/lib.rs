@@ -5,6 +5,7 @@
 pub mod apikey;
 pub mod audit;
 pub mod clock;
+pub mod content;
 pub mod credits;
 pub mod cursor;
 pub mod error;
@@ -14,6 +15,8 @@ pub mod idempotency;
 pub mod key;
 pub mod metadata;
 pub mod org;
+pub mod post;
+pub mod project;
 pub mod scope;
 mod seal;
 pub mod service;

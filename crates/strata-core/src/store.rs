@@ -8,14 +8,17 @@ use async_trait::async_trait;
 
 use crate::audit::{AuditEntry, AuditFilter};
 use crate::clock::Timestamp;
+use crate::content::{Container, Job};
 use crate::credits::{CreditEvent, CreditEventFilter, Transfer, TransferStatus, Wallet};
 use crate::cursor::PageRequest;
 use crate::error::Result;
 use crate::event::{Event, EventFilter};
-use crate::id::{ApiKeyId, EventId, OrgId, TxnId};
+use crate::id::{ApiKeyId, ContainerId, EventId, JobId, OrgId, PostId, ProjectId, TxnId};
 use crate::idempotency::{IdemRecord, Reply};
 use crate::key::ApiKey;
 use crate::org::{Org, OrgStatus};
+use crate::post::ScheduledPost;
+use crate::project::{Project, ProjectFilter};
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -94,6 +97,41 @@ pub trait Tx: Send {
     async fn list_credit_events(&mut self, org: OrgId, filter: &CreditEventFilter, page: PageRequest) -> Result<Vec<CreditEvent>>;
     /// Every wallet and every transfer, for the ledger's invariant checks.
     async fn ledger_snapshot(&mut self) -> Result<(Vec<Wallet>, Vec<Transfer>)>;
+
+    // --- projects ---
+    async fn insert_project(&mut self, project: &Project) -> Result<()>;
+    /// Writes every field, including `org_id` (a migration moves projects).
+    async fn update_project(&mut self, project: &Project) -> Result<()>;
+    async fn project(&mut self, id: ProjectId) -> Result<Option<Project>>;
+    async fn project_by_external_id(&mut self, org: OrgId, external_id: &str) -> Result<Option<Project>>;
+    async fn list_projects(&mut self, org: OrgId, filter: &ProjectFilter, page: PageRequest) -> Result<Vec<Project>>;
+    async fn count_projects(&mut self, org: OrgId) -> Result<i64>;
+    /// Re-files a project's jobs, containers and posts under `org`.
+    async fn move_project_rows(&mut self, project: ProjectId, org: OrgId) -> Result<()>;
+
+    // --- content jobs ---
+    async fn insert_job(&mut self, job: &Job) -> Result<()>;
+    async fn update_job(&mut self, job: &Job) -> Result<()>;
+    async fn job(&mut self, id: JobId) -> Result<Option<Job>>;
+    /// Running jobs whose planned end has come, oldest first.
+    async fn due_jobs(&mut self, now: Timestamp, limit: u32) -> Result<Vec<JobId>>;
+    /// When each running job started by this key is planned to end.
+    async fn running_job_ends_for_key(&mut self, key: ApiKeyId) -> Result<Vec<Timestamp>>;
+    async fn running_jobs_for_project(&mut self, project: ProjectId) -> Result<i64>;
+    async fn insert_container(&mut self, container: &Container) -> Result<()>;
+    async fn update_container(&mut self, container: &Container) -> Result<()>;
+    async fn container(&mut self, id: ContainerId) -> Result<Option<Container>>;
+    async fn containers_of_job(&mut self, job: JobId) -> Result<Vec<Container>>;
+
+    // --- scheduled posts ---
+    async fn insert_post(&mut self, post: &ScheduledPost) -> Result<()>;
+    async fn update_post(&mut self, post: &ScheduledPost) -> Result<()>;
+    async fn post(&mut self, id: PostId) -> Result<Option<ScheduledPost>>;
+    async fn list_posts(&mut self, project: ProjectId, page: PageRequest) -> Result<Vec<ScheduledPost>>;
+    /// Scheduled posts whose time has come, oldest first.
+    async fn due_posts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<PostId>>;
+    /// Posts still waiting to publish, of a project or (with `project: None`) of a whole org.
+    async fn pending_posts(&mut self, org: OrgId, project: Option<ProjectId>) -> Result<Vec<ScheduledPost>>;
 
     // --- server settings ---
     async fn setting(&mut self, name: &str) -> Result<Option<String>>;

@@ -13,6 +13,8 @@ use crate::id::{ApiKeyId, OrgId};
 use crate::key::ApiKey;
 use crate::metadata::Metadata;
 use crate::org::Org;
+use crate::post::ScheduledPost;
+use crate::project::Project;
 use crate::scope::Scopes;
 
 /// `internal` is the operator's tier and never shows in a partner-visible response.
@@ -158,6 +160,102 @@ impl From<&Event> for EventView {
             organization_id: e.org_id,
             project_id: e.project_id.map(|p| p.to_string()),
             data: e.data.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectView {
+    pub id: crate::id::ProjectId,
+    pub organization_id: OrgId,
+    pub name: String,
+    pub status: &'static str,
+    pub customer_external_id: Option<String>,
+    pub timezone: String,
+    pub primary_language: String,
+    pub owner_email: Option<String>,
+    pub metadata: Value,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub archived_at: Option<Timestamp>,
+}
+
+impl From<&Project> for ProjectView {
+    fn from(p: &Project) -> Self {
+        Self {
+            id: p.id,
+            organization_id: p.org_id,
+            name: p.name.clone(),
+            status: p.status.as_str(),
+            customer_external_id: p.customer_external_id.clone(),
+            timezone: p.timezone.clone(),
+            primary_language: p.primary_language.clone(),
+            owner_email: p.owner_email.clone(),
+            metadata: p.metadata.clone(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            archived_at: p.archived_at,
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PostView {
+    pub id: crate::id::PostId,
+    pub organization_id: OrgId,
+    pub project_id: crate::id::ProjectId,
+    pub container_id: crate::id::ContainerId,
+    pub platform: String,
+    pub scheduled_for: Timestamp,
+    pub status: &'static str,
+    pub published_at: Option<Timestamp>,
+    pub canceled_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl From<&ScheduledPost> for PostView {
+    fn from(p: &ScheduledPost) -> Self {
+        Self {
+            id: p.id,
+            organization_id: p.org_id,
+            project_id: p.project_id,
+            container_id: p.container_id,
+            platform: p.platform.clone(),
+            scheduled_for: p.scheduled_for,
+            status: p.status.as_str(),
+            published_at: p.published_at,
+            canceled_at: p.canceled_at,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerView {
+    pub id: crate::id::ContainerId,
+    pub project_id: crate::id::ProjectId,
+    pub job_id: crate::id::JobId,
+    pub status: &'static str,
+    pub format: String,
+    pub assets: Value,
+    pub created_at: Timestamp,
+}
+
+impl From<&crate::content::Container> for ContainerView {
+    fn from(c: &crate::content::Container) -> Self {
+        Self {
+            id: c.id,
+            project_id: c.project_id,
+            job_id: c.job_id,
+            status: c.status.as_str(),
+            format: c.format.clone(),
+            assets: c.assets.clone(),
+            created_at: c.created_at,
         }
     }
 }

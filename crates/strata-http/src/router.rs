@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 
 use crate::AppState;
 use crate::context::request_context;
-use crate::handlers::{credits, keys, logs, meta, orgs};
+use crate::handlers::{content, credits, keys, logs, meta, orgs, projects};
 
 /// Request bodies above this are 413 (CONTRACT §1).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -19,6 +19,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/whoami", get(meta::whoami))
         // Child organizations (org:admin).
         .route("/v1/organizations", post(orgs::create).get(orgs::list))
+        .route("/v1/organizations/migrate", post(projects::migrate))
         .route("/v1/organizations/{orgId}", get(orgs::get).patch(orgs::update).delete(orgs::archive))
         .route("/v1/organizations/{orgId}/suspend", post(orgs::suspend))
         .route("/v1/organizations/{orgId}/resume", post(orgs::resume))
@@ -36,6 +37,15 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/api-keys", get(keys::list_own).post(keys::mint_own))
         .route("/v1/api-keys/{keyId}/rotate", post(keys::rotate_own))
         .route("/v1/api-keys/{keyId}/kill", post(keys::kill_own))
+        // Projects, content and scheduled posts.
+        .route("/v1/projects", post(projects::create).get(projects::list))
+        .route("/v1/projects/{projectId}", get(projects::get).patch(projects::update).delete(projects::archive))
+        .route("/v1/projects/{projectId}/content", post(content::generate))
+        .route("/v1/projects/{projectId}/content/{containerId}", get(content::container))
+        .route("/v1/projects/{projectId}/scheduled-posts", post(content::schedule).get(content::posts))
+        .route("/v1/projects/{projectId}/scheduled-posts/{postId}", axum::routing::delete(content::cancel_post))
+        .route("/v1/jobs/{jobId}", get(content::job))
+        .route("/v1/jobs/{jobId}/cancel", post(content::cancel))
         // Logs.
         .route("/v1/audit-log", get(logs::audit_log))
         .route("/v1/events", get(logs::events))

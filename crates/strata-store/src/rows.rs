@@ -4,14 +4,17 @@ use crate::query::Row;
 use strata_core::apikey::{Env, Tier};
 use strata_core::audit::{Actor, AuditEntry};
 use strata_core::clock::Timestamp;
+use strata_core::content::{Container, ContainerStatus, Job, JobStatus, Outcome};
 use strata_core::credits::{Account, CreditConfig, CreditEvent, Transfer, TransferKind, TransferStatus, Wallet};
 use strata_core::error::{CoreError, Result};
 use strata_core::event::{Event, EventType};
-use strata_core::id::{ApiKeyId, AuditId, EventId, OrgId, ProjectId, RequestId, TxnId};
+use strata_core::id::{ApiKeyId, AuditId, ContainerId, EventId, JobId, OrgId, PostId, ProjectId, RequestId, TxnId};
 use strata_core::idempotency::{IdemRecord, Reply};
 use strata_core::key::{ApiKey, KeyStatus};
 use strata_core::metadata::Metadata;
 use strata_core::org::{Org, OrgStatus};
+use strata_core::post::{PostStatus, ScheduledPost};
+use strata_core::project::{Project, ProjectStatus};
 use strata_core::scope::Scopes;
 
 const ORG_FIELDS: [&str; 13] = [
@@ -57,6 +60,11 @@ pub(crate) const KEY_COLUMNS_K: &str = "k.seq, k.id, k.org_id, k.name, k.env, k.
 pub(crate) const ORG_COLUMNS_O: &str = "o.seq AS o_seq, o.id AS o_id, o.parent_id AS o_parent_id, o.name AS o_name, o.status AS o_status, o.metadata AS o_metadata, o.billing_email AS o_billing_email, o.access_revoked AS o_access_revoked, o.archived_at AS o_archived_at, o.archive_reclaimed AS o_archive_reclaimed, o.archive_revoked AS o_archive_revoked, o.created_at AS o_created_at, o.updated_at AS o_updated_at";
 pub(crate) const AUDIT_COLUMNS: &str = "seq, id, event_type, occurred_at, request_id, org_id, project_id, api_key_id, actor, data";
 pub(crate) const EVENT_COLUMNS: &str = "seq, id, event_type, org_id, project_id, data, created_at";
+pub(crate) const PROJECT_COLUMNS: &str = "seq, id, org_id, name, status, customer_external_id, timezone, primary_language, owner_email, metadata, created_at, updated_at, archived_at";
+pub(crate) const JOB_COLUMNS: &str = "id, org_id, project_id, api_key_id, status, format, variant_count, brief, reservation_id, reserved, planned_cost, fail_reason, test_mode, container_ids, started_at, finish_at, finished_at, error";
+pub(crate) const CONTAINER_COLUMNS: &str = "id, job_id, org_id, project_id, format, status, assets, created_at";
+pub(crate) const POST_COLUMNS: &str =
+    "seq, id, org_id, project_id, container_id, platform, scheduled_for, status, published_at, canceled_at, created_at, updated_at";
 pub(crate) const WALLET_COLUMNS: &str = "org_id, included_remaining, prepaid_balance, reserved, used_this_period, included_this_period, period_start, monthly_cap, refill_threshold, refill_amount, updated_at";
 pub(crate) const TRANSFER_COLUMNS: &str =
     "id, org_id, debit_account, credit_account, amount, kind, status, pending_id, expires_at, metadata, created_at";
@@ -240,5 +248,90 @@ pub(crate) fn credit_event(r: &Row) -> Result<CreditEvent> {
         usage_after_period: int(r, "usage_after_period")?,
         metadata: serde_json::from_str(&text(r, "metadata")?).map_err(|e| CoreError::internal(format!("credit event metadata: {e}")))?,
         created_at: Timestamp(int(r, "created_at")?),
+    })
+}
+
+fn json(r: &Row, name: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(&text(r, name)?).map_err(|e| CoreError::internal(format!("column {name}: {e}")))
+}
+
+pub(crate) fn project(r: &Row) -> Result<Project> {
+    let status = text(r, "status")?;
+    Ok(Project {
+        seq: int(r, "seq")?,
+        id: ProjectId::from_stored(&text(r, "id")?)?,
+        org_id: OrgId::from_stored(&text(r, "org_id")?)?,
+        name: text(r, "name")?,
+        status: ProjectStatus::parse(&status).ok_or_else(|| corrupt("project status", &status))?,
+        customer_external_id: opt_text(r, "customer_external_id")?,
+        timezone: text(r, "timezone")?,
+        primary_language: text(r, "primary_language")?,
+        owner_email: opt_text(r, "owner_email")?,
+        metadata: json(r, "metadata")?,
+        created_at: Timestamp(int(r, "created_at")?),
+        updated_at: Timestamp(int(r, "updated_at")?),
+        archived_at: opt_ts(r, "archived_at")?,
+    })
+}
+
+pub(crate) fn job(r: &Row) -> Result<Job> {
+    let status = text(r, "status")?;
+    let outcome = match (opt_int(r, "planned_cost")?, opt_text(r, "fail_reason")?) {
+        (_, Some(reason)) => Outcome::Fail { reason },
+        (Some(actual_cost), None) => Outcome::Complete { actual_cost },
+        (None, None) => return Err(corrupt("job outcome", "none")),
+    };
+    let ids: Vec<String> =
+        serde_json::from_str(&text(r, "container_ids")?).map_err(|e| CoreError::internal(format!("container ids: {e}")))?;
+    Ok(Job {
+        id: JobId::from_stored(&text(r, "id")?)?,
+        org_id: OrgId::from_stored(&text(r, "org_id")?)?,
+        project_id: ProjectId::from_stored(&text(r, "project_id")?)?,
+        api_key_id: ApiKeyId::from_stored(&text(r, "api_key_id")?)?,
+        status: JobStatus::parse(&status).ok_or_else(|| corrupt("job status", &status))?,
+        format: text(r, "format")?,
+        variant_count: int(r, "variant_count")?,
+        brief: json(r, "brief")?,
+        reservation_id: opt_text(r, "reservation_id")?.map(|s| TxnId::from_stored(&s)).transpose()?,
+        reserved: int(r, "reserved")?,
+        outcome,
+        test_mode: int(r, "test_mode")? != 0,
+        container_ids: ids.iter().map(|s| ContainerId::from_stored(s)).collect::<Result<_>>()?,
+        started_at: Timestamp(int(r, "started_at")?),
+        finish_at: Timestamp(int(r, "finish_at")?),
+        finished_at: opt_ts(r, "finished_at")?,
+        error: opt_text(r, "error")?,
+    })
+}
+
+pub(crate) fn container(r: &Row) -> Result<Container> {
+    let status = text(r, "status")?;
+    Ok(Container {
+        id: ContainerId::from_stored(&text(r, "id")?)?,
+        job_id: JobId::from_stored(&text(r, "job_id")?)?,
+        org_id: OrgId::from_stored(&text(r, "org_id")?)?,
+        project_id: ProjectId::from_stored(&text(r, "project_id")?)?,
+        format: text(r, "format")?,
+        status: ContainerStatus::parse(&status).ok_or_else(|| corrupt("container status", &status))?,
+        assets: json(r, "assets")?,
+        created_at: Timestamp(int(r, "created_at")?),
+    })
+}
+
+pub(crate) fn post(r: &Row) -> Result<ScheduledPost> {
+    let status = text(r, "status")?;
+    Ok(ScheduledPost {
+        seq: int(r, "seq")?,
+        id: PostId::from_stored(&text(r, "id")?)?,
+        org_id: OrgId::from_stored(&text(r, "org_id")?)?,
+        project_id: ProjectId::from_stored(&text(r, "project_id")?)?,
+        container_id: ContainerId::from_stored(&text(r, "container_id")?)?,
+        platform: text(r, "platform")?,
+        scheduled_for: Timestamp(int(r, "scheduled_for")?),
+        status: PostStatus::parse(&status).ok_or_else(|| corrupt("post status", &status))?,
+        published_at: opt_ts(r, "published_at")?,
+        canceled_at: opt_ts(r, "canceled_at")?,
+        created_at: Timestamp(int(r, "created_at")?),
+        updated_at: Timestamp(int(r, "updated_at")?),
     })
 }

@@ -16,11 +16,18 @@ pub struct Cadence {
     pub idempotency_prune: Duration,
     /// Reservation expiry and period rollover.
     pub ledger: Duration,
+    /// Ending content jobs and publishing scheduled posts.
+    pub scheduler: Duration,
 }
 
 impl Default for Cadence {
     fn default() -> Self {
-        Self { key_usage_flush: Duration::from_secs(5), idempotency_prune: Duration::from_secs(600), ledger: Duration::from_secs(30) }
+        Self {
+            key_usage_flush: Duration::from_secs(5),
+            idempotency_prune: Duration::from_secs(600),
+            ledger: Duration::from_secs(30),
+            scheduler: Duration::from_secs(1),
+        }
     }
 }
 
@@ -56,6 +63,22 @@ pub async fn roll_over_periods(strata: &Strata) -> usize {
     })
 }
 
+/// Ends content jobs whose time has come (settling their credits).
+pub async fn advance_jobs(strata: &Strata) -> usize {
+    strata.advance_jobs().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "advancing jobs failed");
+        0
+    })
+}
+
+/// Publishes scheduled posts whose time has come (a suspended org's wait).
+pub async fn publish_due_posts(strata: &Strata) -> usize {
+    strata.publish_due_posts().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "publishing posts failed");
+        0
+    })
+}
+
 /// Starts every loop; they stop when `shutdown` turns true, after one last step.
 pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     vec![
@@ -74,6 +97,16 @@ pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<b
                 let s = s.clone();
                 async move {
                     prune_idempotency(&s).await;
+                }
+            }
+        }),
+        spawn_loop("scheduler", cadence.scheduler, shutdown.clone(), {
+            let s = strata.clone();
+            move || {
+                let s = s.clone();
+                async move {
+                    advance_jobs(&s).await;
+                    publish_due_posts(&s).await;
                 }
             }
         }),

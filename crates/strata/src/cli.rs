@@ -15,7 +15,7 @@ use strata_core::credits::GrantKind;
 use strata_core::error::CoreError;
 use strata_core::id::OrgId;
 use strata_core::scope::Scopes;
-use strata_core::service::NewPartner;
+use strata_core::service::{CoreConfig, NewPartner};
 use strata_store::Backend;
 use strata_workers::Cadence;
 
@@ -33,6 +33,9 @@ pub struct Cli {
     /// The server secret (64 hex characters) that seals cursors and secrets stored at rest.
     #[arg(long, global = true, env = "STRATA_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// How long the built-in content engine takes per job, in seconds.
+    #[arg(long, global = true, env = "STRATA_ENGINE_JOB_SECONDS", default_value_t = 5.0)]
+    pub engine_job_seconds: f64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -165,7 +168,8 @@ impl Cli {
             Some(url) => Backend::Postgres { url: url.clone() },
             None => Backend::Sqlite { dir: self.data_dir.clone() },
         };
-        OpenOptions { backend, secret_hex: self.secret_key.clone() }
+        let core = CoreConfig { job_duration_ms: (self.engine_job_seconds.max(0.0) * 1000.0) as i64, ..CoreConfig::default() };
+        OpenOptions { backend, secret_hex: self.secret_key.clone(), core }
     }
 }
 

@@ -30,11 +30,12 @@ pub struct OpenOptions {
     /// `STRATA_SECRET_KEY`: 64 hex characters. Without it the secret lives in
     /// `<data-dir>/server.key` (SQLite) or in the database's settings (PostgreSQL).
     pub secret_hex: Option<String>,
+    pub core: CoreConfig,
 }
 
 impl OpenOptions {
     pub fn sqlite(dir: impl Into<PathBuf>) -> Self {
-        Self { backend: Backend::Sqlite { dir: dir.into() }, secret_hex: None }
+        Self { backend: Backend::Sqlite { dir: dir.into() }, secret_hex: None, core: CoreConfig::default() }
     }
 }
 
@@ -53,7 +54,7 @@ pub async fn open(opts: &OpenOptions, clock: Arc<dyn Clock>) -> Result<Strata> {
             }
         },
     };
-    Ok(Strata::new(store, clock, secret, CoreConfig::default()))
+    Ok(Strata::new(store, clock, secret, opts.core.clone()))
 }
 
 /// Reads the server secret from `path`, creating it (owner-only) on first start.

@@ -534,9 +534,9 @@ impl Strata {
     // ----- the spend path -----
 
     /// Reserves `cost` in its own transaction (see `reserve_in`).
-    pub async fn reserve(&self, stamp: Stamp, req: SpendRequest) -> Result<TxnId> {
+    pub async fn reserve(&self, req: SpendRequest) -> Result<TxnId> {
         let mut tx = self.store.write().await?;
-        let id = self.reserve_in(tx.as_mut(), stamp, &req).await?;
+        let id = self.reserve_in(tx.as_mut(), &req).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -545,7 +545,7 @@ impl Strata {
     /// drops, `balance` does not. Refuses with 503 in a suspended org, 409 in an archived one,
     /// 402 when the wallet or the monthly cap cannot cover it. When the spend takes a child's
     /// `available` below its refill threshold, the refill happens in the same transaction.
-    pub async fn reserve_in(&self, tx: &mut dyn Tx, stamp: Stamp, req: &SpendRequest) -> Result<TxnId> {
+    pub async fn reserve_in(&self, tx: &mut dyn Tx, req: &SpendRequest) -> Result<TxnId> {
         if req.cost <= 0 {
             return Err(CoreError::validation("cost", "must be positive"));
         }
@@ -598,7 +598,6 @@ impl Strata {
             self.note_low(tx, pw, parent_before).await?;
         }
         tx.update_wallet(&w).await?;
-        let _ = stamp;
         Ok(t.id)
     }
 
@@ -614,6 +613,11 @@ impl Strata {
         let mut tx = self.store.write().await?;
         self.settle_in(tx.as_mut(), reservation, None, EntryContext::default()).await?;
         tx.commit().await
+    }
+
+    /// Settles a reservation inside the caller's transaction (see `settle_in`).
+    pub(crate) async fn settle_reservation_in(&self, tx: &mut dyn Tx, id: TxnId, actual: Option<i64>) -> Result<()> {
+        self.settle_in(tx, id, actual, EntryContext::default()).await
     }
 
     /// Settles a pending reservation: `Some(actual)` consumes up to the reserved amount

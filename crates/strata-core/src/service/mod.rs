@@ -4,12 +4,15 @@
 
 mod audit;
 mod auth;
+mod content;
 mod credits;
 mod events;
 mod idempotency;
 mod keys;
 mod operator;
 mod orgs;
+mod posts;
+mod projects;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,14 +20,18 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 pub use auth::{Caller, Credentials};
+pub use content::NewGeneration;
 pub use credits::{Allocation, CreditEventView, DEFAULT_RESERVATION_TIMEOUT_MS, LedgerReport, SpendRequest};
 pub use idempotency::Claimed;
 pub use keys::{KeyEnv, NewKey};
 pub use operator::{NewPartner, PartnerCreated};
 pub use orgs::{NewChild, OrgPatch};
+pub use posts::NewPost;
+pub use projects::{NewProject, ProjectPatch};
 
 use crate::audit::{Actor, AuditEntry};
 use crate::clock::{Clock, Timestamp};
+use crate::content::{ContentEngine, FixtureEngine};
 use crate::cursor::ServerSecret;
 use crate::error::Result;
 use crate::event::{Event, EventType};
@@ -41,11 +48,17 @@ pub struct CoreConfig {
     pub rotation_grace_ms: i64,
     /// How long a reservation lives unless settled.
     pub reservation_timeout_ms: i64,
+    /// How long the built-in content engine takes per job.
+    pub job_duration_ms: i64,
 }
 
 impl Default for CoreConfig {
     fn default() -> Self {
-        Self { rotation_grace_ms: crate::clock::DAY_MS, reservation_timeout_ms: credits::DEFAULT_RESERVATION_TIMEOUT_MS }
+        Self {
+            rotation_grace_ms: crate::clock::DAY_MS,
+            reservation_timeout_ms: credits::DEFAULT_RESERVATION_TIMEOUT_MS,
+            job_duration_ms: 5_000,
+        }
     }
 }
 
@@ -56,6 +69,7 @@ pub struct Strata {
     pub clock: Arc<dyn Clock>,
     pub secret: ServerSecret,
     pub config: CoreConfig,
+    pub engine: Arc<dyn ContentEngine>,
     key_usage: Arc<Mutex<HashMap<ApiKeyId, Timestamp>>>,
 }
 
@@ -86,7 +100,14 @@ impl Stamp {
 
 impl Strata {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, secret: ServerSecret, config: CoreConfig) -> Self {
-        Self { store, clock, secret, config, key_usage: Arc::new(Mutex::new(HashMap::new())) }
+        let engine = Arc::new(FixtureEngine { duration_ms: config.job_duration_ms });
+        Self { store, clock, secret, config, engine, key_usage: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// Replaces the content engine (the built-in one is deterministic fixtures).
+    pub fn with_engine(mut self, engine: Arc<dyn ContentEngine>) -> Self {
+        self.engine = engine;
+        self
     }
 
     pub fn now(&self) -> Timestamp {

@@ -156,9 +156,10 @@ impl Strata {
         let mut tx = self.store.read().await?;
         let org = child_of(tx.as_mut(), caller.org_id(), id).await?;
         let wallet = self.wallet_now(tx.as_mut(), org.id).await?;
+        let project_count = tx.count_projects(org.id).await?;
         tx.commit().await?;
         let summary = SummaryView {
-            project_count: 0,
+            project_count,
             balance: wallet.balance(),
             available: wallet.available(),
             credit_config: ConfigView::from(wallet.config),
@@ -211,6 +212,10 @@ impl Strata {
                 let revoked = tx.revoke_org_keys(org.id, now).await?;
                 let revoked = i64::try_from(revoked).unwrap_or(i64::MAX);
                 let reclaimed = self.reclaim_on_archive(tx.as_mut(), &org).await?;
+                let mut stamp = caller.stamp();
+                stamp.org_id = Some(org.id);
+                let canceled = self.cancel_pending_posts(tx.as_mut(), org.id, None, stamp).await?;
+                detail["canceledScheduledPosts"] = json!(canceled);
                 org.archived_at = Some(now);
                 org.archive_stats = Some((reclaimed, revoked));
                 detail["revokedApiKeys"] = json!(revoked);

@@ -1,11 +1,13 @@
 //! Handlers, one module per resource. A handler parses the request into a domain command and
 //! calls one service; no rule and no SQL lives here.
 
+pub mod content;
 pub mod credits;
 pub mod keys;
 pub mod logs;
 pub mod meta;
 pub mod orgs;
+pub mod projects;
 
 use serde::Serialize;
 use serde_json::{Map, Value};

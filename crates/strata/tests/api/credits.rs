@@ -4,7 +4,7 @@
 use serde_json::json;
 use strata_core::clock::{HOUR_MS, MINUTE_MS, Timestamp};
 use strata_core::credits::GrantKind;
-use strata_core::service::{SpendRequest, Stamp};
+use strata_core::service::SpendRequest;
 
 use crate::helpers::TestApp;
 
@@ -163,6 +163,7 @@ async fn the_credit_config_is_both_or_neither_for_refill_and_null_clears() {
     }
     let got = app.get(&path).key(&app.admin_key).send().await;
     assert_eq!(got.assert_status(200)["config"]["autoRefillEnabled"], false);
+    app.assert_ledger().await;
 }
 
 #[tokio::test]
@@ -185,6 +186,7 @@ async fn the_wallet_shape_and_whoami_balance_follow_the_contract() {
     let org = app.create_child("Acme").await;
     let (_, reader) = app.child_key(&org, &["content:read"]).await;
     app.get("/v1/credits").key(&reader).send().await.assert_error(403, "FORBIDDEN_SCOPE");
+    app.assert_ledger().await;
 }
 
 #[tokio::test]
@@ -194,7 +196,7 @@ async fn a_reservation_lowers_available_and_settling_lowers_balance_by_the_actua
     let org = app.create_child("Acme").await;
     app.strata.grant_credits(org.parse().unwrap(), 100, GrantKind::Included).await.unwrap();
     app.allocate(&org, 1000).await.assert_status(201);
-    let r = app.strata.reserve(Stamp::system(), spend(&org, 240)).await.unwrap();
+    let r = app.strata.reserve(spend(&org, 240)).await.unwrap();
     let w = wallet(&app, &org).await;
     assert_eq!((w["balance"].as_i64(), w["available"].as_i64(), w["reservedCredits"].as_i64()), (Some(1100), Some(860), Some(240)));
     app.strata.settle(r, 200).await.unwrap();
@@ -209,7 +211,7 @@ async fn a_reservation_lowers_available_and_settling_lowers_balance_by_the_actua
     assert_eq!((u["credits"].as_i64(), u["usageAfterPeriod"].as_i64(), u["format"].as_str()), (Some(-200), Some(200), Some("video_remix")));
     // Settling twice changes nothing; voiding releases everything.
     app.strata.settle(r, 200).await.unwrap();
-    let v = app.strata.reserve(Stamp::system(), spend(&org, 500)).await.unwrap();
+    let v = app.strata.reserve(spend(&org, 500)).await.unwrap();
     app.strata.void(v).await.unwrap();
     assert_eq!(wallet(&app, &org).await["available"], 900);
     app.assert_ledger().await;
@@ -221,7 +223,7 @@ async fn spending_beyond_available_or_the_cap_is_402_with_a_reason() {
     app.grant(&app.partner_org, 10_000).await;
     let org = app.create_child("Acme").await;
     app.allocate(&org, 1000).await.assert_status(201);
-    let err = app.strata.reserve(Stamp::system(), spend(&org, 1001)).await.unwrap_err();
+    let err = app.strata.reserve(spend(&org, 1001)).await.unwrap_err();
     assert_eq!(err.details()["reason"], "insufficient_credits");
     app.patch(&format!("/v1/organizations/{org}/credit-config"))
         .key(&app.admin_key)
@@ -229,12 +231,12 @@ async fn spending_beyond_available_or_the_cap_is_402_with_a_reason() {
         .send()
         .await
         .assert_status(200);
-    let a = app.strata.reserve(Stamp::system(), spend(&org, 300)).await.unwrap();
+    let a = app.strata.reserve(spend(&org, 300)).await.unwrap();
     app.strata.settle(a, 250).await.unwrap();
-    app.strata.reserve(Stamp::system(), spend(&org, 200)).await.unwrap();
-    let err = app.strata.reserve(Stamp::system(), spend(&org, 51)).await.unwrap_err();
+    app.strata.reserve(spend(&org, 200)).await.unwrap();
+    let err = app.strata.reserve(spend(&org, 51)).await.unwrap_err();
     assert_eq!((err.status(), err.details()["reason"].as_str()), (402, Some("monthly_cap")));
-    app.strata.reserve(Stamp::system(), spend(&org, 50)).await.unwrap();
+    app.strata.reserve(spend(&org, 50)).await.unwrap();
     app.assert_ledger().await;
 }
 
@@ -245,10 +247,11 @@ async fn spending_in_a_suspended_org_is_503_and_in_an_archived_one_409() {
     let org = app.create_child("Acme").await;
     app.allocate(&org, 500).await.assert_status(201);
     app.post(&format!("/v1/organizations/{org}/suspend")).key(&app.admin_key).send().await.assert_status(200);
-    let err = app.strata.reserve(Stamp::system(), spend(&org, 10)).await.unwrap_err();
+    let err = app.strata.reserve(spend(&org, 10)).await.unwrap_err();
     assert_eq!((err.status(), err.details()["scope"].as_str()), (503, Some("organization")));
     app.delete(&format!("/v1/organizations/{org}")).key(&app.admin_key).send().await.assert_status(200);
-    assert_eq!(app.strata.reserve(Stamp::system(), spend(&org, 10)).await.unwrap_err().status(), 409);
+    assert_eq!(app.strata.reserve(spend(&org, 10)).await.unwrap_err().status(), 409);
+    app.assert_ledger().await;
 }
 
 #[tokio::test]
@@ -260,10 +263,10 @@ async fn auto_refill_fires_once_per_crossing_and_not_when_the_parent_is_short() 
     let cfg = format!("/v1/organizations/{org}/credit-config");
     app.patch(&cfg).key(&app.admin_key).json(&json!({ "refillThreshold": 1000, "refillAmount": 1000 })).send().await.assert_status(200);
     // 1200 → 1080: still above the threshold, no refill.
-    app.strata.reserve(Stamp::system(), spend(&org, 120)).await.unwrap();
+    app.strata.reserve(spend(&org, 120)).await.unwrap();
     assert_eq!(wallet(&app, &org).await["available"], 1080);
     // 1080 → 960 crosses below 1000: one refill of 1000 in the same transaction.
-    app.strata.reserve(Stamp::system(), spend(&org, 120)).await.unwrap();
+    app.strata.reserve(spend(&org, 120)).await.unwrap();
     let w = wallet(&app, &org).await;
     assert_eq!((w["available"].as_i64(), w["prepaidBalance"].as_i64()), (Some(1960), Some(2200)));
     let refills = app.get(&format!("/v1/organizations/{org}/credits/events?eventType=allocation")).key(&app.admin_key).send().await;
@@ -275,7 +278,7 @@ async fn auto_refill_fires_once_per_crossing_and_not_when_the_parent_is_short() 
     // The parent has 800 left: the next crossing (1000 → 880) finds it short, and the spend
     // stands on the child's own wallet.
     for _ in 0..9 {
-        app.strata.reserve(Stamp::system(), spend(&org, 120)).await.unwrap();
+        app.strata.reserve(spend(&org, 120)).await.unwrap();
     }
     let w = wallet(&app, &org).await;
     assert_eq!(w["available"], 1960 - 9 * 120);
@@ -291,7 +294,7 @@ async fn archive_reclaims_unreserved_credits_and_settling_later_returns_the_rest
     app.grant(&app.partner_org, 5000).await;
     let org = app.create_child("Acme").await;
     app.allocate(&org, 5000).await.assert_status(201);
-    let running = app.strata.reserve(Stamp::system(), spend(&org, 1800)).await.unwrap();
+    let running = app.strata.reserve(spend(&org, 1800)).await.unwrap();
     let r = app.delete(&format!("/v1/organizations/{org}")).key(&app.admin_key).send().await;
     assert_eq!(r.assert_status(200)["reclaimedCredits"], 3200);
     assert_eq!(app.get("/v1/credits").key(&app.admin_key).send().await.body["prepaidBalance"], 3200);
@@ -308,7 +311,7 @@ async fn archive_reclaims_unreserved_credits_and_settling_later_returns_the_rest
 async fn an_unsettled_reservation_expires_and_is_released() {
     let app = TestApp::spawn().await;
     app.grant(&app.partner_org, 1000).await;
-    app.strata.reserve(Stamp::system(), spend(&app.partner_org, 600)).await.unwrap();
+    app.strata.reserve(spend(&app.partner_org, 600)).await.unwrap();
     app.clock.advance_ms(HOUR_MS - 1);
     assert_eq!(strata_workers::expire_reservations(&app.strata).await, 0);
     app.clock.advance_ms(1);
@@ -323,12 +326,12 @@ async fn included_credits_expire_at_rollover_and_usage_restarts() {
     let org = app.partner_org.clone();
     app.strata.grant_credits(org.parse().unwrap(), 500, GrantKind::Included).await.unwrap();
     app.grant(&org, 1000).await;
-    let r = app.strata.reserve(Stamp::system(), spend(&org, 300)).await.unwrap();
+    let r = app.strata.reserve(spend(&org, 300)).await.unwrap();
     app.strata.settle(r, 300).await.unwrap();
     // Reserve ten minutes before the month ends; the rollover comes before the reservation's
     // one-hour timeout.
     app.clock.set(Timestamp::parse_query("2026-06-30T23:50:00Z", "t").unwrap());
-    let held = app.strata.reserve(Stamp::system(), spend(&org, 100)).await.unwrap();
+    let held = app.strata.reserve(spend(&org, 100)).await.unwrap();
     app.clock.advance_ms(20 * MINUTE_MS);
     assert_eq!(strata_workers::roll_over_periods(&app.strata).await, 1);
     let w = app.get("/v1/credits").key(&app.admin_key).send().await;
@@ -352,7 +355,7 @@ async fn rollover_keeps_the_included_credits_a_reservation_still_needs() {
     let org = app.partner_org.clone();
     app.strata.grant_credits(org.parse().unwrap(), 500, GrantKind::Included).await.unwrap();
     app.clock.set(Timestamp::parse_query("2026-06-30T23:50:00Z", "t").unwrap());
-    let held = app.strata.reserve(Stamp::system(), spend(&org, 120)).await.unwrap();
+    let held = app.strata.reserve(spend(&org, 120)).await.unwrap();
     app.clock.advance_ms(20 * MINUTE_MS);
     let b = app.get("/v1/credits").key(&app.admin_key).send().await.body;
     assert_eq!((b["includedRemaining"].as_i64(), b["available"].as_i64()), (Some(120), Some(0)), "reads show the new period at once");
@@ -378,4 +381,5 @@ async fn credit_event_filters_work_and_are_validated() {
     assert_eq!(r.assert_status(200)["items"].as_array().unwrap().len(), 1);
     app.get("/v1/credits/events?eventType=bonus").key(&app.admin_key).send().await.assert_error(422, "VALIDATION");
     app.get("/v1/credits/events?limit=101").key(&app.admin_key).send().await.assert_error(422, "VALIDATION");
+    app.assert_ledger().await;
 }

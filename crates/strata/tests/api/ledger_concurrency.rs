@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use strata_core::service::{SpendRequest, Stamp};
+use strata_core::service::SpendRequest;
 
 use crate::helpers::TestApp;
 
@@ -61,7 +61,7 @@ async fn sixty_four_concurrent_clients_keep_the_ledger_exact() {
                             container_id: None,
                             job_id: None,
                         };
-                        match app.strata.reserve(Stamp::system(), req).await {
+                        match app.strata.reserve(req).await {
                             Ok(id) if round % 2 == 0 => app.strata.settle(id, 100).await.unwrap(),
                             Ok(id) => app.strata.void(id).await.unwrap(),
                             Err(e) => assert_eq!(e.status(), 402, "{e}"),

@@ -7,7 +7,7 @@ use strata_core::clock::DAY_MS;
 use strata_core::credits::{CreditConfigPatch, GrantKind};
 use strata_core::metadata::Metadata;
 use strata_core::org::Lifecycle;
-use strata_core::service::{Allocation, DEFAULT_RESERVATION_TIMEOUT_MS, SpendRequest, Stamp};
+use strata_core::service::{Allocation, DEFAULT_RESERVATION_TIMEOUT_MS, SpendRequest};
 
 use crate::helpers::TestApp;
 
@@ -61,7 +61,7 @@ async fn run(ops: Vec<Op>) {
             }
             Op::Reserve { org, cost } => {
                 let req = SpendRequest { org: orgs[org], project: None, cost, format: "auto".into(), container_id: None, job_id: None };
-                match app.strata.reserve(Stamp::system(), req).await {
+                match app.strata.reserve(req).await {
                     Ok(id) => {
                         pending.push(id);
                         let mut tx = app.strata.store.read().await.unwrap();
