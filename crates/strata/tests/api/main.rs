@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod content;
 mod conventions;
 mod credits;
 mod idempotency;
@@ -15,4 +16,5 @@ mod ledger_concurrency;
 mod ledger_props;
 mod logs;
 mod orgs;
+mod projects;
 mod secrets;
