@@ -6,12 +6,14 @@
 //! Targets: 1 = the parent P itself, 2 = its child C1, 3 = its child C2 (C1's sibling),
 //! 4 = Q1 (another partner's child), 5 = C3 (an archived child of P).
 //! Routes with `:orgId` put the target in the path; the others send it as
-//! `X-Layers-Organization` (which only an `org:admin` key may use). `{key}` is a spare key of
-//! the target org, used by the routes that act on a key.
+//! `X-Layers-Organization` (which only an `org:admin` key may use, and which never names the
+//! key's own org). The other placeholders name a resource of the target org: `{key}` a spare
+//! key, `{prj}` a project, `{cnt}` a completed container, `{done}` a completed job, `{job}` a
+//! running job, `{post}` a scheduled post.
 
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Call, TestApp};
 
 /// (method, path, body, expected statuses: one row per caller a–e, one column per target 1–5)
 const MATRIX: &[(&str, &str, &str, [&str; 5])] = &[
@@ -121,12 +123,52 @@ fn code_of(status: u16) -> Option<&'static str> {
     }
 }
 
-/// One world: P with C1, C2 and archived C3; Q with Q1; callers and a spare key per target.
+/// What a target org holds besides its keys.
+#[derive(Default, Clone)]
+struct Fixture {
+    prj: String,
+    cnt: String,
+    done: String,
+    job: String,
+    post: String,
+}
+
+/// One world: P with C1, C2 and archived C3; Q with Q1; callers, and per target a spare key,
+/// a funded wallet, a project with a completed and a running job, and a scheduled post.
 struct World {
     app: TestApp,
     callers: [String; 5],
     targets: [String; 5],
     spare_keys: [String; 5],
+    fixtures: Vec<Fixture>,
+}
+
+fn as_stocker<'a>(c: Call<'a>, key: &str, acting: Option<&str>) -> Call<'a> {
+    match acting {
+        Some(org) => c.key(key).acting(org),
+        None => c.key(key),
+    }
+}
+
+/// Gives `org` a project with a completed job (its container scheduled to post) and returns
+/// the fixture; `key` acts in `org` (with the header when `acting`).
+async fn stock(app: &TestApp, key: &str, acting: Option<&str>, fx: &mut Fixture) {
+    let call = |c| as_stocker(c, key, acting);
+    let r = call(app.post("/v1/projects")).json(&json!({ "name": "P", "timezone": "UTC" })).send().await;
+    fx.prj = r.assert_status(201)["id"].as_str().unwrap().to_owned();
+    let r = call(app.post(&format!("/v1/projects/{}/content", fx.prj))).json(&json!({})).send().await;
+    let b = r.assert_status(202).clone();
+    fx.done = b["jobId"].as_str().unwrap().to_owned();
+    fx.cnt = b["containerIds"][0].as_str().unwrap().to_owned();
+}
+
+async fn stock_after_jobs(app: &TestApp, key: &str, acting: Option<&str>, fx: &mut Fixture) {
+    let call = |c| as_stocker(c, key, acting);
+    let post = json!({ "containerId": fx.cnt, "scheduledFor": "2026-06-02T00:00:00Z", "platform": "tiktok" });
+    let r = call(app.post(&format!("/v1/projects/{}/scheduled-posts", fx.prj))).json(&post).send().await;
+    fx.post = r.assert_status(201)["id"].as_str().unwrap().to_owned();
+    let r = call(app.post(&format!("/v1/projects/{}/content", fx.prj))).json(&json!({})).send().await;
+    fx.job = r.assert_status(202)["jobId"].as_str().unwrap().to_owned();
 }
 
 async fn world() -> World {
@@ -145,25 +187,49 @@ async fn world() -> World {
     };
     let (_, parent_data_key) = mint_own(admin.clone(), json!(["*"]), None).await;
     let (p_spare, _) = mint_own(admin.clone(), json!(["content:read"]), None).await;
+    app.grant(&app.partner_org, 100_000).await;
     let c1 = app.create_child("C1").await;
     let c2 = app.create_child("C2").await;
     let c3 = app.create_child("C3").await;
+    for c in [&c1, &c2, &c3] {
+        app.allocate(c, 10_000).await.assert_status(201);
+    }
     let (_, c1_key) = app.child_key(&c1, &["*"]).await;
     let (_, c2_key) = app.child_key(&c2, &["*"]).await;
     let (c1_spare, _) = app.child_key(&c1, &["content:read"]).await;
     let (c2_spare, _) = app.child_key(&c2, &["content:read"]).await;
     let (c3_spare, _) = app.child_key(&c3, &["content:read"]).await;
-    app.delete(&format!("/v1/organizations/{c3}")).key(&admin).send().await.assert_status(200);
-    let (_, q_admin) = app.other_partner("Q").await;
-    let q1 = app.post("/v1/organizations").key(&q_admin).json(&json!({"name": "Q1"})).send().await.assert_status(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (q_org, q_admin) = app.other_partner("Q").await;
+    app.grant(&q_org, 100_000).await;
+    let r = app.post("/v1/organizations").key(&q_admin).json(&json!({"name": "Q1"})).send().await;
+    let q1 = r.assert_status(201)["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(&format!("/v1/organizations/{q1}/credits/allocate"))
+        .key(&q_admin)
+        .idem("fund-q1")
+        .json(&json!({ "credits": 10_000 }))
+        .send()
+        .await;
+    r.assert_status(201);
     let (q1_spare, _) = mint_own(q_admin.clone(), json!(["content:read"]), Some(q1.clone())).await;
+    // Who stocks each target: (key, acting-org header).
+    let stockers: [(&str, Option<&str>); 5] =
+        [(&admin, None), (&admin, Some(&c1)), (&admin, Some(&c2)), (&q_admin, Some(&q1)), (&admin, Some(&c3))];
+    let mut fixtures = vec![Fixture::default(); 5];
+    for (i, (key, acting)) in stockers.iter().enumerate() {
+        stock(&app, key, *acting, &mut fixtures[i]).await;
+    }
+    app.clock.advance_ms(5_000);
+    strata_workers::advance_jobs(&app.strata).await;
+    for (i, (key, acting)) in stockers.iter().enumerate() {
+        stock_after_jobs(&app, key, *acting, &mut fixtures[i]).await;
+    }
+    app.delete(&format!("/v1/organizations/{c3}")).key(&admin).send().await.assert_status(200);
     World {
         callers: [admin, parent_data_key, c1_key, c2_key, q_admin],
         targets: [app.partner_org.clone(), c1, c2, q1, c3],
         spare_keys: [p_spare, c1_spare, c2_spare, q1_spare, c3_spare],
+        fixtures,
         app,
     }
 }
@@ -177,13 +243,23 @@ async fn every_route_answers_every_caller_and_target_exactly_as_the_contract_say
         for caller in [1usize, 2, 3, 4, 0] {
             let expected: Vec<u16> = rows[caller].split_whitespace().map(|s| s.parse().unwrap()).collect();
             for (target, &want) in expected.iter().enumerate() {
-                let path = template.replace("{org}", &w.targets[target]).replace("{key}", &w.spare_keys[target]);
-                let mut call = w.app.call(method.parse().unwrap(), &path).key(&w.callers[caller]);
+                let fx = &w.fixtures[target];
+                let fill = |t: &str| {
+                    t.replace("{org}", &w.targets[target])
+                        .replace("{key}", &w.spare_keys[target])
+                        .replace("{prj}", &fx.prj)
+                        .replace("{cnt}", &fx.cnt)
+                        .replace("{done}", &fx.done)
+                        .replace("{job}", &fx.job)
+                        .replace("{post}", &fx.post)
+                };
+                let path = fill(template);
+                let mut call = w.app.call(method.parse().unwrap(), &path).key(&w.callers[caller]).idem(&ulid::Ulid::new().to_string());
                 if !template.contains("{org}") {
                     call = call.acting(&w.targets[target]);
                 }
                 if !body.is_empty() {
-                    call = call.raw_body(body.to_string());
+                    call = call.raw_body(fill(body));
                 }
                 let r = call.send().await;
                 let code_ok = code_of(want).is_none_or(|c| r.code() == c);
