@@ -86,6 +86,24 @@ pub struct Org {
 }
 
 impl Org {
+    /// A new active org: a partner (`parent: None`) or a child.
+    pub fn new(parent: Option<OrgId>, name: String, metadata: Metadata, billing_email: Option<String>, now: Timestamp) -> Self {
+        Self {
+            id: OrgId::new(),
+            parent_id: parent,
+            name,
+            status: OrgStatus::Active,
+            metadata,
+            billing_email,
+            access_revoked: false,
+            archived_at: None,
+            archive_stats: None,
+            created_at: now,
+            updated_at: now,
+            seq: 0,
+        }
+    }
+
     pub fn is_root(&self) -> bool {
         self.parent_id.is_none()
     }

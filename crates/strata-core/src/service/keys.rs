@@ -41,6 +41,17 @@ struct MintedView {
     previous_key: Option<KeyView>,
 }
 
+impl MintedView {
+    fn of(key: &ApiKey, secret: &crate::apikey::SecretKey, previous: Option<&ApiKey>) -> Self {
+        Self {
+            api_key: KeyView::from(key),
+            secret: secret.expose().to_owned(),
+            warning: SECRET_WARNING,
+            previous_key: previous.map(KeyView::from),
+        }
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DeletedView {
@@ -155,12 +166,7 @@ impl Strata {
         }
         let (key, minted) = new_key(child.id, cmd.name, cmd.scopes, cmd.env, Self::child_tier(caller), self.now());
         self.insert_minted(tx.as_mut(), caller, &key).await?;
-        let view = MintedView {
-            api_key: KeyView::from(&key),
-            secret: minted.secret.expose().to_owned(),
-            warning: SECRET_WARNING,
-            previous_key: None,
-        };
+        let view = MintedView::of(&key, &minted.secret, None);
         self.finish(tx, idem, Reply::json(201, &view)).await
     }
 
@@ -209,12 +215,7 @@ impl Strata {
             json!({ "apiKey": KeyView::from(&key), "previousKey": KeyView::from(&old) }),
         ))
         .await?;
-        let view = MintedView {
-            api_key: KeyView::from(&key),
-            secret: minted.secret.expose().to_owned(),
-            warning: SECRET_WARNING,
-            previous_key: Some(KeyView::from(&old)),
-        };
+        let view = MintedView::of(&key, &minted.secret, Some(&old));
         self.finish(tx, idem, Reply::json(201, &view)).await
     }
 
@@ -254,12 +255,7 @@ impl Strata {
         let (key, minted) = new_key(caller.org_id(), cmd.name, cmd.scopes, cmd.env, tier, self.now());
         let mut tx = self.store.write().await?;
         self.insert_minted(tx.as_mut(), caller, &key).await?;
-        let view = MintedView {
-            api_key: KeyView::from(&key),
-            secret: minted.secret.expose().to_owned(),
-            warning: SECRET_WARNING,
-            previous_key: None,
-        };
+        let view = MintedView::of(&key, &minted.secret, None);
         self.finish(tx, idem, Reply::json(201, &view)).await
     }
 
@@ -282,12 +278,7 @@ impl Strata {
         tx.insert_audit(&self.audit_entry(caller.stamp(), "api_key.rotated", json!({ "keyId": key.id.to_string(), "inPlace": true })))
             .await?;
         tx.insert_event(&self.event(EventType::ApiKeyRotated, key.org_id, None, json!({ "apiKey": KeyView::from(&key) }))).await?;
-        let view = MintedView {
-            api_key: KeyView::from(&key),
-            secret: minted.secret.expose().to_owned(),
-            warning: SECRET_WARNING,
-            previous_key: None,
-        };
+        let view = MintedView::of(&key, &minted.secret, None);
         self.finish(tx, idem, Reply::json(200, &view)).await
     }
 

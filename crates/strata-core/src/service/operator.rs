@@ -16,7 +16,7 @@ use crate::metadata::Metadata;
 use crate::org::{Org, OrgStatus};
 use crate::scope::{Scope, Scopes};
 use crate::store::Tx;
-use crate::wire::{KeyView, OrgView};
+use crate::wire::KeyView;
 
 #[derive(Debug, Clone)]
 pub struct NewPartner {
@@ -42,24 +42,10 @@ impl Strata {
 
     async fn create_partner_in(&self, tx: &mut dyn Tx, cmd: NewPartner) -> Result<PartnerCreated> {
         let now = self.now();
-        let org = Org {
-            id: OrgId::new(),
-            parent_id: None,
-            name: cmd.name,
-            status: OrgStatus::Active,
-            metadata: Metadata::default(),
-            billing_email: None,
-            access_revoked: false,
-            archived_at: None,
-            archive_stats: None,
-            created_at: now,
-            updated_at: now,
-            seq: 0,
-        };
+        let org = Org::new(None, cmd.name, Metadata::default(), None, now);
         let scopes = Scopes::new([Scope::OrgAdmin, Scope::AllData]);
         let (key, minted) = new_key(org.id, "admin".into(), scopes, Env::Live, cmd.tier, now);
-        tx.insert_org(&org).await?;
-        tx.insert_wallet(&crate::credits::Wallet::empty(org.id, now)).await?;
+        self.insert_new_org(tx, &org).await?;
         tx.insert_key(&key).await?;
         let stamp = Stamp::operator().in_org(org.id);
         tx.insert_audit(&self.audit_entry(
@@ -68,7 +54,6 @@ impl Strata {
             json!({ "organizationId": org.id.to_string(), "name": org.name, "apiKeyId": key.id.to_string() }),
         ))
         .await?;
-        tx.insert_event(&self.event(EventType::OrganizationCreated, org.id, None, json!({ "organization": OrgView::from(&org) }))).await?;
         Ok(PartnerCreated { org, key, secret: minted.secret })
     }
 

@@ -84,6 +84,13 @@ pub(crate) async fn child_of(tx: &mut dyn Tx, parent: OrgId, id: OrgId) -> Resul
 }
 
 impl Strata {
+    /// Inserts a new org with its empty wallet and its `organization.created` event.
+    pub(crate) async fn insert_new_org(&self, tx: &mut dyn Tx, org: &Org) -> Result<()> {
+        tx.insert_org(org).await?;
+        tx.insert_wallet(&crate::credits::Wallet::empty(org.id, org.created_at)).await?;
+        tx.insert_event(&self.event(EventType::OrganizationCreated, org.id, None, json!({ "organization": OrgView::from(org) }))).await
+    }
+
     /// `GET /v1/whoami`: answers for any valid key, even a killed or suspended one.
     pub async fn whoami(&self, caller: &Caller) -> Result<Reply> {
         let mut tx = self.store.read().await?;
@@ -114,32 +121,16 @@ impl Strata {
                 "a child organization cannot create organizations; the hierarchy is one level deep",
             ));
         }
-        let now = self.now();
-        let org = Org {
-            id: OrgId::new(),
-            parent_id: Some(caller.org_id()),
-            name: cmd.name,
-            status: OrgStatus::Active,
-            metadata: cmd.metadata,
-            billing_email: cmd.billing_email,
-            access_revoked: false,
-            archived_at: None,
-            archive_stats: None,
-            created_at: now,
-            updated_at: now,
-            seq: 0,
-        };
+        let org = Org::new(Some(caller.org_id()), cmd.name, cmd.metadata, cmd.billing_email, self.now());
         let view = OrgView::from(&org);
         let mut tx = self.store.write().await?;
-        tx.insert_org(&org).await?;
-        tx.insert_wallet(&crate::credits::Wallet::empty(org.id, now)).await?;
+        self.insert_new_org(tx.as_mut(), &org).await?;
         tx.insert_audit(&self.audit_entry(
             caller.stamp(),
             "organization.created",
             json!({ "organizationId": org.id.to_string(), "name": org.name }),
         ))
         .await?;
-        tx.insert_event(&self.event(EventType::OrganizationCreated, org.id, None, json!({ "organization": view }))).await?;
         self.finish(tx, idem, Reply::json(201, &view)).await
     }
 

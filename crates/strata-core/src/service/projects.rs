@@ -7,18 +7,16 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Caller, Strata};
-use crate::credits::Wallet;
 use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
-use crate::event::EventType;
 use crate::id::{OrgId, ProjectId};
 use crate::idempotency::{IdemClaim, Reply};
 use crate::metadata::Metadata;
-use crate::org::{Org, OrgStatus};
+use crate::org::Org;
 use crate::project::{Project, ProjectFilter, ProjectStatus};
 use crate::scope::Scope;
 use crate::store::Tx;
-use crate::wire::{OrgView, ProjectView};
+use crate::wire::ProjectView;
 
 #[derive(Debug, Clone)]
 pub struct NewProject {
@@ -229,24 +227,8 @@ impl Strata {
         let mut children = Vec::new();
         let mut moved = 0;
         for (name, projects) in by_name {
-            let org = Org {
-                id: OrgId::new(),
-                parent_id: Some(caller.org_id()),
-                name: name.clone(),
-                status: OrgStatus::Active,
-                metadata: Metadata::default(),
-                billing_email: None,
-                access_revoked: false,
-                archived_at: None,
-                archive_stats: None,
-                created_at: now,
-                updated_at: now,
-                seq: 0,
-            };
-            tx.insert_org(&org).await?;
-            tx.insert_wallet(&Wallet::empty(org.id, now)).await?;
-            tx.insert_event(&self.event(EventType::OrganizationCreated, org.id, None, json!({ "organization": OrgView::from(&org) })))
-                .await?;
+            let org = Org::new(Some(caller.org_id()), name.clone(), Metadata::default(), None, now);
+            self.insert_new_org(tx.as_mut(), &org).await?;
             let mut ids = Vec::new();
             for mut p in projects {
                 p.org_id = org.id;
