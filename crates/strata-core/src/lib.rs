@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod org;
 pub mod post;
 pub mod project;
+pub mod ratelimit;
 pub mod scope;
 mod seal;
 pub mod service;

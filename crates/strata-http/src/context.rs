@@ -13,6 +13,7 @@ use strata_core::id::RequestId;
 
 use crate::AppState;
 use crate::error::PendingError;
+use crate::extract::RateSlot;
 
 pub(crate) async fn request_context(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -20,7 +21,23 @@ pub(crate) async fn request_context(State(app): State<AppState>, mut req: Reques
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     req.extensions_mut().insert(request_id);
+    let slot = RateSlot::default();
+    req.extensions_mut().insert(slot.clone());
     let mut resp = next.run(req).await;
+    let rate = slot.0.lock().ok().and_then(|s| *s);
+    if let Some(info) = rate {
+        let h = resp.headers_mut();
+        h.insert("x-ratelimit-endpoint-class", HeaderValue::from_static(info.class.as_str()));
+        for (name, value) in [
+            ("x-ratelimit-limit", u64::from(info.limit)),
+            ("x-ratelimit-remaining", u64::from(info.remaining)),
+            ("x-ratelimit-reset", info.reset_secs),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+                h.insert(name, v);
+            }
+        }
+    }
 
     let pending = resp.extensions_mut().remove::<PendingError>().or_else(|| framework_error(&resp));
     if let Some(err) = pending {

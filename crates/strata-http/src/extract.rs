@@ -3,12 +3,15 @@
 
 use std::collections::HashMap;
 use std::ops::Deref;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::Method;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use strata_core::error::CoreError;
 use strata_core::id::RequestId;
+use strata_core::ratelimit::{EndpointClass, RateInfo, TierLimits};
 use strata_core::service::{Caller, Credentials};
 
 use crate::AppState;
@@ -43,7 +46,39 @@ impl FromRequestParts<AppState> for Auth {
             return Err(CoreError::Unauthenticated { reason: "malformed_header" }.into());
         }
         let caller = app.strata.authenticate(creds, request_id(parts)).await?;
+        let class = endpoint_class(&parts.method, parts.uri.path());
+        let slot = parts.extensions.get::<RateSlot>().cloned();
+        let outcome = app.strata.rate_limit(&caller, class).await;
+        let info = match &outcome {
+            Ok(info) => *info,
+            Err(CoreError::RateLimited { retry_after_secs, .. }) => TierLimits::default_for(caller.key.tier)
+                .per_minute(class)
+                .map(|limit| RateInfo { class, limit, remaining: 0, reset_secs: *retry_after_secs }),
+            Err(_) => None,
+        };
+        if let (Some(slot), Some(info)) = (slot, info)
+            && let Ok(mut s) = slot.0.lock()
+        {
+            *s = Some(info);
+        }
+        outcome?;
         Ok(Auth(caller))
+    }
+}
+
+/// Where the auth extractor leaves the request's rate-limit standing for the response headers.
+#[derive(Clone, Default)]
+pub(crate) struct RateSlot(pub Arc<Mutex<Option<RateInfo>>>);
+
+/// The contract's endpoint classes: GET reads; a POST that starts a job is long-running;
+/// every other write is write-light.
+fn endpoint_class(method: &Method, path: &str) -> EndpointClass {
+    if method == Method::GET || method == Method::HEAD {
+        EndpointClass::ReadLight
+    } else if method == Method::POST && path.starts_with("/v1/projects/") && path.ends_with("/content") {
+        EndpointClass::LongRunning
+    } else {
+        EndpointClass::WriteLight
     }
 }
 

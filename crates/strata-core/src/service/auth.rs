@@ -10,6 +10,7 @@ use crate::error::{CoreError, KillScope, Result};
 use crate::id::{OrgId, RequestId};
 use crate::key::ApiKey;
 use crate::org::{Org, OrgStatus};
+use crate::ratelimit::{EndpointClass, RateInfo, TierLimits};
 use crate::scope::Scope;
 
 /// The key a rejected request named, when it named a real one.
@@ -90,6 +91,19 @@ impl Caller {
 }
 
 impl Strata {
+    /// Counts a request against the caller's rate limits; a refusal is audited.
+    pub async fn rate_limit(&self, caller: &Caller, class: EndpointClass) -> Result<Option<RateInfo>> {
+        let limits = TierLimits::default_for(caller.key.tier);
+        match self.limiter.check(caller.key.id, &limits, class, self.now()) {
+            Ok(info) => Ok(info),
+            Err(e) => {
+                let entry = self.audit_entry(caller.stamp(), "rate_limit.hit", json!({ "class": class.as_str() }));
+                self.record_audit(entry).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Authenticates a request and resolves its acting org (CONTRACT §2).
     pub async fn authenticate(&self, creds: Credentials<'_>, request_id: RequestId) -> Result<Caller> {
         match self.authenticate_inner(creds, request_id).await {

@@ -71,6 +71,7 @@ pub struct Strata {
     pub config: CoreConfig,
     pub engine: Arc<dyn ContentEngine>,
     key_usage: Arc<Mutex<HashMap<ApiKeyId, Timestamp>>>,
+    limiter: Arc<crate::ratelimit::Limiter>,
 }
 
 /// Who did something and in which request, for the audit log.
@@ -101,7 +102,7 @@ impl Stamp {
 impl Strata {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, secret: ServerSecret, config: CoreConfig) -> Self {
         let engine = Arc::new(FixtureEngine { duration_ms: config.job_duration_ms });
-        Self { store, clock, secret, config, engine, key_usage: Arc::new(Mutex::new(HashMap::new())) }
+        Self { store, clock, secret, config, engine, key_usage: Arc::new(Mutex::new(HashMap::new())), limiter: Arc::default() }
     }
 
     /// Replaces the content engine (the built-in one is deterministic fixtures).

@@ -17,4 +17,5 @@ mod ledger_props;
 mod logs;
 mod orgs;
 mod projects;
+mod ratelimit;
 mod secrets;

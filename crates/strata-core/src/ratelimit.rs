@@ -1,0 +1,198 @@
+//! Per-key rate limits (CONTRACT §1): three token buckets per key (reads, writes, long-running
+//! starts) refilling over a minute, plus a daily write cap, with limits by tier. Pure and
+//! clock-driven, so tests move time instead of waiting. State is per process.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::apikey::Tier;
+use crate::clock::{DAY_MS, Timestamp};
+use crate::error::CoreError;
+use crate::id::ApiKeyId;
+
+/// The endpoint class a request is counted in.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum EndpointClass {
+    /// Every GET.
+    ReadLight,
+    /// PATCH, DELETE and synchronous POST.
+    WriteLight,
+    /// A POST that starts a job.
+    LongRunning,
+}
+
+impl EndpointClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointClass::ReadLight => "read-light",
+            EndpointClass::WriteLight => "write-light",
+            EndpointClass::LongRunning => "long-running",
+        }
+    }
+}
+
+/// One tier's limits; `None` is unlimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TierLimits {
+    pub reads_per_minute: Option<u32>,
+    pub writes_per_minute: Option<u32>,
+    pub long_running_per_minute: Option<u32>,
+    pub daily_writes: Option<u32>,
+}
+
+impl TierLimits {
+    /// The contract's defaults.
+    pub fn default_for(tier: Tier) -> Self {
+        let l = |r, w, lr, d| TierLimits {
+            reads_per_minute: Some(r),
+            writes_per_minute: Some(w),
+            long_running_per_minute: Some(lr),
+            daily_writes: Some(d),
+        };
+        match tier {
+            Tier::Sandbox | Tier::Standard => l(120, 60, 20, 10_000),
+            Tier::Pilot => l(1_200, 600, 60, 100_000),
+            Tier::Partner => l(6_000, 3_000, 300, 500_000),
+            Tier::Internal => {
+                TierLimits { reads_per_minute: None, writes_per_minute: None, long_running_per_minute: None, daily_writes: None }
+            }
+        }
+    }
+
+    pub fn per_minute(&self, class: EndpointClass) -> Option<u32> {
+        match class {
+            EndpointClass::ReadLight => self.reads_per_minute,
+            EndpointClass::WriteLight => self.writes_per_minute,
+            EndpointClass::LongRunning => self.long_running_per_minute,
+        }
+    }
+}
+
+/// What a permitted request is told in its `X-RateLimit-*` headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateInfo {
+    pub class: EndpointClass,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the bucket is full again.
+    pub reset_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Timestamp,
+}
+
+#[derive(Default)]
+struct State {
+    buckets: HashMap<(ApiKeyId, EndpointClass), Bucket>,
+    /// Writes counted per key in the current UTC day.
+    days: HashMap<ApiKeyId, (i64, u32)>,
+}
+
+#[derive(Default)]
+pub struct Limiter {
+    state: Mutex<State>,
+}
+
+fn ceil_secs(ms: f64) -> u64 {
+    (ms / 1000.0).ceil().max(0.0) as u64
+}
+
+impl Limiter {
+    /// Counts one request; `Ok(None)` when the tier is unlimited for this class.
+    pub fn check(&self, key: ApiKeyId, limits: &TierLimits, class: EndpointClass, now: Timestamp) -> Result<Option<RateInfo>, CoreError> {
+        let Some(cap) = limits.per_minute(class) else { return Ok(None) };
+        let mut st = self.state.lock().map_err(|_| CoreError::internal("rate limiter poisoned"))?;
+        let cap_f = f64::from(cap);
+        let per_ms = cap_f / 60_000.0;
+        let b = st.buckets.entry((key, class)).or_insert(Bucket { tokens: cap_f, at: now });
+        let elapsed = (now.millis() - b.at.millis()).max(0) as f64;
+        let tokens = (b.tokens + elapsed * per_ms).min(cap_f);
+        if tokens < 1.0 {
+            b.tokens = tokens;
+            b.at = now;
+            let wait = ceil_secs((1.0 - tokens) / per_ms).max(1);
+            return Err(CoreError::RateLimited {
+                message: format!("the {} budget of this key ({cap} a minute) is spent", class.as_str()),
+                retry_after_secs: wait,
+            });
+        }
+        if class != EndpointClass::ReadLight
+            && let Some(daily) = limits.daily_writes
+        {
+            let day = now.millis().div_euclid(DAY_MS);
+            let entry = st.days.entry(key).or_insert((day, 0));
+            if entry.0 != day {
+                *entry = (day, 0);
+            }
+            if entry.1 >= daily {
+                let next_day = (day + 1) * DAY_MS;
+                return Err(CoreError::RateLimited {
+                    message: format!("this key's daily write cap of {daily} is reached"),
+                    retry_after_secs: ceil_secs((next_day - now.millis()) as f64).max(1),
+                });
+            }
+            entry.1 += 1;
+        }
+        let b = st.buckets.get_mut(&(key, class)).expect("inserted above");
+        b.tokens = tokens - 1.0;
+        b.at = now;
+        Ok(Some(RateInfo { class, limit: cap, remaining: b.tokens.floor() as u32, reset_secs: ceil_secs((cap_f - b.tokens) / per_ms) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Timestamp = Timestamp(1_780_272_000_000);
+
+    #[test]
+    fn a_bucket_empties_and_refills_over_the_minute() {
+        let l = Limiter::default();
+        let k = ApiKeyId::new();
+        let limits = TierLimits::default_for(Tier::Standard);
+        for i in 0..60 {
+            let info = l.check(k, &limits, EndpointClass::WriteLight, T0).unwrap().unwrap();
+            assert_eq!((info.limit, info.remaining), (60, 59 - i));
+        }
+        match l.check(k, &limits, EndpointClass::WriteLight, T0) {
+            Err(CoreError::RateLimited { retry_after_secs, .. }) => assert_eq!(retry_after_secs, 1),
+            other => panic!("{other:?}"),
+        }
+        // Reads are a bucket of their own.
+        assert!(l.check(k, &limits, EndpointClass::ReadLight, T0).is_ok());
+        // One write a second comes back.
+        assert!(l.check(k, &limits, EndpointClass::WriteLight, T0.plus_ms(1000)).is_ok());
+        assert!(l.check(k, &limits, EndpointClass::WriteLight, T0.plus_ms(1000)).is_err());
+    }
+
+    #[test]
+    fn the_daily_write_cap_holds_until_the_next_utc_day() {
+        let l = Limiter::default();
+        let k = ApiKeyId::new();
+        let limits = TierLimits {
+            reads_per_minute: None,
+            writes_per_minute: Some(1_000_000),
+            long_running_per_minute: Some(1_000_000),
+            daily_writes: Some(3),
+        };
+        for _ in 0..3 {
+            l.check(k, &limits, EndpointClass::WriteLight, T0).unwrap();
+        }
+        match l.check(k, &limits, EndpointClass::LongRunning, T0.plus_ms(1000)) {
+            Err(CoreError::RateLimited { retry_after_secs, .. }) => assert_eq!(retry_after_secs, 86_399),
+            other => panic!("{other:?}"),
+        }
+        assert!(l.check(k, &limits, EndpointClass::WriteLight, T0.plus_ms(DAY_MS)).is_ok());
+    }
+
+    #[test]
+    fn internal_keys_are_unlimited() {
+        let l = Limiter::default();
+        let limits = TierLimits::default_for(Tier::Internal);
+        assert_eq!(l.check(ApiKeyId::new(), &limits, EndpointClass::WriteLight, T0).unwrap(), None);
+    }
+}
