@@ -13,6 +13,8 @@ use crate::query::{Arg, Cell, Q, Row};
 
 pub(crate) enum Conn {
     Pg(Transaction<'static, Any>),
+    /// A single statement on a pooled PostgreSQL connection, outside any transaction.
+    PgPool(sqlx::AnyPool),
     LiteWrite(LiteWrite),
     LiteRead(LiteRead),
 }
@@ -21,6 +23,7 @@ impl Conn {
     pub async fn execute(&mut self, q: &Q) -> Result<u64> {
         match self {
             Conn::Pg(tx) => bind_any(q).execute(&mut **tx).await.map(|r| r.rows_affected()).map_err(db_err),
+            Conn::PgPool(pool) => bind_any(q).execute(&*pool).await.map(|r| r.rows_affected()).map_err(db_err),
             Conn::LiteWrite(w) => lite_execute(w.conn(), q),
             Conn::LiteRead(r) => lite_execute(r.conn(), q),
         }
@@ -32,6 +35,10 @@ impl Conn {
                 let rows = bind_any(q).fetch_all(&mut **tx).await.map_err(db_err)?;
                 rows.iter().map(any_row).collect()
             }
+            Conn::PgPool(pool) => {
+                let rows = bind_any(q).fetch_all(&*pool).await.map_err(db_err)?;
+                rows.iter().map(any_row).collect()
+            }
             Conn::LiteWrite(w) => lite_fetch(w.conn(), q),
             Conn::LiteRead(r) => lite_fetch(r.conn(), q),
         }
@@ -40,6 +47,7 @@ impl Conn {
     pub async fn commit(self) -> Result<()> {
         match self {
             Conn::Pg(tx) => tx.commit().await.map_err(db_err),
+            Conn::PgPool(_) => Ok(()),
             Conn::LiteWrite(w) => w.commit().await,
             Conn::LiteRead(r) => r.finish(),
         }

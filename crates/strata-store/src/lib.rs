@@ -108,7 +108,10 @@ impl SqlStore {
         let (conn, dialect) = match &self.db {
             Db::Sqlite(db) if write => (Conn::LiteWrite(db.write().await?), Dialect::Sqlite),
             Db::Sqlite(db) => (Conn::LiteRead(db.read().await?), Dialect::Sqlite),
-            Db::Postgres(pool) => (Conn::Pg(pool.begin().await.map_err(db_err)?), Dialect::Postgres),
+            Db::Postgres(pool) if write => (Conn::Pg(pool.begin().await.map_err(db_err)?), Dialect::Postgres),
+            // Under READ COMMITTED a read-only transaction buys no consistency across
+            // statements, only two round trips: reads go straight to the pool.
+            Db::Postgres(pool) => (Conn::PgPool(pool.clone()), Dialect::Postgres),
         };
         Ok(SqlTx::new(conn, dialect, write))
     }
@@ -140,12 +143,7 @@ impl Store for SqlStore {
         let q = Q::new(&sql).str(keyid);
         let row = match &self.db {
             Db::Sqlite(db) => q.fetch_optional(&mut Conn::LiteRead(db.read_one().await)).await?,
-            Db::Postgres(pool) => {
-                let mut tx = Conn::Pg(pool.begin().await.map_err(db_err)?);
-                let row = q.fetch_optional(&mut tx).await?;
-                tx.commit().await?;
-                row
-            }
+            Db::Postgres(pool) => q.fetch_optional(&mut Conn::PgPool(pool.clone())).await?,
         };
         row.map(|r| Ok((rows::key(&r, "")?, rows::org(&r, "o_")?))).transpose()
     }

@@ -524,8 +524,22 @@ impl Tx for SqlTx {
     }
 
     async fn ledger_snapshot(&mut self) -> Result<(Vec<Wallet>, Vec<Transfer>)> {
-        let wallets = Q::new(&format!("SELECT {WALLET_COLUMNS} FROM wallets")).fetch_all(&mut self.conn).await?;
-        let transfers = Q::new(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY seq")).fetch_all(&mut self.conn).await?;
+        // Both reads must see one instant: on PostgreSQL that takes a REPEATABLE READ
+        // transaction (SQLite's read transaction is already a snapshot).
+        let mut snapshot = match &self.conn {
+            Conn::PgPool(pool) => {
+                let mut tx = Conn::Pg(pool.begin().await.map_err(crate::db_err)?);
+                Q::new("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut tx).await?;
+                Some(tx)
+            }
+            _ => None,
+        };
+        let conn = snapshot.as_mut().unwrap_or(&mut self.conn);
+        let wallets = Q::new(&format!("SELECT {WALLET_COLUMNS} FROM wallets")).fetch_all(conn).await?;
+        let transfers = Q::new(&format!("SELECT {TRANSFER_COLUMNS} FROM transfers ORDER BY seq")).fetch_all(conn).await?;
+        if let Some(tx) = snapshot {
+            tx.commit().await?;
+        }
         Ok((wallets.iter().map(rows::wallet).collect::<Result<_>>()?, transfers.iter().map(rows::transfer).collect::<Result<_>>()?))
     }
 
