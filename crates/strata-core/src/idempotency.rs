@@ -41,6 +41,9 @@ pub struct IdemClaim {
     pub api_key_id: ApiKeyId,
     pub key: String,
     pub fingerprint: String,
+    /// When this claim was taken: a request whose claim was taken over (its lease ran out)
+    /// finds the token changed and may not complete it.
+    pub token: Timestamp,
 }
 
 /// The identity of a request: method, path, acting org and body. Same key + other fingerprint

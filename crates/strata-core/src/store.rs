@@ -69,8 +69,10 @@ pub trait Tx: Send {
     async fn idem_insert(&mut self, rec: &IdemRecord) -> Result<bool>;
     /// Takes over a dead claim (its lease ran out).
     async fn idem_renew(&mut self, key_id: ApiKeyId, key: &str, created_at: Timestamp, lease_until: Timestamp) -> Result<()>;
-    async fn idem_complete(&mut self, key_id: ApiKeyId, key: &str, reply: &Reply) -> Result<()>;
-    async fn idem_delete(&mut self, key_id: ApiKeyId, key: &str) -> Result<()>;
+    /// Completes the claim taken at `token`; returns 0 when that claim is no longer held.
+    async fn idem_complete(&mut self, key_id: ApiKeyId, key: &str, token: Timestamp, reply: &Reply) -> Result<u64>;
+    /// Releases the claim taken at `token` (if still held).
+    async fn idem_delete(&mut self, key_id: ApiKeyId, key: &str, token: Timestamp) -> Result<()>;
     async fn idem_prune(&mut self, created_before: Timestamp) -> Result<u64>;
 
     // --- audit log ---
@@ -128,8 +130,9 @@ pub trait Tx: Send {
     async fn update_post(&mut self, post: &ScheduledPost) -> Result<()>;
     async fn post(&mut self, id: PostId) -> Result<Option<ScheduledPost>>;
     async fn list_posts(&mut self, project: ProjectId, page: PageRequest) -> Result<Vec<ScheduledPost>>;
-    /// Scheduled posts whose time has come, oldest first.
-    async fn due_posts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<PostId>>;
+    /// Scheduled posts whose time has come, oldest first, leaving out those of suspended or
+    /// cut-off orgs (they wait), with each post's project.
+    async fn due_posts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<(PostId, ProjectId)>>;
     /// Posts still waiting to publish, of a project or (with `project: None`) of a whole org.
     async fn pending_posts(&mut self, org: OrgId, project: Option<ProjectId>) -> Result<Vec<ScheduledPost>>;
 

@@ -84,6 +84,12 @@ fn any_row(r: &sqlx::any::AnyRow) -> Result<Row> {
 }
 
 pub(crate) fn lite_err(e: rusqlite::Error) -> CoreError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        // SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY.
+        if f.extended_code == 2067 || f.extended_code == 1555 {
+            return crate::unique_conflict();
+        }
+    }
     CoreError::internal(format!("database: {e}"))
 }
 

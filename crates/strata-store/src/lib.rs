@@ -58,7 +58,16 @@ pub struct SqlStore {
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
+    // A unique index lost a race (two creates with one id or one customerExternalId): the
+    // loser hears what a check before the insert would have told it.
+    if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "23505" || c == "2067" || c == "1555") {
+        return unique_conflict();
+    }
     CoreError::internal(format!("database: {e}"))
+}
+
+pub(crate) fn unique_conflict() -> CoreError {
+    CoreError::conflict("a record with the same unique key already exists")
 }
 
 impl SqlStore {

@@ -19,8 +19,10 @@ use crate::conn::lite_err;
 
 /// Transactions per batch at most, so a steady stream of writers still commits regularly.
 const MAX_BATCH: usize = 128;
-/// A writer whose batch was left open (its successor went away) commits it after this long.
+/// How often a watchdog looks at a batch whose committer may have gone away.
 const ORPHAN_CHECK: Duration = Duration::from_millis(5);
+/// Failed batch numbers remembered for late waiters.
+const FAILED_MEMORY: usize = 4096;
 
 fn open(path: &Path) -> Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path).map_err(lite_err)?;
@@ -56,15 +58,32 @@ impl Writer {
         let result = st.conn.execute_batch("COMMIT").map_err(lite_err);
         if result.is_err() {
             let _ = st.conn.execute_batch("ROLLBACK");
-            if let Ok(mut f) = self.failed.lock() {
-                f.push_back(batch);
-                if f.len() > 64 {
-                    f.pop_front();
-                }
-            }
+            self.mark_failed(batch);
         }
         self.committed.send_replace(batch);
         result
+    }
+
+    fn mark_failed(&self, batch: u64) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.push_back(batch);
+            if f.len() > FAILED_MEMORY {
+                f.pop_front();
+            }
+        }
+    }
+
+    /// After an error: if SQLite rolled the whole transaction back (disk full, I/O error…),
+    /// the open batch is gone; fail it so no waiter reports success.
+    fn check_batch_alive(&self, st: &mut WriterState) {
+        if let Some(batch) = st.batch
+            && st.conn.is_autocommit()
+        {
+            st.batch = None;
+            st.released = 0;
+            self.mark_failed(batch);
+            self.committed.send_replace(batch);
+        }
     }
 
     fn batch_failed(&self, batch: u64) -> bool {
@@ -72,13 +91,47 @@ impl Writer {
     }
 }
 
-/// Counts a queued writer until it holds the connection (or gives up).
-struct Queued<'a>(&'a AtomicUsize);
+/// Counts a queued writer until it holds the connection. One that gives up while queued (its
+/// request was cancelled) may have been the one expected to commit the open batch, so a
+/// watchdog makes sure someone does.
+struct Queued {
+    writer: Arc<Writer>,
+    acquired: bool,
+}
 
-impl Drop for Queued<'_> {
+impl Drop for Queued {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.writer.waiting.fetch_sub(1, Ordering::SeqCst);
+        if !self.acquired {
+            spawn_watchdog(self.writer.clone(), None);
+        }
     }
+}
+
+/// Commits a batch nobody else will: once the writer is free and no writer is queued, an open
+/// batch (`target`, or any when `None`) with released work is committed, an empty one closed.
+fn spawn_watchdog(writer: Arc<Writer>, target: Option<u64>) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+    handle.spawn(async move {
+        loop {
+            tokio::time::sleep(ORPHAN_CHECK).await;
+            let Ok(mut st) = writer.state.clone().try_lock_owned() else { continue };
+            match st.batch {
+                None => return,
+                Some(b) if target.is_some_and(|t| t != b) => return,
+                Some(_) if writer.waiting.load(Ordering::SeqCst) > 0 => continue,
+                Some(_) if st.released > 0 => {
+                    let _ = writer.commit_batch(&mut st);
+                    return;
+                }
+                Some(_) => {
+                    let _ = st.conn.execute_batch("ROLLBACK");
+                    st.batch = None;
+                    return;
+                }
+            }
+        }
+    });
 }
 
 #[derive(Clone)]
@@ -104,9 +157,11 @@ impl LiteDb {
     pub async fn write(&self) -> Result<LiteWrite> {
         let w = &self.writer;
         w.waiting.fetch_add(1, Ordering::SeqCst);
-        let queued = Queued(&w.waiting);
+        let mut queued = Queued { writer: w.clone(), acquired: false };
         let mut guard = w.state.clone().lock_owned().await;
+        queued.acquired = true;
         drop(queued);
+        w.check_batch_alive(&mut guard);
         if guard.batch.is_none() {
             guard.conn.execute_batch("BEGIN IMMEDIATE").map_err(lite_err)?;
             guard.batch = Some(guard.next_batch);
@@ -164,6 +219,7 @@ impl LiteWrite {
         let released = guard.conn.execute_batch("RELEASE w").map_err(lite_err);
         if let Err(e) = released {
             let _ = guard.conn.execute_batch("ROLLBACK TO w; RELEASE w");
+            self.writer.check_batch_alive(&mut guard);
             self.settle_idle(&mut guard);
             return Err(e);
         }
@@ -172,21 +228,14 @@ impl LiteWrite {
         if self.writer.waiting.load(Ordering::SeqCst) == 0 || guard.released >= MAX_BATCH {
             return self.writer.commit_batch(&mut guard);
         }
-        // Someone is queued: they continue the batch and the last one commits it.
-        let state = self.writer.state.clone();
-        drop(guard);
+        // Someone is queued: they continue the batch and the last one commits it. A watchdog
+        // covers the case where they all go away, even if this request is cancelled too.
         let mut rx = self.writer.committed.subscribe();
-        loop {
-            if *rx.borrow_and_update() >= batch {
-                break;
-            }
-            if tokio::time::timeout(ORPHAN_CHECK, rx.changed()).await.is_err() {
-                // The queue may have emptied without anyone committing (a queued request was
-                // cancelled): commit the batch ourselves if it is still open.
-                let mut g = state.clone().lock_owned().await;
-                if g.batch == Some(batch) && self.writer.waiting.load(Ordering::SeqCst) == 0 {
-                    return self.writer.commit_batch(&mut g);
-                }
+        drop(guard);
+        spawn_watchdog(self.writer.clone(), Some(batch));
+        while *rx.borrow_and_update() < batch {
+            if rx.changed().await.is_err() {
+                return Err(CoreError::internal("the writer went away"));
             }
         }
         if self.writer.batch_failed(batch) { Err(CoreError::internal("the write batch failed to commit")) } else { Ok(()) }
@@ -195,7 +244,11 @@ impl LiteWrite {
     /// After a transaction leaves the batch without joining it: commit what others released if
     /// nobody else will, or close an empty batch.
     fn settle_idle(&self, guard: &mut WriterState) {
+        if guard.batch.is_none() {
+            return;
+        }
         if self.writer.waiting.load(Ordering::SeqCst) > 0 {
+            spawn_watchdog(self.writer.clone(), guard.batch);
             return;
         }
         if guard.released > 0 {
@@ -211,6 +264,7 @@ impl Drop for LiteWrite {
         // Not committed: undo this transaction's savepoint only.
         if let Some(mut guard) = self.guard.take() {
             let _ = guard.conn.execute_batch("ROLLBACK TO w; RELEASE w");
+            self.writer.check_batch_alive(&mut guard);
             self.settle_idle(&mut guard);
         }
     }
@@ -305,6 +359,24 @@ mod tests {
         let _ = queued.await;
         // The first commits and returns well within a generous bound.
         tokio::time::timeout(Duration::from_secs(5), first.commit()).await.expect("commit returned").unwrap();
+        assert_eq!(count(&db).await, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deferred_commit_completes_when_the_writer_it_deferred_to_vanishes() {
+        let (_dir, db) = db();
+        let first = db.write().await.unwrap();
+        first.conn().execute("INSERT INTO t (v) VALUES (1)", []).unwrap();
+        // A writer appears queued, so the commit defers to it…
+        db.writer.waiting.fetch_add(1, Ordering::SeqCst);
+        let committing = tokio::spawn(first.commit());
+        while db.writer.state.clone().try_lock_owned().is_err() {
+            tokio::task::yield_now().await;
+        }
+        // …and then vanishes without committing anything. The watchdog commits the batch (the
+        // paused clock lets its timer fire at once; the timeout is only a generous bound).
+        db.writer.waiting.fetch_sub(1, Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(5), committing).await.expect("the commit returned").unwrap().unwrap();
         assert_eq!(count(&db).await, 1);
     }
 }

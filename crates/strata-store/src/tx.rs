@@ -285,21 +285,22 @@ impl Tx for SqlTx {
             .map(|_| ())
     }
 
-    async fn idem_complete(&mut self, key_id: ApiKeyId, key: &str, reply: &Reply) -> Result<()> {
-        Q::new("UPDATE idempotency_records SET status = $3, body = $4 WHERE api_key_id = $1 AND idem_key = $2")
+    async fn idem_complete(&mut self, key_id: ApiKeyId, key: &str, token: Timestamp, reply: &Reply) -> Result<u64> {
+        Q::new("UPDATE idempotency_records SET status = $3, body = $4 WHERE api_key_id = $1 AND idem_key = $2 AND created_at = $5 AND status IS NULL")
             .str(&key_id.uuid_string())
             .str(key)
             .int(i64::from(reply.status))
             .str(&String::from_utf8_lossy(&reply.body))
+            .int(token.millis())
             .execute(&mut self.conn)
             .await
-            .map(|_| ())
     }
 
-    async fn idem_delete(&mut self, key_id: ApiKeyId, key: &str) -> Result<()> {
-        Q::new("DELETE FROM idempotency_records WHERE api_key_id = $1 AND idem_key = $2")
+    async fn idem_delete(&mut self, key_id: ApiKeyId, key: &str, token: Timestamp) -> Result<()> {
+        Q::new("DELETE FROM idempotency_records WHERE api_key_id = $1 AND idem_key = $2 AND created_at = $3 AND status IS NULL")
             .str(&key_id.uuid_string())
             .str(key)
+            .int(token.millis())
             .execute(&mut self.conn)
             .await
             .map(|_| ())
@@ -768,14 +769,19 @@ impl Tx for SqlTx {
         rows.iter().map(rows::post).collect()
     }
 
-    async fn due_posts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<PostId>> {
-        let rows =
-            Q::new("SELECT id FROM scheduled_posts WHERE status = 'scheduled' AND scheduled_for <= $1 ORDER BY scheduled_for LIMIT $2")
-                .int(now.millis())
-                .int(i64::from(limit))
-                .fetch_all(&mut self.conn)
-                .await?;
-        rows.iter().map(|r| PostId::from_stored(&r.text("id")?)).collect()
+    async fn due_posts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<(PostId, ProjectId)>> {
+        // Posts of a suspended or cut-off org wait; leaving them out keeps them from crowding
+        // out everyone else's.
+        let rows = Q::new(
+            "SELECT p.id AS id, p.project_id AS project_id FROM scheduled_posts p JOIN organizations o ON o.id = p.org_id \
+             WHERE p.status = 'scheduled' AND p.scheduled_for <= $1 AND o.status <> 'suspended' AND o.access_revoked = 0 \
+             ORDER BY p.scheduled_for LIMIT $2",
+        )
+        .int(now.millis())
+        .int(i64::from(limit))
+        .fetch_all(&mut self.conn)
+        .await?;
+        rows.iter().map(|r| Ok((PostId::from_stored(&r.text("id")?)?, ProjectId::from_stored(&r.text("project_id")?)?))).collect()
     }
 
     async fn pending_posts(&mut self, org: OrgId, project: Option<ProjectId>) -> Result<Vec<ScheduledPost>> {

@@ -271,11 +271,8 @@ async fn shutdown_signal() {
 async fn partners(strata: Strata, cmd: PartnersCmd) -> Result<(), CoreError> {
     match cmd {
         PartnersCmd::Create { name, tier, credits, json } => {
-            if credits.is_some_and(|c| c != 0) {
-                return Err(CoreError::validation(
-                    "credits",
-                    "credit grants arrive with the credits ledger; create the partner without --credits",
-                ));
+            if credits.is_some_and(|c| c < 0) {
+                return Err(CoreError::validation("credits", "must not be negative"));
             }
             let name = strata_core::org::parse_name(&name, "name", 128)?;
             let created = strata.create_partner(NewPartner { name, tier: parse_tier(&tier)? }).await?;

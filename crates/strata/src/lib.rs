@@ -47,6 +47,9 @@ pub async fn open(opts: &OpenOptions, clock: Arc<dyn Clock>) -> Result<Strata> {
         None => match &opts.backend {
             Backend::Sqlite { dir } => secret_from_file(&dir.join("server.key"))?,
             Backend::Postgres { .. } => {
+                tracing::warn!(
+                    "STRATA_SECRET_KEY is not set: the server secret is kept in the database beside the data it seals; set it in production"
+                );
                 let mut tx = store.write().await?;
                 let hex = tx.setting_init("server_secret", &ServerSecret::generate().to_hex()).await?;
                 tx.commit().await?;

@@ -57,6 +57,8 @@ impl Strata {
         ensure_can_spend(&caller.org)?;
         let now = self.now();
         if let Some(cap) = concurrent_jobs_cap(caller.key.tier) {
+            // Lock the key's row so two concurrent starts cannot both see room for one more.
+            tx.key(caller.key.id).await?;
             let ends = tx.running_job_ends_for_key(caller.key.id).await?;
             if ends.len() >= cap {
                 let soonest = ends.iter().min().copied().unwrap_or(now);
@@ -88,6 +90,8 @@ impl Strata {
                 format: cmd.format.clone(),
                 container_id: container_ids.first().map(ToString::to_string),
                 job_id: Some(id.to_string()),
+                // The reservation must outlive the job, or expiry would release it unpaid.
+                hold_ms: duration,
             };
             Some(self.reserve_in(tx.as_mut(), &req).await?)
         };
@@ -261,30 +265,33 @@ impl Strata {
         tx.insert_audit(&self.audit_entry(stamp, &what, json!({ "jobId": job.id, "consumedCredits": consumed.unwrap_or(0) }))).await
     }
 
-    /// The scheduler's step: ends every running job whose time has come. Returns how many.
+    /// The scheduler's step: ends every running job whose time has come (up to 500 a step).
+    /// A job that cannot be ended is logged and left for the next step; it never blocks others.
     pub async fn advance_jobs(&self) -> Result<usize> {
+        let mut tx = self.store.read().await?;
+        let due = tx.due_jobs(self.now(), 500).await?;
+        tx.commit().await?;
         let mut done = 0;
-        loop {
-            let mut tx = self.store.read().await?;
-            let due = tx.due_jobs(self.now(), 100).await?;
-            tx.commit().await?;
-            if due.is_empty() {
-                return Ok(done);
-            }
-            for id in due {
-                let mut tx = self.store.write().await?;
-                if let Some(mut job) = tx.job(id).await?.filter(|j| j.status == JobStatus::Running && j.finish_at <= self.now()) {
-                    let end = match job.outcome {
-                        Outcome::Complete { .. } => JobStatus::Completed,
-                        Outcome::Fail { .. } => JobStatus::Failed,
-                    };
-                    let mut stamp = Stamp::system().in_org(job.org_id);
-                    stamp.project_id = Some(job.project_id);
-                    self.end_job(tx.as_mut(), &mut job, end, stamp).await?;
-                }
-                tx.commit().await?;
-                done += 1;
+        for id in due {
+            match self.advance_job(id).await {
+                Ok(()) => done += 1,
+                Err(e) => tracing::error!(error = %e, job = %id, "could not end a job"),
             }
         }
+        Ok(done)
+    }
+
+    async fn advance_job(&self, id: JobId) -> Result<()> {
+        let mut tx = self.store.write().await?;
+        if let Some(mut job) = tx.job(id).await?.filter(|j| j.status == JobStatus::Running && j.finish_at <= self.now()) {
+            let end = match job.outcome {
+                Outcome::Complete { .. } => JobStatus::Completed,
+                Outcome::Fail { .. } => JobStatus::Failed,
+            };
+            let mut stamp = Stamp::system().in_org(job.org_id);
+            stamp.project_id = Some(job.project_id);
+            self.end_job(tx.as_mut(), &mut job, end, stamp).await?;
+        }
+        tx.commit().await
     }
 }

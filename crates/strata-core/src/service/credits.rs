@@ -23,6 +23,9 @@ use crate::org::{Org, OrgStatus};
 use crate::scope::Scope;
 use crate::store::Tx;
 
+/// The largest single operator grant: far above any real wallet, far below overflow.
+const MAX_GRANT: i64 = 1_000_000_000_000;
+
 /// How long an unsettled reservation lives before it is released.
 pub const DEFAULT_RESERVATION_TIMEOUT_MS: i64 = 60 * 60 * 1000;
 
@@ -43,6 +46,9 @@ pub struct SpendRequest {
     pub format: String,
     pub container_id: Option<String>,
     pub job_id: Option<String>,
+    /// How long the spend is expected to run; the reservation lives at least this long plus
+    /// the configured timeout.
+    pub hold_ms: i64,
 }
 
 /// What the invariant check found; empty when the ledger is exactly right.
@@ -230,16 +236,11 @@ impl Strata {
         filter: &CreditEventFilter,
         page: PageRequest,
     ) -> Result<Page<CreditEventView>> {
+        caller.require(if org.is_some() { Scope::OrgAdmin } else { Scope::CreditsRead }).await?;
         let mut tx = self.store.read().await?;
         let target = match org {
-            Some(id) => {
-                caller.require(Scope::OrgAdmin).await?;
-                child_of(tx.as_mut(), caller.org_id(), id).await?.id
-            }
-            None => {
-                caller.require(Scope::CreditsRead).await?;
-                caller.org_id()
-            }
+            Some(id) => child_of(tx.as_mut(), caller.org_id(), id).await?.id,
+            None => caller.org_id(),
         };
         let rows = tx.list_credit_events(target, filter, page).await?;
         tx.commit().await?;
@@ -361,11 +362,10 @@ impl Strata {
                 Ok(Value::Object(m)) => m,
                 _ => Map::new(),
             };
+            // System keys are written last so partner metadata can never pose as them.
             m.insert("transferId".into(), json!(t.id));
             m.insert("counterpartyOrgId".into(), json!(counterparty));
-            if let Some(tr) = trigger {
-                m.insert("trigger".into(), json!(tr));
-            }
+            m.insert("trigger".into(), json!(trigger.unwrap_or("manual")));
             if let Some(d) = description {
                 m.insert("description".into(), json!(d));
             }
@@ -482,8 +482,8 @@ impl Strata {
 
     /// `strata credits grant`: credits enter the system from an operator account.
     pub async fn grant_credits(&self, org: OrgId, credits: i64, kind: GrantKind) -> Result<(TxnId, Wallet)> {
-        if credits <= 0 {
-            return Err(CoreError::validation("credits", "must be a positive integer"));
+        if !(1..=MAX_GRANT).contains(&credits) {
+            return Err(CoreError::validation("credits", format!("must be a positive integer up to {MAX_GRANT}")));
         }
         let mut tx = self.store.write().await?;
         let target = tx.org(org).await?.ok_or(CoreError::not_found("organization"))?;
@@ -573,7 +573,7 @@ impl Strata {
             json!({ "projectId": req.project, "format": req.format, "containerId": req.container_id, "jobId": req.job_id }),
         );
         t.status = TransferStatus::Pending;
-        t.expires_at = Some(now.plus_ms(self.config.reservation_timeout_ms));
+        t.expires_at = Some(now.plus_ms(self.config.reservation_timeout_ms + req.hold_ms.max(0)));
         w.reserved += req.cost;
         w.updated_at = now;
         tx.insert_transfer(&t).await?;
@@ -719,43 +719,48 @@ impl Strata {
 
     // ----- background steps -----
 
-    /// Releases reservations past their timeout; returns how many.
+    /// Releases reservations past their timeout (up to 500 a step); returns how many. One that
+    /// fails is logged and retried next step, never blocking the rest.
     pub async fn expire_reservations(&self) -> Result<usize> {
+        let mut tx = self.store.read().await?;
+        let due = tx.expired_reservations(self.now(), 500).await?;
+        tx.commit().await?;
         let mut done = 0;
-        loop {
-            let mut tx = self.store.read().await?;
-            let due = tx.expired_reservations(self.now(), 100).await?;
-            tx.commit().await?;
-            if due.is_empty() {
-                return Ok(done);
-            }
-            for id in &due {
+        for id in due {
+            let result = async {
                 let mut tx = self.store.write().await?;
-                self.settle_in(tx.as_mut(), *id, None, EntryContext::default()).await?;
-                tx.commit().await?;
+                self.settle_in(tx.as_mut(), id, None, EntryContext::default()).await?;
+                tx.commit().await
             }
-            done += due.len();
+            .await;
+            match result {
+                Ok(()) => done += 1,
+                Err(e) => tracing::error!(error = %e, reservation = %id, "could not expire a reservation"),
+            }
         }
+        Ok(done)
     }
 
-    /// Rolls every wallet still in an old period into the current one; returns how many.
+    /// Rolls wallets still in an old period into the current one (up to 500 a step).
     pub async fn roll_over_periods(&self) -> Result<usize> {
+        let start = self.now().month_bounds().0;
+        let mut tx = self.store.read().await?;
+        let stale = tx.stale_wallets(start, 500).await?;
+        tx.commit().await?;
         let mut done = 0;
-        loop {
-            let start = self.now().month_bounds().0;
-            let mut tx = self.store.read().await?;
-            let stale = tx.stale_wallets(start, 100).await?;
-            tx.commit().await?;
-            if stale.is_empty() {
-                return Ok(done);
-            }
-            for org in &stale {
+        for org in stale {
+            let result = async {
                 let mut tx = self.store.write().await?;
-                self.lock_wallet(tx.as_mut(), *org).await?;
-                tx.commit().await?;
+                self.lock_wallet(tx.as_mut(), org).await?;
+                tx.commit().await
             }
-            done += stale.len();
+            .await;
+            match result {
+                Ok(()) => done += 1,
+                Err(e) => tracing::error!(error = %e, org = %org, "could not roll a wallet over"),
+            }
         }
+        Ok(done)
     }
 
     /// Checks the ledger's invariants over every wallet and transfer (CONTRACT §3

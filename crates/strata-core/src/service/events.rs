@@ -5,11 +5,13 @@ use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::event::EventFilter;
 use crate::id::EventId;
+use crate::scope::Scope;
 use crate::wire::EventView;
 
 impl Strata {
-    /// `GET /v1/events`. Any valid key of the org may read its event log.
+    /// `GET /v1/events` (`webhooks:read`, CONTRACT §6).
     pub async fn list_events(&self, caller: &Caller, filter: &EventFilter, page: PageRequest) -> Result<Page<EventView>> {
+        caller.require(Scope::WebhooksRead).await?;
         let mut tx = self.store.read().await?;
         let rows = tx.list_events(caller.org_id(), filter, page).await?;
         tx.commit().await?;
@@ -18,6 +20,7 @@ impl Strata {
 
     /// `GET /v1/events/:eventId`; another org's event is 404.
     pub async fn get_event(&self, caller: &Caller, id: EventId) -> Result<EventView> {
+        caller.require(Scope::WebhooksRead).await?;
         let mut tx = self.store.read().await?;
         let event = tx.event(caller.org_id(), id).await?;
         tx.commit().await?;

@@ -28,7 +28,7 @@ impl Strata {
             lease_until: now.plus_ms(CLAIM_LEASE_MS),
         };
         let outcome = if tx.idem_insert(&rec).await? {
-            Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint })
+            Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint, token: now })
         } else {
             let existing = tx.idem_get(caller.key.id, &key).await?.ok_or_else(|| CoreError::internal("idempotency record vanished"))?;
             if existing.fingerprint != fingerprint {
@@ -38,7 +38,7 @@ impl Strata {
                 Some(reply) => Claimed::Replay(self.open_reply(reply)?),
                 None if existing.lease_until <= now => {
                     tx.idem_renew(caller.key.id, &key, now, now.plus_ms(CLAIM_LEASE_MS)).await?;
-                    Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint })
+                    Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint, token: now })
                 }
                 None => return Err(CoreError::IdempotencyConflict { in_progress: true }),
             }
@@ -52,9 +52,9 @@ impl Strata {
     pub async fn idem_fail(&self, claim: &IdemClaim, err: &CoreError, reply: Reply) -> Result<()> {
         let mut tx = self.store.write().await?;
         if err.is_replayable() {
-            tx.idem_complete(claim.api_key_id, &claim.key, &self.seal_reply(&reply)).await?;
+            tx.idem_complete(claim.api_key_id, &claim.key, claim.token, &self.seal_reply(&reply)).await?;
         } else {
-            tx.idem_delete(claim.api_key_id, &claim.key).await?;
+            tx.idem_delete(claim.api_key_id, &claim.key, claim.token).await?;
         }
         tx.commit().await
     }

@@ -143,7 +143,11 @@ impl Strata {
     /// Commits a write with its idempotency record (when the request carried a key).
     pub(crate) async fn finish(&self, mut tx: Box<dyn Tx>, idem: Option<&IdemClaim>, reply: Reply) -> Result<Reply> {
         if let Some(claim) = idem {
-            tx.idem_complete(claim.api_key_id, &claim.key, &self.seal_reply(&reply)).await?;
+            // Only the holder of the claim may complete it; a request that outlived its lease
+            // was taken over, and its effect must not commit beside the retry's.
+            if tx.idem_complete(claim.api_key_id, &claim.key, claim.token, &self.seal_reply(&reply)).await? != 1 {
+                return Err(crate::error::CoreError::IdempotencyConflict { in_progress: true });
+            }
         }
         tx.commit().await?;
         Ok(reply)

@@ -140,37 +140,48 @@ impl Strata {
         let due = tx.due_posts(self.now(), 500).await?;
         tx.commit().await?;
         let mut published = 0;
-        for id in due {
-            let mut tx = self.store.write().await?;
-            let Some(mut post) = tx.post(id).await?.filter(|p| p.status == PostStatus::Scheduled) else { continue };
-            let org = tx.org(post.org_id).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
-            let project = tx.project(post.project_id).await?.ok_or_else(|| CoreError::internal("a post's project is gone"))?;
-            let mut stamp = Stamp::system().in_org(post.org_id);
-            stamp.project_id = Some(post.project_id);
-            match (org.status, project.status) {
-                // Held: the org is suspended or cut off; it publishes after resume.
-                (OrgStatus::Suspended, _) => continue,
-                (OrgStatus::Active, _) if org.access_revoked => continue,
-                (OrgStatus::Archived, _) | (_, ProjectStatus::Archived) => self.cancel_one(tx.as_mut(), &mut post, stamp).await?,
-                (OrgStatus::Active, ProjectStatus::Active) => {
-                    let now = self.now();
-                    post.status = PostStatus::Published;
-                    post.published_at = Some(now);
-                    post.updated_at = now;
-                    tx.update_post(&post).await?;
-                    tx.insert_audit(&self.audit_entry(stamp, "post.published", json!({ "postId": post.id }))).await?;
-                    tx.insert_event(&self.event(
-                        EventType::PostPublished,
-                        post.org_id,
-                        Some(post.project_id),
-                        json!({ "post": PostView::from(&post) }),
-                    ))
-                    .await?;
-                    published += 1;
-                }
+        for (id, project) in due {
+            match self.publish_one(id, project).await {
+                Ok(true) => published += 1,
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, post = %id, "could not publish a scheduled post"),
             }
-            tx.commit().await?;
         }
+        Ok(published)
+    }
+
+    /// Publishes one due post (or cancels it if its project or org was archived). Locks in the
+    /// order every other writer uses: project, org, post.
+    async fn publish_one(&self, id: PostId, project: ProjectId) -> Result<bool> {
+        let mut tx = self.store.write().await?;
+        let Some(project) = tx.project(project).await? else { return Ok(false) };
+        let org = tx.org(project.org_id).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
+        let Some(mut post) = tx.post(id).await?.filter(|p| p.status == PostStatus::Scheduled && p.project_id == project.id) else {
+            return Ok(false);
+        };
+        let mut stamp = Stamp::system().in_org(post.org_id);
+        stamp.project_id = Some(post.project_id);
+        let published = match (org.status, project.status) {
+            // Held: the org is suspended or cut off; it publishes after resume.
+            (OrgStatus::Suspended, _) => return Ok(false),
+            (OrgStatus::Active, _) if org.access_revoked => return Ok(false),
+            (OrgStatus::Archived, _) | (_, ProjectStatus::Archived) => {
+                self.cancel_one(tx.as_mut(), &mut post, stamp).await?;
+                false
+            }
+            (OrgStatus::Active, ProjectStatus::Active) => {
+                let now = self.now();
+                post.status = PostStatus::Published;
+                post.published_at = Some(now);
+                post.updated_at = now;
+                tx.update_post(&post).await?;
+                tx.insert_audit(&self.audit_entry(stamp, "post.published", json!({ "postId": post.id }))).await?;
+                let data = json!({ "post": PostView::from(&post) });
+                tx.insert_event(&self.event(EventType::PostPublished, post.org_id, Some(post.project_id), data)).await?;
+                true
+            }
+        };
+        tx.commit().await?;
         Ok(published)
     }
 }

@@ -204,7 +204,14 @@ impl Strata {
 
     /// `POST /v1/organizations/migrate`: moves flat projects into new child orgs, one per
     /// distinct name, all or nothing. A project with a running job stops the whole move.
-    pub async fn migrate_projects(&self, caller: &Caller, mapping: Vec<(ProjectId, String)>, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn migrate_projects(
+        &self,
+        caller: &Caller,
+        mut mapping: Vec<(ProjectId, String)>,
+        idem: Option<&IdemClaim>,
+    ) -> Result<Reply> {
+        // Lock projects in id order, so two overlapping migrations cannot deadlock.
+        mapping.sort_by_key(|(id, _)| *id);
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         if !caller.org.is_root() {

@@ -52,6 +52,7 @@ CREATE TABLE credit_events (
 );
 CREATE INDEX credit_events_by_org ON credit_events (org_id, seq);
 
--- Every org existing before this migration gets an empty wallet.
+-- Every org existing before this migration gets an empty wallet; period 0 rolls over to the
+-- current month on first use.
 INSERT INTO wallets (org_id, period_start, updated_at)
-SELECT id, created_at - (created_at % 86400000), created_at FROM organizations;
+SELECT id, 0, created_at FROM organizations;

@@ -9,7 +9,15 @@ use strata_core::service::SpendRequest;
 use crate::helpers::TestApp;
 
 fn spend(org: &str, cost: i64) -> SpendRequest {
-    SpendRequest { org: org.parse().unwrap(), project: None, cost, format: "video_remix".into(), container_id: None, job_id: None }
+    SpendRequest {
+        org: org.parse().unwrap(),
+        project: None,
+        cost,
+        format: "video_remix".into(),
+        container_id: None,
+        job_id: None,
+        hold_ms: 0,
+    }
 }
 
 async fn wallet(app: &TestApp, org: &str) -> serde_json::Value {

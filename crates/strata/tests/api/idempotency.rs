@@ -161,3 +161,20 @@ async fn a_malformed_idempotency_key_is_422() {
     r.assert_error(422, "VALIDATION");
     assert_eq!(child_count(&app).await, 0);
 }
+
+#[tokio::test]
+async fn a_request_that_outlived_its_claim_cannot_commit_a_second_effect() {
+    let app = TestApp::spawn().await;
+    let caller = app.admin_caller().await;
+    let body = json!({"name": "Slow"}).to_string();
+    let fp = strata_core::idempotency::fingerprint("POST", "/v1/organizations", &app.partner_org, body.as_bytes());
+    let Claimed::Proceed(stale) = app.strata.idem_claim(&caller, "lease".into(), fp).await.unwrap() else { panic!("first claim") };
+    // The first request stalls past its lease; a retry takes the claim over and succeeds.
+    app.clock.advance_ms(61_000);
+    app.post("/v1/organizations").key(&app.admin_key).idem("lease").raw_body(body.clone()).send().await.assert_status(201);
+    // The stalled request finally finishes: its effect must not commit.
+    let cmd = strata_core::service::NewChild { name: "Slow".into(), metadata: Default::default(), billing_email: None };
+    let err = app.strata.create_child(&caller, cmd, Some(&stale)).await.unwrap_err();
+    assert_eq!(err.code(), "IDEMPOTENCY_CONFLICT");
+    assert_eq!(child_count(&app).await, 1);
+}

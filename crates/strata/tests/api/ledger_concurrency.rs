@@ -60,6 +60,7 @@ async fn sixty_four_concurrent_clients_keep_the_ledger_exact() {
                             format: "video_remix".into(),
                             container_id: None,
                             job_id: None,
+                            hold_ms: 0,
                         };
                         match app.strata.reserve(req).await {
                             Ok(id) if round % 2 == 0 => app.strata.settle(id, 100).await.unwrap(),

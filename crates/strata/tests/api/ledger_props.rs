@@ -60,7 +60,15 @@ async fn run(ops: Vec<Op>) {
                 }
             }
             Op::Reserve { org, cost } => {
-                let req = SpendRequest { org: orgs[org], project: None, cost, format: "auto".into(), container_id: None, job_id: None };
+                let req = SpendRequest {
+                    org: orgs[org],
+                    project: None,
+                    cost,
+                    format: "auto".into(),
+                    container_id: None,
+                    job_id: None,
+                    hold_ms: 0,
+                };
                 match app.strata.reserve(req).await {
                     Ok(id) => {
                         pending.push(id);

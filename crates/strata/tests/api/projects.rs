@@ -169,7 +169,11 @@ async fn migrate_moves_projects_into_new_children_all_or_nothing() {
     assert_eq!((b["projectsMoved"].as_i64(), b["childrenCreated"].as_i64()), (Some(3), Some(2)));
     let children = b["children"].as_array().unwrap();
     let acme = children.iter().find(|c| c["name"] == "Acme").unwrap();
-    assert_eq!(acme["projectIds"], json!([ids[0], ids[1]]));
+    let mut moved_ids: Vec<&str> = acme["projectIds"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    moved_ids.sort_unstable();
+    let mut want = vec![ids[0].as_str(), ids[1].as_str()];
+    want.sort_unstable();
+    assert_eq!(moved_ids, want);
     let acme_id = acme["id"].as_str().unwrap();
     app.get(&format!("/v1/projects/{}", ids[0])).key(&app.admin_key).send().await.assert_error(404, "NOT_FOUND");
     let moved = app.get(&format!("/v1/projects/{}", ids[0])).key(&app.admin_key).acting(acme_id).send().await;
