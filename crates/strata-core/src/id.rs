@@ -180,6 +180,14 @@ ulid_id!(
     /// A scheduled post.
     PostId, "post_", "postId"
 );
+ulid_id!(
+    /// A webhook endpoint.
+    EndpointId, "whe_", "endpointId"
+);
+ulid_id!(
+    /// One delivery of an event to an endpoint.
+    DeliveryId, "dlv_", "deliveryId"
+);
 
 #[cfg(test)]
 mod tests {

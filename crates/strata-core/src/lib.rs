@@ -22,6 +22,7 @@ pub mod scope;
 mod seal;
 pub mod service;
 pub mod store;
+pub mod webhook;
 pub mod wire;
 
 pub use error::{CoreError, Result};

@@ -13,12 +13,13 @@ use crate::credits::{CreditEvent, CreditEventFilter, Transfer, TransferStatus, W
 use crate::cursor::PageRequest;
 use crate::error::Result;
 use crate::event::{Event, EventFilter};
-use crate::id::{ApiKeyId, ContainerId, EventId, JobId, OrgId, PostId, ProjectId, TxnId};
+use crate::id::{ApiKeyId, ContainerId, DeliveryId, EndpointId, EventId, JobId, OrgId, PostId, ProjectId, TxnId};
 use crate::idempotency::{IdemRecord, Reply};
 use crate::key::ApiKey;
 use crate::org::{Org, OrgStatus};
 use crate::post::ScheduledPost;
 use crate::project::{Project, ProjectFilter};
+use crate::webhook::{Delivery, DeliveryStatus, Endpoint, EndpointStatus};
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -135,6 +136,41 @@ pub trait Tx: Send {
     async fn due_posts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<(PostId, ProjectId)>>;
     /// Posts still waiting to publish, of a project or (with `project: None`) of a whole org.
     async fn pending_posts(&mut self, org: OrgId, project: Option<ProjectId>) -> Result<Vec<ScheduledPost>>;
+
+    // --- webhooks ---
+    async fn insert_endpoint(&mut self, endpoint: &Endpoint) -> Result<()>;
+    async fn update_endpoint(&mut self, endpoint: &Endpoint) -> Result<()>;
+    async fn delete_endpoint(&mut self, id: EndpointId) -> Result<()>;
+    async fn endpoint(&mut self, id: EndpointId) -> Result<Option<Endpoint>>;
+    async fn list_endpoints(
+        &mut self,
+        org: OrgId,
+        project: Option<ProjectId>,
+        status: Option<EndpointStatus>,
+        page: PageRequest,
+    ) -> Result<Vec<Endpoint>>;
+    /// Endpoints that may receive an event of `org`: its own, and its parent's firehoses.
+    async fn endpoints_for_event(&mut self, org: OrgId, parent: Option<OrgId>) -> Result<Vec<Endpoint>>;
+    /// Events not yet turned into deliveries, oldest first.
+    async fn undispatched_events(&mut self, limit: u32) -> Result<Vec<Event>>;
+    async fn mark_dispatched(&mut self, id: EventId) -> Result<()>;
+    /// The newest event's sequence number (0 when there is none).
+    async fn max_event_seq(&mut self) -> Result<i64>;
+    async fn insert_delivery(&mut self, delivery: &Delivery) -> Result<()>;
+    async fn update_delivery(&mut self, delivery: &Delivery) -> Result<()>;
+    async fn delivery(&mut self, id: DeliveryId) -> Result<Option<Delivery>>;
+    async fn list_deliveries(
+        &mut self,
+        endpoint: EndpointId,
+        event_type: Option<&str>,
+        status: Option<DeliveryStatus>,
+        page: PageRequest,
+    ) -> Result<Vec<Delivery>>;
+    /// Pending deliveries due at `now` to active endpoints, whose event's org is neither
+    /// suspended nor cut off, oldest first.
+    async fn due_deliveries(&mut self, now: Timestamp, limit: u32) -> Result<Vec<DeliveryId>>;
+    /// Abandons every pending delivery of an endpoint, or of an org's events; returns how many.
+    async fn abandon_deliveries(&mut self, endpoint: Option<EndpointId>, event_org: Option<OrgId>, at: Timestamp) -> Result<u64>;
 
     // --- server settings ---
     async fn setting(&mut self, name: &str) -> Result<Option<String>>;

@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 
 use crate::AppState;
 use crate::context::request_context;
-use crate::handlers::{content, credits, keys, logs, meta, orgs, projects};
+use crate::handlers::{content, credits, keys, logs, meta, orgs, projects, webhooks};
 
 /// Request bodies above this are 413 (CONTRACT §1).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -46,6 +46,13 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/projects/{projectId}/scheduled-posts/{postId}", axum::routing::delete(content::cancel_post))
         .route("/v1/jobs/{jobId}", get(content::job))
         .route("/v1/jobs/{jobId}/cancel", post(content::cancel))
+        // Webhooks.
+        .route("/v1/webhook-endpoints", post(webhooks::create).get(webhooks::list))
+        .route("/v1/webhook-endpoints/{endpointId}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route("/v1/webhook-endpoints/{endpointId}/rotate-secret", post(webhooks::rotate))
+        .route("/v1/webhook-endpoints/{endpointId}/test", post(webhooks::test))
+        .route("/v1/webhook-endpoints/{endpointId}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhook-deliveries/{deliveryId}/replay", post(webhooks::replay))
         // Logs.
         .route("/v1/audit-log", get(logs::audit_log))
         .route("/v1/events", get(logs::events))

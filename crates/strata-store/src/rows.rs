@@ -8,7 +8,7 @@ use strata_core::content::{Container, ContainerStatus, Job, JobStatus, Outcome};
 use strata_core::credits::{Account, CreditConfig, CreditEvent, Transfer, TransferKind, TransferStatus, Wallet};
 use strata_core::error::{CoreError, Result};
 use strata_core::event::{Event, EventType};
-use strata_core::id::{ApiKeyId, AuditId, ContainerId, EventId, JobId, OrgId, PostId, ProjectId, RequestId, TxnId};
+use strata_core::id::{ApiKeyId, AuditId, ContainerId, DeliveryId, EndpointId, EventId, JobId, OrgId, PostId, ProjectId, RequestId, TxnId};
 use strata_core::idempotency::{IdemRecord, Reply};
 use strata_core::key::{ApiKey, KeyStatus};
 use strata_core::metadata::Metadata;
@@ -16,6 +16,7 @@ use strata_core::org::{Org, OrgStatus};
 use strata_core::post::{PostStatus, ScheduledPost};
 use strata_core::project::{Project, ProjectStatus};
 use strata_core::scope::Scopes;
+use strata_core::webhook::{Delivery, DeliveryStatus, Endpoint, EndpointScope, EndpointStatus};
 
 const ORG_FIELDS: [&str; 13] = [
     "seq",
@@ -65,6 +66,8 @@ pub(crate) const JOB_COLUMNS: &str = "id, org_id, project_id, api_key_id, status
 pub(crate) const CONTAINER_COLUMNS: &str = "id, job_id, org_id, project_id, format, status, assets, created_at";
 pub(crate) const POST_COLUMNS: &str =
     "seq, id, org_id, project_id, container_id, platform, scheduled_for, status, published_at, canceled_at, created_at, updated_at";
+pub(crate) const ENDPOINT_COLUMNS: &str = "seq, id, org_id, project_id, url, description, status, events, scope, metadata, secret_sealed, previous_secret, previous_expires_at, created_at, updated_at, last_success_at, last_failure_at, consecutive_failures, start_seq";
+pub(crate) const DELIVERY_COLUMNS: &str = "seq, id, endpoint_id, event_org_id, event_id, event_type, body, status, attempts, next_retry_at, delivered_at, abandoned_at, last_response_status, last_response_at, last_error, replay_of, created_at";
 pub(crate) const WALLET_COLUMNS: &str = "org_id, included_remaining, prepaid_balance, reserved, used_this_period, included_this_period, period_start, monthly_cap, refill_threshold, refill_amount, updated_at";
 pub(crate) const TRANSFER_COLUMNS: &str =
     "id, org_id, debit_account, credit_account, amount, kind, status, pending_id, expires_at, metadata, created_at";
@@ -333,5 +336,57 @@ pub(crate) fn post(r: &Row) -> Result<ScheduledPost> {
         canceled_at: opt_ts(r, "canceled_at")?,
         created_at: Timestamp(int(r, "created_at")?),
         updated_at: Timestamp(int(r, "updated_at")?),
+    })
+}
+
+pub(crate) fn endpoint(r: &Row) -> Result<Endpoint> {
+    let status = text(r, "status")?;
+    let scope = text(r, "scope")?;
+    let events: Vec<String> =
+        serde_json::from_str(&text(r, "events")?).map_err(|e| CoreError::internal(format!("endpoint events: {e}")))?;
+    Ok(Endpoint {
+        seq: int(r, "seq")?,
+        id: EndpointId::from_stored(&text(r, "id")?)?,
+        org_id: OrgId::from_stored(&text(r, "org_id")?)?,
+        project_id: opt_text(r, "project_id")?.map(|s| ProjectId::from_stored(&s)).transpose()?,
+        url: text(r, "url")?,
+        description: opt_text(r, "description")?,
+        status: EndpointStatus::parse(&status).ok_or_else(|| corrupt("endpoint status", &status))?,
+        events: events.iter().map(|e| EventType::parse(e).ok_or_else(|| corrupt("event type", e))).collect::<Result<_>>()?,
+        scope: EndpointScope::parse(&scope).ok_or_else(|| corrupt("endpoint scope", &scope))?,
+        metadata: Metadata::from_stored(&text(r, "metadata")?),
+        secret_sealed: text(r, "secret_sealed")?,
+        previous_secret_sealed: opt_text(r, "previous_secret")?,
+        previous_expires_at: opt_ts(r, "previous_expires_at")?,
+        created_at: Timestamp(int(r, "created_at")?),
+        updated_at: Timestamp(int(r, "updated_at")?),
+        last_success_at: opt_ts(r, "last_success_at")?,
+        last_failure_at: opt_ts(r, "last_failure_at")?,
+        consecutive_failures: int(r, "consecutive_failures")?,
+        start_seq: int(r, "start_seq")?,
+    })
+}
+
+pub(crate) fn delivery(r: &Row) -> Result<Delivery> {
+    let status = text(r, "status")?;
+    let ty = text(r, "event_type")?;
+    Ok(Delivery {
+        seq: int(r, "seq")?,
+        id: DeliveryId::from_stored(&text(r, "id")?)?,
+        endpoint_id: EndpointId::from_stored(&text(r, "endpoint_id")?)?,
+        event_org_id: OrgId::from_stored(&text(r, "event_org_id")?)?,
+        event_id: EventId::from_stored(&text(r, "event_id")?)?,
+        event_type: EventType::parse(&ty).ok_or_else(|| corrupt("event type", &ty))?,
+        body: text(r, "body")?,
+        status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", &status))?,
+        attempts: int(r, "attempts")?,
+        next_retry_at: opt_ts(r, "next_retry_at")?,
+        delivered_at: opt_ts(r, "delivered_at")?,
+        abandoned_at: opt_ts(r, "abandoned_at")?,
+        last_response_status: opt_int(r, "last_response_status")?,
+        last_response_at: opt_ts(r, "last_response_at")?,
+        last_error: opt_text(r, "last_error")?,
+        replay_of: opt_text(r, "replay_of")?.map(|s| DeliveryId::from_stored(&s)).transpose()?,
+        created_at: Timestamp(int(r, "created_at")?),
     })
 }

@@ -9,20 +9,21 @@ use strata_core::credits::{CreditEvent, CreditEventFilter, Transfer, TransferSta
 use strata_core::cursor::PageRequest;
 use strata_core::error::Result;
 use strata_core::event::{Event, EventFilter};
-use strata_core::id::{ApiKeyId, ContainerId, EventId, JobId, OrgId, PostId, ProjectId, TxnId};
+use strata_core::id::{ApiKeyId, ContainerId, DeliveryId, EndpointId, EventId, JobId, OrgId, PostId, ProjectId, TxnId};
 use strata_core::idempotency::{IdemRecord, Reply};
 use strata_core::key::ApiKey;
 use strata_core::org::{Org, OrgStatus};
 use strata_core::post::ScheduledPost;
 use strata_core::project::{Project, ProjectFilter};
 use strata_core::store::Tx;
+use strata_core::webhook::{Delivery, DeliveryStatus, Endpoint, EndpointStatus};
 
 use crate::Dialect;
 use crate::conn::Conn;
 use crate::query::Q;
 use crate::rows::{
-    self, AUDIT_COLUMNS, CONTAINER_COLUMNS, CREDIT_EVENT_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS, KEY_COLUMNS, ORG_COLUMNS, POST_COLUMNS,
-    PROJECT_COLUMNS, TRANSFER_COLUMNS, WALLET_COLUMNS,
+    self, AUDIT_COLUMNS, CONTAINER_COLUMNS, CREDIT_EVENT_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS,
+    KEY_COLUMNS, ORG_COLUMNS, POST_COLUMNS, PROJECT_COLUMNS, TRANSFER_COLUMNS, WALLET_COLUMNS,
 };
 
 pub(crate) struct SqlTx {
@@ -63,6 +64,29 @@ fn bool_int(b: bool) -> i64 {
 
 fn ts(t: Option<Timestamp>) -> Option<i64> {
     t.map(Timestamp::millis)
+}
+
+/// Binds every column of an endpoint but `seq`, in `ENDPOINT_COLUMNS` order.
+fn endpoint_args(q: Q, e: &Endpoint) -> Q {
+    let events: Vec<&str> = e.events.iter().map(|t| t.as_str()).collect();
+    q.str(&e.id.to_string())
+        .str(&e.org_id.uuid_string())
+        .opt_str(e.project_id.map(|p| p.uuid_string()))
+        .str(&e.url)
+        .opt_str(e.description.clone())
+        .str(e.status.as_str())
+        .str(&serde_json::Value::from(events).to_string())
+        .str(e.scope.as_str())
+        .str(&e.metadata.to_stored())
+        .str(&e.secret_sealed)
+        .opt_str(e.previous_secret_sealed.clone())
+        .opt_int(ts(e.previous_expires_at))
+        .int(e.created_at.millis())
+        .int(e.updated_at.millis())
+        .opt_int(ts(e.last_success_at))
+        .opt_int(ts(e.last_failure_at))
+        .int(e.consecutive_failures)
+        .int(e.start_seq)
 }
 
 /// Binds every column of a job, in `JOB_COLUMNS` order.
@@ -793,6 +817,173 @@ impl Tx for SqlTx {
         };
         let rows = q.push(" ORDER BY seq").fetch_all(&mut self.conn).await?;
         rows.iter().map(rows::post).collect()
+    }
+
+    async fn insert_endpoint(&mut self, e: &Endpoint) -> Result<()> {
+        let q = Q::new(&format!(
+            "INSERT INTO webhook_endpoints ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+            &ENDPOINT_COLUMNS["seq, ".len()..]
+        ));
+        endpoint_args(q, e).execute(&mut self.conn).await.map(|_| ())
+    }
+
+    async fn update_endpoint(&mut self, e: &Endpoint) -> Result<()> {
+        let q = Q::new(
+            "UPDATE webhook_endpoints SET org_id = $2, project_id = $3, url = $4, description = $5, status = $6, events = $7, scope = $8, \
+             metadata = $9, secret_sealed = $10, previous_secret = $11, previous_expires_at = $12, created_at = $13, updated_at = $14, \
+             last_success_at = $15, last_failure_at = $16, consecutive_failures = $17, start_seq = $18 WHERE id = $1",
+        );
+        endpoint_args(q, e).execute(&mut self.conn).await.map(|_| ())
+    }
+
+    async fn delete_endpoint(&mut self, id: EndpointId) -> Result<()> {
+        Q::new("DELETE FROM webhook_endpoints WHERE id = $1").str(&id.to_string()).execute(&mut self.conn).await.map(|_| ())
+    }
+
+    async fn endpoint(&mut self, id: EndpointId) -> Result<Option<Endpoint>> {
+        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1{}", self.lock());
+        let row = Q::new(&sql).str(&id.to_string()).fetch_optional(&mut self.conn).await?;
+        row.map(|r| rows::endpoint(&r)).transpose()
+    }
+
+    async fn list_endpoints(
+        &mut self,
+        org: OrgId,
+        project: Option<ProjectId>,
+        status: Option<EndpointStatus>,
+        req: PageRequest,
+    ) -> Result<Vec<Endpoint>> {
+        let mut q = Q::new(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE org_id = $1")).str(&org.uuid_string());
+        if let Some(p) = project {
+            q = q.and_str(" AND project_id = $?", &p.uuid_string());
+        }
+        if let Some(s) = status {
+            q = q.and_str(" AND status = $?", s.as_str());
+        }
+        let rows = page(q, req).fetch_all(&mut self.conn).await?;
+        rows.iter().map(rows::endpoint).collect()
+    }
+
+    async fn endpoints_for_event(&mut self, org: OrgId, parent: Option<OrgId>) -> Result<Vec<Endpoint>> {
+        let q = Q::new(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE org_id = $1")).str(&org.uuid_string());
+        let q = match parent {
+            Some(p) => q.and_str(" OR (org_id = $? AND scope = 'all_children')", &p.uuid_string()),
+            None => q,
+        };
+        let rows = q.push(" ORDER BY seq").fetch_all(&mut self.conn).await?;
+        rows.iter().map(rows::endpoint).collect()
+    }
+
+    async fn undispatched_events(&mut self, limit: u32) -> Result<Vec<Event>> {
+        let rows = Q::new(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE dispatched = 0 ORDER BY seq LIMIT $1"))
+            .int(i64::from(limit))
+            .fetch_all(&mut self.conn)
+            .await?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    async fn max_event_seq(&mut self) -> Result<i64> {
+        let row = Q::new("SELECT COALESCE(MAX(seq), 0) AS n FROM events").fetch_optional(&mut self.conn).await?;
+        Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0))
+    }
+
+    async fn mark_dispatched(&mut self, id: EventId) -> Result<()> {
+        Q::new("UPDATE events SET dispatched = 1 WHERE id = $1").str(&id.to_string()).execute(&mut self.conn).await.map(|_| ())
+    }
+
+    async fn insert_delivery(&mut self, d: &Delivery) -> Result<()> {
+        let q = Q::new(&format!(
+            "INSERT INTO webhook_deliveries ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            &DELIVERY_COLUMNS["seq, ".len()..]
+        ));
+        q.str(&d.id.to_string())
+            .str(&d.endpoint_id.to_string())
+            .str(&d.event_org_id.uuid_string())
+            .str(&d.event_id.to_string())
+            .str(d.event_type.as_str())
+            .str(&d.body)
+            .str(d.status.as_str())
+            .int(d.attempts)
+            .opt_int(ts(d.next_retry_at))
+            .opt_int(ts(d.delivered_at))
+            .opt_int(ts(d.abandoned_at))
+            .opt_int(d.last_response_status)
+            .opt_int(ts(d.last_response_at))
+            .opt_str(d.last_error.clone())
+            .opt_str(d.replay_of.map(|r| r.to_string()))
+            .int(d.created_at.millis())
+            .execute(&mut self.conn)
+            .await
+            .map(|_| ())
+    }
+
+    async fn update_delivery(&mut self, d: &Delivery) -> Result<()> {
+        Q::new(
+            "UPDATE webhook_deliveries SET status = $2, attempts = $3, next_retry_at = $4, delivered_at = $5, abandoned_at = $6, \
+             last_response_status = $7, last_response_at = $8, last_error = $9 WHERE id = $1",
+        )
+        .str(&d.id.to_string())
+        .str(d.status.as_str())
+        .int(d.attempts)
+        .opt_int(ts(d.next_retry_at))
+        .opt_int(ts(d.delivered_at))
+        .opt_int(ts(d.abandoned_at))
+        .opt_int(d.last_response_status)
+        .opt_int(ts(d.last_response_at))
+        .opt_str(d.last_error.clone())
+        .execute(&mut self.conn)
+        .await
+        .map(|_| ())
+    }
+
+    async fn delivery(&mut self, id: DeliveryId) -> Result<Option<Delivery>> {
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1{}", self.lock());
+        let row = Q::new(&sql).str(&id.to_string()).fetch_optional(&mut self.conn).await?;
+        row.map(|r| rows::delivery(&r)).transpose()
+    }
+
+    async fn list_deliveries(
+        &mut self,
+        endpoint: EndpointId,
+        event_type: Option<&str>,
+        status: Option<DeliveryStatus>,
+        req: PageRequest,
+    ) -> Result<Vec<Delivery>> {
+        let mut q = Q::new(&format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = $1")).str(&endpoint.to_string());
+        if let Some(t) = event_type {
+            q = q.and_str(" AND event_type = $?", t);
+        }
+        if let Some(s) = status {
+            q = q.and_str(" AND status = $?", s.as_str());
+        }
+        let rows = page(q, req).fetch_all(&mut self.conn).await?;
+        rows.iter().map(rows::delivery).collect()
+    }
+
+    async fn due_deliveries(&mut self, now: Timestamp, limit: u32) -> Result<Vec<DeliveryId>> {
+        let rows = Q::new(
+            "SELECT d.id AS id FROM webhook_deliveries d \
+             JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+             JOIN organizations o ON o.id = d.event_org_id \
+             WHERE d.status = 'pending' AND d.next_retry_at <= $1 AND e.status = 'active' \
+             AND o.status <> 'suspended' AND o.access_revoked = 0 ORDER BY d.next_retry_at LIMIT $2",
+        )
+        .int(now.millis())
+        .int(i64::from(limit))
+        .fetch_all(&mut self.conn)
+        .await?;
+        rows.iter().map(|r| DeliveryId::from_stored(&r.text("id")?)).collect()
+    }
+
+    async fn abandon_deliveries(&mut self, endpoint: Option<EndpointId>, event_org: Option<OrgId>, at: Timestamp) -> Result<u64> {
+        let q = Q::new("UPDATE webhook_deliveries SET status = 'abandoned', abandoned_at = $1, next_retry_at = NULL WHERE status IN ('pending', 'delivering')")
+            .int(at.millis());
+        let q = match (endpoint, event_org) {
+            (Some(e), _) => q.and_str(" AND endpoint_id = $?", &e.to_string()),
+            (None, Some(o)) => q.and_str(" AND event_org_id = $?", &o.uuid_string()),
+            (None, None) => return Ok(0),
+        };
+        q.execute(&mut self.conn).await
     }
 
     async fn setting(&mut self, name: &str) -> Result<Option<String>> {

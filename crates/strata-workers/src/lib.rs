@@ -2,6 +2,10 @@
 //! test can call once on its own; the loop only adds the cadence and the shutdown.
 #![forbid(unsafe_code)]
 
+mod sender;
+
+pub use sender::HttpSender;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -18,6 +22,8 @@ pub struct Cadence {
     pub ledger: Duration,
     /// Ending content jobs and publishing scheduled posts.
     pub scheduler: Duration,
+    /// Turning events into deliveries and sending them.
+    pub webhooks: Duration,
 }
 
 impl Default for Cadence {
@@ -27,6 +33,7 @@ impl Default for Cadence {
             idempotency_prune: Duration::from_secs(600),
             ledger: Duration::from_secs(30),
             scheduler: Duration::from_secs(1),
+            webhooks: Duration::from_secs(1),
         }
     }
 }
@@ -79,6 +86,22 @@ pub async fn publish_due_posts(strata: &Strata) -> usize {
     })
 }
 
+/// Turns outbox events into deliveries.
+pub async fn dispatch_events(strata: &Strata) -> usize {
+    strata.dispatch_events().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "dispatching events failed");
+        0
+    })
+}
+
+/// Sends due deliveries.
+pub async fn send_deliveries(strata: &Strata, sender: &dyn strata_core::service::WebhookSender) -> usize {
+    strata.send_deliveries(sender).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "sending deliveries failed");
+        0
+    })
+}
+
 /// Starts every loop; they stop when `shutdown` turns true, after one last step.
 pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     vec![
@@ -107,6 +130,17 @@ pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<b
                 async move {
                     advance_jobs(&s).await;
                     publish_due_posts(&s).await;
+                }
+            }
+        }),
+        spawn_loop("webhooks", cadence.webhooks, shutdown.clone(), {
+            let s = strata.clone();
+            let sender = std::sync::Arc::new(HttpSender::new(strata.config.allow_private_webhooks, strata.config.dev_mode));
+            move || {
+                let (s, sender) = (s.clone(), sender.clone());
+                async move {
+                    dispatch_events(&s).await;
+                    send_deliveries(&s, sender.as_ref()).await;
                 }
             }
         }),

@@ -33,6 +33,12 @@ pub struct Cli {
     /// The server secret (64 hex characters) that seals cursors and secrets stored at rest.
     #[arg(long, global = true, env = "STRATA_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// The webhook retry ladder, e.g. `0s,30s,1m,5m,15m,1h,6h,24h` (the default).
+    #[arg(long, global = true, env = "STRATA_WEBHOOK_RETRY_SCHEDULE")]
+    pub webhook_retry_schedule: Option<String>,
+    /// Allow webhook URLs on private networks (10/8, 192.168/16, …).
+    #[arg(long, global = true, env = "STRATA_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
     /// How long the built-in content engine takes per job, in seconds.
     #[arg(long, global = true, env = "STRATA_ENGINE_JOB_SECONDS", default_value_t = 5.0)]
     pub engine_job_seconds: f64,
@@ -168,7 +174,15 @@ impl Cli {
             Some(url) => Backend::Postgres { url: url.clone() },
             None => Backend::Sqlite { dir: self.data_dir.clone() },
         };
-        let core = CoreConfig { job_duration_ms: (self.engine_job_seconds.max(0.0) * 1000.0) as i64, ..CoreConfig::default() };
+        let mut core = CoreConfig {
+            job_duration_ms: (self.engine_job_seconds.max(0.0) * 1000.0) as i64,
+            allow_private_webhooks: self.webhook_allow_private,
+            dev_mode: matches!(&self.command, Command::Serve(a) if a.dev),
+            ..CoreConfig::default()
+        };
+        if let Some(ladder) = self.webhook_retry_schedule.as_deref().and_then(strata_core::webhook::parse_ladder) {
+            core.retry_ladder_ms = ladder;
+        }
         OpenOptions { backend, secret_hex: self.secret_key.clone(), core }
     }
 }

@@ -13,6 +13,7 @@ mod operator;
 mod orgs;
 mod posts;
 mod projects;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ pub use operator::{NewPartner, PartnerCreated};
 pub use orgs::{NewChild, OrgPatch};
 pub use posts::NewPost;
 pub use projects::{NewProject, ProjectPatch};
+pub use webhooks::{DeliveryView, EndpointPatch, EndpointView, NewEndpoint, SendOutcome, WebhookSender};
 
 use crate::audit::{Actor, AuditEntry};
 use crate::clock::{Clock, Timestamp};
@@ -50,6 +52,12 @@ pub struct CoreConfig {
     pub reservation_timeout_ms: i64,
     /// How long the built-in content engine takes per job.
     pub job_duration_ms: i64,
+    /// Development mode: webhook URLs may be http://localhost and loopback.
+    pub dev_mode: bool,
+    /// The operator allows webhook URLs on private networks.
+    pub allow_private_webhooks: bool,
+    /// The wait before each delivery attempt.
+    pub retry_ladder_ms: Vec<i64>,
 }
 
 impl Default for CoreConfig {
@@ -58,6 +66,9 @@ impl Default for CoreConfig {
             rotation_grace_ms: crate::clock::DAY_MS,
             reservation_timeout_ms: credits::DEFAULT_RESERVATION_TIMEOUT_MS,
             job_duration_ms: 5_000,
+            dev_mode: false,
+            allow_private_webhooks: false,
+            retry_ladder_ms: crate::webhook::DEFAULT_LADDER_SECS.iter().map(|s| s * 1000).collect(),
         }
     }
 }

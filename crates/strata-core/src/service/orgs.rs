@@ -206,6 +206,8 @@ impl Strata {
                 let mut stamp = caller.stamp();
                 stamp.org_id = Some(org.id);
                 let canceled = self.cancel_pending_posts(tx.as_mut(), org.id, None, stamp).await?;
+                // An archived org's pending deliveries are abandoned (CONTRACT §6).
+                tx.abandon_deliveries(None, Some(org.id), now).await?;
                 detail["canceledScheduledPosts"] = json!(canceled);
                 org.archived_at = Some(now);
                 org.archive_stats = Some((reclaimed, revoked));

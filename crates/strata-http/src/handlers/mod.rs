@@ -8,6 +8,7 @@ pub mod logs;
 pub mod meta;
 pub mod orgs;
 pub mod projects;
+pub mod webhooks;
 
 use serde::Serialize;
 use serde_json::{Map, Value};

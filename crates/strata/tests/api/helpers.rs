@@ -149,7 +149,9 @@ impl TestApp {
                 (StoreBackend::Sqlite { dir: dir.path().to_owned() }, Some(dir))
             }
         };
-        let opts = OpenOptions { backend: backend.clone(), secret_hex: None, core: Default::default() };
+        // Dev mode: webhook receivers in tests listen on loopback. A short retry ladder.
+        let core = strata_core::service::CoreConfig { dev_mode: true, retry_ladder_ms: vec![0, 1_000, 2_000], ..Default::default() };
+        let opts = OpenOptions { backend: backend.clone(), secret_hex: None, core };
         let strata = strata::open(&opts, Arc::new(clock.clone())).await.expect("open");
         let created = strata.bootstrap("Quinn's Coffee CRM").await.expect("bootstrap").expect("empty database");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -157,7 +159,7 @@ impl TestApp {
         let (stop, stopped) = oneshot::channel::<()>();
         // Workers tick rarely; tests step them by hand.
         let hour = std::time::Duration::from_secs(3600);
-        let cadence = Cadence { key_usage_flush: hour, idempotency_prune: hour, ledger: hour, scheduler: hour };
+        let cadence = Cadence { key_usage_flush: hour, idempotency_prune: hour, ledger: hour, scheduler: hour, webhooks: hour };
         tokio::spawn(strata::serve(strata.clone(), listener, cadence, async move {
             let _ = stopped.await;
         }));

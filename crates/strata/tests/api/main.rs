@@ -19,3 +19,4 @@ mod orgs;
 mod projects;
 mod ratelimit;
 mod secrets;
+mod webhooks;

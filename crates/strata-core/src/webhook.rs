@@ -1,0 +1,332 @@
+//! Webhook endpoints and their deliveries (CONTRACT §6): URL checks against SSRF, signing
+//! secrets, the two signature schemes (Stripe-style `t=…,v1=…` and Standard Webhooks), and the
+//! retry ladder.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::clock::Timestamp;
+use crate::error::CoreError;
+use crate::event::EventType;
+use crate::id::{DeliveryId, EndpointId, EventId, OrgId, ProjectId};
+use crate::metadata::Metadata;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EndpointStatus {
+    Active,
+    Paused,
+    AutoPaused,
+}
+
+impl EndpointStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointStatus::Active => "active",
+            EndpointStatus::Paused => "paused",
+            EndpointStatus::AutoPaused => "auto_paused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "paused" => Some(Self::Paused),
+            "auto_paused" => Some(Self::AutoPaused),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EndpointScope {
+    /// The endpoint's own org's events.
+    Own,
+    /// The firehose: the org's events and every direct child's.
+    AllChildren,
+}
+
+impl EndpointScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointScope::Own => "own",
+            EndpointScope::AllChildren => "all_children",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "own" => Some(Self::Own),
+            "all_children" => Some(Self::AllChildren),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub org_id: OrgId,
+    pub project_id: Option<ProjectId>,
+    pub url: String,
+    pub description: Option<String>,
+    pub status: EndpointStatus,
+    pub events: Vec<EventType>,
+    pub scope: EndpointScope,
+    pub metadata: Metadata,
+    /// The signing secret, sealed (never stored in the clear).
+    pub secret_sealed: String,
+    /// During a rotation: the previous secret, sealed, and when it stops signing.
+    pub previous_secret_sealed: Option<String>,
+    pub previous_expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_success_at: Option<Timestamp>,
+    pub last_failure_at: Option<Timestamp>,
+    pub consecutive_failures: i64,
+    /// The newest event when the endpoint was made; only later events reach it.
+    pub start_seq: i64,
+    pub seq: i64,
+}
+
+impl Endpoint {
+    /// Whether an event of `ty` in `project` is one this endpoint asked for.
+    pub fn wants(&self, ty: EventType, project: Option<ProjectId>) -> bool {
+        self.events.contains(&ty) && self.project_id.is_none_or(|p| project == Some(p))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DeliveryStatus {
+    Pending,
+    Delivering,
+    Delivered,
+    Failed,
+    Abandoned,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivering => "delivering",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "delivering" => Some(Self::Delivering),
+            "delivered" => Some(Self::Delivered),
+            "failed" => Some(Self::Failed),
+            "abandoned" => Some(Self::Abandoned),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub endpoint_id: EndpointId,
+    /// The org whose event this is (a firehose endpoint receives its children's).
+    pub event_org_id: OrgId,
+    pub event_id: EventId,
+    pub event_type: EventType,
+    /// The exact body sent on every attempt.
+    pub body: String,
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub next_retry_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub abandoned_at: Option<Timestamp>,
+    pub last_response_status: Option<i64>,
+    pub last_response_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub replay_of: Option<DeliveryId>,
+    pub created_at: Timestamp,
+    pub seq: i64,
+}
+
+/// The default retry ladder: the wait before each attempt (8 attempts).
+pub const DEFAULT_LADDER_SECS: [i64; 8] = [0, 30, 60, 300, 900, 3_600, 21_600, 86_400];
+/// Consecutive failures after which an endpoint is auto-paused.
+pub const AUTO_PAUSE_AFTER: i64 = 20;
+
+/// Parses `STRATA_WEBHOOK_RETRY_SCHEDULE` (e.g. `0s,1s,2s`, also `5m`, `1h`) into milliseconds.
+pub fn parse_ladder(s: &str) -> Option<Vec<i64>> {
+    let steps: Option<Vec<i64>> = s
+        .split(',')
+        .map(|p| {
+            let p = p.trim();
+            let (n, unit) = p.split_at(p.find(|c: char| !c.is_ascii_digit())?);
+            let n: i64 = n.parse().ok()?;
+            Some(
+                n * match unit {
+                    "ms" => 1,
+                    "s" => 1_000,
+                    "m" => 60_000,
+                    "h" => 3_600_000,
+                    _ => return None,
+                },
+            )
+        })
+        .collect();
+    steps.filter(|v| !v.is_empty())
+}
+
+/// Checks an endpoint URL: https anywhere public; http only to loopback in dev mode; private,
+/// link-local and metadata addresses only when the operator allows them.
+pub fn check_url(raw: &str, dev: bool, allow_private: bool) -> Result<String, CoreError> {
+    let bad = |why: &str| CoreError::validation("url", why.to_owned());
+    if raw.len() > 2048 {
+        return Err(bad("must be at most 2048 characters"));
+    }
+    let url = url::Url::parse(raw).map_err(|_| bad("must be an absolute https URL"))?;
+    let host = url.host().ok_or_else(|| bad("must have a host"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not carry credentials"));
+    }
+    let ip = match host {
+        url::Host::Ipv4(a) => Some(IpAddr::V4(a)),
+        url::Host::Ipv6(a) => Some(IpAddr::V6(a)),
+        url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost") => {
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        }
+        url::Host::Domain(_) => None,
+    };
+    let loopback = ip.is_some_and(|a| a.is_loopback());
+    match url.scheme() {
+        "https" => {}
+        "http" if dev && loopback => {}
+        "http" => return Err(bad("must use https (http is allowed only to localhost, in dev mode)")),
+        _ => return Err(bad("must be an https URL")),
+    }
+    if let Some(a) = ip {
+        let internal = is_internal(a);
+        let allowed = allow_private || (dev && a.is_loopback());
+        if internal && !allowed {
+            return Err(bad("must not point at a private, loopback, link-local or metadata address"));
+        }
+    }
+    Ok(url.to_string())
+}
+
+/// Addresses a webhook must not reach unless the operator allows it.
+pub fn is_internal(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v) => {
+            v.is_private() || v.is_loopback() || v.is_link_local() || v.is_unspecified() || v.is_broadcast() || v.is_multicast()
+                || v.octets()[0] == 100 && (64..128).contains(&v.octets()[1]) // carrier-grade NAT
+                || v.octets()[0] == 0
+        }
+        IpAddr::V6(v) => {
+            v.is_loopback()
+                || v.is_unspecified()
+                || v.is_multicast()
+                || (v.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || (v.segments()[0] & 0xffc0) == 0xfe80 // link-local
+                || v.to_ipv4_mapped().is_some_and(|m| is_internal(IpAddr::V4(m)))
+                || v == Ipv6Addr::LOCALHOST
+        }
+    }
+}
+
+/// A fresh signing secret: `whsec_` and 32 random bytes, base64.
+pub fn new_signing_secret() -> String {
+    let raw: [u8; 32] = rand::random();
+    format!("whsec_{}", STANDARD.encode(raw))
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length works for HMAC");
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().to_vec()
+}
+
+/// The Stripe-style MAC: hex HMAC-SHA256 keyed by the whole `whsec_…` string over `"<t>.<body>"`.
+pub fn stripe_mac(secret: &str, t: i64, body: &[u8]) -> String {
+    hmac(secret.as_bytes(), &[t.to_string().as_bytes(), b".", body]).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Standard Webhooks MAC: base64 HMAC-SHA256 keyed by the bytes after `whsec_` over
+/// `"<id>.<t>.<body>"`.
+pub fn standard_mac(secret: &str, id: &str, t: i64, body: &[u8]) -> String {
+    let key = STANDARD.decode(secret.trim_start_matches("whsec_")).unwrap_or_default();
+    STANDARD.encode(hmac(&key, &[id.as_bytes(), b".", t.to_string().as_bytes(), b".", body]))
+}
+
+/// The signature headers of one attempt, signed by every active secret.
+pub fn signature_headers(secrets: &[String], event_id: &str, t: i64, body: &[u8]) -> (String, String) {
+    let stripe = std::iter::once(format!("t={t}"))
+        .chain(secrets.iter().map(|s| format!("v1={}", stripe_mac(s, t, body))))
+        .collect::<Vec<_>>()
+        .join(",");
+    let standard = secrets.iter().map(|s| format!("v1,{}", standard_mac(s, event_id, t, body))).collect::<Vec<_>>().join(" ");
+    (stripe, standard)
+}
+
+/// The delivered body: `{"id", "type", "createdAt", "data"}` (plus `replayOf` on a replay).
+pub fn delivery_body(event_id: &str, ty: EventType, created_at: Timestamp, data: &Value, replay_of: Option<&str>) -> String {
+    let mut body = serde_json::json!({ "id": event_id, "type": ty.as_str(), "createdAt": created_at, "data": data });
+    if let Some(r) = replay_of {
+        body["replayOf"] = Value::String(r.to_owned());
+    }
+    body.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_against_ssrf() {
+        assert!(check_url("https://crm.example.com/hooks", false, false).is_ok());
+        for bad in [
+            "http://crm.example.com/hooks",
+            "ftp://crm.example.com",
+            "https://10.0.0.5/x",
+            "https://169.254.169.254/latest",
+            "https://[::1]/x",
+            "https://127.0.0.1/x",
+            "https://user:pw@crm.example.com/",
+            "not a url",
+        ] {
+            assert!(check_url(bad, false, false).is_err(), "{bad}");
+        }
+        assert!(check_url("http://localhost:9000/hook", true, false).is_ok());
+        assert!(check_url("http://127.0.0.1:9000/hook", true, false).is_ok());
+        assert!(check_url("http://10.0.0.5/x", true, false).is_err());
+        assert!(check_url("https://10.0.0.5/x", false, true).is_ok());
+    }
+
+    #[test]
+    fn the_ladder_parses_units() {
+        assert_eq!(parse_ladder("0s,1s,2s"), Some(vec![0, 1000, 2000]));
+        assert_eq!(parse_ladder("5m, 1h, 250ms"), Some(vec![300_000, 3_600_000, 250]));
+        assert_eq!(parse_ladder("soon"), None);
+    }
+
+    #[test]
+    fn both_signature_schemes_verify_independently() {
+        let secret = new_signing_secret();
+        let body = br#"{"id":"evt_1"}"#;
+        let (stripe, standard) = signature_headers(std::slice::from_ref(&secret), "evt_1", 1_700_000_000, body);
+        assert_eq!(stripe, format!("t=1700000000,v1={}", stripe_mac(&secret, 1_700_000_000, body)));
+        // Standard Webhooks: HMAC keyed by the decoded secret bytes.
+        let key = STANDARD.decode(&secret["whsec_".len()..]).unwrap();
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
+        m.update(b"evt_1.1700000000.");
+        m.update(body);
+        assert_eq!(standard, format!("v1,{}", STANDARD.encode(m.finalize().into_bytes())));
+    }
+}

@@ -1,0 +1,67 @@
+//! The HTTP side of webhook delivery: a reqwest client with a timeout, no redirects, and a DNS
+//! resolver that refuses private, loopback and link-local addresses (a public name that
+//! resolves inward is the classic SSRF) unless the operator or dev mode allows them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use strata_core::service::{SendOutcome, WebhookSender};
+use strata_core::webhook::is_internal;
+
+struct GuardedResolver {
+    allow_private: bool,
+    allow_loopback: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let (allow_private, allow_loopback) = (self.allow_private, self.allow_loopback);
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let ok: Vec<SocketAddr> =
+                addrs.into_iter().filter(|a| allow_private || !is_internal(a.ip()) || (allow_loopback && a.ip().is_loopback())).collect();
+            if ok.is_empty() {
+                return Err("the webhook host resolves only to addresses strata may not reach".into());
+            }
+            Ok(Box::new(ok.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Posts deliveries over HTTP(S).
+pub struct HttpSender {
+    client: reqwest::Client,
+}
+
+impl HttpSender {
+    pub fn new(allow_private: bool, dev_mode: bool) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver { allow_private, allow_loopback: dev_mode }))
+            .build()
+            .unwrap_or_default();
+        Self { client }
+    }
+}
+
+#[async_trait]
+impl WebhookSender for HttpSender {
+    async fn post(&self, url: &str, headers: Vec<(String, String)>, body: String) -> SendOutcome {
+        let mut req = self.client.post(url).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        match req.send().await {
+            Ok(resp) => SendOutcome::Status(resp.status().as_u16()),
+            Err(e) if e.is_timeout() => SendOutcome::Error("timed out".into()),
+            Err(e) => SendOutcome::Error(format!(
+                "could not reach the endpoint: {}",
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
+            )),
+        }
+    }
+}
