@@ -9,7 +9,8 @@
 //! `X-Layers-Organization` (which only an `org:admin` key may use, and which never names the
 //! key's own org). The other placeholders name a resource of the target org: `{key}` a spare
 //! key, `{prj}` a project, `{cnt}` a completed container, `{done}` a completed job, `{job}` a
-//! running job, `{post}` a scheduled post.
+//! running job, `{post}` a scheduled post, `{whe}` a webhook endpoint, `{dlv}` one of its
+//! deliveries.
 
 use serde_json::{Value, json};
 
@@ -131,6 +132,8 @@ struct Fixture {
     done: String,
     job: String,
     post: String,
+    whe: String,
+    dlv: String,
 }
 
 /// One world: P with C1, C2 and archived C3; Q with Q1; callers, and per target a spare key,
@@ -169,6 +172,11 @@ async fn stock_after_jobs(app: &TestApp, key: &str, acting: Option<&str>, fx: &m
     fx.post = r.assert_status(201)["id"].as_str().unwrap().to_owned();
     let r = call(app.post(&format!("/v1/projects/{}/content", fx.prj))).json(&json!({})).send().await;
     fx.job = r.assert_status(202)["jobId"].as_str().unwrap().to_owned();
+    let hook = json!({ "url": "https://hooks.example.com/x", "events": ["job.completed"] });
+    let r = call(app.post("/v1/webhook-endpoints")).json(&hook).send().await;
+    fx.whe = r.assert_status(201)["endpoint"]["id"].as_str().unwrap().to_owned();
+    let r = call(app.post(&format!("/v1/webhook-endpoints/{}/test", fx.whe))).send().await;
+    fx.dlv = r.assert_status(200)["deliveryId"].as_str().unwrap().to_owned();
 }
 
 async fn world() -> World {
@@ -252,6 +260,8 @@ async fn every_route_answers_every_caller_and_target_exactly_as_the_contract_say
                         .replace("{done}", &fx.done)
                         .replace("{job}", &fx.job)
                         .replace("{post}", &fx.post)
+                        .replace("{whe}", &fx.whe)
+                        .replace("{dlv}", &fx.dlv)
                 };
                 let path = fill(template);
                 let mut call = w.app.call(method.parse().unwrap(), &path).key(&w.callers[caller]).idem(&ulid::Ulid::new().to_string());
