@@ -28,7 +28,7 @@ impl KeyStatus {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiKey {
     pub id: ApiKeyId,
     pub org_id: OrgId,
@@ -50,6 +50,18 @@ pub struct ApiKey {
     pub grace_until: Option<Timestamp>,
     pub superseded_by: Option<ApiKeyId>,
     pub seq: i64,
+}
+
+impl std::fmt::Debug for ApiKey {
+    /// Leaves out the secret's hash: nothing about the secret belongs in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("id", &self.id)
+            .field("org_id", &self.org_id)
+            .field("prefix", &self.prefix())
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApiKey {

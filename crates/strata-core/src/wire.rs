@@ -74,6 +74,17 @@ pub struct KeyView {
     pub superseded_by: Option<ApiKeyId>,
 }
 
+impl KeyView {
+    /// The key as listed at `now`: a rotated key past its grace window reads as revoked.
+    pub fn at(k: &ApiKey, now: Timestamp) -> Self {
+        let mut v = Self::from(k);
+        if k.grace_until.is_some_and(|g| now >= g) {
+            v.status = crate::key::KeyStatus::Revoked.as_str();
+        }
+        v
+    }
+}
+
 impl From<&ApiKey> for KeyView {
     fn from(k: &ApiKey) -> Self {
         Self {

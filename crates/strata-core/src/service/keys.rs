@@ -177,7 +177,8 @@ impl Strata {
         let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
         let rows = tx.list_keys(child.id, page).await?;
         tx.commit().await?;
-        Ok(Page::from_rows(rows, page, &self.secret, "keys", |k| k.seq).map(|k| KeyView::from(&k)))
+        let now = self.now();
+        Ok(Page::from_rows(rows, page, &self.secret, "keys", |k| k.seq).map(|k| KeyView::at(&k, now)))
     }
 
     /// `POST /v1/organizations/:orgId/api-keys/:keyId/rotate`: a new key; the old one keeps
@@ -243,7 +244,8 @@ impl Strata {
         let mut tx = self.store.read().await?;
         let rows = tx.list_keys(caller.org_id(), page).await?;
         tx.commit().await?;
-        Ok(Page::from_rows(rows, page, &self.secret, "keys", |k| k.seq).map(|k| KeyView::from(&k)))
+        let now = self.now();
+        Ok(Page::from_rows(rows, page, &self.secret, "keys", |k| k.seq).map(|k| KeyView::at(&k, now)))
     }
 
     /// `POST /v1/api-keys`: another key of the acting org, within the caller's scopes.

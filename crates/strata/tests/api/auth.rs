@@ -127,6 +127,9 @@ async fn a_rotated_child_key_works_until_its_grace_window_ends() {
     app.clock.advance_ms(1);
     app.get("/v1/whoami").key(&old).send().await.assert_error(401, "UNAUTHENTICATED");
     app.get("/v1/whoami").key(&new).send().await.assert_status(200);
+    let list = app.get(&format!("/v1/organizations/{org}/api-keys")).key(&app.admin_key).send().await;
+    let old_view = list.body["items"].as_array().unwrap().iter().find(|k| k["id"] == id.as_str()).unwrap().clone();
+    assert_eq!(old_view["status"], "revoked", "listed as revoked once its grace has passed");
 }
 
 #[tokio::test]
