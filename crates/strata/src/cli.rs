@@ -199,6 +199,10 @@ fn parse_tier(s: &str) -> Result<Tier, CoreError> {
 
 /// Runs the command; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
+    if cli.webhook_retry_schedule.as_deref().is_some_and(|s| strata_core::webhook::parse_ladder(s).is_none()) {
+        eprintln_error(&CoreError::validation("STRATA_WEBHOOK_RETRY_SCHEDULE", "must be a comma-separated list like 0s,30s,1m,5m"));
+        return 2;
+    }
     let opts = cli.open_options();
     if let Command::Bench(args) = cli.command {
         // The harness uses a fresh database: a temporary SQLite directory unless a URL is given.

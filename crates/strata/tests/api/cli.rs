@@ -60,3 +60,11 @@ fn bad_operator_input_fails_with_a_message() {
     let (code, _, _) = strata(dir.path(), &["orgs", "access", "--org", "org_00000000-0000-4000-8000-000000000000", "--revoke"]);
     assert_ne!(code, 0);
 }
+
+#[test]
+fn a_malformed_retry_schedule_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = strata(dir.path(), &["--webhook-retry-schedule", "soon", "partners", "list"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("STRATA_WEBHOOK_RETRY_SCHEDULE"), "{err}");
+}
