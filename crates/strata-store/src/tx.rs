@@ -66,6 +66,42 @@ fn ts(t: Option<Timestamp>) -> Option<i64> {
     t.map(Timestamp::millis)
 }
 
+/// Binds every column of an org but `seq`, in `ORG_COLUMNS` order.
+fn org_args(q: Q, o: &Org) -> Q {
+    q.str(&o.id.uuid_string())
+        .opt_str(o.parent_id.map(|p| p.uuid_string()))
+        .str(&o.name)
+        .str(o.status.as_str())
+        .str(&o.metadata.to_stored())
+        .opt_str(o.billing_email.clone())
+        .int(bool_int(o.access_revoked))
+        .opt_int(ts(o.archived_at))
+        .opt_int(o.archive_stats.map(|s| s.0))
+        .opt_int(o.archive_stats.map(|s| s.1))
+        .int(o.created_at.millis())
+        .int(o.updated_at.millis())
+}
+
+/// Binds every column of a key but `seq`, in `KEY_COLUMNS` order.
+fn key_args(q: Q, k: &ApiKey) -> Q {
+    q.str(&k.id.uuid_string())
+        .str(&k.org_id.uuid_string())
+        .str(&k.name)
+        .str(k.env.as_str())
+        .str(&k.keyid)
+        .str(&k.secret_hash)
+        .str(&k.scopes.to_stored())
+        .str(k.tier.as_str())
+        .str(k.status.as_str())
+        .int(bool_int(k.killed))
+        .int(k.created_at.millis())
+        .opt_int(ts(k.last_used_at))
+        .opt_int(ts(k.rotated_at))
+        .opt_int(ts(k.revoked_at))
+        .opt_int(ts(k.grace_until))
+        .opt_str(k.superseded_by.map(|s| s.uuid_string()))
+}
+
 /// Binds every column of an endpoint but `seq`, in `ENDPOINT_COLUMNS` order.
 fn endpoint_args(q: Q, e: &Endpoint) -> Q {
     let events: Vec<&str> = e.events.iter().map(|t| t.as_str()).collect();
@@ -132,45 +168,19 @@ impl Tx for SqlTx {
     }
 
     async fn insert_org(&mut self, o: &Org) -> Result<()> {
-        Q::new(
-            "INSERT INTO organizations (id, parent_id, name, status, metadata, billing_email, access_revoked, archived_at, archive_reclaimed, archive_revoked, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .str(&o.id.uuid_string())
-        .opt_str(o.parent_id.map(|p| p.uuid_string()))
-        .str(&o.name)
-        .str(o.status.as_str())
-        .str(&o.metadata.to_stored())
-        .opt_str(o.billing_email.clone())
-        .int(bool_int(o.access_revoked))
-        .opt_int(ts(o.archived_at))
-        .opt_int(o.archive_stats.map(|s| s.0))
-        .opt_int(o.archive_stats.map(|s| s.1))
-        .int(o.created_at.millis())
-        .int(o.updated_at.millis())
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
+        let q = Q::new(&format!(
+            "INSERT INTO organizations ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &ORG_COLUMNS["seq, ".len()..]
+        ));
+        org_args(q, o).execute(&mut self.conn).await.map(|_| ())
     }
 
     async fn update_org(&mut self, o: &Org) -> Result<()> {
-        Q::new(
-            "UPDATE organizations SET name = $2, status = $3, metadata = $4, billing_email = $5, access_revoked = $6, \
-             archived_at = $7, archive_reclaimed = $8, archive_revoked = $9, updated_at = $10 WHERE id = $1",
-        )
-        .str(&o.id.uuid_string())
-        .str(&o.name)
-        .str(o.status.as_str())
-        .str(&o.metadata.to_stored())
-        .opt_str(o.billing_email.clone())
-        .int(bool_int(o.access_revoked))
-        .opt_int(ts(o.archived_at))
-        .opt_int(o.archive_stats.map(|s| s.0))
-        .opt_int(o.archive_stats.map(|s| s.1))
-        .int(o.updated_at.millis())
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
+        let q = Q::new(
+            "UPDATE organizations SET parent_id = $2, name = $3, status = $4, metadata = $5, billing_email = $6, access_revoked = $7, \
+             archived_at = $8, archive_reclaimed = $9, archive_revoked = $10, created_at = $11, updated_at = $12 WHERE id = $1",
+        );
+        org_args(q, o).execute(&mut self.conn).await.map(|_| ())
     }
 
     async fn org(&mut self, id: OrgId) -> Result<Option<Org>> {
@@ -198,52 +208,23 @@ impl Tx for SqlTx {
     }
 
     async fn insert_key(&mut self, k: &ApiKey) -> Result<()> {
-        Q::new(
-            "INSERT INTO api_keys (id, org_id, name, env, keyid, secret_hash, scopes, tier, status, killed, created_at, last_used_at, rotated_at, revoked_at, grace_until, superseded_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
-        .str(&k.id.uuid_string())
-        .str(&k.org_id.uuid_string())
-        .str(&k.name)
-        .str(k.env.as_str())
-        .str(&k.keyid)
-        .str(&k.secret_hash)
-        .str(&k.scopes.to_stored())
-        .str(k.tier.as_str())
-        .str(k.status.as_str())
-        .int(bool_int(k.killed))
-        .int(k.created_at.millis())
-        .opt_int(ts(k.last_used_at))
-        .opt_int(ts(k.rotated_at))
-        .opt_int(ts(k.revoked_at))
-        .opt_int(ts(k.grace_until))
-        .opt_str(k.superseded_by.map(|s| s.uuid_string()))
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
+        let q = Q::new(&format!(
+            "INSERT INTO api_keys ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            &KEY_COLUMNS["seq, ".len()..]
+        ));
+        key_args(q, k).execute(&mut self.conn).await.map(|_| ())
     }
 
     async fn update_key(&mut self, k: &ApiKey) -> Result<()> {
-        // last_used_at is owned by the batched usage flush and is never written back from here.
-        Q::new(
-            "UPDATE api_keys SET name = $2, keyid = $3, secret_hash = $4, scopes = $5, tier = $6, status = $7, killed = $8, \
-             rotated_at = $9, revoked_at = $10, grace_until = $11, superseded_by = $12 WHERE id = $1",
-        )
-        .str(&k.id.uuid_string())
-        .str(&k.name)
-        .str(&k.keyid)
-        .str(&k.secret_hash)
-        .str(&k.scopes.to_stored())
-        .str(k.tier.as_str())
-        .str(k.status.as_str())
-        .int(bool_int(k.killed))
-        .opt_int(ts(k.rotated_at))
-        .opt_int(ts(k.revoked_at))
-        .opt_int(ts(k.grace_until))
-        .opt_str(k.superseded_by.map(|s| s.uuid_string()))
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
+        // last_used_at belongs to the batched usage flush: a stale in-memory value never moves
+        // it backwards.
+        let q = Q::new(
+            "UPDATE api_keys SET org_id = $2, name = $3, env = $4, keyid = $5, secret_hash = $6, scopes = $7, tier = $8, status = $9, \
+             killed = $10, created_at = $11, \
+             last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $12 THEN $12 ELSE last_used_at END, \
+             rotated_at = $13, revoked_at = $14, grace_until = $15, superseded_by = $16 WHERE id = $1",
+        );
+        key_args(q, k).execute(&mut self.conn).await.map(|_| ())
     }
 
     async fn key(&mut self, id: ApiKeyId) -> Result<Option<ApiKey>> {
