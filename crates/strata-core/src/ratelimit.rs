@@ -32,30 +32,75 @@ impl EndpointClass {
 }
 
 /// One tier's limits; `None` is unlimited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TierLimits {
     pub reads_per_minute: Option<u32>,
     pub writes_per_minute: Option<u32>,
     pub long_running_per_minute: Option<u32>,
     pub daily_writes: Option<u32>,
+    pub concurrent_jobs: Option<u32>,
+}
+
+/// The limits of every tier: the contract's defaults, each overridable by configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TierTable([TierLimits; 5]);
+
+impl Default for TierTable {
+    fn default() -> Self {
+        Self([Tier::Sandbox, Tier::Standard, Tier::Pilot, Tier::Partner, Tier::Internal].map(TierLimits::default_for))
+    }
+}
+
+fn tier_index(t: Tier) -> usize {
+    match t {
+        Tier::Sandbox => 0,
+        Tier::Standard => 1,
+        Tier::Pilot => 2,
+        Tier::Partner => 3,
+        Tier::Internal => 4,
+    }
+}
+
+impl TierTable {
+    pub fn get(&self, t: Tier) -> &TierLimits {
+        &self.0[tier_index(t)]
+    }
+
+    /// Reads `STRATA_TIER_LIMITS`: a JSON object of tier name → limits, each tier given whole
+    /// (a missing limit is unlimited), e.g. `{"standard": {"readsPerMinute": 240, …}}`.
+    pub fn with_overrides(mut self, json: &str) -> Result<Self, String> {
+        let map: std::collections::BTreeMap<String, TierLimits> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        for (name, limits) in map {
+            let tier = Tier::parse(&name).ok_or_else(|| format!("unknown tier {name:?}"))?;
+            self.0[tier_index(tier)] = limits;
+        }
+        Ok(self)
+    }
 }
 
 impl TierLimits {
     /// The contract's defaults.
     pub fn default_for(tier: Tier) -> Self {
-        let l = |r, w, lr, d| TierLimits {
+        let l = |r, w, lr, d, j| TierLimits {
             reads_per_minute: Some(r),
             writes_per_minute: Some(w),
             long_running_per_minute: Some(lr),
             daily_writes: Some(d),
+            concurrent_jobs: Some(j),
         };
         match tier {
-            Tier::Sandbox | Tier::Standard => l(120, 60, 20, 10_000),
-            Tier::Pilot => l(1_200, 600, 60, 100_000),
-            Tier::Partner => l(6_000, 3_000, 300, 500_000),
-            Tier::Internal => {
-                TierLimits { reads_per_minute: None, writes_per_minute: None, long_running_per_minute: None, daily_writes: None }
-            }
+            Tier::Sandbox => l(120, 60, 20, 10_000, 5),
+            Tier::Standard => l(120, 60, 20, 10_000, 10),
+            Tier::Pilot => l(1_200, 600, 60, 100_000, 50),
+            Tier::Partner => l(6_000, 3_000, 300, 500_000, 200),
+            Tier::Internal => TierLimits {
+                reads_per_minute: None,
+                writes_per_minute: None,
+                long_running_per_minute: None,
+                daily_writes: None,
+                concurrent_jobs: None,
+            },
         }
     }
 
@@ -178,6 +223,7 @@ mod tests {
             writes_per_minute: Some(1_000_000),
             long_running_per_minute: Some(1_000_000),
             daily_writes: Some(3),
+            concurrent_jobs: None,
         };
         for _ in 0..3 {
             l.check(k, &limits, EndpointClass::WriteLight, T0).unwrap();
@@ -194,5 +240,20 @@ mod tests {
         let l = Limiter::default();
         let limits = TierLimits::default_for(Tier::Internal);
         assert_eq!(l.check(ApiKeyId::new(), &limits, EndpointClass::WriteLight, T0).unwrap(), None);
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_a_tier_and_refuse_unknown_names() {
+        let t = TierTable::default().with_overrides(r#"{"standard": {"readsPerMinute": 240, "writesPerMinute": 90}}"#).unwrap();
+        assert_eq!(t.get(Tier::Standard).reads_per_minute, Some(240));
+        assert_eq!(t.get(Tier::Standard).daily_writes, None, "a tier is given whole");
+        assert_eq!(t.get(Tier::Pilot), &TierLimits::default_for(Tier::Pilot));
+        assert!(TierTable::default().with_overrides(r#"{"gold": {}}"#).is_err());
+        assert!(TierTable::default().with_overrides(r#"{"standard": {"reads": 1}}"#).is_err());
     }
 }

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use strata_core::error::CoreError;
 use strata_core::id::RequestId;
-use strata_core::ratelimit::{EndpointClass, RateInfo, TierLimits};
+use strata_core::ratelimit::{EndpointClass, RateInfo};
 use strata_core::service::{Caller, Credentials};
 
 use crate::AppState;
@@ -51,7 +51,11 @@ impl FromRequestParts<AppState> for Auth {
         let outcome = app.strata.rate_limit(&caller, class).await;
         let info = match &outcome {
             Ok(info) => *info,
-            Err(CoreError::RateLimited { retry_after_secs, .. }) => TierLimits::default_for(caller.key.tier)
+            Err(CoreError::RateLimited { retry_after_secs, .. }) => app
+                .strata
+                .config
+                .tier_limits
+                .get(caller.key.tier)
                 .per_minute(class)
                 .map(|limit| RateInfo { class, limit, remaining: 0, reset_secs: *retry_after_secs }),
             Err(_) => None,

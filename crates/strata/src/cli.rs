@@ -39,6 +39,11 @@ pub struct Cli {
     /// Allow webhook URLs on private networks (10/8, 192.168/16, …).
     #[arg(long, global = true, env = "STRATA_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+    /// Rate limits by tier, as JSON overriding the contract's defaults, e.g.
+    /// `{"standard": {"readsPerMinute": 240, "writesPerMinute": 120, "longRunningPerMinute": 20,
+    /// "dailyWrites": 20000, "concurrentJobs": 10}}` (a tier is given whole; absent = unlimited).
+    #[arg(long, global = true, env = "STRATA_TIER_LIMITS")]
+    pub tier_limits: Option<String>,
     /// How long the built-in content engine takes per job, in seconds.
     #[arg(long, global = true, env = "STRATA_ENGINE_JOB_SECONDS", default_value_t = 5.0)]
     pub engine_job_seconds: f64,
@@ -203,7 +208,16 @@ pub async fn run(cli: Cli) -> i32 {
         eprintln_error(&CoreError::validation("STRATA_WEBHOOK_RETRY_SCHEDULE", "must be a comma-separated list like 0s,30s,1m,5m"));
         return 2;
     }
-    let opts = cli.open_options();
+    let mut opts = cli.open_options();
+    if let Some(json) = &cli.tier_limits {
+        match opts.core.tier_limits.clone().with_overrides(json) {
+            Ok(t) => opts.core.tier_limits = t,
+            Err(e) => {
+                eprintln_error(&CoreError::validation("STRATA_TIER_LIMITS", e));
+                return 2;
+            }
+        }
+    }
     if let Command::Bench(args) = cli.command {
         // The harness uses a fresh database: a temporary SQLite directory unless a URL is given.
         let temp_sqlite = cli.database_url.is_none();

@@ -10,7 +10,7 @@ use crate::error::{CoreError, KillScope, Result};
 use crate::id::{OrgId, RequestId};
 use crate::key::ApiKey;
 use crate::org::{Org, OrgStatus};
-use crate::ratelimit::{EndpointClass, RateInfo, TierLimits};
+use crate::ratelimit::{EndpointClass, RateInfo};
 use crate::scope::Scope;
 
 /// The key a rejected request named, when it named a real one.
@@ -93,7 +93,7 @@ impl Caller {
 impl Strata {
     /// Counts a request against the caller's rate limits; a refusal is audited.
     pub async fn rate_limit(&self, caller: &Caller, class: EndpointClass) -> Result<Option<RateInfo>> {
-        let limits = TierLimits::default_for(caller.key.tier);
+        let limits = *self.config.tier_limits.get(caller.key.tier);
         match self.limiter.check(caller.key.id, &limits, class, self.now()) {
             Ok(info) => Ok(info),
             Err(e) => {

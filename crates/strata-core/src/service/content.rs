@@ -26,18 +26,6 @@ pub struct NewGeneration {
     pub brief: Value,
 }
 
-/// Concurrent running jobs a key of this tier may have (`None`: unlimited).
-fn concurrent_jobs_cap(tier: crate::apikey::Tier) -> Option<usize> {
-    use crate::apikey::Tier::*;
-    match tier {
-        Sandbox => Some(5),
-        Standard => Some(10),
-        Pilot => Some(50),
-        Partner => Some(200),
-        Internal => None,
-    }
-}
-
 impl Strata {
     /// `POST /v1/projects/:projectId/content`: 202 with the job envelope.
     pub async fn start_generation(
@@ -56,7 +44,7 @@ impl Strata {
         }
         ensure_can_spend(&caller.org)?;
         let now = self.now();
-        if let Some(cap) = concurrent_jobs_cap(caller.key.tier) {
+        if let Some(cap) = self.config.tier_limits.get(caller.key.tier).concurrent_jobs.map(|c| c as usize) {
             // Lock the key's row so two concurrent starts cannot both see room for one more.
             tx.key(caller.key.id).await?;
             let ends = tx.running_job_ends_for_key(caller.key.id).await?;

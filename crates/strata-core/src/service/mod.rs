@@ -58,6 +58,8 @@ pub struct CoreConfig {
     pub allow_private_webhooks: bool,
     /// The wait before each delivery attempt.
     pub retry_ladder_ms: Vec<i64>,
+    /// Rate limits and concurrent-job caps by tier.
+    pub tier_limits: crate::ratelimit::TierTable,
 }
 
 impl Default for CoreConfig {
@@ -69,6 +71,7 @@ impl Default for CoreConfig {
             dev_mode: false,
             allow_private_webhooks: false,
             retry_ladder_ms: crate::webhook::DEFAULT_LADDER_SECS.iter().map(|s| s * 1000).collect(),
+            tier_limits: Default::default(),
         }
     }
 }

@@ -68,3 +68,13 @@ fn a_malformed_retry_schedule_is_refused() {
     assert_eq!(code, 2);
     assert!(err.contains("STRATA_WEBHOOK_RETRY_SCHEDULE"), "{err}");
 }
+
+#[test]
+fn malformed_tier_limits_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = strata(dir.path(), &["--tier-limits", r#"{"gold": {}}"#, "partners", "list"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("STRATA_TIER_LIMITS"), "{err}");
+    let (code, _, err) = strata(dir.path(), &["--tier-limits", r#"{"standard": {"readsPerMinute": 240}}"#, "partners", "list"]);
+    assert_eq!(code, 0, "{err}");
+}
