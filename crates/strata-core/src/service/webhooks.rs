@@ -1,6 +1,8 @@
 //! Webhooks: endpoints (with sealed signing secrets), the dispatcher that turns outbox events
 //! into deliveries, and the sender step that signs and posts them with retries.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -388,14 +390,35 @@ impl Strata {
     }
 
     /// The dispatcher's step: turns outbox events into one delivery per matching endpoint (the
-    /// event org's own endpoints, and its parent's firehoses). Returns how many events.
+    /// event org's own endpoints, and its parent's firehoses). Returns how many events. A batch
+    /// shares one transaction (the dispatcher must not cost the writer a commit per event); if
+    /// the batch fails, its events are retried one by one so a bad one cannot hold up the rest.
     pub async fn dispatch_events(&self) -> Result<usize> {
         let mut tx = self.store.read().await?;
         let events = tx.undispatched_events(500).await?;
         tx.commit().await?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let batch = async {
+            let mut tx = self.store.write().await?;
+            let mut targets = HashMap::new();
+            for event in &events {
+                self.dispatch_in(tx.as_mut(), event, &mut targets).await?;
+            }
+            tx.commit().await
+        };
+        if batch.await.is_ok() {
+            return Ok(events.len());
+        }
         let mut done = 0;
-        for event in events {
-            match self.dispatch_one(&event).await {
+        for event in &events {
+            let one = async {
+                let mut tx = self.store.write().await?;
+                self.dispatch_in(tx.as_mut(), event, &mut HashMap::new()).await?;
+                tx.commit().await
+            };
+            match one.await {
                 Ok(()) => done += 1,
                 Err(e) => tracing::error!(error = %e, event = %event.id, "could not dispatch an event"),
             }
@@ -403,13 +426,17 @@ impl Strata {
         Ok(done)
     }
 
-    async fn dispatch_one(&self, event: &Event) -> Result<()> {
-        let mut tx = self.store.write().await?;
-        let org = tx.org(event.org_id).await?;
-        let parent = org.and_then(|o| o.parent_id);
+    /// Dispatches one event; `targets` caches each org's candidate endpoints within a batch.
+    async fn dispatch_in(&self, tx: &mut dyn Tx, event: &Event, targets: &mut HashMap<OrgId, Vec<Endpoint>>) -> Result<()> {
+        if !targets.contains_key(&event.org_id) {
+            let parent = tx.org(event.org_id).await?.and_then(|o| o.parent_id);
+            let found = tx.endpoints_for_event(event.org_id, parent).await?;
+            targets.insert(event.org_id, found);
+        }
+        let candidates = targets.get(&event.org_id).cloned().unwrap_or_default();
         if event.event_type != EventType::TestPing {
             let body = delivery_body(&event.id.to_string(), event.event_type, event.created_at, &event.data, None);
-            for e in tx.endpoints_for_event(event.org_id, parent).await? {
+            for e in candidates {
                 let reaches = (e.org_id == event.org_id || e.scope == EndpointScope::AllChildren) && event.seq > e.start_seq;
                 if reaches && e.wants(event.event_type, event.project_id) {
                     let d = self.new_delivery(&e, event.org_id, event.id, event.event_type, body.clone(), None);
@@ -417,8 +444,7 @@ impl Strata {
                 }
             }
         }
-        tx.mark_dispatched(event.id).await?;
-        tx.commit().await
+        tx.mark_dispatched(event.id).await
     }
 
     /// The sender's step: signs and posts every due delivery, records the outcome, schedules
