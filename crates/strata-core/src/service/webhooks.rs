@@ -428,10 +428,9 @@ impl Strata {
 
     /// Dispatches one event; `targets` caches each org's candidate endpoints within a batch.
     async fn dispatch_in(&self, tx: &mut dyn Tx, event: &Event, targets: &mut HashMap<OrgId, Vec<Endpoint>>) -> Result<()> {
-        if !targets.contains_key(&event.org_id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = targets.entry(event.org_id) {
             let parent = tx.org(event.org_id).await?.and_then(|o| o.parent_id);
-            let found = tx.endpoints_for_event(event.org_id, parent).await?;
-            targets.insert(event.org_id, found);
+            slot.insert(tx.endpoints_for_event(event.org_id, parent).await?);
         }
         let candidates = targets.get(&event.org_id).cloned().unwrap_or_default();
         if event.event_type != EventType::TestPing {
