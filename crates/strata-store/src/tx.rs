@@ -66,6 +66,21 @@ fn ts(t: Option<Timestamp>) -> Option<i64> {
     t.map(Timestamp::millis)
 }
 
+/// Binds every column of a wallet, in `WALLET_COLUMNS` order.
+fn wallet_args(q: Q, w: &Wallet) -> Q {
+    q.str(&w.org_id.uuid_string())
+        .int(w.included_remaining)
+        .int(w.prepaid_balance)
+        .int(w.reserved)
+        .int(w.used_this_period)
+        .int(w.included_this_period)
+        .int(w.period_start.millis())
+        .opt_int(w.config.monthly_credit_cap)
+        .opt_int(w.config.refill_threshold)
+        .opt_int(w.config.refill_amount)
+        .int(w.updated_at.millis())
+}
+
 /// Binds every column of an org but `seq`, in `ORG_COLUMNS` order.
 fn org_args(q: Q, o: &Org) -> Q {
     q.str(&o.id.uuid_string())
@@ -393,21 +408,8 @@ impl Tx for SqlTx {
     }
 
     async fn insert_wallet(&mut self, w: &Wallet) -> Result<()> {
-        Q::new(&format!("INSERT INTO wallets ({WALLET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
-            .str(&w.org_id.uuid_string())
-            .int(w.included_remaining)
-            .int(w.prepaid_balance)
-            .int(w.reserved)
-            .int(w.used_this_period)
-            .int(w.included_this_period)
-            .int(w.period_start.millis())
-            .opt_int(w.config.monthly_credit_cap)
-            .opt_int(w.config.refill_threshold)
-            .opt_int(w.config.refill_amount)
-            .int(w.updated_at.millis())
-            .execute(&mut self.conn)
-            .await
-            .map(|_| ())
+        let q = Q::new(&format!("INSERT INTO wallets ({WALLET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"));
+        wallet_args(q, w).execute(&mut self.conn).await.map(|_| ())
     }
 
     async fn wallet(&mut self, org: OrgId) -> Result<Option<Wallet>> {
@@ -417,25 +419,12 @@ impl Tx for SqlTx {
     }
 
     async fn update_wallet(&mut self, w: &Wallet) -> Result<()> {
-        Q::new(
+        let q = Q::new(
             "UPDATE wallets SET included_remaining = $2, prepaid_balance = $3, reserved = $4, used_this_period = $5, \
              included_this_period = $6, period_start = $7, monthly_cap = $8, refill_threshold = $9, refill_amount = $10, updated_at = $11 \
              WHERE org_id = $1",
-        )
-        .str(&w.org_id.uuid_string())
-        .int(w.included_remaining)
-        .int(w.prepaid_balance)
-        .int(w.reserved)
-        .int(w.used_this_period)
-        .int(w.included_this_period)
-        .int(w.period_start.millis())
-        .opt_int(w.config.monthly_credit_cap)
-        .opt_int(w.config.refill_threshold)
-        .opt_int(w.config.refill_amount)
-        .int(w.updated_at.millis())
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
+        );
+        wallet_args(q, w).execute(&mut self.conn).await.map(|_| ())
     }
 
     async fn insert_transfer(&mut self, t: &Transfer) -> Result<()> {
