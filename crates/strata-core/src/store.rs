@@ -153,7 +153,11 @@ pub trait Tx: Send {
     async fn endpoints_for_event(&mut self, org: OrgId, parent: Option<OrgId>) -> Result<Vec<Endpoint>>;
     /// Events not yet turned into deliveries, oldest first.
     async fn undispatched_events(&mut self, limit: u32) -> Result<Vec<Event>>;
-    async fn mark_dispatched(&mut self, id: EventId) -> Result<()>;
+    /// Marks an event dispatched; false when another dispatcher already did.
+    async fn mark_dispatched(&mut self, id: EventId) -> Result<bool>;
+    /// Claims a due delivery for one attempt (counting it and setting its lease); false when it
+    /// is not due or another sender holds it.
+    async fn claim_delivery(&mut self, id: DeliveryId, now: Timestamp, lease_until: Timestamp) -> Result<bool>;
     /// The newest event's sequence number (0 when there is none).
     async fn max_event_seq(&mut self) -> Result<i64>;
     async fn insert_delivery(&mut self, delivery: &Delivery) -> Result<()>;

@@ -857,8 +857,25 @@ impl Tx for SqlTx {
         Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0))
     }
 
-    async fn mark_dispatched(&mut self, id: EventId) -> Result<()> {
-        Q::new("UPDATE events SET dispatched = 1 WHERE id = $1").str(&id.to_string()).execute(&mut self.conn).await.map(|_| ())
+    async fn mark_dispatched(&mut self, id: EventId) -> Result<bool> {
+        let n = Q::new("UPDATE events SET dispatched = 1 WHERE id = $1 AND dispatched = 0")
+            .str(&id.to_string())
+            .execute(&mut self.conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn claim_delivery(&mut self, id: DeliveryId, now: Timestamp, lease_until: Timestamp) -> Result<bool> {
+        let n = Q::new(
+            "UPDATE webhook_deliveries SET status = 'delivering', attempts = attempts + 1, next_retry_at = $3 \
+             WHERE id = $1 AND status IN ('pending', 'delivering') AND next_retry_at <= $2",
+        )
+        .str(&id.to_string())
+        .int(now.millis())
+        .int(lease_until.millis())
+        .execute(&mut self.conn)
+        .await?;
+        Ok(n == 1)
     }
 
     async fn insert_delivery(&mut self, d: &Delivery) -> Result<()> {
@@ -935,7 +952,7 @@ impl Tx for SqlTx {
             "SELECT d.id AS id FROM webhook_deliveries d \
              JOIN webhook_endpoints e ON e.id = d.endpoint_id \
              JOIN organizations o ON o.id = d.event_org_id \
-             WHERE d.status = 'pending' AND d.next_retry_at <= $1 AND e.status = 'active' \
+             WHERE d.status IN ('pending', 'delivering') AND d.next_retry_at <= $1 AND e.status = 'active' \
              AND o.status <> 'suspended' AND o.access_revoked = 0 ORDER BY d.next_retry_at LIMIT $2",
         )
         .int(now.millis())

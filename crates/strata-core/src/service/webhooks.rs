@@ -151,7 +151,30 @@ async fn endpoint_in(tx: &mut dyn Tx, org: OrgId, id: EndpointId) -> Result<Endp
     }
 }
 
+/// Loads an endpoint for a change: a firehose (`all_children`) endpoint is the org:admin's alone.
+/// (The audited check runs before the write opens, in `guard_firehose`; this one only catches an
+/// endpoint that became a firehose in between, since auditing here would wait on the writer
+/// this transaction holds.)
+async fn endpoint_to_change(tx: &mut dyn Tx, caller: &Caller, id: EndpointId) -> Result<Endpoint> {
+    let e = endpoint_in(tx, caller.org_id(), id).await?;
+    if e.scope == EndpointScope::AllChildren && !caller.key.scopes.allows(Scope::OrgAdmin) {
+        return Err(CoreError::forbidden_scope(Scope::OrgAdmin.as_str()));
+    }
+    Ok(e)
+}
+
 impl Strata {
+    /// Requires org:admin (audited) to change a firehose endpoint, before any write opens.
+    async fn guard_firehose(&self, caller: &Caller, id: EndpointId) -> Result<()> {
+        let mut tx = self.store.read().await?;
+        let e = tx.endpoint(id).await?.filter(|e| e.org_id == caller.org_id());
+        tx.commit().await?;
+        if e.is_some_and(|e| e.scope == EndpointScope::AllChildren) {
+            caller.require(Scope::OrgAdmin).await?;
+        }
+        Ok(())
+    }
+
     fn check_endpoint_url(&self, url: &str) -> Result<String> {
         crate::webhook::check_url(url, self.config.dev_mode, self.config.allow_private_webhooks)
     }
@@ -263,8 +286,9 @@ impl Strata {
         }
         caller.ensure_writable()?;
         let url = patch.url.as_deref().map(|u| self.check_endpoint_url(u)).transpose()?;
+        self.guard_firehose(caller, id).await?;
         let mut tx = self.store.write().await?;
-        let mut e = endpoint_in(tx.as_mut(), caller.org_id(), id).await?;
+        let mut e = endpoint_to_change(tx.as_mut(), caller, id).await?;
         if let Some(u) = url {
             e.url = u;
         }
@@ -297,8 +321,9 @@ impl Strata {
     pub async fn delete_endpoint(&self, caller: &Caller, id: EndpointId, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
+        self.guard_firehose(caller, id).await?;
         let mut tx = self.store.write().await?;
-        let e = endpoint_in(tx.as_mut(), caller.org_id(), id).await?;
+        let e = endpoint_to_change(tx.as_mut(), caller, id).await?;
         tx.abandon_deliveries(Some(e.id), None, self.now()).await?;
         tx.delete_endpoint(e.id).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "webhook_endpoint.deleted", json!({ "endpointId": e.id }))).await?;
@@ -309,8 +334,9 @@ impl Strata {
     pub async fn rotate_endpoint_secret(&self, caller: &Caller, id: EndpointId, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
+        self.guard_firehose(caller, id).await?;
         let mut tx = self.store.write().await?;
-        let mut e = endpoint_in(tx.as_mut(), caller.org_id(), id).await?;
+        let mut e = endpoint_to_change(tx.as_mut(), caller, id).await?;
         let now = self.now();
         let secret = new_signing_secret();
         e.previous_secret_sealed = Some(std::mem::replace(&mut e.secret_sealed, self.secret.seal(SECRET_PURPOSE, secret.as_bytes())));
@@ -331,8 +357,9 @@ impl Strata {
     pub async fn test_endpoint(&self, caller: &Caller, id: EndpointId, payload: Option<Value>, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
+        self.guard_firehose(caller, id).await?;
         let mut tx = self.store.write().await?;
-        let e = endpoint_in(tx.as_mut(), caller.org_id(), id).await?;
+        let e = endpoint_to_change(tx.as_mut(), caller, id).await?;
         let event = self.event(
             EventType::TestPing,
             caller.org_id(),
@@ -341,6 +368,7 @@ impl Strata {
         );
         tx.insert_event(&event).await?;
         tx.mark_dispatched(event.id).await?;
+
         let body = delivery_body(&event.id.to_string(), event.event_type, event.created_at, &event.data, None);
         let d = self.new_delivery(&e, event.org_id, event.id, event.event_type, body, None);
         tx.insert_delivery(&d).await?;
@@ -402,7 +430,7 @@ impl Strata {
         }
         let batch = async {
             let mut tx = self.store.write().await?;
-            let mut targets = HashMap::new();
+            let mut targets: HashMap<OrgId, (bool, Vec<Endpoint>)> = HashMap::new();
             for event in &events {
                 self.dispatch_in(tx.as_mut(), event, &mut targets).await?;
             }
@@ -427,23 +455,32 @@ impl Strata {
     }
 
     /// Dispatches one event; `targets` caches each org's candidate endpoints within a batch.
-    async fn dispatch_in(&self, tx: &mut dyn Tx, event: &Event, targets: &mut HashMap<OrgId, Vec<Endpoint>>) -> Result<()> {
-        if let std::collections::hash_map::Entry::Vacant(slot) = targets.entry(event.org_id) {
-            let parent = tx.org(event.org_id).await?.and_then(|o| o.parent_id);
-            slot.insert(tx.endpoints_for_event(event.org_id, parent).await?);
+    /// An archived org's events reach only its parent's firehose (its own endpoints are done).
+    async fn dispatch_in(&self, tx: &mut dyn Tx, event: &Event, targets: &mut HashMap<OrgId, (bool, Vec<Endpoint>)>) -> Result<()> {
+        // Claim the event first, so two dispatchers never both deliver it.
+        if !tx.mark_dispatched(event.id).await? {
+            return Ok(());
         }
-        let candidates = targets.get(&event.org_id).cloned().unwrap_or_default();
-        if event.event_type != EventType::TestPing {
-            let body = delivery_body(&event.id.to_string(), event.event_type, event.created_at, &event.data, None);
-            for e in candidates {
-                let reaches = (e.org_id == event.org_id || e.scope == EndpointScope::AllChildren) && event.seq > e.start_seq;
-                if reaches && e.wants(event.event_type, event.project_id) {
-                    let d = self.new_delivery(&e, event.org_id, event.id, event.event_type, body.clone(), None);
-                    tx.insert_delivery(&d).await?;
-                }
+        if let std::collections::hash_map::Entry::Vacant(slot) = targets.entry(event.org_id) {
+            let org = tx.org(event.org_id).await?;
+            let archived = org.as_ref().is_some_and(|o| o.status == crate::org::OrgStatus::Archived);
+            let parent = org.and_then(|o| o.parent_id);
+            slot.insert((archived, tx.endpoints_for_event(event.org_id, parent).await?));
+        }
+        let (archived, candidates) = targets.get(&event.org_id).cloned().unwrap_or_default();
+        if event.event_type == EventType::TestPing {
+            return Ok(());
+        }
+        let body = delivery_body(&event.id.to_string(), event.event_type, event.created_at, &event.data, None);
+        for e in candidates {
+            let own = e.org_id == event.org_id;
+            let reaches = ((own && !archived) || (!own && e.scope == EndpointScope::AllChildren)) && event.seq > e.start_seq;
+            if reaches && e.wants(event.event_type, event.project_id) {
+                let d = self.new_delivery(&e, event.org_id, event.id, event.event_type, body.clone(), None);
+                tx.insert_delivery(&d).await?;
             }
         }
-        tx.mark_dispatched(event.id).await
+        Ok(())
     }
 
     /// The sender's step: signs and posts every due delivery, records the outcome, schedules
@@ -464,25 +501,25 @@ impl Strata {
     }
 
     async fn send_one(&self, sender: &dyn WebhookSender, id: DeliveryId) -> Result<bool> {
-        // Claim: the attempt is recorded before it is made, so a crash retries after the lease.
+        // Claim: the attempt is counted and leased before it is made, atomically, so two senders
+        // never both make it and a crash retries after the lease (at least once).
         let now = self.now();
         let mut tx = self.store.write().await?;
-        let Some(mut d) = tx.delivery(id).await?.filter(|d| matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Delivering))
-        else {
+        if !tx.claim_delivery(id, now, now.plus_ms(SEND_LEASE_MS)).await? {
             return Ok(false);
-        };
+        }
+        let d = tx.delivery(id).await?.ok_or_else(|| CoreError::internal("a claimed delivery vanished"))?;
         let Some(endpoint) = tx.endpoint(d.endpoint_id).await?.filter(|e| e.status == EndpointStatus::Active) else { return Ok(false) };
-        d.status = DeliveryStatus::Delivering;
-        d.attempts += 1;
-        d.next_retry_at = Some(now.plus_ms(SEND_LEASE_MS));
-        tx.update_delivery(&d).await?;
         tx.commit().await?;
 
         let mut secrets = vec![String::from_utf8(self.secret.open(SECRET_PURPOSE, &endpoint.secret_sealed)?).unwrap_or_default()];
         if let (Some(prev), Some(until)) = (&endpoint.previous_secret_sealed, endpoint.previous_expires_at)
             && now < until
         {
-            secrets.push(String::from_utf8(self.secret.open(SECRET_PURPOSE, prev)?).unwrap_or_default());
+            // A previous secret that will not open is skipped, not fatal: the current one signs.
+            if let Ok(p) = self.secret.open(SECRET_PURPOSE, prev) {
+                secrets.push(String::from_utf8(p).unwrap_or_default());
+            }
         }
         let t = now.unix_seconds();
         let event_id = serde_json::from_str::<Value>(&d.body).ok().and_then(|b| b["id"].as_str().map(str::to_owned)).unwrap_or_default();
@@ -500,6 +537,12 @@ impl Strata {
 
         let now = self.now();
         let mut tx = self.store.write().await?;
+        // Record the outcome only if this attempt still owns the delivery (not abandoned or
+        // re-claimed meanwhile).
+        let Some(mut d) = tx.delivery(id).await?.filter(|cur| cur.status == DeliveryStatus::Delivering && cur.attempts == d.attempts)
+        else {
+            return Ok(true);
+        };
         let Some(mut endpoint) = tx.endpoint(d.endpoint_id).await? else { return Ok(true) };
         let (status, error, retryable) = match &outcome {
             SendOutcome::Status(s) if (200..300).contains(s) => (Some(i64::from(*s)), None, false),

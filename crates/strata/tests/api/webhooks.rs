@@ -283,3 +283,52 @@ async fn endpoints_list_patch_and_delete_abandoning_pending_deliveries() {
     app.get(&format!("/v1/webhook-endpoints/{id}")).key(&app.admin_key).send().await.assert_error(404, "NOT_FOUND");
     assert_eq!(pump(&app).await, 0);
 }
+
+#[tokio::test]
+async fn only_an_admin_may_change_a_firehose_endpoint() {
+    let app = TestApp::spawn().await;
+    let (id, _) = endpoint(
+        &app,
+        &app.admin_key,
+        None,
+        json!({ "url": "https://crm.example.com/h", "events": ["job.completed"], "scope": "all_children" }),
+    )
+    .await;
+    let r = app
+        .post("/v1/api-keys")
+        .key(&app.admin_key)
+        .json(&json!({ "name": "hooks", "scopes": ["webhooks:write", "webhooks:read"] }))
+        .send()
+        .await;
+    let writer = r.assert_status(201)["secret"].as_str().unwrap().to_owned();
+    app.get(&format!("/v1/webhook-endpoints/{id}")).key(&writer).send().await.assert_status(200);
+    let repoint = json!({ "url": "https://attacker.example.com/h" });
+    app.patch(&format!("/v1/webhook-endpoints/{id}")).key(&writer).json(&repoint).send().await.assert_error(403, "FORBIDDEN_SCOPE");
+    app.post(&format!("/v1/webhook-endpoints/{id}/rotate-secret")).key(&writer).send().await.assert_error(403, "FORBIDDEN_SCOPE");
+    app.delete(&format!("/v1/webhook-endpoints/{id}")).key(&writer).send().await.assert_error(403, "FORBIDDEN_SCOPE");
+}
+
+#[tokio::test]
+async fn a_delivery_is_claimed_once_and_an_archived_orgs_own_endpoints_get_nothing_more() {
+    let app = TestApp::spawn().await;
+    app.grant(&app.partner_org, 10_000).await;
+    let child = app.create_child("Acme").await;
+    let (rx_own, own_url) = Receiver::start(vec![]).await;
+    let (rx_fire, fire_url) = Receiver::start(vec![]).await;
+    endpoint(&app, &app.admin_key, Some(&child), json!({ "url": own_url, "events": ["credits.allocated", "organization.archived"] })).await;
+    endpoint(&app, &app.admin_key, None, json!({ "url": fire_url, "events": ["organization.archived"], "scope": "all_children" })).await;
+    app.allocate(&child, 100).await.assert_status(201);
+    // Two senders at once: the delivery goes out exactly once.
+    strata_workers::dispatch_events(&app.strata).await;
+    let sender = HttpSender::new(false, true);
+    let (a, b) = tokio::join!(app.strata.send_deliveries(&sender), app.strata.send_deliveries(&sender));
+    assert_eq!(a.unwrap() + b.unwrap(), 1);
+    assert_eq!(rx_own.seen().len(), 1);
+    // After the archive, the child's own endpoint hears nothing; the parent's firehose does.
+    app.delete(&format!("/v1/organizations/{child}")).key(&app.admin_key).send().await.assert_status(200);
+    pump(&app).await;
+    assert_eq!(rx_own.seen().len(), 1);
+    let fire = rx_fire.seen();
+    assert_eq!(fire.len(), 1);
+    assert!(fire[0].1.contains("organization.archived"));
+}
