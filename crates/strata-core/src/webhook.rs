@@ -219,21 +219,38 @@ pub fn check_url(raw: &str, dev: bool, allow_private: bool) -> Result<String, Co
     Ok(url.to_string())
 }
 
-/// Addresses a webhook must not reach unless the operator allows it.
+/// Addresses a webhook must not reach unless the operator allows it: private, loopback,
+/// link-local, shared, benchmarking, reserved and multicast ranges, and IPv6 forms that embed an
+/// IPv4 address (mapped, compatible, NAT64, 6to4), judged by the address they embed.
 pub fn is_internal(a: IpAddr) -> bool {
     match a {
         IpAddr::V4(v) => {
-            v.is_private() || v.is_loopback() || v.is_link_local() || v.is_unspecified() || v.is_broadcast() || v.is_multicast()
-                || v.octets()[0] == 100 && (64..128).contains(&v.octets()[1]) // carrier-grade NAT
-                || v.octets()[0] == 0
+            let [a, b, c, _] = v.octets();
+            v.is_private()
+                || v.is_loopback()
+                || v.is_link_local()
+                || v.is_unspecified()
+                || v.is_broadcast()
+                || v.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
+                || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking
+                || a >= 240 // reserved
         }
         IpAddr::V6(v) => {
+            let seg = v.segments();
+            let embedded = |hi: u16, lo: u16| IpAddr::V4(Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8));
             v.is_loopback()
                 || v.is_unspecified()
                 || v.is_multicast()
-                || (v.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v.segments()[0] & 0xffc0) == 0xfe80 // link-local
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local
+                || (seg[0] & 0xffc0) == 0xfe80 // link-local
+                || (seg[0] & 0xffc0) == 0xfec0 // site-local
                 || v.to_ipv4_mapped().is_some_and(|m| is_internal(IpAddr::V4(m)))
+                || (seg[..6] == [0, 0, 0, 0, 0, 0] && is_internal(embedded(seg[6], seg[7]))) // IPv4-compatible
+                || (seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && is_internal(embedded(seg[6], seg[7]))) // NAT64
+                || (seg[0] == 0x2002 && is_internal(embedded(seg[1], seg[2]))) // 6to4
                 || v == Ipv6Addr::LOCALHOST
         }
     }
@@ -298,6 +315,11 @@ mod tests {
             "https://169.254.169.254/latest",
             "https://[::1]/x",
             "https://127.0.0.1/x",
+            "https://[64:ff9b::a9fe:a9fe]/x",
+            "https://[2002:a00:1::]/x",
+            "https://[::ffff:10.0.0.1]/x",
+            "https://198.18.0.1/x",
+            "https://240.0.0.1/x",
             "https://user:pw@crm.example.com/",
             "not a url",
         ] {

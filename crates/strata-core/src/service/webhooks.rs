@@ -399,7 +399,10 @@ impl Strata {
         caller.ensure_writable()?;
         let mut tx = self.store.write().await?;
         let original = tx.delivery(id).await?.ok_or(CoreError::not_found("delivery"))?;
-        let e = endpoint_in(tx.as_mut(), caller.org_id(), original.endpoint_id).await.map_err(|_| CoreError::not_found("delivery"))?;
+        let e = match endpoint_in(tx.as_mut(), caller.org_id(), original.endpoint_id).await {
+            Err(CoreError::NotFound { .. }) => return Err(CoreError::not_found("delivery")),
+            other => other?,
+        };
         let new_event = EventId::at(self.now().millis());
         let mut body: Value =
             serde_json::from_str(&original.body).map_err(|e| CoreError::internal(format!("stored delivery body: {e}")))?;
