@@ -20,7 +20,7 @@ use strata_core::webhook::{Delivery, DeliveryStatus, Endpoint, EndpointStatus};
 
 use crate::Dialect;
 use crate::conn::Conn;
-use crate::query::Q;
+use crate::query::{Q, Row};
 use crate::rows::{
     self, AUDIT_COLUMNS, CONTAINER_COLUMNS, CREDIT_EVENT_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS,
     KEY_COLUMNS, ORG_COLUMNS, POST_COLUMNS, PROJECT_COLUMNS, TRANSFER_COLUMNS, WALLET_COLUMNS,
@@ -35,6 +35,13 @@ pub(crate) struct SqlTx {
 impl SqlTx {
     pub fn new(conn: Conn, dialect: Dialect, write: bool) -> Self {
         Self { conn, dialect, write }
+    }
+
+    /// The row of `table` whose `column` is `key`, locked inside a write transaction.
+    async fn one<T>(&mut self, columns: &str, table: &str, column: &str, key: &str, map: impl Fn(&Row) -> Result<T>) -> Result<Option<T>> {
+        let sql = format!("SELECT {columns} FROM {table} WHERE {column} = $1{}", self.lock());
+        let row = Q::new(&sql).str(key).fetch_optional(&mut self.conn).await?;
+        row.map(|r| map(&r)).transpose()
     }
 
     pub async fn touch_keys(&mut self, used: &[(ApiKeyId, Timestamp)]) -> Result<()> {
@@ -199,9 +206,7 @@ impl Tx for SqlTx {
     }
 
     async fn org(&mut self, id: OrgId) -> Result<Option<Org>> {
-        let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut self.conn).await?;
-        row.map(|r| rows::org(&r, "")).transpose()
+        self.one(ORG_COLUMNS, "organizations", "id", &id.uuid_string(), |r| rows::org(r, "")).await
     }
 
     async fn list_orgs(&mut self, parent: Option<OrgId>, status: Option<OrgStatus>, req: PageRequest) -> Result<Vec<Org>> {
@@ -243,15 +248,11 @@ impl Tx for SqlTx {
     }
 
     async fn key(&mut self, id: ApiKeyId) -> Result<Option<ApiKey>> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut self.conn).await?;
-        row.map(|r| rows::key(&r, "")).transpose()
+        self.one(KEY_COLUMNS, "api_keys", "id", &id.uuid_string(), |r| rows::key(r, "")).await
     }
 
     async fn key_by_keyid(&mut self, keyid: &str) -> Result<Option<ApiKey>> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE keyid = $1{}", self.lock());
-        let row = Q::new(&sql).str(keyid).fetch_optional(&mut self.conn).await?;
-        row.map(|r| rows::key(&r, "")).transpose()
+        self.one(KEY_COLUMNS, "api_keys", "keyid", keyid, |r| rows::key(r, "")).await
     }
 
     async fn list_keys(&mut self, org: OrgId, req: PageRequest) -> Result<Vec<ApiKey>> {
@@ -413,9 +414,7 @@ impl Tx for SqlTx {
     }
 
     async fn wallet(&mut self, org: OrgId) -> Result<Option<Wallet>> {
-        let sql = format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE org_id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&org.uuid_string()).fetch_optional(&mut self.conn).await?;
-        row.map(|r| rows::wallet(&r)).transpose()
+        self.one(WALLET_COLUMNS, "wallets", "org_id", &org.uuid_string(), rows::wallet).await
     }
 
     async fn update_wallet(&mut self, w: &Wallet) -> Result<()> {
@@ -446,9 +445,7 @@ impl Tx for SqlTx {
     }
 
     async fn transfer(&mut self, id: TxnId) -> Result<Option<Transfer>> {
-        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut self.conn).await?;
-        row.map(|r| rows::transfer(&r)).transpose()
+        self.one(TRANSFER_COLUMNS, "transfers", "id", &id.uuid_string(), rows::transfer).await
     }
 
     async fn set_transfer_status(&mut self, id: TxnId, status: TransferStatus) -> Result<()> {
@@ -582,9 +579,7 @@ impl Tx for SqlTx {
     }
 
     async fn project(&mut self, id: ProjectId) -> Result<Option<Project>> {
-        let sql = format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut self.conn).await?;
-        row.map(|r| rows::project(&r)).transpose()
+        self.one(PROJECT_COLUMNS, "projects", "id", &id.uuid_string(), rows::project).await
     }
 
     async fn project_by_external_id(&mut self, org: OrgId, external_id: &str) -> Result<Option<Project>> {
@@ -647,9 +642,7 @@ impl Tx for SqlTx {
     }
 
     async fn job(&mut self, id: JobId) -> Result<Option<Job>> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&id.to_string()).fetch_optional(&mut self.conn).await?;
-        row.map(|r| rows::job(&r)).transpose()
+        self.one(JOB_COLUMNS, "jobs", "id", &id.to_string(), rows::job).await
     }
 
     async fn due_jobs(&mut self, now: Timestamp, limit: u32) -> Result<Vec<JobId>> {
@@ -752,9 +745,7 @@ impl Tx for SqlTx {
     }
 
     async fn post(&mut self, id: PostId) -> Result<Option<ScheduledPost>> {
-        let sql = format!("SELECT {POST_COLUMNS} FROM scheduled_posts WHERE id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&id.to_string()).fetch_optional(&mut self.conn).await?;
-        row.map(|r| rows::post(&r)).transpose()
+        self.one(POST_COLUMNS, "scheduled_posts", "id", &id.to_string(), rows::post).await
     }
 
     async fn list_posts(&mut self, project: ProjectId, req: PageRequest) -> Result<Vec<ScheduledPost>> {
@@ -811,9 +802,7 @@ impl Tx for SqlTx {
     }
 
     async fn endpoint(&mut self, id: EndpointId) -> Result<Option<Endpoint>> {
-        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&id.to_string()).fetch_optional(&mut self.conn).await?;
-        row.map(|r| rows::endpoint(&r)).transpose()
+        self.one(ENDPOINT_COLUMNS, "webhook_endpoints", "id", &id.to_string(), rows::endpoint).await
     }
 
     async fn list_endpoints(
@@ -924,9 +913,7 @@ impl Tx for SqlTx {
     }
 
     async fn delivery(&mut self, id: DeliveryId) -> Result<Option<Delivery>> {
-        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1{}", self.lock());
-        let row = Q::new(&sql).str(&id.to_string()).fetch_optional(&mut self.conn).await?;
-        row.map(|r| rows::delivery(&r)).transpose()
+        self.one(DELIVERY_COLUMNS, "webhook_deliveries", "id", &id.to_string(), rows::delivery).await
     }
 
     async fn list_deliveries(
