@@ -260,16 +260,16 @@ impl Wallet {
         (self.balance() - self.reserved).max(0)
     }
 
-    /// Brings the wallet into the period of `now`. Unused included credits expire, except what
-    /// in-flight reservations still need; the period's counters restart. Returns the credits
-    /// that expired (zero when nothing changes or the period is current).
+    /// Brings the wallet into the period of `now`: the period's counters restart. Returns the
+    /// included credits that expire with the old period (unused, except what in-flight
+    /// reservations still need), which the caller posts as an expiry transfer; zero when the
+    /// period is current or nothing expires.
     pub fn roll_over(&mut self, now: Timestamp) -> i64 {
         let current = now.month_bounds().0;
         if self.period_start >= current {
             return 0;
         }
         let expired = self.included_remaining.min(self.available());
-        self.included_remaining -= expired;
         self.used_this_period = 0;
         self.included_this_period = 0;
         self.period_start = current;
@@ -402,7 +402,7 @@ mod tests {
         w.used_this_period = 50;
         let next_month = Timestamp(1_780_272_000_000 + 31 * crate::clock::DAY_MS);
         assert_eq!(w.roll_over(next_month), 180);
-        assert_eq!((w.included_remaining, w.used_this_period, w.available()), (120, 0, 0));
+        assert_eq!((w.included_remaining, w.used_this_period), (300, 0), "the caller posts the expiry");
         assert_eq!(w.roll_over(next_month), 0, "once per period");
     }
 

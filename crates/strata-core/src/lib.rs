@@ -13,6 +13,7 @@ pub mod event;
 pub mod id;
 pub mod idempotency;
 pub mod key;
+pub mod ledger;
 pub mod metadata;
 pub mod org;
 pub mod post;

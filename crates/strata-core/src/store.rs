@@ -9,13 +9,14 @@ use async_trait::async_trait;
 use crate::audit::{AuditEntry, AuditFilter};
 use crate::clock::Timestamp;
 use crate::content::{Container, Job};
-use crate::credits::{CreditEvent, CreditEventFilter, Transfer, TransferStatus, Wallet};
+use crate::credits::{CreditEvent, CreditEventFilter, Transfer, Wallet};
 use crate::cursor::PageRequest;
 use crate::error::Result;
 use crate::event::{Event, EventFilter};
 use crate::id::{ApiKeyId, ContainerId, DeliveryId, EndpointId, EventId, JobId, OrgId, PostId, ProjectId, TxnId};
 use crate::idempotency::{IdemRecord, Reply};
 use crate::key::ApiKey;
+use crate::ledger::LedgerBatch;
 use crate::org::{Org, OrgStatus};
 use crate::post::ScheduledPost;
 use crate::project::{Project, ProjectFilter};
@@ -87,16 +88,26 @@ pub trait Tx: Send {
 
     // --- credits ---
     async fn insert_wallet(&mut self, wallet: &Wallet) -> Result<()>;
+    /// The wallet, locked inside a write transaction.
     async fn wallet(&mut self, org: OrgId) -> Result<Option<Wallet>>;
-    async fn update_wallet(&mut self, wallet: &Wallet) -> Result<()>;
-    async fn insert_transfer(&mut self, transfer: &Transfer) -> Result<()>;
+    /// The wallet as last committed, never locked, even inside a write transaction: for a
+    /// contended wallet whose change is guarded when the batch is posted.
+    async fn wallet_snapshot(&mut self, org: OrgId) -> Result<Option<Wallet>>;
+    /// Writes a wallet's terms: its credit config and its period (start and the period's
+    /// counters). Never its balances: those move only through `post_transfers`.
+    async fn update_wallet_terms(&mut self, wallet: &Wallet) -> Result<()>;
+    /// Persists a ledger batch: inserts its new transfers, resolves its reservations (each must
+    /// still be pending), and moves each wallet by its change in the batch's order, each move
+    /// guarded so that no bucket goes below zero and nothing is reserved beyond the balance.
+    /// Then inserts the batch's ledger entries, stamped with their wallet's balances after.
+    /// Returns the changed wallets after, or `None` when a guard refused (another transaction
+    /// spent the credits first); the caller then drops the transaction.
+    async fn post_transfers(&mut self, batch: &LedgerBatch) -> Result<Option<Vec<Wallet>>>;
     async fn transfer(&mut self, id: TxnId) -> Result<Option<Transfer>>;
-    async fn set_transfer_status(&mut self, id: TxnId, status: TransferStatus) -> Result<()>;
     /// Pending reservations whose timeout has passed, oldest first.
     async fn expired_reservations(&mut self, now: Timestamp, limit: u32) -> Result<Vec<TxnId>>;
     /// Wallets still counting a period that started before `period_start`.
     async fn stale_wallets(&mut self, period_start: Timestamp, limit: u32) -> Result<Vec<OrgId>>;
-    async fn insert_credit_event(&mut self, event: &CreditEvent) -> Result<()>;
     async fn list_credit_events(&mut self, org: OrgId, filter: &CreditEventFilter, page: PageRequest) -> Result<Vec<CreditEvent>>;
     /// Every wallet and every transfer, for the ledger's invariant checks.
     async fn ledger_snapshot(&mut self) -> Result<(Vec<Wallet>, Vec<Transfer>)>;

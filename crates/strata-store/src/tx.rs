@@ -5,13 +5,14 @@ use async_trait::async_trait;
 use strata_core::audit::{AuditEntry, AuditFilter};
 use strata_core::clock::Timestamp;
 use strata_core::content::{Container, Job, Outcome};
-use strata_core::credits::{CreditEvent, CreditEventFilter, Transfer, TransferStatus, Wallet};
+use strata_core::credits::{CreditEvent, CreditEventFilter, Transfer, Wallet};
 use strata_core::cursor::PageRequest;
-use strata_core::error::Result;
+use strata_core::error::{CoreError, Result};
 use strata_core::event::{Event, EventFilter};
 use strata_core::id::{ApiKeyId, ContainerId, DeliveryId, EndpointId, EventId, JobId, OrgId, PostId, ProjectId, TxnId};
 use strata_core::idempotency::{IdemRecord, Reply};
 use strata_core::key::ApiKey;
+use strata_core::ledger::{LedgerBatch, Posting, WalletChange};
 use strata_core::org::{Org, OrgStatus};
 use strata_core::post::ScheduledPost;
 use strata_core::project::{Project, ProjectFilter};
@@ -57,6 +58,71 @@ impl SqlTx {
 
     pub async fn ping(&mut self) -> Result<()> {
         Q::new("SELECT 1 AS one").fetch_optional(&mut self.conn).await.map(|_| ())
+    }
+
+    async fn insert_transfer(&mut self, t: &Transfer) -> Result<()> {
+        Q::new(&format!("INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+            .str(&t.id.uuid_string())
+            .str(&t.org_id.uuid_string())
+            .str(&t.debit.to_stored())
+            .str(&t.credit.to_stored())
+            .int(t.amount)
+            .str(t.kind.as_str())
+            .str(t.status.as_str())
+            .opt_str(t.pending_id.map(|p| p.uuid_string()))
+            .opt_int(ts(t.expires_at))
+            .str(&t.metadata.to_string())
+            .int(t.created_at.millis())
+            .execute(&mut self.conn)
+            .await
+            .map(|_| ())
+    }
+
+    /// Inserts a ledger entry, stamped with its wallet's balances after the change.
+    async fn insert_credit_event(&mut self, e: &CreditEvent, after: &Wallet) -> Result<()> {
+        Q::new(
+            "INSERT INTO credit_events (id, org_id, project_id, credits, event_type, format, container_id, workflow_id, balance_after_prepaid, usage_after_period, metadata, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .str(&e.id)
+        .str(&e.org_id.uuid_string())
+        .opt_str(e.project_id.map(|p| p.uuid_string()))
+        .int(e.credits)
+        .str(e.event_type)
+        .opt_str(e.format.clone())
+        .opt_str(e.container_id.clone())
+        .opt_str(e.workflow_id.clone())
+        .int(after.prepaid_balance)
+        .int(after.used_this_period)
+        .str(&e.metadata.to_string())
+        .int(e.created_at.millis())
+        .execute(&mut self.conn)
+        .await
+        .map(|_| ())
+    }
+
+    /// Moves a wallet by a change, guarded: `None` when the result would take a bucket below
+    /// zero or reserve more than the balance (the row is then unchanged). On PostgreSQL the row
+    /// is locked from here to commit, so a contended wallet's change is posted last.
+    async fn move_wallet(&mut self, c: &WalletChange, at: Timestamp) -> Result<Option<Wallet>> {
+        let row = Q::new(&format!(
+            "UPDATE wallets SET included_remaining = included_remaining + $2, prepaid_balance = prepaid_balance + $3, \
+             reserved = reserved + $4, used_this_period = used_this_period + $5, included_this_period = included_this_period + $6, \
+             updated_at = $7 \
+             WHERE org_id = $1 AND included_remaining + $2 >= 0 AND prepaid_balance + $3 >= 0 AND reserved + $4 >= 0 \
+             AND used_this_period + $5 >= 0 AND included_remaining + $2 + prepaid_balance + $3 >= reserved + $4 \
+             RETURNING {WALLET_COLUMNS}"
+        ))
+        .str(&c.org_id.uuid_string())
+        .int(c.included)
+        .int(c.prepaid)
+        .int(c.reserved)
+        .int(c.used)
+        .int(c.included_granted)
+        .int(at.millis())
+        .fetch_optional(&mut self.conn)
+        .await?;
+        row.map(|r| rows::wallet(&r)).transpose()
     }
 
     /// The row-lock suffix for a single-row read in this transaction.
@@ -417,44 +483,68 @@ impl Tx for SqlTx {
         self.one(WALLET_COLUMNS, "wallets", "org_id", &org.uuid_string(), rows::wallet).await
     }
 
-    async fn update_wallet(&mut self, w: &Wallet) -> Result<()> {
-        let q = Q::new(
-            "UPDATE wallets SET included_remaining = $2, prepaid_balance = $3, reserved = $4, used_this_period = $5, \
-             included_this_period = $6, period_start = $7, monthly_cap = $8, refill_threshold = $9, refill_amount = $10, updated_at = $11 \
-             WHERE org_id = $1",
-        );
-        wallet_args(q, w).execute(&mut self.conn).await.map(|_| ())
+    async fn wallet_snapshot(&mut self, org: OrgId) -> Result<Option<Wallet>> {
+        let row = Q::new(&format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE org_id = $1"))
+            .str(&org.uuid_string())
+            .fetch_optional(&mut self.conn)
+            .await?;
+        row.map(|r| rows::wallet(&r)).transpose()
     }
 
-    async fn insert_transfer(&mut self, t: &Transfer) -> Result<()> {
-        Q::new(&format!("INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
-            .str(&t.id.uuid_string())
-            .str(&t.org_id.uuid_string())
-            .str(&t.debit.to_stored())
-            .str(&t.credit.to_stored())
-            .int(t.amount)
-            .str(t.kind.as_str())
-            .str(t.status.as_str())
-            .opt_str(t.pending_id.map(|p| p.uuid_string()))
-            .opt_int(ts(t.expires_at))
-            .str(&t.metadata.to_string())
-            .int(t.created_at.millis())
-            .execute(&mut self.conn)
-            .await
-            .map(|_| ())
+    async fn update_wallet_terms(&mut self, w: &Wallet) -> Result<()> {
+        Q::new(
+            "UPDATE wallets SET used_this_period = $2, included_this_period = $3, period_start = $4, monthly_cap = $5, \
+             refill_threshold = $6, refill_amount = $7, updated_at = $8 WHERE org_id = $1",
+        )
+        .str(&w.org_id.uuid_string())
+        .int(w.used_this_period)
+        .int(w.included_this_period)
+        .int(w.period_start.millis())
+        .opt_int(w.config.monthly_credit_cap)
+        .opt_int(w.config.refill_threshold)
+        .opt_int(w.config.refill_amount)
+        .int(w.updated_at.millis())
+        .execute(&mut self.conn)
+        .await
+        .map(|_| ())
+    }
+
+    async fn post_transfers(&mut self, batch: &LedgerBatch) -> Result<Option<Vec<Wallet>>> {
+        for p in &batch.postings {
+            match p {
+                Posting::Transfer(t) => self.insert_transfer(t).await?,
+                Posting::Resolve { id, status, .. } => {
+                    let n = Q::new("UPDATE transfers SET status = $2 WHERE id = $1 AND status = 'pending'")
+                        .str(&id.uuid_string())
+                        .str(status.as_str())
+                        .execute(&mut self.conn)
+                        .await?;
+                    if n != 1 {
+                        return Err(CoreError::internal(format!("reservation {id} was already resolved")));
+                    }
+                }
+            }
+        }
+        let mut after = Vec::with_capacity(batch.changes.len());
+        for c in &batch.changes {
+            let Some(w) = self.move_wallet(c, batch.at).await? else {
+                return Ok(None);
+            };
+            for e in batch.entries.iter().filter(|e| e.org_id == w.org_id) {
+                self.insert_credit_event(e, &w).await?;
+            }
+            after.push(w);
+        }
+        // Entries of wallets the batch did not move (none today) are stamped with their balances.
+        for e in batch.entries.iter().filter(|e| !after.iter().any(|w| w.org_id == e.org_id)) {
+            let w = self.wallet_snapshot(e.org_id).await?.ok_or_else(|| CoreError::internal(format!("org {} has no wallet", e.org_id)))?;
+            self.insert_credit_event(e, &w).await?;
+        }
+        Ok(Some(after))
     }
 
     async fn transfer(&mut self, id: TxnId) -> Result<Option<Transfer>> {
         self.one(TRANSFER_COLUMNS, "transfers", "id", &id.uuid_string(), rows::transfer).await
-    }
-
-    async fn set_transfer_status(&mut self, id: TxnId, status: TransferStatus) -> Result<()> {
-        Q::new("UPDATE transfers SET status = $2 WHERE id = $1")
-            .str(&id.uuid_string())
-            .str(status.as_str())
-            .execute(&mut self.conn)
-            .await
-            .map(|_| ())
     }
 
     async fn expired_reservations(&mut self, now: Timestamp, limit: u32) -> Result<Vec<TxnId>> {
@@ -473,28 +563,6 @@ impl Tx for SqlTx {
             .fetch_all(&mut self.conn)
             .await?;
         rows.iter().map(|r| OrgId::from_stored(&r.text("org_id")?)).collect()
-    }
-
-    async fn insert_credit_event(&mut self, e: &CreditEvent) -> Result<()> {
-        Q::new(
-            "INSERT INTO credit_events (id, org_id, project_id, credits, event_type, format, container_id, workflow_id, balance_after_prepaid, usage_after_period, metadata, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .str(&e.id)
-        .str(&e.org_id.uuid_string())
-        .opt_str(e.project_id.map(|p| p.uuid_string()))
-        .int(e.credits)
-        .str(e.event_type)
-        .opt_str(e.format.clone())
-        .opt_str(e.container_id.clone())
-        .opt_str(e.workflow_id.clone())
-        .int(e.balance_after_prepaid)
-        .int(e.usage_after_period)
-        .str(&e.metadata.to_string())
-        .int(e.created_at.millis())
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
     }
 
     async fn list_credit_events(&mut self, org: OrgId, f: &CreditEventFilter, req: PageRequest) -> Result<Vec<CreditEvent>> {

@@ -219,7 +219,7 @@ impl Strata {
             _ => (ContainerStatus::Canceled, None),
         };
         if let Some(r) = job.reservation_id {
-            self.settle_reservation_in(tx, r, consumed).await?;
+            self.settle_in(tx, r, consumed).await?;
         }
         let mut containers = tx.containers_of_job(job.id).await?;
         for (i, c) in containers.iter_mut().enumerate() {

@@ -9,6 +9,7 @@ mod credits;
 mod events;
 mod idempotency;
 mod keys;
+mod ledger;
 mod operator;
 mod orgs;
 mod posts;
@@ -20,9 +21,10 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+pub use crate::ledger::LedgerReport;
 pub use auth::{Caller, Credentials};
 pub use content::NewGeneration;
-pub use credits::{Allocation, CreditEventView, DEFAULT_RESERVATION_TIMEOUT_MS, LedgerReport, SpendRequest};
+pub use credits::{Allocation, CreditEventView, DEFAULT_RESERVATION_TIMEOUT_MS, SpendRequest};
 pub use idempotency::Claimed;
 pub use keys::{KeyEnv, NewKey};
 pub use operator::{NewPartner, PartnerCreated};

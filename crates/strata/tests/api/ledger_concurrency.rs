@@ -91,3 +91,38 @@ async fn sixty_four_concurrent_clients_keep_the_ledger_exact() {
     }
     assert_eq!(moved_once, 1, "the retried allocation moved credits exactly once");
 }
+
+/// Allocations racing for the last of a parent's credits: the parent's debit is guarded where
+/// it is posted, so exactly what was funded moves and every other allocation is 402, never an
+/// overdraft or a 500.
+#[tokio::test]
+async fn allocations_racing_for_the_last_credits_never_overdraw_the_parent() {
+    let app = Arc::new(TestApp::spawn().await);
+    app.grant(&app.partner_org, 1_000).await;
+    let mut children = Vec::new();
+    for i in 0..4 {
+        children.push(app.create_child(&format!("racer-{i}")).await);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..32usize {
+        let app = app.clone();
+        let child = children[i % 4].clone();
+        tasks.push(tokio::spawn(async move { app.allocate(&child, 100).await }));
+    }
+    let (mut funded, mut refused) = (0, 0);
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status {
+            201 => funded += 1,
+            402 => {
+                assert_eq!(r.body["error"]["code"], "BILLING_EXHAUSTED", "{}", r.body);
+                refused += 1;
+            }
+            s => panic!("unexpected {s}: {}", r.body),
+        }
+    }
+    assert_eq!((funded, refused), (10, 22));
+    let parent = app.get("/v1/credits").key(&app.admin_key).send().await;
+    assert_eq!(parent.body["balance"], 0);
+    app.assert_ledger().await;
+}
