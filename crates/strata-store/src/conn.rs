@@ -1,10 +1,12 @@
-//! The connection a transaction runs on: a PostgreSQL transaction through sqlx, or a SQLite
-//! connection held in-thread (the group-committed writer or a reader). Statements are the same
-//! text on both; only the binding differs.
+//! The connection a transaction runs on: a PostgreSQL transaction through sqlx's native
+//! PostgreSQL driver (prepared statements, cached per connection), or a SQLite connection held
+//! in-thread (the group-committed writer or a reader). Statements are the same text on both;
+//! only the binding and the decoding differ.
 
 use std::sync::Arc;
 
-use sqlx::{Any, Column, Row as _, Transaction, TypeInfo};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::{Column, PgPool, Postgres, Row as _, Transaction, TypeInfo};
 use strata_core::error::{CoreError, Result};
 
 use crate::db_err;
@@ -12,9 +14,9 @@ use crate::lite::{LiteRead, LiteWrite};
 use crate::query::{Arg, Cell, Q, Row};
 
 pub(crate) enum Conn {
-    Pg(Transaction<'static, Any>),
+    Pg(Transaction<'static, Postgres>),
     /// A single statement on a pooled PostgreSQL connection, outside any transaction.
-    PgPool(sqlx::AnyPool),
+    PgPool(PgPool),
     LiteWrite(LiteWrite),
     LiteRead(LiteRead),
 }
@@ -22,8 +24,8 @@ pub(crate) enum Conn {
 impl Conn {
     pub async fn execute(&mut self, q: &Q) -> Result<u64> {
         match self {
-            Conn::Pg(tx) => bind_any(q).execute(&mut **tx).await.map(|r| r.rows_affected()).map_err(db_err),
-            Conn::PgPool(pool) => bind_any(q).execute(&*pool).await.map(|r| r.rows_affected()).map_err(db_err),
+            Conn::Pg(tx) => bind_pg(q).execute(&mut **tx).await.map(|r| r.rows_affected()).map_err(db_err),
+            Conn::PgPool(pool) => bind_pg(q).execute(&*pool).await.map(|r| r.rows_affected()).map_err(db_err),
             Conn::LiteWrite(w) => lite_execute(w.conn(), q),
             Conn::LiteRead(r) => lite_execute(r.conn(), q),
         }
@@ -32,12 +34,12 @@ impl Conn {
     pub async fn fetch_all(&mut self, q: &Q) -> Result<Vec<Row>> {
         match self {
             Conn::Pg(tx) => {
-                let rows = bind_any(q).fetch_all(&mut **tx).await.map_err(db_err)?;
-                rows.iter().map(any_row).collect()
+                let rows = bind_pg(q).fetch_all(&mut **tx).await.map_err(db_err)?;
+                rows.iter().map(pg_row).collect()
             }
             Conn::PgPool(pool) => {
-                let rows = bind_any(q).fetch_all(&*pool).await.map_err(db_err)?;
-                rows.iter().map(any_row).collect()
+                let rows = bind_pg(q).fetch_all(&*pool).await.map_err(db_err)?;
+                rows.iter().map(pg_row).collect()
             }
             Conn::LiteWrite(w) => lite_fetch(w.conn(), q),
             Conn::LiteRead(r) => lite_fetch(r.conn(), q),
@@ -54,29 +56,28 @@ impl Conn {
     }
 }
 
-fn bind_any(q: &Q) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments<'_>> {
+fn bind_pg(q: &Q) -> sqlx::query::Query<'_, Postgres, PgArguments> {
     let mut query = sqlx::query(&q.sql);
     for a in &q.args {
         query = match a {
             Arg::Int(v) => query.bind(*v),
-            Arg::Str(v) => query.bind(v.clone()),
+            Arg::Str(v) => query.bind(v.as_deref()),
         };
     }
     query
 }
 
-fn any_row(r: &sqlx::any::AnyRow) -> Result<Row> {
+/// Decodes a PostgreSQL row into the neutral row: integer columns (`INT2/4/8`) as integers,
+/// everything else as text.
+fn pg_row(r: &PgRow) -> Result<Row> {
     let names: Arc<[String]> = r.columns().iter().map(|c| c.name().to_owned()).collect();
     let mut cells = Vec::with_capacity(names.len());
     for (i, col) in r.columns().iter().enumerate() {
-        let ty = col.type_info().name().to_ascii_uppercase();
-        let cell = if ty.contains("INT") {
-            r.try_get::<Option<i64>, _>(i).map_err(db_err)?.map_or(Cell::Null, Cell::Int)
-        } else {
-            match r.try_get::<Option<String>, _>(i) {
-                Ok(v) => v.map_or(Cell::Null, Cell::Text),
-                Err(_) => r.try_get::<Option<i64>, _>(i).map_err(db_err)?.map_or(Cell::Null, Cell::Int),
-            }
+        let cell = match col.type_info().name() {
+            "INT8" => r.try_get::<Option<i64>, _>(i).map_err(db_err)?.map_or(Cell::Null, Cell::Int),
+            "INT4" => r.try_get::<Option<i32>, _>(i).map_err(db_err)?.map_or(Cell::Null, |v| Cell::Int(i64::from(v))),
+            "INT2" => r.try_get::<Option<i16>, _>(i).map_err(db_err)?.map_or(Cell::Null, |v| Cell::Int(i64::from(v))),
+            _ => r.try_get::<Option<String>, _>(i).map_err(db_err)?.map_or(Cell::Null, Cell::Text),
         };
         cells.push(cell);
     }

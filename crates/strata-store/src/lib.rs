@@ -1,6 +1,7 @@
-//! The SQLite and PostgreSQL backends of strata's Store port. One SQL implementation serves both
-//! through sqlx's `Any` driver (statements use `$n` placeholders, which both engines accept);
-//! each backend owns its migrations and its connection policy:
+//! The SQLite and PostgreSQL backends of strata's Store port. One SQL text serves both
+//! (statements use `$n` placeholders), run in-thread through rusqlite on SQLite and through
+//! sqlx's native PostgreSQL driver on PostgreSQL; each backend owns its migrations and its
+//! connection policy:
 //!
 //! - SQLite: WAL, `synchronous=FULL`, foreign keys on, one writer connection taking
 //!   `BEGIN IMMEDIATE`, pooled readers.
@@ -19,8 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use strata_core::clock::Timestamp;
 use strata_core::error::{CoreError, Result};
 use strata_core::id::ApiKeyId;
@@ -50,7 +52,7 @@ pub(crate) enum Dialect {
 
 enum Db {
     Sqlite(LiteDb),
-    Postgres(AnyPool),
+    Postgres(PgPool),
 }
 
 pub struct SqlStore {
@@ -73,7 +75,6 @@ pub(crate) fn unique_conflict() -> CoreError {
 impl SqlStore {
     /// Connects, applies the backend's migrations, and returns the store.
     pub async fn connect(backend: &Backend) -> Result<Self> {
-        install_default_drivers();
         match backend {
             Backend::Sqlite { dir } => Self::connect_sqlite(dir).await,
             Backend::Postgres { url } => Self::connect_postgres(url).await,
@@ -84,26 +85,19 @@ impl SqlStore {
         std::fs::create_dir_all(dir).map_err(|e| CoreError::internal(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("strata.db");
         // Migrations run through sqlx, on a connection of their own, before serving starts.
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let pool = AnyPoolOptions::new()
-            .max_connections(1)
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await
-            .map_err(db_err)?;
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(db_err)?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(|e| CoreError::internal(format!("migrations: {e}")))?;
         pool.close().await;
         Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4)?) })
     }
 
     async fn connect_postgres(url: &str) -> Result<Self> {
-        let pool = AnyPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(30)).connect(url).await.map_err(db_err)?;
+        let pool = PgPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(30)).connect(url).await.map_err(db_err)?;
         sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| CoreError::internal(format!("migrations: {e}")))?;
         Ok(Self { db: Db::Postgres(pool) })
     }
