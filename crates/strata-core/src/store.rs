@@ -37,6 +37,14 @@ pub trait Store: Send + Sync + 'static {
     /// The auth hot path: the key with this public keyid and its org, in one indexed read.
     async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org)>>;
 
+    /// Inserts an idempotency claim unless one exists, in a transaction of its own that need not
+    /// wait for the disk; returns whether it was inserted. Relaxed durability is safe here: the
+    /// claim matters only once the write's own transaction commits it complete, and that
+    /// durable commit comes later in the log, so it makes the claim durable too; a claim lost in
+    /// a crash took no effect and acknowledged nothing. (PostgreSQL: `synchronous_commit = off`;
+    /// SQLite's group commit already shares one sync among concurrent writers.)
+    async fn idem_claim_fresh(&self, rec: &IdemRecord) -> Result<bool>;
+
     /// Records when keys were last used (batched by the caller; never per request).
     async fn touch_keys(&self, used: &[(ApiKeyId, Timestamp)]) -> Result<()>;
 

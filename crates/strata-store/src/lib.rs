@@ -26,6 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use strata_core::clock::Timestamp;
 use strata_core::error::{CoreError, Result};
 use strata_core::id::ApiKeyId;
+use strata_core::idempotency::IdemRecord;
 use strata_core::key::ApiKey;
 use strata_core::org::Org;
 use strata_core::store::{Store, Tx};
@@ -52,7 +53,12 @@ pub(crate) enum Dialect {
 
 enum Db {
     Sqlite(LiteDb),
-    Postgres(PgPool),
+    /// The pool, and a small pool whose sessions commit without waiting for the disk (for
+    /// idempotency claims only; see `Store::idem_claim_fresh`).
+    Postgres {
+        pool: PgPool,
+        relaxed: PgPool,
+    },
 }
 
 pub struct SqlStore {
@@ -99,7 +105,19 @@ impl SqlStore {
     async fn connect_postgres(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(30)).connect(url).await.map_err(db_err)?;
         sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| CoreError::internal(format!("migrations: {e}")))?;
-        Ok(Self { db: Db::Postgres(pool) })
+        let relaxed = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(conn, "SET synchronous_commit = off").await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(db_err)?;
+        Ok(Self { db: Db::Postgres { pool, relaxed } })
     }
 
     /// Wraps the store for the services.
@@ -111,10 +129,10 @@ impl SqlStore {
         let (conn, dialect) = match &self.db {
             Db::Sqlite(db) if write => (Conn::LiteWrite(db.write().await?), Dialect::Sqlite),
             Db::Sqlite(db) => (Conn::LiteRead(db.read().await?), Dialect::Sqlite),
-            Db::Postgres(pool) if write => (Conn::Pg(pool.begin().await.map_err(db_err)?), Dialect::Postgres),
+            Db::Postgres { pool, .. } if write => (Conn::Pg(pool.begin().await.map_err(db_err)?), Dialect::Postgres),
             // Under READ COMMITTED a read-only transaction buys no consistency across
             // statements, only two round trips: reads go straight to the pool.
-            Db::Postgres(pool) => (Conn::PgPool(pool.clone()), Dialect::Postgres),
+            Db::Postgres { pool, .. } => (Conn::PgPool(pool.clone()), Dialect::Postgres),
         };
         Ok(SqlTx::new(conn, dialect, write))
     }
@@ -125,7 +143,7 @@ impl Store for SqlStore {
     fn backend(&self) -> &'static str {
         match self.db {
             Db::Sqlite(_) => "sqlite",
-            Db::Postgres(_) => "postgres",
+            Db::Postgres { .. } => "postgres",
         }
     }
 
@@ -146,9 +164,19 @@ impl Store for SqlStore {
         let q = Q::new(&sql).str(keyid);
         let row = match &self.db {
             Db::Sqlite(db) => q.fetch_optional(&mut Conn::LiteRead(db.read_one().await)).await?,
-            Db::Postgres(pool) => q.fetch_optional(&mut Conn::PgPool(pool.clone())).await?,
+            Db::Postgres { pool, .. } => q.fetch_optional(&mut Conn::PgPool(pool.clone())).await?,
         };
         row.map(|r| Ok((rows::key(&r, "")?, rows::org(&r, "o_")?))).transpose()
+    }
+
+    async fn idem_claim_fresh(&self, rec: &IdemRecord) -> Result<bool> {
+        let mut tx = match &self.db {
+            Db::Sqlite(db) => SqlTx::new(Conn::LiteWrite(db.write().await?), Dialect::Sqlite, true),
+            Db::Postgres { relaxed, .. } => SqlTx::new(Conn::PgPool(relaxed.clone()), Dialect::Postgres, false),
+        };
+        let inserted = tx.idem_insert(rec).await?;
+        Tx::commit(Box::new(tx)).await?;
+        Ok(inserted)
     }
 
     async fn touch_keys(&self, used: &[(ApiKeyId, Timestamp)]) -> Result<()> {

@@ -80,49 +80,60 @@ impl SqlTx {
 
     /// Inserts a ledger entry, stamped with its wallet's balances after the change.
     async fn insert_credit_event(&mut self, e: &CreditEvent, after: &Wallet) -> Result<()> {
-        Q::new(
-            "INSERT INTO credit_events (id, org_id, project_id, credits, event_type, format, container_id, workflow_id, balance_after_prepaid, usage_after_period, metadata, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .str(&e.id)
-        .str(&e.org_id.uuid_string())
-        .opt_str(e.project_id.map(|p| p.uuid_string()))
-        .int(e.credits)
-        .str(e.event_type)
-        .opt_str(e.format.clone())
-        .opt_str(e.container_id.clone())
-        .opt_str(e.workflow_id.clone())
-        .int(after.prepaid_balance)
-        .int(after.used_this_period)
-        .str(&e.metadata.to_string())
-        .int(e.created_at.millis())
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
+        let q = Q::new(&format!(
+            "INSERT INTO credit_events ({ENTRY_COLUMNS}, balance_after_prepaid, usage_after_period) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ));
+        entry_args(q, e).int(after.prepaid_balance).int(after.used_this_period).execute(&mut self.conn).await.map(|_| ())
     }
 
-    /// Moves a wallet by a change, guarded: `None` when the result would take a bucket below
-    /// zero or reserve more than the balance (the row is then unchanged). On PostgreSQL the row
-    /// is locked from here to commit, so a contended wallet's change is posted last.
-    async fn move_wallet(&mut self, c: &WalletChange, at: Timestamp) -> Result<Option<Wallet>> {
-        let row = Q::new(&format!(
+    /// Moves a wallet by a change, guarded, and inserts its ledger entries stamped with its
+    /// balances after: `None` when the change would take a bucket below zero or reserve more
+    /// than the balance (the row is then unchanged). On PostgreSQL the row is locked from here
+    /// to commit (so a contended wallet's change is posted last), and the update and its entries
+    /// are one statement: one round trip under the lock.
+    async fn move_wallet(&mut self, c: &WalletChange, at: Timestamp, entries: &[&CreditEvent]) -> Result<Option<Wallet>> {
+        let update = format!(
             "UPDATE wallets SET included_remaining = included_remaining + $2, prepaid_balance = prepaid_balance + $3, \
              reserved = reserved + $4, used_this_period = used_this_period + $5, included_this_period = included_this_period + $6, \
              updated_at = $7 \
              WHERE org_id = $1 AND included_remaining + $2 >= 0 AND prepaid_balance + $3 >= 0 AND reserved + $4 >= 0 \
              AND used_this_period + $5 >= 0 AND included_remaining + $2 + prepaid_balance + $3 >= reserved + $4 \
              RETURNING {WALLET_COLUMNS}"
-        ))
-        .str(&c.org_id.uuid_string())
-        .int(c.included)
-        .int(c.prepaid)
-        .int(c.reserved)
-        .int(c.used)
-        .int(c.included_granted)
-        .int(at.millis())
-        .fetch_optional(&mut self.conn)
-        .await?;
-        row.map(|r| rows::wallet(&r)).transpose()
+        );
+        let mut q = Q::new(&update)
+            .str(&c.org_id.uuid_string())
+            .int(c.included)
+            .int(c.prepaid)
+            .int(c.reserved)
+            .int(c.used)
+            .int(c.included_granted)
+            .int(at.millis());
+        let fused = self.dialect == Dialect::Postgres && !entries.is_empty();
+        if fused {
+            let mut values = Vec::with_capacity(entries.len());
+            for e in entries {
+                let first = q.args.len() + 1;
+                values.push(format!("({})", (first..first + ENTRY_ARITY).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")));
+                q = entry_args(q, e);
+            }
+            q.sql = format!(
+                "WITH w AS ({update}), e AS (INSERT INTO credit_events ({ENTRY_COLUMNS}, balance_after_prepaid, usage_after_period) \
+                 SELECT v.*, w.prepaid_balance, w.used_this_period FROM w, (VALUES {}) AS v({ENTRY_COLUMNS})) \
+                 SELECT {WALLET_COLUMNS} FROM w",
+                values.join(", ")
+            );
+        }
+        let Some(row) = q.fetch_optional(&mut self.conn).await? else {
+            return Ok(None);
+        };
+        let w = rows::wallet(&row)?;
+        if !fused {
+            for e in entries {
+                self.insert_credit_event(e, &w).await?;
+            }
+        }
+        Ok(Some(w))
     }
 
     /// The row-lock suffix for a single-row read in this transaction.
@@ -137,6 +148,24 @@ fn bool_int(b: bool) -> i64 {
 
 fn ts(t: Option<Timestamp>) -> Option<i64> {
     t.map(Timestamp::millis)
+}
+
+/// The columns of a ledger entry a service writes (the store adds the balances after).
+const ENTRY_COLUMNS: &str = "id, org_id, project_id, credits, event_type, format, container_id, workflow_id, metadata, created_at";
+const ENTRY_ARITY: usize = 10;
+
+/// Binds a ledger entry, in `ENTRY_COLUMNS` order.
+fn entry_args(q: Q, e: &CreditEvent) -> Q {
+    q.str(&e.id)
+        .str(&e.org_id.uuid_string())
+        .opt_str(e.project_id.map(|p| p.uuid_string()))
+        .int(e.credits)
+        .str(e.event_type)
+        .opt_str(e.format.clone())
+        .opt_str(e.container_id.clone())
+        .opt_str(e.workflow_id.clone())
+        .str(&e.metadata.to_string())
+        .int(e.created_at.millis())
 }
 
 /// Binds every column of a wallet, in `WALLET_COLUMNS` order.
@@ -527,12 +556,10 @@ impl Tx for SqlTx {
         }
         let mut after = Vec::with_capacity(batch.changes.len());
         for c in &batch.changes {
-            let Some(w) = self.move_wallet(c, batch.at).await? else {
+            let entries: Vec<&CreditEvent> = batch.entries.iter().filter(|e| e.org_id == c.org_id).collect();
+            let Some(w) = self.move_wallet(c, batch.at, &entries).await? else {
                 return Ok(None);
             };
-            for e in batch.entries.iter().filter(|e| e.org_id == w.org_id) {
-                self.insert_credit_event(e, &w).await?;
-            }
             after.push(w);
         }
         // Entries of wallets the batch did not move (none today) are stamped with their balances.

@@ -301,6 +301,9 @@ impl Strata {
         .await?;
         let data = json!({ "transferId": t.id, "credits": req.credits, "fromOrganizationId": caller.org_id(), "balance": child_w.balance(), "available": child_w.available() });
         tx.insert_event(&self.event(EventType::CreditsAllocated, child.id, None, data)).await?;
+        let reply = Reply::json(201, &view);
+        self.complete_claim(tx.as_mut(), idem, &reply).await?;
+        // Last, the contended debit: the parent's row is locked from here to commit.
         let Some(after) = self.post(tx.as_mut(), &batch).await? else {
             // Another transaction spent the parent's credits since it was read.
             let now = tx.wallet_snapshot(caller.org_id()).await?.map_or(0, |w| spendable_prepaid(&w));
@@ -309,7 +312,8 @@ impl Strata {
         if let Some((parent_after, change)) = after_of(&after, &batch, caller.org_id()) {
             self.note_low(tx.as_mut(), &parent_after, available_before(&parent_after, &change)).await?;
         }
-        self.finish(tx, idem, Reply::json(201, &view)).await
+        tx.commit().await?;
+        Ok(reply)
     }
 
     /// `PATCH /v1/organizations/:orgId/credit-config`.

@@ -18,7 +18,6 @@ pub enum Claimed {
 impl Strata {
     pub async fn idem_claim(&self, caller: &Caller, key: String, fingerprint: String) -> Result<Claimed> {
         let now = self.now();
-        let mut tx = self.store.write().await?;
         let rec = IdemRecord {
             api_key_id: caller.key.id,
             key: key.clone(),
@@ -27,6 +26,11 @@ impl Strata {
             created_at: now,
             lease_until: now.plus_ms(CLAIM_LEASE_MS),
         };
+        // The common case, a key never seen: one relaxed statement.
+        if self.store.idem_claim_fresh(&rec).await? {
+            return Ok(Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint, token: now }));
+        }
+        let mut tx = self.store.write().await?;
         let outcome = if tx.idem_insert(&rec).await? {
             Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint, token: now })
         } else {

@@ -158,15 +158,21 @@ impl Strata {
 
     /// Commits a write with its idempotency record (when the request carried a key).
     pub(crate) async fn finish(&self, mut tx: Box<dyn Tx>, idem: Option<&IdemClaim>, reply: Reply) -> Result<Reply> {
+        self.complete_claim(tx.as_mut(), idem, &reply).await?;
+        tx.commit().await?;
+        Ok(reply)
+    }
+
+    /// Writes the reply into the request's idempotency claim inside the write's transaction.
+    pub(crate) async fn complete_claim(&self, tx: &mut dyn Tx, idem: Option<&IdemClaim>, reply: &Reply) -> Result<()> {
         if let Some(claim) = idem {
             // Only the holder of the claim may complete it; a request that outlived its lease
             // was taken over, and its effect must not commit beside the retry's.
-            if tx.idem_complete(claim.api_key_id, &claim.key, claim.token, &self.seal_reply(&reply)).await? != 1 {
+            if tx.idem_complete(claim.api_key_id, &claim.key, claim.token, &self.seal_reply(reply)).await? != 1 {
                 return Err(crate::error::CoreError::IdempotencyConflict { in_progress: true });
             }
         }
-        tx.commit().await?;
-        Ok(reply)
+        Ok(())
     }
 
     /// Stored replies are encrypted: a key mint's reply holds a secret shown once.
