@@ -34,8 +34,9 @@ pub trait Store: Send + Sync + 'static {
     /// A read-only transaction (a consistent snapshot where the backend gives one).
     async fn read(&self) -> Result<Box<dyn Tx>>;
 
-    /// The auth hot path: the key with this public keyid and its org, in one indexed read.
-    async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org)>>;
+    /// The auth hot path: the key with this public keyid, its org and the org's wallet (for
+    /// whoami), in one indexed read.
+    async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org, Wallet)>>;
 
     /// Inserts an idempotency claim unless one exists, in a transaction of its own that need not
     /// wait for the disk; returns whether it was inserted. Relaxed durability is safe here: the

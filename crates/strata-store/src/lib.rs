@@ -24,6 +24,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use strata_core::clock::Timestamp;
+use strata_core::credits::Wallet;
 use strata_core::error::{CoreError, Result};
 use strata_core::id::ApiKeyId;
 use strata_core::idempotency::IdemRecord;
@@ -155,18 +156,20 @@ impl Store for SqlStore {
         Ok(Box::new(self.begin(false).await?))
     }
 
-    async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org)>> {
+    async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org, Wallet)>> {
         let sql = format!(
-            "SELECT {}, {} FROM api_keys k JOIN organizations o ON o.id = k.org_id WHERE k.keyid = $1",
+            "SELECT {}, {}, {} FROM api_keys k JOIN organizations o ON o.id = k.org_id JOIN wallets w ON w.org_id = o.id \
+             WHERE k.keyid = $1",
             rows::KEY_COLUMNS_K,
-            rows::ORG_COLUMNS_O
+            rows::ORG_COLUMNS_O,
+            rows::WALLET_COLUMNS_W
         );
         let q = Q::new(&sql).str(keyid);
         let row = match &self.db {
             Db::Sqlite(db) => q.fetch_optional(&mut Conn::LiteRead(db.read_one().await)).await?,
             Db::Postgres { pool, .. } => q.fetch_optional(&mut Conn::PgPool(pool.clone())).await?,
         };
-        row.map(|r| Ok((rows::key(&r, "")?, rows::org(&r, "o_")?))).transpose()
+        row.map(|r| Ok((rows::key(&r, "")?, rows::org(&r, "o_")?, rows::wallet_prefixed(&r, "w_")?))).transpose()
     }
 
     async fn idem_claim_fresh(&self, rec: &IdemRecord) -> Result<bool> {

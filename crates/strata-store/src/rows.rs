@@ -59,6 +59,8 @@ pub(crate) const KEY_COLUMNS: &str = "seq, id, org_id, name, env, keyid, secret_
 pub(crate) const KEY_COLUMNS_K: &str = "k.seq, k.id, k.org_id, k.name, k.env, k.keyid, k.secret_hash, k.scopes, k.tier, k.status, k.killed, k.created_at, k.last_used_at, k.rotated_at, k.revoked_at, k.grace_until, k.superseded_by";
 /// Org columns of the `o` alias, renamed `o_<column>`.
 pub(crate) const ORG_COLUMNS_O: &str = "o.seq AS o_seq, o.id AS o_id, o.parent_id AS o_parent_id, o.name AS o_name, o.status AS o_status, o.metadata AS o_metadata, o.billing_email AS o_billing_email, o.access_revoked AS o_access_revoked, o.archived_at AS o_archived_at, o.archive_reclaimed AS o_archive_reclaimed, o.archive_revoked AS o_archive_revoked, o.created_at AS o_created_at, o.updated_at AS o_updated_at";
+/// Wallet columns of the `w` alias, renamed `w_<column>`.
+pub(crate) const WALLET_COLUMNS_W: &str = "w.org_id AS w_org_id, w.included_remaining AS w_included_remaining, w.prepaid_balance AS w_prepaid_balance, w.reserved AS w_reserved, w.used_this_period AS w_used_this_period, w.included_this_period AS w_included_this_period, w.period_start AS w_period_start, w.monthly_cap AS w_monthly_cap, w.refill_threshold AS w_refill_threshold, w.refill_amount AS w_refill_amount, w.updated_at AS w_updated_at";
 pub(crate) const AUDIT_COLUMNS: &str = "seq, id, event_type, occurred_at, request_id, org_id, project_id, api_key_id, actor, data";
 pub(crate) const EVENT_COLUMNS: &str = "seq, id, event_type, org_id, project_id, data, created_at";
 pub(crate) const PROJECT_COLUMNS: &str = "seq, id, org_id, name, status, customer_external_id, timezone, primary_language, owner_email, metadata, created_at, updated_at, archived_at";
@@ -197,22 +199,28 @@ pub(crate) fn event(r: &Row) -> Result<Event> {
     })
 }
 
-pub(crate) fn wallet(r: &Row) -> Result<Wallet> {
+/// A wallet from columns named `<p><column>`.
+pub(crate) fn wallet_prefixed(r: &Row, p: &str) -> Result<Wallet> {
+    let c = |n: &str| col(p, n);
     Ok(Wallet {
-        org_id: OrgId::from_stored(&text(r, "org_id")?)?,
-        included_remaining: int(r, "included_remaining")?,
-        prepaid_balance: int(r, "prepaid_balance")?,
-        reserved: int(r, "reserved")?,
-        used_this_period: int(r, "used_this_period")?,
-        included_this_period: int(r, "included_this_period")?,
-        period_start: Timestamp(int(r, "period_start")?),
+        org_id: OrgId::from_stored(&text(r, &c("org_id"))?)?,
+        included_remaining: int(r, &c("included_remaining"))?,
+        prepaid_balance: int(r, &c("prepaid_balance"))?,
+        reserved: int(r, &c("reserved"))?,
+        used_this_period: int(r, &c("used_this_period"))?,
+        included_this_period: int(r, &c("included_this_period"))?,
+        period_start: Timestamp(int(r, &c("period_start"))?),
         config: CreditConfig {
-            monthly_credit_cap: opt_int(r, "monthly_cap")?,
-            refill_threshold: opt_int(r, "refill_threshold")?,
-            refill_amount: opt_int(r, "refill_amount")?,
+            monthly_credit_cap: opt_int(r, &c("monthly_cap"))?,
+            refill_threshold: opt_int(r, &c("refill_threshold"))?,
+            refill_amount: opt_int(r, &c("refill_amount"))?,
         },
-        updated_at: Timestamp(int(r, "updated_at")?),
+        updated_at: Timestamp(int(r, &c("updated_at"))?),
     })
+}
+
+pub(crate) fn wallet(r: &Row) -> Result<Wallet> {
+    wallet_prefixed(r, "")
 }
 
 pub(crate) fn transfer(r: &Row) -> Result<Transfer> {

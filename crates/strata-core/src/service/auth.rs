@@ -1,11 +1,13 @@
-//! Authentication and the acting org: the hot path of every request. One indexed read, no write
-//! on success (`lastUsedAt` is batched). Every rejection is audited.
+//! Authentication and the acting org: the hot path of every request. One indexed read (the key,
+//! its org and the org's wallet), no write on success (`lastUsedAt` is batched). Every rejection
+//! is audited.
 
 use serde_json::json;
 
 use super::{Stamp, Strata};
 use crate::apikey::PresentedKey;
 use crate::audit::Actor;
+use crate::credits::Wallet;
 use crate::error::{CoreError, KillScope, Result};
 use crate::id::{OrgId, RequestId};
 use crate::key::ApiKey;
@@ -39,6 +41,8 @@ pub struct Caller {
     pub home: Org,
     /// The org the request acts in: `home`, or a direct child named by the header.
     pub org: Org,
+    /// `home`'s wallet as read with the key (whoami shows it without another read).
+    pub(crate) home_wallet: Wallet,
     pub request_id: RequestId,
     strata: Strata,
 }
@@ -125,7 +129,8 @@ impl Strata {
             return Err(unauth("wrong_scheme"));
         }
         let presented = PresentedKey::parse(token.trim()).map_err(|e| (e, None))?;
-        let (key, home) = self.store.auth_lookup(&presented.keyid).await.map_err(|e| (e, None))?.ok_or(unauth("unknown_key"))?;
+        let (key, home, home_wallet) =
+            self.store.auth_lookup(&presented.keyid).await.map_err(|e| (e, None))?.ok_or(unauth("unknown_key"))?;
         let now = self.now();
         let key_ref = Some(KeyRef { id: key.id, org: key.org_id });
         let reject = |reason| Err((CoreError::Unauthenticated { reason }, key_ref));
@@ -162,7 +167,7 @@ impl Strata {
             // The header is ignored for a key without org:admin.
             _ => home.clone(),
         };
-        Ok(Caller { key, home, org, request_id, strata: self.clone() })
+        Ok(Caller { key, home, org, home_wallet, request_id, strata: self.clone() })
     }
 
     async fn audit_rejection(&self, err: &CoreError, key: Option<KeyRef>, request_id: RequestId) {

@@ -93,9 +93,14 @@ impl Strata {
 
     /// `GET /v1/whoami`: answers for any valid key, even a killed or suspended one.
     pub async fn whoami(&self, caller: &Caller) -> Result<Reply> {
-        let mut tx = self.store.read().await?;
-        let wallet = self.wallet_now(tx.as_mut(), caller.org_id()).await?;
-        tx.commit().await?;
+        let wallet = if caller.acts_in_child() {
+            let mut tx = self.store.read().await?;
+            let wallet = self.wallet_now(tx.as_mut(), caller.org_id()).await?;
+            tx.commit().await?;
+            wallet
+        } else {
+            super::credits::wallet_as_of(caller.home_wallet.clone(), self.now())
+        };
         let view = WhoamiView {
             organization_id: caller.org.id,
             workspace_id: caller.org.id,
