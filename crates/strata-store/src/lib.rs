@@ -75,6 +75,23 @@ pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
     CoreError::internal(format!("database: {e}"))
 }
 
+/// Says what to do when the schema cannot be brought to this binary's version: a database
+/// migrated by a newer release is refused (this binary would misread it), never rolled back.
+fn migrate_err(migrator: &sqlx::migrate::Migrator, e: sqlx::migrate::MigrateError) -> CoreError {
+    use sqlx::migrate::MigrateError;
+    let newest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    CoreError::internal(match e {
+        MigrateError::VersionMissing(v) => format!(
+            "the database was migrated by a newer strata (schema migration {v}; this binary knows migrations up to {newest}): \
+             run that release or a newer one, or restore a backup taken before the upgrade"
+        ),
+        MigrateError::VersionMismatch(v) => {
+            format!("schema migration {v} in the database differs from the one this binary ships: the database was made by another build")
+        }
+        other => format!("migrations: {other}"),
+    })
+}
+
 pub(crate) fn unique_conflict() -> CoreError {
     CoreError::conflict("a record with the same unique key already exists")
 }
@@ -98,14 +115,18 @@ impl SqlStore {
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(db_err)?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(|e| CoreError::internal(format!("migrations: {e}")))?;
+        let migrator = sqlx::migrate!("migrations/sqlite");
+        migrator.run(&pool).await.map_err(|e| migrate_err(&migrator, e))?;
         pool.close().await;
         Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4)?) })
     }
 
     async fn connect_postgres(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(30)).connect(url).await.map_err(db_err)?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| CoreError::internal(format!("migrations: {e}")))?;
+        // sqlx holds a PostgreSQL advisory lock while it migrates, so N nodes starting together
+        // migrate once; the others wait, then find nothing to apply.
+        let migrator = sqlx::migrate!("migrations/postgres");
+        migrator.run(&pool).await.map_err(|e| migrate_err(&migrator, e))?;
         let relaxed = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
@@ -192,5 +213,26 @@ impl Store for SqlStore {
         let mut tx = self.begin(false).await?;
         tx.ping().await?;
         Tx::commit(Box::new(tx)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_schema_newer_than_the_binary_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Backend::Sqlite { dir: dir.path().to_owned() };
+        drop(SqlStore::connect(&backend).await.unwrap());
+        let conn = rusqlite::Connection::open(dir.path().join("strata.db")).unwrap();
+        conn.execute(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'from the future', 1, x'00', 0)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let err = SqlStore::connect(&backend).await.err().expect("a newer schema must be refused").to_string();
+        assert!(err.contains("migrated by a newer strata") && err.contains("9999"), "{err}");
     }
 }
