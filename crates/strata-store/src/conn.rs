@@ -23,6 +23,7 @@ pub(crate) enum Conn {
 
 impl Conn {
     pub async fn execute(&mut self, q: &Q) -> Result<u64> {
+        crate::plans::note(q);
         match self {
             Conn::Pg(tx) => bind_pg(q).execute(&mut **tx).await.map(|r| r.rows_affected()).map_err(db_err),
             Conn::PgPool(pool) => bind_pg(q).execute(&*pool).await.map(|r| r.rows_affected()).map_err(db_err),
@@ -32,6 +33,7 @@ impl Conn {
     }
 
     pub async fn fetch_all(&mut self, q: &Q) -> Result<Vec<Row>> {
+        crate::plans::note(q);
         match self {
             Conn::Pg(tx) => {
                 let rows = bind_pg(q).fetch_all(&mut **tx).await.map_err(db_err)?;
@@ -56,7 +58,7 @@ impl Conn {
     }
 }
 
-fn bind_pg(q: &Q) -> sqlx::query::Query<'_, Postgres, PgArguments> {
+pub(crate) fn bind_pg(q: &Q) -> sqlx::query::Query<'_, Postgres, PgArguments> {
     let mut query = sqlx::query(&q.sql);
     for a in &q.args {
         query = match a {

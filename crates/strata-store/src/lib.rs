@@ -11,6 +11,7 @@
 
 mod conn;
 mod lite;
+pub mod plans;
 mod query;
 mod rows;
 mod tx;

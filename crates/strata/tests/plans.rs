@@ -1,0 +1,42 @@
+//! The hot paths stay indexed as tables grow: every statement that whoami, reading an org,
+//! allocating, listing children, reading the credit ledger and listing keys run is explained on
+//! the test's backend (PostgreSQL with `enable_seqscan = off`, SQLite's `EXPLAIN QUERY PLAN`),
+//! and none may read a table whole. Its own test binary, so no other test's statements mix in.
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use helpers::TestApp;
+use strata_store::plans;
+
+#[tokio::test]
+async fn hot_paths_never_scan_a_table() {
+    let app = TestApp::spawn().await;
+    app.grant(&app.partner_org, 1_000_000).await;
+    let mut children = Vec::new();
+    for i in 0..3 {
+        children.push(app.create_child(&format!("plan-{i}")).await);
+    }
+    app.allocate(&children[0], 10).await.assert_status(201);
+
+    plans::start_recording();
+    let child = &children[1];
+    app.get("/v1/whoami").key(&app.admin_key).send().await.assert_status(200);
+    app.get(&format!("/v1/organizations/{child}")).key(&app.admin_key).send().await.assert_status(200);
+    app.allocate(child, 25).await.assert_status(201);
+    app.get("/v1/organizations?limit=20").key(&app.admin_key).send().await.assert_status(200);
+    app.get(&format!("/v1/organizations/{child}/credits/events")).key(&app.admin_key).send().await.assert_status(200);
+    app.get(&format!("/v1/organizations/{child}/api-keys")).key(&app.admin_key).send().await.assert_status(200);
+    let plans = plans::explain_recorded(&app.backend).await.unwrap();
+
+    let mut offenders = Vec::new();
+    for p in &plans {
+        let scanned = plans::scanned_tables(p);
+        if !scanned.is_empty() {
+            offenders.push(format!("{}\n  scans {scanned:?}\n  plan: {}", p.sql, p.plan.join(" | ")));
+        }
+    }
+    assert!(plans.len() >= 8, "too few statements recorded to mean anything: {plans:?}");
+    assert!(offenders.is_empty(), "hot statements that read a whole table:\n{}", offenders.join("\n"));
+}
