@@ -22,6 +22,18 @@ use crate::post::ScheduledPost;
 use crate::project::{Project, ProjectFilter};
 use crate::webhook::{Delivery, DeliveryStatus, Endpoint, EndpointStatus};
 
+/// Whose rows a by-id read may return. A tenant's read finds only that tenant's rows, so
+/// another tenant's id is simply not found and nothing of it is locked (CONTRACT §2: another
+/// tenant's resource is indistinguishable from a missing one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Rows of this org; for an org read, its direct children.
+    Org(OrgId),
+    /// Any row: for the operator's commands and the background workers, which act across
+    /// tenants by design, and for rows found through an already scoped one.
+    System,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
@@ -58,9 +70,11 @@ pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
 
     // --- organizations ---
+    // By-id reads take the `Owner` whose rows they may see.
     async fn insert_org(&mut self, org: &Org) -> Result<()>;
     async fn update_org(&mut self, org: &Org) -> Result<()>;
-    async fn org(&mut self, id: OrgId) -> Result<Option<Org>>;
+    /// An org; seen by `Owner::Org(parent)`, only a direct child of `parent`.
+    async fn org(&mut self, owner: Owner, id: OrgId) -> Result<Option<Org>>;
     /// Newest first; `parent: None` lists root (partner) orgs.
     async fn list_orgs(&mut self, parent: Option<OrgId>, status: Option<OrgStatus>, page: PageRequest) -> Result<Vec<Org>>;
     async fn count_orgs(&mut self) -> Result<i64>;
@@ -68,7 +82,7 @@ pub trait Tx: Send {
     // --- API keys ---
     async fn insert_key(&mut self, key: &ApiKey) -> Result<()>;
     async fn update_key(&mut self, key: &ApiKey) -> Result<()>;
-    async fn key(&mut self, id: ApiKeyId) -> Result<Option<ApiKey>>;
+    async fn key(&mut self, owner: Owner, id: ApiKeyId) -> Result<Option<ApiKey>>;
     async fn key_by_keyid(&mut self, keyid: &str) -> Result<Option<ApiKey>>;
     async fn list_keys(&mut self, org: OrgId, page: PageRequest) -> Result<Vec<ApiKey>>;
     /// Revokes every active key of the org; returns how many.
@@ -112,7 +126,7 @@ pub trait Tx: Send {
     /// Returns the changed wallets after, or `None` when a guard refused (another transaction
     /// spent the credits first); the caller then drops the transaction.
     async fn post_transfers(&mut self, batch: &LedgerBatch) -> Result<Option<Vec<Wallet>>>;
-    async fn transfer(&mut self, id: TxnId) -> Result<Option<Transfer>>;
+    async fn transfer(&mut self, owner: Owner, id: TxnId) -> Result<Option<Transfer>>;
     /// Pending reservations whose timeout has passed, oldest first.
     async fn expired_reservations(&mut self, now: Timestamp, limit: u32) -> Result<Vec<TxnId>>;
     /// Wallets still counting a period that started before `period_start`.
@@ -125,7 +139,7 @@ pub trait Tx: Send {
     async fn insert_project(&mut self, project: &Project) -> Result<()>;
     /// Writes every field, including `org_id` (a migration moves projects).
     async fn update_project(&mut self, project: &Project) -> Result<()>;
-    async fn project(&mut self, id: ProjectId) -> Result<Option<Project>>;
+    async fn project(&mut self, owner: Owner, id: ProjectId) -> Result<Option<Project>>;
     async fn project_by_external_id(&mut self, org: OrgId, external_id: &str) -> Result<Option<Project>>;
     async fn list_projects(&mut self, org: OrgId, filter: &ProjectFilter, page: PageRequest) -> Result<Vec<Project>>;
     async fn count_projects(&mut self, org: OrgId) -> Result<i64>;
@@ -135,7 +149,7 @@ pub trait Tx: Send {
     // --- content jobs ---
     async fn insert_job(&mut self, job: &Job) -> Result<()>;
     async fn update_job(&mut self, job: &Job) -> Result<()>;
-    async fn job(&mut self, id: JobId) -> Result<Option<Job>>;
+    async fn job(&mut self, owner: Owner, id: JobId) -> Result<Option<Job>>;
     /// Running jobs whose planned end has come, oldest first.
     async fn due_jobs(&mut self, now: Timestamp, limit: u32) -> Result<Vec<JobId>>;
     /// When each running job started by this key is planned to end.
@@ -143,13 +157,13 @@ pub trait Tx: Send {
     async fn running_jobs_for_project(&mut self, project: ProjectId) -> Result<i64>;
     async fn insert_container(&mut self, container: &Container) -> Result<()>;
     async fn update_container(&mut self, container: &Container) -> Result<()>;
-    async fn container(&mut self, id: ContainerId) -> Result<Option<Container>>;
+    async fn container(&mut self, owner: Owner, id: ContainerId) -> Result<Option<Container>>;
     async fn containers_of_job(&mut self, job: JobId) -> Result<Vec<Container>>;
 
     // --- scheduled posts ---
     async fn insert_post(&mut self, post: &ScheduledPost) -> Result<()>;
     async fn update_post(&mut self, post: &ScheduledPost) -> Result<()>;
-    async fn post(&mut self, id: PostId) -> Result<Option<ScheduledPost>>;
+    async fn post(&mut self, owner: Owner, id: PostId) -> Result<Option<ScheduledPost>>;
     async fn list_posts(&mut self, project: ProjectId, page: PageRequest) -> Result<Vec<ScheduledPost>>;
     /// Scheduled posts whose time has come, oldest first, leaving out those of suspended or
     /// cut-off orgs (they wait), with each post's project.

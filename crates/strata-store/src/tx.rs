@@ -16,7 +16,7 @@ use strata_core::ledger::{LedgerBatch, Posting, WalletChange};
 use strata_core::org::{Org, OrgStatus};
 use strata_core::post::ScheduledPost;
 use strata_core::project::{Project, ProjectFilter};
-use strata_core::store::Tx;
+use strata_core::store::{Owner, Tx};
 use strata_core::webhook::{Delivery, DeliveryStatus, Endpoint, EndpointStatus};
 
 use crate::Dialect;
@@ -42,6 +42,25 @@ impl SqlTx {
     async fn one<T>(&mut self, columns: &str, table: &str, column: &str, key: &str, map: impl Fn(&Row) -> Result<T>) -> Result<Option<T>> {
         let sql = format!("SELECT {columns} FROM {table} WHERE {column} = $1{}", self.lock());
         let row = Q::new(&sql).str(key).fetch_optional(&mut self.conn).await?;
+        row.map(|r| map(&r)).transpose()
+    }
+
+    /// `one`, seen by `owner`: a tenant's read also matches `owner_column`, so another tenant's
+    /// row is not found and not locked.
+    async fn owned<T>(
+        &mut self,
+        columns: &str,
+        table: &str,
+        key: &str,
+        owner_column: &str,
+        owner: Owner,
+        map: impl Fn(&Row) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let Owner::Org(org) = owner else {
+            return self.one(columns, table, "id", key, map).await;
+        };
+        let sql = format!("SELECT {columns} FROM {table} WHERE id = $1 AND {owner_column} = $2{}", self.lock());
+        let row = Q::new(&sql).str(key).str(&org.uuid_string()).fetch_optional(&mut self.conn).await?;
         row.map(|r| map(&r)).transpose()
     }
 
@@ -300,8 +319,8 @@ impl Tx for SqlTx {
         org_args(q, o).execute(&mut self.conn).await.map(|_| ())
     }
 
-    async fn org(&mut self, id: OrgId) -> Result<Option<Org>> {
-        self.one(ORG_COLUMNS, "organizations", "id", &id.uuid_string(), |r| rows::org(r, "")).await
+    async fn org(&mut self, owner: Owner, id: OrgId) -> Result<Option<Org>> {
+        self.owned(ORG_COLUMNS, "organizations", &id.uuid_string(), "parent_id", owner, |r| rows::org(r, "")).await
     }
 
     async fn list_orgs(&mut self, parent: Option<OrgId>, status: Option<OrgStatus>, req: PageRequest) -> Result<Vec<Org>> {
@@ -342,8 +361,8 @@ impl Tx for SqlTx {
         key_args(q, k).execute(&mut self.conn).await.map(|_| ())
     }
 
-    async fn key(&mut self, id: ApiKeyId) -> Result<Option<ApiKey>> {
-        self.one(KEY_COLUMNS, "api_keys", "id", &id.uuid_string(), |r| rows::key(r, "")).await
+    async fn key(&mut self, owner: Owner, id: ApiKeyId) -> Result<Option<ApiKey>> {
+        self.owned(KEY_COLUMNS, "api_keys", &id.uuid_string(), "org_id", owner, |r| rows::key(r, "")).await
     }
 
     async fn key_by_keyid(&mut self, keyid: &str) -> Result<Option<ApiKey>> {
@@ -570,8 +589,8 @@ impl Tx for SqlTx {
         Ok(Some(after))
     }
 
-    async fn transfer(&mut self, id: TxnId) -> Result<Option<Transfer>> {
-        self.one(TRANSFER_COLUMNS, "transfers", "id", &id.uuid_string(), rows::transfer).await
+    async fn transfer(&mut self, owner: Owner, id: TxnId) -> Result<Option<Transfer>> {
+        self.owned(TRANSFER_COLUMNS, "transfers", &id.uuid_string(), "org_id", owner, rows::transfer).await
     }
 
     async fn expired_reservations(&mut self, now: Timestamp, limit: u32) -> Result<Vec<TxnId>> {
@@ -673,8 +692,8 @@ impl Tx for SqlTx {
         .map(|_| ())
     }
 
-    async fn project(&mut self, id: ProjectId) -> Result<Option<Project>> {
-        self.one(PROJECT_COLUMNS, "projects", "id", &id.uuid_string(), rows::project).await
+    async fn project(&mut self, owner: Owner, id: ProjectId) -> Result<Option<Project>> {
+        self.owned(PROJECT_COLUMNS, "projects", &id.uuid_string(), "org_id", owner, rows::project).await
     }
 
     async fn project_by_external_id(&mut self, org: OrgId, external_id: &str) -> Result<Option<Project>> {
@@ -736,8 +755,8 @@ impl Tx for SqlTx {
             .map(|_| ())
     }
 
-    async fn job(&mut self, id: JobId) -> Result<Option<Job>> {
-        self.one(JOB_COLUMNS, "jobs", "id", &id.to_string(), rows::job).await
+    async fn job(&mut self, owner: Owner, id: JobId) -> Result<Option<Job>> {
+        self.owned(JOB_COLUMNS, "jobs", &id.to_string(), "org_id", owner, rows::job).await
     }
 
     async fn due_jobs(&mut self, now: Timestamp, limit: u32) -> Result<Vec<JobId>> {
@@ -790,12 +809,8 @@ impl Tx for SqlTx {
             .map(|_| ())
     }
 
-    async fn container(&mut self, id: ContainerId) -> Result<Option<Container>> {
-        let row = Q::new(&format!("SELECT {CONTAINER_COLUMNS} FROM containers WHERE id = $1"))
-            .str(&id.to_string())
-            .fetch_optional(&mut self.conn)
-            .await?;
-        row.map(|r| rows::container(&r)).transpose()
+    async fn container(&mut self, owner: Owner, id: ContainerId) -> Result<Option<Container>> {
+        self.owned(CONTAINER_COLUMNS, "containers", &id.to_string(), "org_id", owner, rows::container).await
     }
 
     async fn containers_of_job(&mut self, job: JobId) -> Result<Vec<Container>> {
@@ -839,8 +854,8 @@ impl Tx for SqlTx {
             .map(|_| ())
     }
 
-    async fn post(&mut self, id: PostId) -> Result<Option<ScheduledPost>> {
-        self.one(POST_COLUMNS, "scheduled_posts", "id", &id.to_string(), rows::post).await
+    async fn post(&mut self, owner: Owner, id: PostId) -> Result<Option<ScheduledPost>> {
+        self.owned(POST_COLUMNS, "scheduled_posts", &id.to_string(), "org_id", owner, rows::post).await
     }
 
     async fn list_posts(&mut self, project: ProjectId, req: PageRequest) -> Result<Vec<ScheduledPost>> {

@@ -14,6 +14,7 @@ use crate::key::ApiKey;
 use crate::org::{Org, OrgStatus};
 use crate::ratelimit::{EndpointClass, RateInfo};
 use crate::scope::Scope;
+use crate::store::Owner;
 
 /// The key a rejected request named, when it named a real one.
 #[derive(Clone, Copy, Debug)]
@@ -157,7 +158,7 @@ impl Strata {
                 let wanted = OrgId::parse_field(raw.trim(), "X-Layers-Organization").map_err(|e| (e, key_ref))?;
                 // Only a direct child: the key's own org is not one (CONTRACT §2).
                 let mut tx = self.store.read().await.map_err(|e| (e, None))?;
-                let child = tx.org(wanted).await.map_err(|e| (e, None))?;
+                let child = tx.org(Owner::Org(home.id), wanted).await.map_err(|e| (e, None))?;
                 tx.commit().await.map_err(|e| (e, None))?;
                 match child {
                     Some(c) if c.parent_id == Some(home.id) => c,

@@ -15,7 +15,7 @@ use crate::id::{ContainerId, JobId, ProjectId};
 use crate::idempotency::{IdemClaim, Reply};
 use crate::project::ProjectStatus;
 use crate::scope::Scope;
-use crate::store::Tx;
+use crate::store::{Owner, Tx};
 use crate::wire::ContainerView;
 
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ impl Strata {
         let now = self.now();
         if let Some(cap) = self.config.tier_limits.get(caller.key.tier).concurrent_jobs.map(|c| c as usize) {
             // Lock the key's row so two concurrent starts cannot both see room for one more.
-            tx.key(caller.key.id).await?;
+            tx.key(Owner::Org(caller.key.org_id), caller.key.id).await?;
             let ends = tx.running_job_ends_for_key(caller.key.id).await?;
             if ends.len() >= cap {
                 let soonest = ends.iter().min().copied().unwrap_or(now);
@@ -59,7 +59,8 @@ impl Strata {
             }
         }
         let id = cmd.id.unwrap_or_else(|| JobId::at(now.millis()));
-        if tx.job(id).await?.is_some() {
+        // Job ids are unique across tenants today, so a taken id is checked everywhere.
+        if tx.job(Owner::System, id).await?.is_some() {
             return Err(CoreError::conflict_with("a job with this id already exists", json!({ "field": "id" })));
         }
         let per_variant = estimated_cost(&cmd.format).ok_or_else(|| CoreError::validation("format", "is not a known format"))?;
@@ -163,7 +164,7 @@ impl Strata {
     pub async fn get_job(&self, caller: &Caller, id: JobId) -> Result<JobView> {
         caller.require(Scope::JobsRead).await?;
         let mut tx = self.store.read().await?;
-        let job = tx.job(id).await?.filter(|j| j.org_id == caller.org_id()).ok_or(CoreError::not_found("job"))?;
+        let job = tx.job(Owner::Org(caller.org_id()), id).await?.ok_or(CoreError::not_found("job"))?;
         let containers = tx.containers_of_job(id).await?;
         tx.commit().await?;
         Ok(self.job_view(&job, &containers))
@@ -175,7 +176,7 @@ impl Strata {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
         let mut tx = self.store.write().await?;
-        let mut job = tx.job(id).await?.filter(|j| j.org_id == caller.org_id()).ok_or(CoreError::not_found("job"))?;
+        let mut job = tx.job(Owner::Org(caller.org_id()), id).await?.ok_or(CoreError::not_found("job"))?;
         match job.status {
             JobStatus::Running => {
                 let mut stamp = caller.stamp();
@@ -201,9 +202,9 @@ impl Strata {
         let mut tx = self.store.read().await?;
         project_in(tx.as_mut(), caller.org_id(), project).await?;
         let c = tx
-            .container(id)
+            .container(Owner::Org(caller.org_id()), id)
             .await?
-            .filter(|c| c.project_id == project && c.org_id == caller.org_id())
+            .filter(|c| c.project_id == project)
             .ok_or(CoreError::not_found("container"))?;
         tx.commit().await?;
         Ok(Reply::json(200, &ContainerView::from(&c)))
@@ -271,7 +272,7 @@ impl Strata {
 
     async fn advance_job(&self, id: JobId) -> Result<()> {
         let mut tx = self.store.write().await?;
-        if let Some(mut job) = tx.job(id).await?.filter(|j| j.status == JobStatus::Running && j.finish_at <= self.now()) {
+        if let Some(mut job) = tx.job(Owner::System, id).await?.filter(|j| j.status == JobStatus::Running && j.finish_at <= self.now()) {
             let end = match job.outcome {
                 Outcome::Complete { .. } => JobStatus::Completed,
                 Outcome::Fail { .. } => JobStatus::Failed,

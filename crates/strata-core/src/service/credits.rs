@@ -22,7 +22,7 @@ use crate::ledger::{LedgerReport, Posting, WalletChange, available_before};
 use crate::metadata::Metadata;
 use crate::org::{Org, OrgStatus};
 use crate::scope::Scope;
-use crate::store::Tx;
+use crate::store::{Owner, Tx};
 
 /// The largest single operator grant: far above any real wallet, far below overflow.
 const MAX_GRANT: i64 = 1_000_000_000_000;
@@ -355,7 +355,7 @@ impl Strata {
             return Err(CoreError::validation("credits", format!("must be a positive integer up to {MAX_GRANT}")));
         }
         let mut tx = self.store.write().await?;
-        let target = tx.org(org).await?.ok_or(CoreError::not_found("organization"))?;
+        let target = tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
         if target.status == OrgStatus::Archived {
             return Err(CoreError::conflict("the organization is archived"));
         }

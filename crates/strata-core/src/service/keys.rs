@@ -16,7 +16,7 @@ use crate::idempotency::{IdemClaim, Reply};
 use crate::key::{ApiKey, KeyStatus};
 use crate::org::OrgStatus;
 use crate::scope::{Scope, Scopes};
-use crate::store::Tx;
+use crate::store::{Owner, Tx};
 use crate::wire::KeyView;
 
 pub const SECRET_WARNING: &str = "Store this secret now. It cannot be retrieved again. Rotate the key if it's lost.";
@@ -93,10 +93,7 @@ pub(crate) fn new_key(org: OrgId, name: String, scopes: Scopes, env: Env, tier: 
 
 /// Loads a key of `org` (locked inside a write transaction), or 404.
 async fn key_of(tx: &mut dyn Tx, org: OrgId, id: ApiKeyId) -> Result<ApiKey> {
-    match tx.key(id).await? {
-        Some(k) if k.org_id == org => Ok(k),
-        _ => Err(CoreError::not_found("API key")),
-    }
+    tx.key(Owner::Org(org), id).await?.ok_or(CoreError::not_found("API key"))
 }
 
 fn ensure_rotatable(key: &ApiKey) -> Result<()> {

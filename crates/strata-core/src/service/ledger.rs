@@ -17,7 +17,7 @@ use crate::ledger::{self, LedgerBatch, Posting, WalletChange};
 use crate::metadata::Metadata;
 use crate::org::{Org, OrgStatus};
 use crate::service::credits::{SpendRequest, ensure_can_spend};
-use crate::store::Tx;
+use crate::store::{Owner, Tx};
 
 /// Fields of a ledger entry beyond the movement itself.
 #[derive(Default)]
@@ -225,7 +225,7 @@ impl Strata {
         if req.cost <= 0 {
             return Err(CoreError::validation("cost", "must be positive"));
         }
-        let org = tx.org(req.org).await?.ok_or(CoreError::not_found("organization"))?;
+        let org = tx.org(Owner::System, req.org).await?.ok_or(CoreError::not_found("organization"))?;
         ensure_can_spend(&org)?;
         let mut w = self.lock_wallet(tx, org.id).await?;
         if let Some(refusal) = w.reserve_refusal(req.cost) {
@@ -291,14 +291,14 @@ impl Strata {
     /// releases all. Settling a settled reservation changes nothing. In an archived org the
     /// released credits go to the parent.
     pub(crate) async fn settle_in(&self, tx: &mut dyn Tx, id: TxnId, actual: Option<i64>) -> Result<()> {
-        let r = tx.transfer(id).await?.ok_or(CoreError::not_found("reservation"))?;
+        let r = tx.transfer(Owner::System, id).await?.ok_or(CoreError::not_found("reservation"))?;
         if r.kind != TransferKind::Reservation {
             return Err(CoreError::internal(format!("{id} is not a reservation")));
         }
         if r.status != TransferStatus::Pending {
             return Ok(());
         }
-        let org = tx.org(r.org_id).await?.ok_or(CoreError::not_found("organization"))?;
+        let org = tx.org(Owner::System, r.org_id).await?.ok_or(CoreError::not_found("organization"))?;
         let mut w = self.lock_wallet(tx, org.id).await?;
         let consumed = actual.unwrap_or(0).clamp(0, r.amount);
         let status = if consumed > 0 { TransferStatus::Posted } else { TransferStatus::Voided };

@@ -15,7 +15,7 @@ use crate::key::ApiKey;
 use crate::metadata::Metadata;
 use crate::org::{Org, OrgStatus};
 use crate::scope::{Scope, Scopes};
-use crate::store::Tx;
+use crate::store::{Owner, Tx};
 use crate::wire::KeyView;
 
 #[derive(Debug, Clone)]
@@ -90,7 +90,7 @@ impl Strata {
     /// Mints a key for any org, with any scopes and tier (the operator's own tool).
     pub async fn operator_create_key(&self, org: OrgId, name: String, scopes: Scopes, tier: Tier, env: Env) -> Result<(ApiKey, SecretKey)> {
         let mut tx = self.store.write().await?;
-        let target = tx.org(org).await?.ok_or(CoreError::not_found("organization"))?;
+        let target = tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
         if target.status == OrgStatus::Archived {
             return Err(CoreError::conflict("the organization is archived"));
         }
@@ -119,7 +119,7 @@ impl Strata {
             let keyid = rest.split('_').nth(1).unwrap_or_default();
             tx.key_by_keyid(keyid).await?
         } else {
-            tx.key(ApiKeyId::parse_field(handle, "key")?).await?
+            tx.key(Owner::System, ApiKeyId::parse_field(handle, "key")?).await?
         };
         found.ok_or(CoreError::not_found("API key"))
     }
@@ -160,7 +160,7 @@ impl Strata {
     /// Revokes or restores an org's API access (its own keys answer 503 while revoked).
     pub async fn set_org_access(&self, org: OrgId, revoked: bool) -> Result<Org> {
         let mut tx = self.store.write().await?;
-        let mut target = tx.org(org).await?.ok_or(CoreError::not_found("organization"))?;
+        let mut target = tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
         if target.access_revoked != revoked {
             target.access_revoked = revoked;
             target.updated_at = self.now();

@@ -15,7 +15,7 @@ use crate::idempotency::{IdemClaim, Reply};
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::org::{Lifecycle, Org, OrgStatus, Transition};
 use crate::scope::Scope;
-use crate::store::Tx;
+use crate::store::{Owner, Tx};
 use crate::wire::{OrgView, public_tier};
 
 #[derive(Debug, Clone)]
@@ -77,10 +77,7 @@ struct WhoamiView {
 
 /// Loads a direct child of `parent` (locked inside a write transaction), or 404.
 pub(crate) async fn child_of(tx: &mut dyn Tx, parent: OrgId, id: OrgId) -> Result<Org> {
-    match tx.org(id).await? {
-        Some(o) if o.parent_id == Some(parent) => Ok(o),
-        _ => Err(CoreError::not_found("organization")),
-    }
+    tx.org(Owner::Org(parent), id).await?.ok_or(CoreError::not_found("organization"))
 }
 
 impl Strata {

@@ -16,7 +16,7 @@ use crate::org::OrgStatus;
 use crate::post::{PostStatus, ScheduledPost};
 use crate::project::ProjectStatus;
 use crate::scope::Scope;
-use crate::store::Tx;
+use crate::store::{Owner, Tx};
 use crate::wire::PostView;
 
 /// How far in the past `scheduledFor` may be (clock skew between partner and strata).
@@ -43,7 +43,11 @@ impl Strata {
         if p.status == ProjectStatus::Archived {
             return Err(CoreError::conflict("the project is archived"));
         }
-        let container = tx.container(cmd.container_id).await?.filter(|c| c.project_id == p.id).ok_or(CoreError::not_found("container"))?;
+        let container = tx
+            .container(Owner::Org(p.org_id), cmd.container_id)
+            .await?
+            .filter(|c| c.project_id == p.id)
+            .ok_or(CoreError::not_found("container"))?;
         if container.status != ContainerStatus::Completed {
             return Err(CoreError::conflict_with(
                 "only completed content can be scheduled",
@@ -90,7 +94,8 @@ impl Strata {
         caller.ensure_writable()?;
         let mut tx = self.store.write().await?;
         let p = project_in(tx.as_mut(), caller.org_id(), project).await?;
-        let mut post = tx.post(id).await?.filter(|x| x.project_id == p.id).ok_or(CoreError::not_found("scheduled post"))?;
+        let mut post =
+            tx.post(Owner::Org(p.org_id), id).await?.filter(|x| x.project_id == p.id).ok_or(CoreError::not_found("scheduled post"))?;
         match post.status {
             PostStatus::Scheduled => {
                 let mut stamp = caller.stamp();
@@ -154,9 +159,11 @@ impl Strata {
     /// order every other writer uses: project, org, post.
     async fn publish_one(&self, id: PostId, project: ProjectId) -> Result<bool> {
         let mut tx = self.store.write().await?;
-        let Some(project) = tx.project(project).await? else { return Ok(false) };
-        let org = tx.org(project.org_id).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
-        let Some(mut post) = tx.post(id).await?.filter(|p| p.status == PostStatus::Scheduled && p.project_id == project.id) else {
+        let Some(project) = tx.project(Owner::System, project).await? else { return Ok(false) };
+        let org = tx.org(Owner::System, project.org_id).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
+        let Some(mut post) =
+            tx.post(Owner::Org(project.org_id), id).await?.filter(|p| p.status == PostStatus::Scheduled && p.project_id == project.id)
+        else {
             return Ok(false);
         };
         let mut stamp = Stamp::system().in_org(post.org_id);

@@ -15,7 +15,7 @@ use crate::metadata::Metadata;
 use crate::org::Org;
 use crate::project::{Project, ProjectFilter, ProjectStatus};
 use crate::scope::Scope;
-use crate::store::Tx;
+use crate::store::{Owner, Tx};
 use crate::wire::ProjectView;
 
 #[derive(Debug, Clone)]
@@ -69,10 +69,7 @@ struct MigrationView {
 
 /// Loads a project of `org` (locked inside a write), or 404.
 pub(crate) async fn project_in(tx: &mut dyn Tx, org: OrgId, id: ProjectId) -> Result<Project> {
-    match tx.project(id).await? {
-        Some(p) if p.org_id == org => Ok(p),
-        _ => Err(CoreError::not_found("project")),
-    }
+    tx.project(Owner::Org(org), id).await?.ok_or(CoreError::not_found("project"))
 }
 
 fn external_id_taken() -> CoreError {
@@ -101,7 +98,8 @@ impl Strata {
             seq: 0,
         };
         let mut tx = self.store.write().await?;
-        if tx.project(project.id).await?.is_some() {
+        // Project ids are unique across tenants today, so a taken id is checked everywhere.
+        if tx.project(Owner::System, project.id).await?.is_some() {
             return Err(CoreError::conflict_with("a project with this id already exists", json!({ "field": "id" })));
         }
         if let Some(ext) = &project.customer_external_id

@@ -17,7 +17,7 @@ use crate::id::{DeliveryId, EndpointId, EventId, OrgId, ProjectId};
 use crate::idempotency::{IdemClaim, Reply};
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::scope::Scope;
-use crate::store::Tx;
+use crate::store::{Owner, Tx};
 use crate::webhook::{
     AUTO_PAUSE_AFTER, Delivery, DeliveryStatus, Endpoint, EndpointScope, EndpointStatus, delivery_body, new_signing_secret,
     signature_headers,
@@ -465,7 +465,7 @@ impl Strata {
             return Ok(());
         }
         if let std::collections::hash_map::Entry::Vacant(slot) = targets.entry(event.org_id) {
-            let org = tx.org(event.org_id).await?;
+            let org = tx.org(Owner::System, event.org_id).await?;
             let archived = org.as_ref().is_some_and(|o| o.status == crate::org::OrgStatus::Archived);
             let parent = org.and_then(|o| o.parent_id);
             slot.insert((archived, tx.endpoints_for_event(event.org_id, parent).await?));

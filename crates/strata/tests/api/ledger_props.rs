@@ -85,7 +85,7 @@ async fn run(ops: Vec<Op>) {
             Op::Post { pick, percent } if !pending.is_empty() => {
                 let id = pending.remove(pick % pending.len());
                 let mut tx = app.strata.store.read().await.unwrap();
-                let amount = tx.transfer(id).await.unwrap().unwrap().amount;
+                let amount = tx.transfer(strata_core::store::Owner::System, id).await.unwrap().unwrap().amount;
                 tx.commit().await.unwrap();
                 app.strata.settle(id, amount * percent / 100).await.unwrap();
             }

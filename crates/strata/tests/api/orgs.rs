@@ -222,3 +222,23 @@ async fn concurrent_lifecycle_calls_end_legal_with_exactly_one_archive() {
     let audit = app.get("/v1/audit-log?eventType=organization.archived").key(&app.admin_key).send().await;
     assert_eq!(audit.assert_status(200)["items"].as_array().unwrap().len(), 1);
 }
+
+/// Another tenant's id is simply not found, and reading it locks nothing: while a transaction
+/// holds a child's row, another partner's write naming that child answers 404 at once instead of
+/// queueing behind the lock (PostgreSQL; SQLite has one writer, so there is no row lock to test).
+#[tokio::test]
+async fn another_tenants_id_is_not_found_without_waiting_on_its_lock() {
+    let app = TestApp::spawn().await;
+    if app.strata.store.backend() != "postgres" {
+        return;
+    }
+    let child = app.create_child("Locked Co").await;
+    let (_, other_admin) = app.other_partner("Q").await;
+    let mut holder = app.strata.store.write().await.unwrap();
+    let id = child.parse().unwrap();
+    holder.org(strata_core::store::Owner::System, id).await.unwrap().expect("the child, now locked");
+    let patch = app.patch(&format!("/v1/organizations/{child}")).key(&other_admin).json(&serde_json::json!({ "name": "mine" })).send();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), patch).await.expect("another tenant's write must not wait on the row");
+    r.assert_error(404, "NOT_FOUND");
+    drop(holder);
+}
