@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::credits::{SpendRequest, ensure_can_spend};
-use super::projects::project_in;
+use super::tenancy::project_in;
 use super::{Caller, Stamp, Strata};
 use crate::content::{Container, ContainerStatus, Job, JobSpec, JobStatus, JobView, Outcome};
 use crate::credits::estimated_cost;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::ledger::{EntryContext, after_of};
-use super::orgs::child_of;
+use super::tenancy::child_of;
 use super::{Caller, Stamp, Strata};
 use crate::clock::Timestamp;
 use crate::credits::{

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::orgs::child_of;
+use super::tenancy::{child_of, key_of};
 use super::{Caller, Strata};
 use crate::apikey::{Env, MintedKey, Tier};
 use crate::clock::Timestamp;
@@ -16,7 +16,7 @@ use crate::idempotency::{IdemClaim, Reply};
 use crate::key::{ApiKey, KeyStatus};
 use crate::org::OrgStatus;
 use crate::scope::{Scope, Scopes};
-use crate::store::{Owner, Tx};
+use crate::store::Tx;
 use crate::wire::KeyView;
 
 pub const SECRET_WARNING: &str = "Store this secret now. It cannot be retrieved again. Rotate the key if it's lost.";
@@ -89,11 +89,6 @@ pub(crate) fn new_key(org: OrgId, name: String, scopes: Scopes, env: Env, tier: 
         seq: 0,
     };
     (key, minted)
-}
-
-/// Loads a key of `org` (locked inside a write transaction), or 404.
-async fn key_of(tx: &mut dyn Tx, org: OrgId, id: ApiKeyId) -> Result<ApiKey> {
-    tx.key(Owner::Org(org), id).await?.ok_or(CoreError::not_found("API key"))
 }
 
 fn ensure_rotatable(key: &ApiKey) -> Result<()> {

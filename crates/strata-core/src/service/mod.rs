@@ -10,10 +10,12 @@ mod events;
 mod idempotency;
 mod keys;
 mod ledger;
+mod lifecycle;
 mod operator;
 mod orgs;
 mod posts;
 mod projects;
+mod tenancy;
 mod webhooks;
 
 use std::collections::HashMap;

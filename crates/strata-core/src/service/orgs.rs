@@ -1,11 +1,12 @@
-//! Child organizations: create, read, edit and the lifecycle (suspend, resume, archive), plus
-//! whoami. Every route here acts on direct children of the caller's acting org; anything else is
-//! 404 so existence never leaks.
+//! Child organizations: create, read and edit, plus whoami (the lifecycle and its cascades live
+//! in `lifecycle.rs`). Every route here acts on direct children of the caller's acting org;
+//! anything else is 404 so existence never leaks.
 
 use serde::Serialize;
 use serde_json::json;
 
 use super::credits::ConfigView;
+use super::tenancy::child_of;
 use super::{Caller, Strata};
 use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
@@ -13,9 +14,9 @@ use crate::event::EventType;
 use crate::id::OrgId;
 use crate::idempotency::{IdemClaim, Reply};
 use crate::metadata::{Metadata, MetadataPatch};
-use crate::org::{Lifecycle, Org, OrgStatus, Transition};
+use crate::org::{Org, OrgStatus};
 use crate::scope::Scope;
-use crate::store::{Owner, Tx};
+use crate::store::Tx;
 use crate::wire::{OrgView, public_tier};
 
 #[derive(Debug, Clone)]
@@ -51,16 +52,6 @@ struct OrgWithSummary {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ArchivedView {
-    id: OrgId,
-    status: &'static str,
-    archived_at: Option<crate::clock::Timestamp>,
-    reclaimed_credits: i64,
-    revoked_api_keys: i64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct WhoamiView {
     organization_id: OrgId,
     workspace_id: OrgId,
@@ -73,11 +64,6 @@ struct WhoamiView {
     api_access_revoked: bool,
     api_key_id: crate::id::ApiKeyId,
     credit_balance: i64,
-}
-
-/// Loads a direct child of `parent` (locked inside a write transaction), or 404.
-pub(crate) async fn child_of(tx: &mut dyn Tx, parent: OrgId, id: OrgId) -> Result<Org> {
-    tx.org(Owner::Org(parent), id).await?.ok_or(CoreError::not_found("organization"))
 }
 
 impl Strata {
@@ -181,62 +167,5 @@ impl Strata {
         tx.update_org(&org).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "organization.updated", json!({ "organizationId": org.id.to_string() }))).await?;
         self.finish(tx, idem, Reply::json(200, &OrgView::from(&org))).await
-    }
-
-    /// Suspend, resume or archive a child. Repeating a request in the state it leads to is a
-    /// no-op that answers with the current state; archive is terminal.
-    pub async fn change_child_lifecycle(&self, caller: &Caller, id: OrgId, req: Lifecycle, idem: Option<&IdemClaim>) -> Result<Reply> {
-        caller.require(Scope::OrgAdmin).await?;
-        caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
-        let mut org = child_of(tx.as_mut(), caller.org_id(), id).await?;
-        let transition = org.status.apply(req)?;
-        if let Transition::To(next) = transition {
-            let now = self.now();
-            org.status = next;
-            org.updated_at = now;
-            let (audit_type, event_type) = match req {
-                Lifecycle::Suspend => ("organization.suspended", EventType::OrganizationSuspended),
-                Lifecycle::Resume => ("organization.resumed", EventType::OrganizationResumed),
-                Lifecycle::Archive => ("organization.archived", EventType::OrganizationArchived),
-            };
-            let mut detail = json!({ "organizationId": org.id.to_string() });
-            if req == Lifecycle::Archive {
-                let revoked = tx.revoke_org_keys(org.id, now).await?;
-                let revoked = i64::try_from(revoked).unwrap_or(i64::MAX);
-                let reclaimed = self.reclaim_on_archive(tx.as_mut(), &org).await?;
-                let mut stamp = caller.stamp();
-                stamp.org_id = Some(org.id);
-                let canceled = self.cancel_pending_posts(tx.as_mut(), org.id, None, stamp).await?;
-                // An archived org's pending deliveries are abandoned (CONTRACT §6).
-                tx.abandon_deliveries(None, Some(org.id), now).await?;
-                detail["canceledScheduledPosts"] = json!(canceled);
-                org.archived_at = Some(now);
-                org.archive_stats = Some((reclaimed, revoked));
-                detail["revokedApiKeys"] = json!(revoked);
-                detail["reclaimedCredits"] = json!(reclaimed);
-            }
-            tx.update_org(&org).await?;
-            tx.insert_audit(&self.audit_entry(caller.stamp(), audit_type, detail)).await?;
-            // A child's lifecycle events belong to the child's log: `data.organizationId` names
-            // the customer, and the parent's firehose endpoint receives them.
-            tx.insert_event(&self.event(event_type, org.id, None, json!({ "organization": OrgView::from(&org) }))).await?;
-        }
-        let reply = if req == Lifecycle::Archive {
-            let (reclaimed, revoked) = org.archive_stats.unwrap_or((0, 0));
-            Reply::json(
-                200,
-                &ArchivedView {
-                    id: org.id,
-                    status: "archived",
-                    archived_at: org.archived_at,
-                    reclaimed_credits: reclaimed,
-                    revoked_api_keys: revoked,
-                },
-            )
-        } else {
-            Reply::json(200, &OrgView::from(&org))
-        };
-        self.finish(tx, idem, reply).await
     }
 }

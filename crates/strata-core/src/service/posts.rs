@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::projects::project_in;
+use super::tenancy::project_in;
 use super::{Caller, Stamp, Strata};
 use crate::clock::Timestamp;
 use crate::content::ContainerStatus;

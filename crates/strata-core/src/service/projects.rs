@@ -1,21 +1,18 @@
-//! Projects (one per end-customer) and the migration of flat projects into child orgs. Every
-//! project route is path-scoped: a project of another org is 404.
+//! Projects (one per end-customer): create, list, read and edit (archiving and the migration
+//! into child orgs are cascades, in `lifecycle.rs`). Every project route is path-scoped: a
+//! project of another org is 404.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::tenancy::project_in;
 use super::{Caller, Strata};
 use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
-use crate::id::{OrgId, ProjectId};
+use crate::id::ProjectId;
 use crate::idempotency::{IdemClaim, Reply};
-use crate::metadata::Metadata;
-use crate::org::Org;
 use crate::project::{Project, ProjectFilter, ProjectStatus};
 use crate::scope::Scope;
-use crate::store::{Owner, Tx};
+use crate::store::Owner;
 use crate::wire::ProjectView;
 
 #[derive(Debug, Clone)]
@@ -40,36 +37,6 @@ pub struct ProjectPatch {
     pub metadata: Option<Value>,
     /// `status: "active"`: reactivate an archived project.
     pub reactivate: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ArchivedProjectView {
-    id: ProjectId,
-    status: &'static str,
-    archived_at: Option<crate::clock::Timestamp>,
-    canceled_scheduled_posts: usize,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MigratedChild {
-    id: OrgId,
-    name: String,
-    project_ids: Vec<ProjectId>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MigrationView {
-    projects_moved: usize,
-    children_created: usize,
-    children: Vec<MigratedChild>,
-}
-
-/// Loads a project of `org` (locked inside a write), or 404.
-pub(crate) async fn project_in(tx: &mut dyn Tx, org: OrgId, id: ProjectId) -> Result<Project> {
-    tx.project(Owner::Org(org), id).await?.ok_or(CoreError::not_found("project"))
 }
 
 fn external_id_taken() -> CoreError {
@@ -174,84 +141,5 @@ impl Strata {
         let what = if reactivated { "project.reactivated" } else { "project.updated" };
         tx.insert_audit(&self.audit_entry(stamp, what, json!({ "projectId": p.id }))).await?;
         self.finish(tx, idem, Reply::json(200, &ProjectView::from(&p))).await
-    }
-
-    /// `DELETE /v1/projects/:projectId`: a soft archive that cancels the project's scheduled
-    /// posts. Repeating it answers the archived state.
-    pub async fn archive_project(&self, caller: &Caller, id: ProjectId, idem: Option<&IdemClaim>) -> Result<Reply> {
-        caller.require(Scope::ProjectsWrite).await?;
-        caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
-        let mut p = project_in(tx.as_mut(), caller.org_id(), id).await?;
-        let mut canceled = 0;
-        if p.status == ProjectStatus::Active {
-            let now = self.now();
-            let mut stamp = caller.stamp();
-            stamp.project_id = Some(p.id);
-            canceled = self.cancel_pending_posts(tx.as_mut(), p.org_id, Some(p.id), stamp).await?;
-            p.status = ProjectStatus::Archived;
-            p.archived_at = Some(now);
-            p.updated_at = now;
-            tx.update_project(&p).await?;
-            tx.insert_audit(&self.audit_entry(stamp, "project.archived", json!({ "projectId": p.id, "canceledScheduledPosts": canceled })))
-                .await?;
-        }
-        let view = ArchivedProjectView { id: p.id, status: "archived", archived_at: p.archived_at, canceled_scheduled_posts: canceled };
-        self.finish(tx, idem, Reply::json(200, &view)).await
-    }
-
-    /// `POST /v1/organizations/migrate`: moves flat projects into new child orgs, one per
-    /// distinct name, all or nothing. A project with a running job stops the whole move.
-    pub async fn migrate_projects(
-        &self,
-        caller: &Caller,
-        mut mapping: Vec<(ProjectId, String)>,
-        idem: Option<&IdemClaim>,
-    ) -> Result<Reply> {
-        // Lock projects in id order, so two overlapping migrations cannot deadlock.
-        mapping.sort_by_key(|(id, _)| *id);
-        caller.require(Scope::OrgAdmin).await?;
-        caller.ensure_writable()?;
-        if !caller.org.is_root() {
-            return Err(CoreError::validation("mapping", "only a partner organization can migrate projects into child organizations"));
-        }
-        let mut tx = self.store.write().await?;
-        let mut by_name: BTreeMap<String, Vec<Project>> = BTreeMap::new();
-        let mut busy = Vec::new();
-        for (id, name) in mapping {
-            let p = project_in(tx.as_mut(), caller.org_id(), id).await?;
-            if tx.running_jobs_for_project(p.id).await? > 0 {
-                busy.push(p.id.to_string());
-            }
-            by_name.entry(name).or_default().push(p);
-        }
-        if !busy.is_empty() {
-            return Err(CoreError::conflict_with("some projects have running jobs; nothing was moved", json!({ "projectIds": busy })));
-        }
-        let now = self.now();
-        let mut children = Vec::new();
-        let mut moved = 0;
-        for (name, projects) in by_name {
-            let org = Org::new(Some(caller.org_id()), name.clone(), Metadata::default(), None, now);
-            self.insert_new_org(tx.as_mut(), &org).await?;
-            let mut ids = Vec::new();
-            for mut p in projects {
-                p.org_id = org.id;
-                p.updated_at = now;
-                tx.update_project(&p).await?;
-                tx.move_project_rows(p.id, org.id).await?;
-                ids.push(p.id);
-            }
-            moved += ids.len();
-            tx.insert_audit(&self.audit_entry(
-                caller.stamp(),
-                "organization.migrated",
-                json!({ "organizationId": org.id, "name": name, "projectIds": ids }),
-            ))
-            .await?;
-            children.push(MigratedChild { id: org.id, name, project_ids: ids });
-        }
-        let view = MigrationView { projects_moved: moved, children_created: children.len(), children };
-        self.finish(tx, idem, Reply::json(201, &view)).await
     }
 }

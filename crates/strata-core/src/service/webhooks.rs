@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::projects::project_in;
+use super::tenancy::project_in;
 use super::{Caller, Stamp, Strata};
 use crate::clock::Timestamp;
 use crate::cursor::{Page, PageRequest};
