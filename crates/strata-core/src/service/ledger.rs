@@ -174,7 +174,25 @@ impl Strata {
         extra: &Metadata,
         description: Option<&str>,
     ) -> (Transfer, [CreditEvent; 2]) {
-        let t = self.transfer(to, Account::Prepaid(from), Account::Prepaid(to), amount, kind, Value::Null);
+        self.bucket_move(Account::Prepaid(from), Account::Prepaid(to), from, to, amount, kind, trigger, extra, description)
+    }
+
+    /// A move between the same bucket of two wallets (`from_account` of `from` into
+    /// `to_account` of `to`) and its two ledger entries.
+    #[expect(clippy::too_many_arguments, reason = "one movement, fully described")]
+    fn bucket_move(
+        &self,
+        from_account: Account,
+        to_account: Account,
+        from: OrgId,
+        to: OrgId,
+        amount: i64,
+        kind: TransferKind,
+        trigger: Option<&str>,
+        extra: &Metadata,
+        description: Option<&str>,
+    ) -> (Transfer, [CreditEvent; 2]) {
+        let t = self.transfer(to, from_account, to_account, amount, kind, Value::Null);
         let side = |counterparty: OrgId| {
             let mut m: Map<String, Value> = match serde_json::to_value(extra) {
                 Ok(Value::Object(m)) => m,
@@ -331,41 +349,45 @@ impl Strata {
         Ok(())
     }
 
-    /// Moves a child's unreserved balance to its parent's prepaid balance; returns how much.
-    /// Both wallets are held locked.
+    /// Moves a child's unreserved balance to its parent, bucket to bucket (CONTRACT §2):
+    /// included credits into the parent's included bucket, where they still expire at the
+    /// parent's period end, prepaid into its prepaid. Returns how much moved. Both wallets are
+    /// held locked.
     async fn sweep(&self, tx: &mut dyn Tx, child: &mut Wallet, parent: &mut Wallet) -> Result<i64> {
         let amount = child.available();
         if amount == 0 {
             return Ok(0);
         }
+        let (c, p) = (child.org_id, parent.org_id);
+        let (from_included, from_prepaid) = child.consumption_split(amount);
         let mut postings = Vec::new();
-        // Included credits leave the child as well: the parent receives them as prepaid.
-        let (from_included, _) = child.consumption_split(amount);
-        if from_included > 0 {
-            postings.push(Posting::Transfer(self.transfer(
-                child.org_id,
-                Account::Included(child.org_id),
-                Account::Prepaid(child.org_id),
-                from_included,
-                TransferKind::Reclaim,
-                json!({ "reason": "archive_reclaim" }),
-            )));
+        let mut entries = Vec::new();
+        let mut transfers = Vec::new();
+        for (moved, from_account, to_account) in
+            [(from_included, Account::Included(c), Account::Included(p)), (from_prepaid, Account::Prepaid(c), Account::Prepaid(p))]
+        {
+            if moved > 0 {
+                let (t, e) = self.bucket_move(
+                    from_account,
+                    to_account,
+                    c,
+                    p,
+                    moved,
+                    TransferKind::Reclaim,
+                    Some("archive_reclaim"),
+                    &Metadata::default(),
+                    None,
+                );
+                transfers.push(json!({ "transferId": t.id, "credits": moved, "bucket": if matches!(from_account, Account::Included(_)) { "included" } else { "prepaid" } }));
+                postings.push(Posting::Transfer(t));
+                entries.extend(e);
+            }
         }
-        let (t, entries) = self.prepaid_move(
-            child.org_id,
-            parent.org_id,
-            amount,
-            TransferKind::Reclaim,
-            Some("archive_reclaim"),
-            &Metadata::default(),
-            None,
-        );
-        postings.push(Posting::Transfer(t.clone()));
-        self.post_locked(tx, postings, entries.into(), &mut [child, parent]).await?;
+        self.post_locked(tx, postings, entries, &mut [child, parent]).await?;
         tx.insert_audit(&self.audit_entry(
-            Stamp::system().in_org(parent.org_id),
+            Stamp::system().in_org(p),
             "credits.reclaimed",
-            json!({ "transferId": t.id, "organizationId": child.org_id, "credits": amount }),
+            json!({ "organizationId": c, "credits": amount, "transfers": transfers }),
         ))
         .await?;
         Ok(amount)

@@ -391,3 +391,31 @@ async fn credit_event_filters_work_and_are_validated() {
     app.get("/v1/credits/events?limit=101").key(&app.admin_key).send().await.assert_error(422, "VALIDATION");
     app.assert_ledger().await;
 }
+
+/// Archive returns each bucket to the same bucket of the parent (CONTRACT §2): included credits
+/// stay included (they expire at the parent's period end), prepaid stays prepaid, and
+/// `reclaimedCredits` counts both.
+#[tokio::test]
+async fn archive_returns_included_to_included_and_prepaid_to_prepaid() {
+    let app = TestApp::spawn().await;
+    app.grant(&app.partner_org, 1000).await;
+    let org = app.create_child("Acme").await;
+    app.allocate(&org, 700).await.assert_status(201);
+    app.strata.grant_credits(org.parse().unwrap(), 400, GrantKind::Included).await.unwrap();
+    let r = app.delete(&format!("/v1/organizations/{org}")).key(&app.admin_key).send().await;
+    assert_eq!(r.assert_status(200)["reclaimedCredits"], 1100);
+    let parent = app.get("/v1/credits").key(&app.admin_key).send().await;
+    assert_eq!(
+        (parent.body["prepaidBalance"].as_i64(), parent.body["includedRemaining"].as_i64()),
+        (Some(1000), Some(400)),
+        "{}",
+        parent.body
+    );
+    app.assert_ledger().await;
+    // The reclaimed included credits expire with the parent's period, as its own would.
+    app.clock.advance_ms(31 * 24 * HOUR_MS);
+    strata_workers::roll_over_periods(&app.strata).await;
+    let parent = app.get("/v1/credits").key(&app.admin_key).send().await;
+    assert_eq!((parent.body["prepaidBalance"].as_i64(), parent.body["includedRemaining"].as_i64()), (Some(1000), Some(0)));
+    app.assert_ledger().await;
+}
