@@ -12,6 +12,7 @@ mod conn;
 mod lite;
 mod query;
 mod rows;
+mod sealed;
 mod tx;
 
 use std::path::{Path, PathBuf};
