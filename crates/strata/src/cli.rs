@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// Development mode: allows http://localhost webhook URLs.
     #[arg(long)]
     pub dev: bool,
+    /// `redis://host:port[/db]`: keep the rate-limit buckets in this Redis, shared by every
+    /// node (without it, each process counts on its own).
+    #[arg(long, env = "STRATA_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
 }
 
 /// Reads a secret from `--secret-key` or the file `--secret-key-file` names (at most one is set).
@@ -382,6 +386,17 @@ async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
     if args.dev {
         out("dev mode: http://localhost and loopback webhook URLs are allowed");
     }
+    let strata = match &args.redis_url {
+        Some(url) => {
+            let limiter = strata_redis::RedisLimiter::new(url)?;
+            if !limiter.ping().await {
+                tracing::warn!("Redis does not answer yet: requests proceed without rate limits until it does");
+            }
+            out("rate limits: shared through Redis");
+            strata.with_limiter(Arc::new(limiter))
+        }
+        None => strata,
+    };
     if let Some(created) = strata.bootstrap("My Partner Org").await? {
         out(format!("provisioned partner org: {}", created.org.id));
         out(format!("admin key: {}", created.secret.expose()));
