@@ -195,3 +195,45 @@ async fn the_redis_buckets_answer_exactly_as_the_in_process_ones() {
     }
     assert_eq!(shared.failures(), 0);
 }
+
+#[tokio::test]
+async fn serve_with_a_redis_that_does_not_answer_starts_and_serves_unlimited() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bound, then released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--redis-url", &format!("redis://127.0.0.1:{closed}")])
+        .env_remove("STRATA_DATABASE_URL")
+        .env_remove("STRATA_SECRET_KEY")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start strata serve");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut admin_key, mut base) = (None, None);
+    while base.is_none() {
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("strata serve printed where it listens");
+        if let Some(k) = line.strip_prefix("admin key: ") {
+            admin_key = Some(k.to_owned());
+        }
+        if let Some(rest) = line.strip_prefix("strata listening on ") {
+            base = rest.split(' ').next().map(str::to_owned);
+        }
+    }
+    let r = reqwest::Client::new().get(format!("{}/v1/whoami", base.unwrap())).bearer_auth(admin_key.unwrap()).send().await.unwrap();
+    let status = r.status().as_u16();
+    let limited = r.headers().contains_key("x-ratelimit-limit");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((status, limited), (200, false), "the request proceeds, uncounted");
+}
