@@ -10,9 +10,14 @@ use crate::error::CoreError;
 
 const MAC_LEN: usize = 12;
 
-/// The server's secret for sealing cursors (and, later, deriving other keys). 32 bytes.
+/// The server's secret: 32 bytes that seal cursors and values stored at rest (`seal.rs`).
+/// During a rotation it also carries the previous secret, which still opens and verifies what
+/// it sealed but never seals anything new.
 #[derive(Clone)]
-pub struct ServerSecret([u8; 32]);
+pub struct ServerSecret {
+    key: [u8; 32],
+    previous: Option<[u8; 32]>,
+}
 
 impl std::fmt::Debug for ServerSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -22,19 +27,36 @@ impl std::fmt::Debug for ServerSecret {
 
 impl ServerSecret {
     pub fn from_bytes(b: [u8; 32]) -> Self {
-        Self(b)
+        Self { key: b, previous: None }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+        &self.key
+    }
+
+    /// The previous secret, during a rotation, as a secret of its own.
+    pub fn previous(&self) -> Option<ServerSecret> {
+        self.previous.map(ServerSecret::from_bytes)
+    }
+
+    /// This secret, still opening (and verifying) what `previous` sealed.
+    pub fn with_previous(mut self, previous: &ServerSecret) -> Self {
+        self.previous = Some(previous.key);
+        self
+    }
+
+    /// This secret alone, without a previous one.
+    pub fn current(&self) -> ServerSecret {
+        ServerSecret::from_bytes(self.key)
     }
 
     pub fn generate() -> Self {
-        Self(rand::random())
+        Self::from_bytes(rand::random())
     }
 
+    /// The secret as 64 lowercase hex characters (the form `STRATA_SECRET_KEY` takes).
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        self.key.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     pub fn from_hex(s: &str) -> Option<Self> {
@@ -47,11 +69,15 @@ impl ServerSecret {
             let hex = std::str::from_utf8(chunk).ok()?;
             out[i] = u8::from_str_radix(hex, 16).ok()?;
         }
-        Some(Self(out))
+        Some(Self::from_bytes(out))
     }
 
     fn mac(&self, data: &[u8]) -> [u8; MAC_LEN] {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length works for HMAC");
+        Self::mac_with(&self.key, data)
+    }
+
+    fn mac_with(key: &[u8; 32], data: &[u8]) -> [u8; MAC_LEN] {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length works for HMAC");
         m.update(b"strata.cursor.v1:");
         m.update(data);
         let full = m.finalize().into_bytes();
@@ -76,8 +102,8 @@ impl ServerSecret {
             return Err(bad());
         }
         let (data, mac) = raw.split_at(raw.len() - MAC_LEN);
-        let expected = self.mac(data);
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(mac, &expected[..])) {
+        let signed_by = |key: &[u8; 32]| bool::from(subtle::ConstantTimeEq::ct_eq(mac, &Self::mac_with(key, data)[..]));
+        if !signed_by(&self.key) && !self.previous.as_ref().is_some_and(signed_by) {
             return Err(bad());
         }
         let text = std::str::from_utf8(data).map_err(|_| bad())?;
@@ -180,6 +206,6 @@ mod tests {
     #[test]
     fn secret_hex_round_trips() {
         let s = ServerSecret::generate();
-        assert_eq!(ServerSecret::from_hex(&s.to_hex()).unwrap().0, s.0);
+        assert_eq!(ServerSecret::from_hex(&s.to_hex()).unwrap().key, s.key);
     }
 }

@@ -1,9 +1,13 @@
 //! Per-key rate limits (CONTRACT §1): three token buckets per key (reads, writes, long-running
-//! starts) refilling over a minute, plus a daily write cap, with limits by tier. Pure and
-//! clock-driven, so tests move time instead of waiting. State is per process.
+//! starts) refilling over a minute, plus a daily write cap, with limits by tier. The buckets sit
+//! behind the `RateLimiter` port: in this process (`LocalLimiter`, the default) or shared by
+//! every node (the Redis limiter of `strata-redis`). Both run on the strata clock, so tests
+//! move time instead of waiting, and both decide through `outcome`, so they answer alike.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+use async_trait::async_trait;
 
 use crate::apikey::Tier;
 use crate::clock::{DAY_MS, Timestamp};
@@ -123,6 +127,54 @@ pub struct RateInfo {
     pub reset_secs: u64,
 }
 
+/// Where the buckets live.
+#[async_trait]
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Counts one request of `class` by `key` at `now` against `limits`. `Ok(None)`: not
+    /// limited (the tier is unlimited for this class, or a shared limiter cannot be reached and
+    /// fails open); `Ok(Some(_))`: allowed, with the standing for the `X-RateLimit-*` headers;
+    /// `Err(CoreError::RateLimited)`: refused, with the seconds to wait.
+    async fn check(&self, key: ApiKeyId, limits: &TierLimits, class: EndpointClass, now: Timestamp) -> Result<Option<RateInfo>, CoreError>;
+}
+
+/// What a bucket decided; `tokens` is what the bucket holds after the decision.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Decision {
+    /// One token taken.
+    Allowed { tokens: f64 },
+    /// Less than one token: refused until it refills.
+    Empty { tokens: f64 },
+    /// The daily write cap is reached (no token taken).
+    DailyCapReached,
+}
+
+/// The contract's answer to a decision of the bucket of `class` holding at most `cap`.
+pub fn outcome(class: EndpointClass, cap: u32, daily_cap: Option<u32>, now: Timestamp, decision: Decision) -> Result<RateInfo, CoreError> {
+    let cap_f = f64::from(cap);
+    let per_ms = cap_f / 60_000.0;
+    match decision {
+        Decision::Allowed { tokens } => {
+            Ok(RateInfo { class, limit: cap, remaining: tokens.max(0.0).floor() as u32, reset_secs: ceil_secs((cap_f - tokens) / per_ms) })
+        }
+        Decision::Empty { tokens } => Err(CoreError::RateLimited {
+            message: format!("the {} budget of this key ({cap} a minute) is spent", class.as_str()),
+            retry_after_secs: ceil_secs((1.0 - tokens) / per_ms).max(1),
+        }),
+        Decision::DailyCapReached => {
+            let next_day = (now.millis().div_euclid(DAY_MS) + 1) * DAY_MS;
+            Err(CoreError::RateLimited {
+                message: format!("this key's daily write cap of {} is reached", daily_cap.unwrap_or(0)),
+                retry_after_secs: ceil_secs((next_day - now.millis()) as f64).max(1),
+            })
+        }
+    }
+}
+
+/// The daily write cap that applies to `class` (reads have none).
+pub fn daily_cap(limits: &TierLimits, class: EndpointClass) -> Option<u32> {
+    if class == EndpointClass::ReadLight { None } else { limits.daily_writes }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
     tokens: f64,
@@ -136,8 +188,9 @@ struct State {
     days: HashMap<ApiKeyId, (i64, u32)>,
 }
 
+/// The buckets of this process: each `strata serve` counts on its own.
 #[derive(Default)]
-pub struct Limiter {
+pub struct LocalLimiter {
     state: Mutex<State>,
 }
 
@@ -145,46 +198,54 @@ fn ceil_secs(ms: f64) -> u64 {
     (ms / 1000.0).ceil().max(0.0) as u64
 }
 
-impl Limiter {
-    /// Counts one request; `Ok(None)` when the tier is unlimited for this class.
-    pub fn check(&self, key: ApiKeyId, limits: &TierLimits, class: EndpointClass, now: Timestamp) -> Result<Option<RateInfo>, CoreError> {
+impl LocalLimiter {
+    /// `RateLimiter::check`, synchronously.
+    pub fn check_now(
+        &self,
+        key: ApiKeyId,
+        limits: &TierLimits,
+        class: EndpointClass,
+        now: Timestamp,
+    ) -> Result<Option<RateInfo>, CoreError> {
         let Some(cap) = limits.per_minute(class) else { return Ok(None) };
+        let daily = daily_cap(limits, class);
         let mut st = self.state.lock().map_err(|_| CoreError::internal("rate limiter poisoned"))?;
         let cap_f = f64::from(cap);
         let per_ms = cap_f / 60_000.0;
-        let b = st.buckets.entry((key, class)).or_insert(Bucket { tokens: cap_f, at: now });
+        let b = *st.buckets.entry((key, class)).or_insert(Bucket { tokens: cap_f, at: now });
         let elapsed = (now.millis() - b.at.millis()).max(0) as f64;
         let tokens = (b.tokens + elapsed * per_ms).min(cap_f);
-        if tokens < 1.0 {
-            b.tokens = tokens;
-            b.at = now;
-            let wait = ceil_secs((1.0 - tokens) / per_ms).max(1);
-            return Err(CoreError::RateLimited {
-                message: format!("the {} budget of this key ({cap} a minute) is spent", class.as_str()),
-                retry_after_secs: wait,
-            });
-        }
-        if class != EndpointClass::ReadLight
-            && let Some(daily) = limits.daily_writes
-        {
+        let at = if now > b.at { now } else { b.at };
+        let decision = if tokens < 1.0 {
+            Decision::Empty { tokens }
+        } else if let Some(daily) = daily {
             let day = now.millis().div_euclid(DAY_MS);
             let entry = st.days.entry(key).or_insert((day, 0));
             if entry.0 != day {
                 *entry = (day, 0);
             }
             if entry.1 >= daily {
-                let next_day = (day + 1) * DAY_MS;
-                return Err(CoreError::RateLimited {
-                    message: format!("this key's daily write cap of {daily} is reached"),
-                    retry_after_secs: ceil_secs((next_day - now.millis()) as f64).max(1),
-                });
+                Decision::DailyCapReached
+            } else {
+                entry.1 += 1;
+                Decision::Allowed { tokens: tokens - 1.0 }
             }
-            entry.1 += 1;
-        }
-        let b = st.buckets.get_mut(&(key, class)).expect("inserted above");
-        b.tokens = tokens - 1.0;
-        b.at = now;
-        Ok(Some(RateInfo { class, limit: cap, remaining: b.tokens.floor() as u32, reset_secs: ceil_secs((cap_f - b.tokens) / per_ms) }))
+        } else {
+            Decision::Allowed { tokens: tokens - 1.0 }
+        };
+        let left = match decision {
+            Decision::Allowed { tokens } | Decision::Empty { tokens } => tokens,
+            Decision::DailyCapReached => tokens,
+        };
+        st.buckets.insert((key, class), Bucket { tokens: left, at });
+        outcome(class, cap, daily, now, decision).map(Some)
+    }
+}
+
+#[async_trait]
+impl RateLimiter for LocalLimiter {
+    async fn check(&self, key: ApiKeyId, limits: &TierLimits, class: EndpointClass, now: Timestamp) -> Result<Option<RateInfo>, CoreError> {
+        self.check_now(key, limits, class, now)
     }
 }
 
@@ -196,27 +257,27 @@ mod tests {
 
     #[test]
     fn a_bucket_empties_and_refills_over_the_minute() {
-        let l = Limiter::default();
+        let l = LocalLimiter::default();
         let k = ApiKeyId::new();
         let limits = TierLimits::default_for(Tier::Standard);
         for i in 0..60 {
-            let info = l.check(k, &limits, EndpointClass::WriteLight, T0).unwrap().unwrap();
+            let info = l.check_now(k, &limits, EndpointClass::WriteLight, T0).unwrap().unwrap();
             assert_eq!((info.limit, info.remaining), (60, 59 - i));
         }
-        match l.check(k, &limits, EndpointClass::WriteLight, T0) {
+        match l.check_now(k, &limits, EndpointClass::WriteLight, T0) {
             Err(CoreError::RateLimited { retry_after_secs, .. }) => assert_eq!(retry_after_secs, 1),
             other => panic!("{other:?}"),
         }
         // Reads are a bucket of their own.
-        assert!(l.check(k, &limits, EndpointClass::ReadLight, T0).is_ok());
+        assert!(l.check_now(k, &limits, EndpointClass::ReadLight, T0).is_ok());
         // One write a second comes back.
-        assert!(l.check(k, &limits, EndpointClass::WriteLight, T0.plus_ms(1000)).is_ok());
-        assert!(l.check(k, &limits, EndpointClass::WriteLight, T0.plus_ms(1000)).is_err());
+        assert!(l.check_now(k, &limits, EndpointClass::WriteLight, T0.plus_ms(1000)).is_ok());
+        assert!(l.check_now(k, &limits, EndpointClass::WriteLight, T0.plus_ms(1000)).is_err());
     }
 
     #[test]
     fn the_daily_write_cap_holds_until_the_next_utc_day() {
-        let l = Limiter::default();
+        let l = LocalLimiter::default();
         let k = ApiKeyId::new();
         let limits = TierLimits {
             reads_per_minute: None,
@@ -226,20 +287,20 @@ mod tests {
             concurrent_jobs: None,
         };
         for _ in 0..3 {
-            l.check(k, &limits, EndpointClass::WriteLight, T0).unwrap();
+            l.check_now(k, &limits, EndpointClass::WriteLight, T0).unwrap();
         }
-        match l.check(k, &limits, EndpointClass::LongRunning, T0.plus_ms(1000)) {
+        match l.check_now(k, &limits, EndpointClass::LongRunning, T0.plus_ms(1000)) {
             Err(CoreError::RateLimited { retry_after_secs, .. }) => assert_eq!(retry_after_secs, 86_399),
             other => panic!("{other:?}"),
         }
-        assert!(l.check(k, &limits, EndpointClass::WriteLight, T0.plus_ms(DAY_MS)).is_ok());
+        assert!(l.check_now(k, &limits, EndpointClass::WriteLight, T0.plus_ms(DAY_MS)).is_ok());
     }
 
     #[test]
     fn internal_keys_are_unlimited() {
-        let l = Limiter::default();
+        let l = LocalLimiter::default();
         let limits = TierLimits::default_for(Tier::Internal);
-        assert_eq!(l.check(ApiKeyId::new(), &limits, EndpointClass::WriteLight, T0).unwrap(), None);
+        assert_eq!(l.check_now(ApiKeyId::new(), &limits, EndpointClass::WriteLight, T0).unwrap(), None);
     }
 }
 

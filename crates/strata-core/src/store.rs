@@ -210,8 +210,42 @@ pub trait Tx: Send {
     /// Abandons every pending delivery of an endpoint, or of an org's events; returns how many.
     async fn abandon_deliveries(&mut self, endpoint: Option<EndpointId>, event_org: Option<OrgId>, at: Timestamp) -> Result<u64>;
 
-    // --- server settings ---
+    // --- server settings and sealed values ---
     async fn setting(&mut self, name: &str) -> Result<Option<String>>;
     /// Stores the value unless the name is set; returns the value in force.
     async fn setting_init(&mut self, name: &str, value: &str) -> Result<String>;
+    /// Removes the setting if it still holds `value`; returns whether it did.
+    async fn setting_remove(&mut self, name: &str, value: &str) -> Result<bool>;
+    /// Up to `limit` values of `column` (rows where it is set), in row order after `after`
+    /// (`None`: from the first row).
+    async fn sealed_values(&mut self, column: SealedColumn, after: Option<&SealedRow>, limit: u32) -> Result<Vec<SealedValue>>;
+    /// Replaces one sealed value if its row still holds `old.sealed`; returns whether it did.
+    async fn replace_sealed(&mut self, column: SealedColumn, old: &SealedValue, new: &str) -> Result<bool>;
+}
+
+/// A column whose values are sealed under the server secret (`ServerSecret::seal`): every place
+/// `strata secret rotate` re-seals. A new sealed column must be added here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealedColumn {
+    /// Stored idempotent replies (`idempotency_records.body`).
+    IdempotentReply,
+    /// Webhook signing secrets (`webhook_endpoints.secret_sealed`).
+    EndpointSecret,
+    /// The signing secret before an endpoint's last rotation (`webhook_endpoints.previous_secret`).
+    EndpointPreviousSecret,
+}
+
+impl SealedColumn {
+    pub const ALL: [SealedColumn; 3] = [SealedColumn::IdempotentReply, SealedColumn::EndpointSecret, SealedColumn::EndpointPreviousSecret];
+}
+
+/// The key of a row holding a sealed value: two parts (the second is empty where the key has
+/// one), ordered as the store pages them.
+pub type SealedRow = (String, String);
+
+/// One sealed value and the row holding it.
+#[derive(Clone, Debug)]
+pub struct SealedValue {
+    pub row: SealedRow,
+    pub sealed: String,
 }

@@ -14,6 +14,7 @@ mod lite;
 pub mod plans;
 mod query;
 mod rows;
+mod sealed;
 mod tx;
 
 use std::path::{Path, PathBuf};

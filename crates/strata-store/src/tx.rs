@@ -16,7 +16,7 @@ use strata_core::ledger::{LedgerBatch, Posting, WalletChange};
 use strata_core::org::{Org, OrgStatus};
 use strata_core::post::ScheduledPost;
 use strata_core::project::{Project, ProjectFilter};
-use strata_core::store::{Owner, Tx};
+use strata_core::store::{Owner, SealedColumn, SealedRow, SealedValue, Tx};
 use strata_core::webhook::{Delivery, DeliveryStatus, Endpoint, EndpointStatus};
 
 use crate::Dialect;
@@ -1082,5 +1082,17 @@ impl Tx for SqlTx {
             .execute(&mut self.conn)
             .await?;
         self.setting(name).await.map(|v| v.unwrap_or_else(|| value.to_owned()))
+    }
+
+    async fn setting_remove(&mut self, name: &str, value: &str) -> Result<bool> {
+        crate::sealed::setting_remove(&mut self.conn, name, value).await
+    }
+
+    async fn sealed_values(&mut self, column: SealedColumn, after: Option<&SealedRow>, limit: u32) -> Result<Vec<SealedValue>> {
+        crate::sealed::values(&mut self.conn, column, after, limit).await
+    }
+
+    async fn replace_sealed(&mut self, column: SealedColumn, old: &SealedValue, new: &str) -> Result<bool> {
+        crate::sealed::replace(&mut self.conn, column, old, new).await
     }
 }

@@ -1,7 +1,9 @@
 //! `strata bench`: a load harness that starts a strata server on a port of its own, provisions a
 //! funded partner with children, and drives one scenario over HTTP with many concurrent
-//! clients, printing throughput and latency percentiles. A harness, not a test: it asserts
-//! nothing about speed.
+//! clients, printing throughput and latency percentiles. Every scenario first runs `baseline`
+//! briefly in the same run (the same HTTP stack answering a constant) and prints its ratio to
+//! it, so figures from a busy machine still compare. A harness, not a test: it asserts nothing
+//! about speed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,12 +19,39 @@ use strata_workers::Cadence;
 
 use crate::OpenOptions;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
+    /// `GET /healthz`: the same router and middleware answering a constant, no database: the
+    /// ceiling every other scenario is compared with.
+    Baseline,
     /// `POST /v1/organizations/:orgId/credits/allocate`, each with a fresh Idempotency-Key.
     Allocations,
     /// `GET /v1/whoami`: the authentication hot path alone.
     Whoami,
+    /// `GET /v1/organizations/:orgId` of a child (spread over the children): auth plus one
+    /// scoped read with the child's summary.
+    GetOrg,
+}
+
+/// How long the baseline runs before another scenario (after its own one-second warm-up).
+const BASELINE_SECS: u64 = 3;
+
+/// What one timed run measured.
+struct Measured {
+    ok: Vec<Duration>,
+    errors: u64,
+    seconds: u64,
+}
+
+impl Measured {
+    fn per_sec(&self) -> f64 {
+        self.ok.len() as f64 / self.seconds.max(1) as f64
+    }
+
+    fn pct(&self, p: f64) -> Duration {
+        let n = self.ok.len();
+        self.ok.get(((n as f64 * p) as usize).min(n.saturating_sub(1))).copied().unwrap_or_default()
+    }
 }
 
 #[derive(Args, Debug)]
@@ -44,11 +73,15 @@ pub struct BenchArgs {
 /// unless a PostgreSQL URL is given).
 pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: BenchArgs) -> Result<String> {
     let temp = tempfile::tempdir().map_err(|e| CoreError::internal(e.to_string()))?;
-    let opts = if use_temp_sqlite {
+    let mut opts = if use_temp_sqlite {
         OpenOptions { backend: Backend::Sqlite { dir: temp.path().to_owned() }, ..opts.clone() }
     } else {
         opts.clone()
     };
+    // A bench database is scratch: without a configured secret, one for this run will do.
+    if opts.secret_hex.is_none() {
+        opts.secret_hex = Some(strata_core::cursor::ServerSecret::generate().to_hex());
+    }
     let strata = crate::open(&opts, Arc::new(SystemClock)).await?;
     let partner = strata.create_partner(NewPartner { name: "bench".into(), tier: strata_core::apikey::Tier::Internal }).await?;
     strata.grant_credits(partner.org.id, 1_000_000_000, GrantKind::Purchase).await?;
@@ -69,23 +102,66 @@ pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: BenchArgs) -> 
         children.push(body["id"].as_str().unwrap_or_default().to_owned());
     }
 
-    let warmup = Duration::from_secs(1);
+    let target = Target { client, base, key, children: Arc::new(children) };
+    let baseline = if args.scenario == Scenario::Baseline {
+        None
+    } else {
+        Some(drive(&target, Scenario::Baseline, args.clients, BASELINE_SECS.min(args.seconds.max(1))).await?)
+    };
+    let measured = drive(&target, args.scenario, args.clients, args.seconds).await?;
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    let report = strata.check_ledger().await?;
+    if !report.violations.is_empty() {
+        return Err(CoreError::internal(format!("ledger invariants broken after the run: {}", report.violations.join("; "))));
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let ratio = match &baseline {
+        None => "ratio to baseline 1.00".to_owned(),
+        Some(b) => format!("baseline {:.0}/s, ratio to baseline {:.2}", b.per_sec(), measured.per_sec() / b.per_sec().max(1.0)),
+    };
+    Ok(format!(
+        "scenario {} on {} with {} clients for {}s: {} ok ({:.0}/s), {} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {ratio}; ledger invariants hold",
+        args.scenario.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default(),
+        strata.store.backend(),
+        args.clients,
+        args.seconds,
+        measured.ok.len(),
+        measured.per_sec(),
+        measured.errors,
+        ms(measured.pct(0.50)),
+        ms(measured.pct(0.99)),
+        ms(measured.ok.last().copied().unwrap_or_default()),
+    ))
+}
+
+/// The running server and what the clients send to it.
+struct Target {
+    client: reqwest::Client,
+    base: String,
+    key: String,
+    children: Arc<Vec<String>>,
+}
+
+/// Drives `scenario` with `clients` concurrent clients: a one-second warm-up, then `seconds`
+/// measured. Latencies are of 2xx responses only; anything else counts as an error.
+async fn drive(t: &Target, scenario: Scenario, clients: usize, seconds: u64) -> Result<Measured> {
     let started = Instant::now();
-    let measure_from = started + warmup;
-    let deadline = measure_from + Duration::from_secs(args.seconds);
+    let measure_from = started + Duration::from_secs(1);
+    let deadline = measure_from + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for c in 0..args.clients {
-        let (client, base, key, children) = (client.clone(), base.clone(), key.clone(), children.clone());
-        let scenario = args.scenario;
+    for c in 0..clients {
+        let (client, base, key, children) = (t.client.clone(), t.base.clone(), t.key.clone(), t.children.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
             let mut n = 0usize;
             while Instant::now() < deadline {
                 let t0 = Instant::now();
+                let child = &children[(c + n) % children.len()];
                 let resp = match scenario {
+                    Scenario::Baseline => client.get(format!("{base}/healthz")).send().await,
                     Scenario::Allocations => {
-                        let child = &children[(c + n) % children.len()];
                         client
                             .post(format!("{base}/v1/organizations/{child}/credits/allocate"))
                             .bearer_auth(&key)
@@ -95,6 +171,7 @@ pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: BenchArgs) -> 
                             .await
                     }
                     Scenario::Whoami => client.get(format!("{base}/v1/whoami")).bearer_auth(&key).send().await,
+                    Scenario::GetOrg => client.get(format!("{base}/v1/organizations/{child}")).bearer_auth(&key).send().await,
                 };
                 let ok = matches!(&resp, Ok(r) if r.status().is_success());
                 if let Ok(r) = resp {
@@ -112,33 +189,13 @@ pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: BenchArgs) -> 
             (latencies, errors)
         }));
     }
-    let mut all = Vec::new();
+    let mut ok = Vec::new();
     let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await.map_err(|e| CoreError::internal(e.to_string()))?;
-        all.extend(l);
+    for task in tasks {
+        let (l, e) = task.await.map_err(|e| CoreError::internal(e.to_string()))?;
+        ok.extend(l);
         errors += e;
     }
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    let report = strata.check_ledger().await?;
-    if !report.violations.is_empty() {
-        return Err(CoreError::internal(format!("ledger invariants broken after the run: {}", report.violations.join("; "))));
-    }
-    all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    Ok(format!(
-        "scenario {:?} on {} with {} clients for {}s: {} ok ({:.0}/s), {} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; ledger invariants hold",
-        args.scenario,
-        strata.store.backend(),
-        args.clients,
-        args.seconds,
-        all.len(),
-        all.len() as f64 / args.seconds as f64,
-        errors,
-        ms(pct(0.50)),
-        ms(pct(0.99)),
-        ms(all.last().copied().unwrap_or_default()),
-    ))
+    ok.sort();
+    Ok(Measured { ok, errors, seconds })
 }

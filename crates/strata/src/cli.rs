@@ -31,8 +31,19 @@ pub struct Cli {
     #[arg(long, global = true, env = "STRATA_DATABASE_URL")]
     pub database_url: Option<String>,
     /// The server secret (64 hex characters) that seals cursors and secrets stored at rest.
-    #[arg(long, global = true, env = "STRATA_SECRET_KEY", hide_env_values = true)]
+    /// Required on PostgreSQL (here or in --secret-key-file); `strata secret generate` makes one.
+    #[arg(long, global = true, env = "STRATA_SECRET_KEY", hide_env_values = true, conflicts_with = "secret_key_file")]
     pub secret_key: Option<String>,
+    /// A file holding the server secret (64 hex characters), instead of STRATA_SECRET_KEY.
+    #[arg(long, global = true, env = "STRATA_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// During a rotation, the previous server secret: it still opens what it sealed, and
+    /// `strata secret rotate` re-seals that under the current one.
+    #[arg(long, global = true, env = "STRATA_PREVIOUS_SECRET_KEY", hide_env_values = true, conflicts_with = "previous_secret_key_file")]
+    pub previous_secret_key: Option<String>,
+    /// A file holding the previous server secret, instead of STRATA_PREVIOUS_SECRET_KEY.
+    #[arg(long, global = true, env = "STRATA_PREVIOUS_SECRET_KEY_FILE")]
+    pub previous_secret_key_file: Option<PathBuf>,
     /// The webhook retry ladder, e.g. `0s,30s,1m,5m,15m,1h,6h,24h` (the default).
     #[arg(long, global = true, env = "STRATA_WEBHOOK_RETRY_SCHEDULE")]
     pub webhook_retry_schedule: Option<String>,
@@ -72,6 +83,22 @@ pub enum Command {
     Ledger(LedgerCmd),
     /// Load harness: start a server on a fresh database and drive it over HTTP.
     Bench(crate::bench::BenchArgs),
+    /// The server secret: make one, move one out of a PostgreSQL database, rotate it.
+    #[command(subcommand)]
+    Secret(SecretCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretCmd {
+    /// Print a new random server secret (64 hex characters); touches no database.
+    Generate,
+    /// Print, once, the secret that a PostgreSQL database made by older strata holds inside it,
+    /// and remove it from the database (`strata secret export > server.key`).
+    Export,
+    /// Re-seal every value sealed at rest under the current secret (STRATA_SECRET_KEY or
+    /// --secret-key-file), opening each with the previous one (STRATA_PREVIOUS_SECRET_KEY or
+    /// --previous-secret-key-file).
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -90,6 +117,21 @@ pub struct ServeArgs {
     /// Development mode: allows http://localhost webhook URLs.
     #[arg(long)]
     pub dev: bool,
+    /// `redis://host:port[/db]`: keep the rate-limit buckets in this Redis, shared by every
+    /// node (without it, each process counts on its own).
+    #[arg(long, env = "STRATA_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+}
+
+/// Reads a secret from `--secret-key` or the file `--secret-key-file` names (at most one is set).
+fn secret_source(hex: &Option<String>, file: &Option<PathBuf>, flag: &str) -> Result<Option<String>, CoreError> {
+    match (hex, file) {
+        (Some(h), _) => Ok(Some(h.clone())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| Some(s.trim().to_owned()))
+            .map_err(|e| CoreError::validation(flag, format!("cannot read {}: {e}", path.display()))),
+        (None, None) => Ok(None),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -174,7 +216,8 @@ pub enum OrgsCmd {
 }
 
 impl Cli {
-    pub fn open_options(&self) -> OpenOptions {
+    /// What `open` needs, from the flags; an unreadable secret file is a validation error.
+    pub fn open_options(&self) -> Result<OpenOptions, CoreError> {
         let backend = match &self.database_url {
             Some(url) => Backend::Postgres { url: url.clone() },
             None => Backend::Sqlite { dir: self.data_dir.clone() },
@@ -188,7 +231,12 @@ impl Cli {
         if let Some(ladder) = self.webhook_retry_schedule.as_deref().and_then(strata_core::webhook::parse_ladder) {
             core.retry_ladder_ms = ladder;
         }
-        OpenOptions { backend, secret_hex: self.secret_key.clone(), core }
+        Ok(OpenOptions {
+            backend,
+            secret_hex: secret_source(&self.secret_key, &self.secret_key_file, "--secret-key-file")?,
+            previous_secret_hex: secret_source(&self.previous_secret_key, &self.previous_secret_key_file, "--previous-secret-key-file")?,
+            core,
+        })
     }
 }
 
@@ -208,7 +256,13 @@ pub async fn run(cli: Cli) -> i32 {
         eprintln_error(&CoreError::validation("STRATA_WEBHOOK_RETRY_SCHEDULE", "must be a comma-separated list like 0s,30s,1m,5m"));
         return 2;
     }
-    let mut opts = cli.open_options();
+    let mut opts = match cli.open_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln_error(&e);
+            return 2;
+        }
+    };
     if let Some(json) = &cli.tier_limits {
         match opts.core.tier_limits.clone().with_overrides(json) {
             Ok(t) => opts.core.tier_limits = t,
@@ -232,10 +286,29 @@ pub async fn run(cli: Cli) -> i32 {
             }
         };
     }
+    match cli.command {
+        Command::Secret(SecretCmd::Generate) => {
+            out(strata_core::cursor::ServerSecret::generate().to_hex());
+            return 0;
+        }
+        Command::Secret(SecretCmd::Export) => {
+            return match export_secret(&opts).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln_error(&e);
+                    1
+                }
+            };
+        }
+        _ => {}
+    }
     let strata = match crate::open(&opts, Arc::new(SystemClock)).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "cannot open the database");
+            // A refusal to start (no secret, …) is one clear line; a failure is also logged.
+            if matches!(e, CoreError::Internal(_)) {
+                tracing::error!(error = %e, "cannot open the database");
+            }
             eprintln_error(&e);
             return 1;
         }
@@ -247,6 +320,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Keys(cmd) => keys(strata, cmd).await,
         Command::Orgs(OrgsCmd::Access { org, revoke, .. }) => access(strata, &org, revoke).await,
         Command::Ledger(LedgerCmd::Check { json }) => ledger_check(strata, json).await,
+        Command::Secret(_) => rotate_secret(strata).await,
         Command::Bench(_) => Ok(()),
     };
     match result {
@@ -258,6 +332,51 @@ pub async fn run(cli: Cli) -> i32 {
     }
 }
 
+/// `strata secret export`: prints the secret a PostgreSQL database holds inside it, then removes
+/// it from the database, only once the line is written (so it is never lost).
+async fn export_secret(opts: &OpenOptions) -> Result<(), CoreError> {
+    if let Backend::Sqlite { dir } = &opts.backend {
+        return Err(CoreError::validation(
+            "secret",
+            format!(
+                "SQLite keeps its server secret in {}, outside the database: there is nothing to export",
+                dir.join("server.key").display()
+            ),
+        ));
+    }
+    let store = strata_store::SqlStore::connect(&opts.backend).await?.into_port();
+    let mut tx = store.write().await?;
+    let Some(hex) = tx.setting(crate::LEGACY_SECRET_SETTING).await? else {
+        return Err(CoreError::validation("secret", "this database holds no server secret: there is nothing to export"));
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", hex.trim())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| CoreError::internal(format!("cannot write the secret, so it stays in the database: {e}")))?;
+    drop(stdout);
+    tx.setting_remove(crate::LEGACY_SECRET_SETTING, &hex).await?;
+    tx.commit().await?;
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(
+        stderr,
+        "the server secret is no longer in the database; give it to every node with --secret-key-file or STRATA_SECRET_KEY"
+    );
+    Ok(())
+}
+
+/// `strata secret rotate`: re-seals every sealed value under the current secret.
+async fn rotate_secret(strata: Strata) -> Result<(), CoreError> {
+    let r = strata.reseal_all().await?;
+    out(format!(
+        "re-sealed {} values under the new secret ({} already were, {} changed meanwhile, {} opened with neither secret)",
+        r.resealed, r.already_current, r.changed_meanwhile, r.unreadable
+    ));
+    if r.unreadable > 0 {
+        return Err(CoreError::internal(format!("{} sealed values open with neither secret; they were left as they are", r.unreadable)));
+    }
+    Ok(())
+}
+
 fn eprintln_error(e: &CoreError) {
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "error: {e}");
@@ -267,6 +386,17 @@ async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
     if args.dev {
         out("dev mode: http://localhost and loopback webhook URLs are allowed");
     }
+    let strata = match &args.redis_url {
+        Some(url) => {
+            let limiter = strata_redis::RedisLimiter::new(url)?;
+            if !limiter.ping().await {
+                tracing::warn!("Redis does not answer yet: requests proceed without rate limits until it does");
+            }
+            out("rate limits: shared through Redis");
+            strata.with_limiter(Arc::new(limiter))
+        }
+        None => strata,
+    };
     if let Some(created) = strata.bootstrap("My Partner Org").await? {
         out(format!("provisioned partner org: {}", created.org.id));
         out(format!("admin key: {}", created.secret.expose()));

@@ -27,37 +27,62 @@ pub use strata_store::Backend as StoreBackend;
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
     pub backend: Backend,
-    /// `STRATA_SECRET_KEY`: 64 hex characters. Without it the secret lives in
-    /// `<data-dir>/server.key` (SQLite) or in the database's settings (PostgreSQL).
+    /// The server secret, 64 hex characters (`STRATA_SECRET_KEY`, or read from
+    /// `--secret-key-file`). Required on PostgreSQL; on SQLite, without it the secret lives in
+    /// `<data-dir>/server.key`.
     pub secret_hex: Option<String>,
+    /// During a rotation, the previous server secret (64 hex characters): it still opens what it
+    /// sealed, and `strata secret rotate` re-seals that under `secret_hex`.
+    pub previous_secret_hex: Option<String>,
     pub core: CoreConfig,
 }
 
 impl OpenOptions {
     pub fn sqlite(dir: impl Into<PathBuf>) -> Self {
-        Self { backend: Backend::Sqlite { dir: dir.into() }, secret_hex: None, core: CoreConfig::default() }
+        Self { backend: Backend::Sqlite { dir: dir.into() }, secret_hex: None, previous_secret_hex: None, core: CoreConfig::default() }
     }
 }
 
-/// Connects, migrates and loads the server secret.
+/// The name under which strata before 0.2 kept a PostgreSQL database's server secret inside it.
+pub const LEGACY_SECRET_SETTING: &str = "server_secret";
+
+/// Connects, migrates and loads the server secret. On PostgreSQL the secret must come from the
+/// configuration (a validation error naming `STRATA_SECRET_KEY` otherwise), and a database
+/// that still holds a secret of its own is refused until `strata secret export` moves it out.
 pub async fn open(opts: &OpenOptions, clock: Arc<dyn Clock>) -> Result<Strata> {
+    let configured = opts.secret_hex.as_deref().map(|h| parse_secret(h, "STRATA_SECRET_KEY")).transpose()?;
     let store = SqlStore::connect(&opts.backend).await?.into_port();
-    let secret = match &opts.secret_hex {
-        Some(hex) => ServerSecret::from_hex(hex).ok_or_else(|| CoreError::internal("STRATA_SECRET_KEY must be 64 hex characters"))?,
-        None => match &opts.backend {
-            Backend::Sqlite { dir } => secret_from_file(&dir.join("server.key"))?,
-            Backend::Postgres { .. } => {
-                tracing::warn!(
-                    "STRATA_SECRET_KEY is not set: the server secret is kept in the database beside the data it seals; set it in production"
-                );
-                let mut tx = store.write().await?;
-                let hex = tx.setting_init("server_secret", &ServerSecret::generate().to_hex()).await?;
-                tx.commit().await?;
-                ServerSecret::from_hex(&hex).ok_or_else(|| CoreError::internal("stored server secret is corrupt"))?
+    let secret = match (&opts.backend, configured) {
+        (Backend::Sqlite { .. }, Some(secret)) => secret,
+        (Backend::Sqlite { dir }, None) => secret_from_file(&dir.join("server.key"))?,
+        (Backend::Postgres { .. }, configured) => {
+            let mut tx = store.read().await?;
+            let held = tx.setting(LEGACY_SECRET_SETTING).await?;
+            tx.commit().await?;
+            if held.is_some() {
+                return Err(CoreError::validation(
+                    "STRATA_SECRET_KEY",
+                    "this database holds its own server secret; move it out with `strata secret export > server.key`, then pass that file with --secret-key-file",
+                ));
             }
-        },
+            configured.ok_or_else(|| {
+                CoreError::validation(
+                    "STRATA_SECRET_KEY",
+                    "on PostgreSQL the server secret is kept outside the database: set STRATA_SECRET_KEY or --secret-key-file (make one with `strata secret generate`)",
+                )
+            })?
+        }
+    };
+    let secret = match opts.previous_secret_hex.as_deref() {
+        Some(h) => secret.with_previous(&parse_secret(h, "STRATA_PREVIOUS_SECRET_KEY")?),
+        None => secret,
     };
     Ok(Strata::new(store, clock, secret, opts.core.clone()))
+}
+
+fn parse_secret(hex: &str, field: &str) -> Result<ServerSecret> {
+    ServerSecret::from_hex(hex)
+        .ok_or_else(|| CoreError::validation(field, "must be 64 hex characters (make one with `strata secret generate`)"))
 }
 
 /// Reads the server secret from `path`, creating it (owner-only) on first start.

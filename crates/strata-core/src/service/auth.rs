@@ -99,7 +99,7 @@ impl Strata {
     /// Counts a request against the caller's rate limits; a refusal is audited.
     pub async fn rate_limit(&self, caller: &Caller, class: EndpointClass) -> Result<Option<RateInfo>> {
         let limits = *self.config.tier_limits.get(caller.key.tier);
-        match self.limiter.check(caller.key.id, &limits, class, self.now()) {
+        match self.limiter.check(caller.key.id, &limits, class, self.now()).await {
             Ok(info) => Ok(info),
             Err(e) => {
                 let entry = self.audit_entry(caller.stamp(), "rate_limit.hit", json!({ "class": class.as_str() }));

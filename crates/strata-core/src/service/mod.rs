@@ -15,6 +15,7 @@ mod operator;
 mod orgs;
 mod posts;
 mod projects;
+mod secrets;
 mod tenancy;
 mod webhooks;
 
@@ -33,6 +34,7 @@ pub use operator::{NewPartner, PartnerCreated};
 pub use orgs::{NewChild, OrgPatch};
 pub use posts::NewPost;
 pub use projects::{NewProject, ProjectPatch};
+pub use secrets::ResealReport;
 pub use webhooks::{DeliveryView, EndpointPatch, EndpointView, NewEndpoint, SendOutcome, WebhookSender};
 
 use crate::audit::{Actor, AuditEntry};
@@ -89,7 +91,7 @@ pub struct Strata {
     pub config: CoreConfig,
     pub engine: Arc<dyn ContentEngine>,
     key_usage: Arc<Mutex<HashMap<ApiKeyId, Timestamp>>>,
-    limiter: Arc<crate::ratelimit::Limiter>,
+    limiter: Arc<dyn crate::ratelimit::RateLimiter>,
 }
 
 /// Who did something and in which request, for the audit log.
@@ -120,7 +122,22 @@ impl Stamp {
 impl Strata {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, secret: ServerSecret, config: CoreConfig) -> Self {
         let engine = Arc::new(FixtureEngine { duration_ms: config.job_duration_ms });
-        Self { store, clock, secret, config, engine, key_usage: Arc::new(Mutex::new(HashMap::new())), limiter: Arc::default() }
+        Self {
+            store,
+            clock,
+            secret,
+            config,
+            engine,
+            key_usage: Arc::new(Mutex::new(HashMap::new())),
+            limiter: Arc::new(crate::ratelimit::LocalLimiter::default()),
+        }
+    }
+
+    /// Keeps the rate-limit buckets in `limiter` (in this process by default; Redis to share
+    /// them between nodes).
+    pub fn with_limiter(mut self, limiter: Arc<dyn crate::ratelimit::RateLimiter>) -> Self {
+        self.limiter = limiter;
+        self
     }
 
     /// Replaces the content engine (the built-in one is deterministic fixtures).

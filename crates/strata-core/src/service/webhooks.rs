@@ -23,7 +23,7 @@ use crate::webhook::{
     signature_headers,
 };
 
-const SECRET_PURPOSE: &str = "webhook-secret";
+pub(super) const SECRET_PURPOSE: &str = "webhook-secret";
 /// How long a delivery attempt holds its claim; a crash mid-send retries after this.
 const SEND_LEASE_MS: i64 = 60_000;
 /// How long both secrets sign after a rotation.

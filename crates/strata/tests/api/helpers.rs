@@ -8,6 +8,8 @@ use serde_json::Value;
 use strata::{OpenOptions, StoreBackend};
 use strata_core::Strata;
 use strata_core::clock::{ManualClock, Timestamp};
+use strata_core::cursor::ServerSecret;
+use strata_core::ratelimit::RateLimiter;
 use strata_workers::Cadence;
 use tokio::sync::oneshot;
 
@@ -57,6 +59,9 @@ pub struct TestApp {
     pub admin_key: String,
     pub partner_org: String,
     pub backend: StoreBackend,
+    /// The server secret given in the configuration (always on PostgreSQL; on SQLite `None`: the
+    /// secret is the data directory's `server.key`).
+    pub secret_hex: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -138,8 +143,19 @@ impl Call<'_> {
     }
 }
 
+/// How a test's server differs from the default one.
+#[derive(Default)]
+pub struct Setup {
+    /// Keeps the rate-limit buckets somewhere else than in the process (e.g. Redis).
+    pub limiter: Option<Arc<dyn RateLimiter>>,
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(Setup::default()).await
+    }
+
+    pub async fn spawn_with(setup: Setup) -> Self {
         init_logs();
         let clock = ManualClock::starting_at(START);
         let (backend, dir) = match std::env::var("STRATA_TEST_DATABASE_URL") {
@@ -149,20 +165,11 @@ impl TestApp {
                 (StoreBackend::Sqlite { dir: dir.path().to_owned() }, Some(dir))
             }
         };
-        // Dev mode: webhook receivers in tests listen on loopback. A short retry ladder.
-        let core = strata_core::service::CoreConfig { dev_mode: true, retry_ladder_ms: vec![0, 1_000, 2_000], ..Default::default() };
-        let opts = OpenOptions { backend: backend.clone(), secret_hex: None, core };
-        let strata = strata::open(&opts, Arc::new(clock.clone())).await.expect("open");
+        // PostgreSQL needs a server secret from outside the database; SQLite makes its file.
+        let secret_hex = matches!(backend, StoreBackend::Postgres { .. }).then(|| ServerSecret::generate().to_hex());
+        let strata = open_test(&backend, secret_hex.clone(), None, &clock, setup.limiter).await;
         let created = strata.bootstrap("Quinn's Coffee CRM").await.expect("bootstrap").expect("empty database");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        // Workers tick rarely; tests step them by hand.
-        let hour = std::time::Duration::from_secs(3600);
-        let cadence = Cadence { key_usage_flush: hour, idempotency_prune: hour, ledger: hour, scheduler: hour, webhooks: hour };
-        tokio::spawn(strata::serve(strata.clone(), listener, cadence, async move {
-            let _ = stopped.await;
-        }));
+        let (base, stop) = serve_test(strata.clone()).await;
         Self {
             base,
             client: reqwest::Client::new(),
@@ -171,8 +178,38 @@ impl TestApp {
             admin_key: created.secret.expose().to_owned(),
             partner_org: created.org.id.to_string(),
             backend,
+            secret_hex,
             stop: Some(stop),
             _dir: dir,
+        }
+    }
+
+    /// Another server on this test's database and clock (a second node), with its own process
+    /// state. `secret_hex: None` uses this app's secret. Drop it before this app.
+    pub async fn peer(&self, secret_hex: Option<String>, setup: Setup) -> TestApp {
+        let secret_hex = secret_hex.or_else(|| self.secret_hex.clone());
+        let strata = open_test(&self.backend, secret_hex.clone(), None, &self.clock, setup.limiter).await;
+        let (base, stop) = serve_test(strata.clone()).await;
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            clock: self.clock.clone(),
+            strata,
+            admin_key: self.admin_key.clone(),
+            partner_org: self.partner_org.clone(),
+            backend: self.backend.clone(),
+            secret_hex,
+            stop: Some(stop),
+            _dir: None,
+        }
+    }
+
+    /// The server secret in force, as 64 hex characters (on SQLite, read from `server.key`).
+    pub fn secret(&self) -> String {
+        match (&self.secret_hex, &self.backend) {
+            (Some(h), _) => h.clone(),
+            (None, StoreBackend::Sqlite { dir }) => std::fs::read_to_string(dir.join("server.key")).unwrap().trim().to_owned(),
+            (None, StoreBackend::Postgres { .. }) => unreachable!("PostgreSQL tests always pass a secret"),
         }
     }
 
@@ -296,8 +333,46 @@ impl Drop for TestApp {
     }
 }
 
+/// Says why a test did not run (it passes without checking anything).
+#[expect(clippy::print_stderr, reason = "a skipped test says so in the test output")]
+pub fn skip(why: &str) {
+    eprintln!("skipped: {why}");
+}
+
+/// Opens strata on a test's database: dev mode (webhook receivers listen on loopback) and a
+/// short retry ladder.
+async fn open_test(
+    backend: &StoreBackend,
+    secret_hex: Option<String>,
+    previous_secret_hex: Option<String>,
+    clock: &ManualClock,
+    limiter: Option<Arc<dyn RateLimiter>>,
+) -> Strata {
+    let core = strata_core::service::CoreConfig { dev_mode: true, retry_ladder_ms: vec![0, 1_000, 2_000], ..Default::default() };
+    let opts = OpenOptions { backend: backend.clone(), secret_hex, previous_secret_hex, core };
+    let strata = strata::open(&opts, Arc::new(clock.clone())).await.expect("open");
+    match limiter {
+        Some(l) => strata.with_limiter(l),
+        None => strata,
+    }
+}
+
+/// Serves `strata` on a port of its own; the server stops when the sender is dropped or used.
+async fn serve_test(strata: Strata) -> (String, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    // Workers tick rarely; tests step them by hand.
+    let hour = std::time::Duration::from_secs(3600);
+    let cadence = Cadence { key_usage_flush: hour, idempotency_prune: hour, ledger: hour, scheduler: hour, webhooks: hour };
+    tokio::spawn(strata::serve(strata, listener, cadence, async move {
+        let _ = stopped.await;
+    }));
+    (base, stop)
+}
+
 /// Creates an empty database next to the one `base` names and returns its URL.
-async fn fresh_pg_database(base: &str) -> String {
+pub async fn fresh_pg_database(base: &str) -> String {
     use sqlx::{Connection, Executor};
     let name = format!("strata_t_{}", ulid::Ulid::new().to_string().to_lowercase());
     let mut conn = sqlx::PgConnection::connect(base).await.expect("connect to STRATA_TEST_DATABASE_URL");

@@ -18,5 +18,7 @@ mod logs;
 mod orgs;
 mod projects;
 mod ratelimit;
+mod redis_limits;
 mod secrets;
+mod server_secret;
 mod webhooks;

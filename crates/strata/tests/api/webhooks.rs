@@ -16,13 +16,13 @@ use crate::helpers::TestApp;
 /// A local receiver: records every request and answers with the next scripted status (200
 /// once the script runs out).
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     seen: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     script: Arc<Mutex<Vec<u16>>>,
 }
 
 impl Receiver {
-    async fn start(script: Vec<u16>) -> (Self, String) {
+    pub(crate) async fn start(script: Vec<u16>) -> (Self, String) {
         let r = Receiver { seen: Arc::default(), script: Arc::new(Mutex::new(script)) };
         let state = r.clone();
         let app = axum::Router::new().route(
@@ -43,20 +43,20 @@ impl Receiver {
         (r, url)
     }
 
-    fn seen(&self) -> Vec<(HeaderMap, String)> {
+    pub(crate) fn seen(&self) -> Vec<(HeaderMap, String)> {
         self.seen.lock().unwrap().clone()
     }
 }
 
 /// One dispatcher step and one sender step.
-async fn pump(app: &TestApp) -> usize {
+pub(crate) async fn pump(app: &TestApp) -> usize {
     strata_workers::dispatch_events(&app.strata).await;
     strata_workers::send_deliveries(&app.strata, &HttpSender::new(false, true)).await
 }
 
 /// Verifies `X-Layers-Signature` as Stripe's library does: HMAC-SHA256 keyed by the whole
 /// `whsec_…` string over `"<t>.<body>"`, any `v1` matching.
-fn stripe_verifies(secret: &str, header: &str, body: &str) -> bool {
+pub(crate) fn stripe_verifies(secret: &str, header: &str, body: &str) -> bool {
     let t = header.split(',').find_map(|p| p.strip_prefix("t=")).unwrap();
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
     m.update(format!("{t}.{body}").as_bytes());
@@ -75,7 +75,7 @@ fn standard_verifies(secret: &str, headers: &HeaderMap, body: &str) -> bool {
     headers["webhook-signature"].to_str().unwrap().split(' ').any(|s| s == format!("v1,{expected}"))
 }
 
-async fn endpoint(app: &TestApp, key: &str, acting: Option<&str>, body: Value) -> (String, String) {
+pub(crate) async fn endpoint(app: &TestApp, key: &str, acting: Option<&str>, body: Value) -> (String, String) {
     let mut call = app.post("/v1/webhook-endpoints").key(key).json(&body);
     if let Some(org) = acting {
         call = call.acting(org);
