@@ -67,6 +67,13 @@ pub struct BenchArgs {
     /// Child orgs the allocations spread over.
     #[arg(long, default_value_t = 8)]
     pub children: usize,
+    /// The bench key's tier. `internal` (the default) is never counted by a rate limiter; any
+    /// other tier measures the limiter too (raise its limits with --tier-limits).
+    #[arg(long, default_value = "internal")]
+    pub tier: String,
+    /// Keep the rate-limit buckets in this Redis (as `serve --redis-url` does).
+    #[arg(long)]
+    pub redis_url: Option<String>,
 }
 
 /// Runs a scenario against a fresh server on `opts`'s backend (a temporary SQLite directory
@@ -82,8 +89,14 @@ pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: BenchArgs) -> 
     if opts.secret_hex.is_none() {
         opts.secret_hex = Some(strata_core::cursor::ServerSecret::generate().to_hex());
     }
+    let tier = strata_core::apikey::Tier::parse(&args.tier)
+        .ok_or_else(|| CoreError::validation("tier", "must be sandbox, standard, pilot, partner or internal"))?;
     let strata = crate::open(&opts, Arc::new(SystemClock)).await?;
-    let partner = strata.create_partner(NewPartner { name: "bench".into(), tier: strata_core::apikey::Tier::Internal }).await?;
+    let strata = match &args.redis_url {
+        Some(url) => strata.with_limiter(Arc::new(strata_redis::RedisLimiter::new(url)?)),
+        None => strata,
+    };
+    let partner = strata.create_partner(NewPartner { name: "bench".into(), tier }).await?;
     strata.grant_credits(partner.org.id, 1_000_000_000, GrantKind::Purchase).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| CoreError::internal(e.to_string()))?;
     let base = format!("http://{}", listener.local_addr().map_err(|e| CoreError::internal(e.to_string()))?);
