@@ -77,6 +77,23 @@ pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
     CoreError::internal(format!("database: {e}"))
 }
 
+/// PostgreSQL pool settings. sqlx pings a connection (a round trip) on every acquire by default,
+/// which would double the round trips of a one-statement request; here only a connection idle
+/// for a while is pinged before use, and a broken one is dropped and replaced.
+fn pg_pool_options(max: u32) -> PgPoolOptions {
+    const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
+    PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).test_before_acquire(false).before_acquire(
+        |conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        },
+    )
+}
+
 /// Says what to do when the schema cannot be brought to this binary's version: a database
 /// migrated by a newer release is refused (this binary would misread it), never rolled back.
 fn migrate_err(migrator: &sqlx::migrate::Migrator, e: sqlx::migrate::MigrateError) -> CoreError {
@@ -124,14 +141,12 @@ impl SqlStore {
     }
 
     async fn connect_postgres(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(30)).connect(url).await.map_err(db_err)?;
+        let pool = pg_pool_options(32).connect(url).await.map_err(db_err)?;
         // sqlx holds a PostgreSQL advisory lock while it migrates, so N nodes starting together
         // migrate once; the others wait, then find nothing to apply.
         let migrator = sqlx::migrate!("migrations/postgres");
         migrator.run(&pool).await.map_err(|e| migrate_err(&migrator, e))?;
-        let relaxed = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(30))
+        let relaxed = pg_pool_options(8)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     sqlx::Executor::execute(conn, "SET synchronous_commit = off").await?;
