@@ -234,6 +234,10 @@ pub struct Wallet {
     pub period_start: Timestamp,
     pub config: CreditConfig,
     pub updated_at: Timestamp,
+    /// Included credits of an ended period kept only to back in-flight reservations (part of
+    /// `included_remaining`, never more than `reserved`): consumed first when those reservations
+    /// settle, expired as soon as they no longer need them, never spendable.
+    pub included_carryover: i64,
 }
 
 impl Wallet {
@@ -248,6 +252,7 @@ impl Wallet {
             period_start: now.month_bounds().0,
             config: CreditConfig::default(),
             updated_at: now,
+            included_carryover: 0,
         }
     }
 
@@ -263,18 +268,35 @@ impl Wallet {
     /// Brings the wallet into the period of `now`: the period's counters restart. Returns the
     /// included credits that expire with the old period (unused, except what in-flight
     /// reservations still need), which the caller posts as an expiry transfer; zero when the
-    /// period is current or nothing expires.
+    /// period is current or nothing expires. What is kept becomes `included_carryover`.
     pub fn roll_over(&mut self, now: Timestamp) -> i64 {
         let current = now.month_bounds().0;
         if self.period_start >= current {
             return 0;
         }
         let expired = self.included_remaining.min(self.available());
+        self.included_carryover = self.included_remaining - expired;
         self.used_this_period = 0;
         self.included_this_period = 0;
         self.period_start = current;
         self.updated_at = now;
         expired
+    }
+
+    /// Included credits that may leave the wallet other than by its reservations' consumption:
+    /// all but the carryover.
+    pub fn free_included(&self) -> i64 {
+        self.included_remaining - self.included_carryover
+    }
+
+    /// After a reservation settled and consumed `from_included`: the carryover it used is gone,
+    /// and what the remaining reservations no longer need must expire. Returns the credits to
+    /// expire now; the carryover drops by them.
+    pub fn release_carryover(&mut self, from_included: i64) -> i64 {
+        self.included_carryover -= self.included_carryover.min(from_included);
+        let excess = (self.included_carryover - self.reserved).max(0).min(self.included_remaining);
+        self.included_carryover -= excess;
+        excess
     }
 
     /// Splits a consumption of `amount` over the buckets: included first, then prepaid.
@@ -404,6 +426,20 @@ mod tests {
         assert_eq!(w.roll_over(next_month), 180);
         assert_eq!((w.included_remaining, w.used_this_period), (300, 0), "the caller posts the expiry");
         assert_eq!(w.roll_over(next_month), 0, "once per period");
+    }
+
+    #[test]
+    fn carried_over_included_credits_are_released_only_to_expire() {
+        let mut w = wallet(300, 0, 120);
+        let next_month = Timestamp(1_780_272_000_000 + 31 * crate::clock::DAY_MS);
+        assert_eq!(w.roll_over(next_month), 180);
+        w.included_remaining -= 180;
+        assert_eq!(w.included_carryover, 120);
+        // The reservation settles for 30 (consumed from the carryover) and releases 90.
+        w.included_remaining -= 30;
+        w.reserved = 0;
+        assert_eq!(w.release_carryover(30), 90, "what no reservation needs expires");
+        assert_eq!(w.included_carryover, 0);
     }
 
     #[test]

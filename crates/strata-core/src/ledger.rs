@@ -228,6 +228,12 @@ pub fn check(wallets: &[Wallet], transfers: &[Transfer]) -> LedgerReport {
         if res != w.reserved {
             report.violations.push(format!("{o}: reserved {} but its pending reservations sum to {res}", w.reserved));
         }
+        if w.included_carryover > w.included_remaining || w.included_carryover > w.reserved {
+            report.violations.push(format!(
+                "{o}: carryover {} exceeds includedRemaining {} or reserved {}",
+                w.included_carryover, w.included_remaining, w.reserved
+            ));
+        }
         if w.balance() < w.reserved {
             report.violations.push(format!("{o}: reserved {} exceeds balance {}", w.reserved, w.balance()));
         }

@@ -60,7 +60,7 @@ pub(crate) const KEY_COLUMNS_K: &str = "k.seq, k.id, k.org_id, k.name, k.env, k.
 /// Org columns of the `o` alias, renamed `o_<column>`.
 pub(crate) const ORG_COLUMNS_O: &str = "o.seq AS o_seq, o.id AS o_id, o.parent_id AS o_parent_id, o.name AS o_name, o.status AS o_status, o.metadata AS o_metadata, o.billing_email AS o_billing_email, o.access_revoked AS o_access_revoked, o.archived_at AS o_archived_at, o.archive_reclaimed AS o_archive_reclaimed, o.archive_revoked AS o_archive_revoked, o.created_at AS o_created_at, o.updated_at AS o_updated_at";
 /// Wallet columns of the `w` alias, renamed `w_<column>`.
-pub(crate) const WALLET_COLUMNS_W: &str = "w.org_id AS w_org_id, w.included_remaining AS w_included_remaining, w.prepaid_balance AS w_prepaid_balance, w.reserved AS w_reserved, w.used_this_period AS w_used_this_period, w.included_this_period AS w_included_this_period, w.period_start AS w_period_start, w.monthly_cap AS w_monthly_cap, w.refill_threshold AS w_refill_threshold, w.refill_amount AS w_refill_amount, w.updated_at AS w_updated_at";
+pub(crate) const WALLET_COLUMNS_W: &str = "w.org_id AS w_org_id, w.included_remaining AS w_included_remaining, w.prepaid_balance AS w_prepaid_balance, w.reserved AS w_reserved, w.used_this_period AS w_used_this_period, w.included_this_period AS w_included_this_period, w.period_start AS w_period_start, w.monthly_cap AS w_monthly_cap, w.refill_threshold AS w_refill_threshold, w.refill_amount AS w_refill_amount, w.updated_at AS w_updated_at, w.included_carryover AS w_included_carryover";
 pub(crate) const AUDIT_COLUMNS: &str = "seq, id, event_type, occurred_at, request_id, org_id, project_id, api_key_id, actor, data";
 pub(crate) const EVENT_COLUMNS: &str = "seq, id, event_type, org_id, project_id, data, created_at";
 pub(crate) const PROJECT_COLUMNS: &str = "seq, id, org_id, name, status, customer_external_id, timezone, primary_language, owner_email, metadata, created_at, updated_at, archived_at";
@@ -70,7 +70,7 @@ pub(crate) const POST_COLUMNS: &str =
     "seq, id, org_id, project_id, container_id, platform, scheduled_for, status, published_at, canceled_at, created_at, updated_at";
 pub(crate) const ENDPOINT_COLUMNS: &str = "seq, id, org_id, project_id, url, description, status, events, scope, metadata, secret_sealed, previous_secret, previous_expires_at, created_at, updated_at, last_success_at, last_failure_at, consecutive_failures, start_seq";
 pub(crate) const DELIVERY_COLUMNS: &str = "seq, id, endpoint_id, event_org_id, event_id, event_type, body, status, attempts, next_retry_at, delivered_at, abandoned_at, last_response_status, last_response_at, last_error, replay_of, created_at";
-pub(crate) const WALLET_COLUMNS: &str = "org_id, included_remaining, prepaid_balance, reserved, used_this_period, included_this_period, period_start, monthly_cap, refill_threshold, refill_amount, updated_at";
+pub(crate) const WALLET_COLUMNS: &str = "org_id, included_remaining, prepaid_balance, reserved, used_this_period, included_this_period, period_start, monthly_cap, refill_threshold, refill_amount, updated_at, included_carryover";
 pub(crate) const TRANSFER_COLUMNS: &str =
     "id, org_id, debit_account, credit_account, amount, kind, status, pending_id, expires_at, metadata, created_at";
 pub(crate) const CREDIT_EVENT_COLUMNS: &str = "seq, id, org_id, project_id, credits, event_type, format, container_id, workflow_id, balance_after_prepaid, usage_after_period, metadata, created_at";
@@ -216,6 +216,7 @@ pub(crate) fn wallet_prefixed(r: &Row, p: &str) -> Result<Wallet> {
             refill_amount: opt_int(r, &c("refill_amount"))?,
         },
         updated_at: Timestamp(int(r, &c("updated_at"))?),
+        included_carryover: int(r, &c("included_carryover"))?,
     })
 }
 

@@ -200,6 +200,7 @@ fn wallet_args(q: Q, w: &Wallet) -> Q {
         .opt_int(w.config.refill_threshold)
         .opt_int(w.config.refill_amount)
         .int(w.updated_at.millis())
+        .int(w.included_carryover)
 }
 
 /// Binds every column of an org but `seq`, in `ORG_COLUMNS` order.
@@ -523,7 +524,7 @@ impl Tx for SqlTx {
     }
 
     async fn insert_wallet(&mut self, w: &Wallet) -> Result<()> {
-        let q = Q::new(&format!("INSERT INTO wallets ({WALLET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"));
+        let q = Q::new(&format!("INSERT INTO wallets ({WALLET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"));
         wallet_args(q, w).execute(&mut self.conn).await.map(|_| ())
     }
 
@@ -542,7 +543,7 @@ impl Tx for SqlTx {
     async fn update_wallet_terms(&mut self, w: &Wallet) -> Result<()> {
         Q::new(
             "UPDATE wallets SET used_this_period = $2, included_this_period = $3, period_start = $4, monthly_cap = $5, \
-             refill_threshold = $6, refill_amount = $7, updated_at = $8 WHERE org_id = $1",
+             refill_threshold = $6, refill_amount = $7, updated_at = $8, included_carryover = $9 WHERE org_id = $1",
         )
         .str(&w.org_id.uuid_string())
         .int(w.used_this_period)
@@ -552,6 +553,7 @@ impl Tx for SqlTx {
         .opt_int(w.config.refill_threshold)
         .opt_int(w.config.refill_amount)
         .int(w.updated_at.millis())
+        .int(w.included_carryover)
         .execute(&mut self.conn)
         .await
         .map(|_| ())

@@ -130,24 +130,20 @@ impl Strata {
             tx.update_wallet_terms(&w).await?;
         }
         if expired > 0 {
-            let t = self.transfer(
-                org,
-                Account::Included(org),
-                Account::Expired,
-                expired,
-                TransferKind::Expiry,
-                json!({ "period": period_before }),
-            );
-            let entry = self.ledger_entry(
-                org,
-                -expired,
-                "adjustment",
-                json!({ "reason": "included_credits_expired", "transferId": t.id }),
-                EntryContext::default(),
-            );
-            self.post_locked(tx, vec![Posting::Transfer(t)], vec![entry], &mut [&mut w]).await?;
+            self.expire_included(tx, &mut w, expired, json!({ "reason": "included_credits_expired", "period": period_before })).await?;
         }
         Ok(w)
+    }
+
+    /// Posts the expiry of `amount` included credits of a locked wallet, with its ledger entry
+    /// (an `adjustment`; `reason` says why).
+    async fn expire_included(&self, tx: &mut dyn Tx, w: &mut Wallet, amount: i64, mut reason: Value) -> Result<()> {
+        let org = w.org_id;
+        let t = self.transfer(org, Account::Included(org), Account::Expired, amount, TransferKind::Expiry, reason.clone());
+        reason["transferId"] = json!(t.id);
+        let entry = self.ledger_entry(org, -amount, "adjustment", reason, EntryContext::default());
+        self.post_locked(tx, vec![Posting::Transfer(t)], vec![entry], &mut [w]).await?;
+        Ok(())
     }
 
     /// A contended wallet (a partner's, which funds its children), read as last committed and
@@ -342,6 +338,16 @@ impl Strata {
             entries.push(self.ledger_entry(org.id, -consumed, "usage", meta, ctx));
         }
         self.post_locked(tx, postings, entries, &mut [&mut w]).await?;
+        // Included credits carried over a rollover for this reservation never become
+        // spendable: what the remaining reservations no longer need expires now.
+        let carried = w.included_carryover;
+        let expired = w.release_carryover(from_included);
+        if w.included_carryover != carried {
+            tx.update_wallet_terms(&w).await?;
+        }
+        if expired > 0 {
+            self.expire_included(tx, &mut w, expired, json!({ "reason": "carryover_released", "reservationId": id })).await?;
+        }
         if let (OrgStatus::Archived, Some(parent)) = (org.status, org.parent_id) {
             let mut pw = self.lock_wallet(tx, parent).await?;
             self.sweep(tx, &mut w, &mut pw).await?;
@@ -359,7 +365,9 @@ impl Strata {
             return Ok(0);
         }
         let (c, p) = (child.org_id, parent.org_id);
-        let (from_included, from_prepaid) = child.consumption_split(amount);
+        // Carried-over included credits back reservations; they never leave with the sweep.
+        let from_included = child.free_included().min(amount);
+        let from_prepaid = amount - from_included;
         let mut postings = Vec::new();
         let mut entries = Vec::new();
         let mut transfers = Vec::new();

@@ -419,3 +419,36 @@ async fn archive_returns_included_to_included_and_prepaid_to_prepaid() {
     assert_eq!((parent.body["prepaidBalance"].as_i64(), parent.body["includedRemaining"].as_i64()), (Some(1000), Some(0)));
     app.assert_ledger().await;
 }
+
+/// Included credits kept through a rollover for an in-flight reservation expire as soon as the
+/// reservation no longer needs them: voided, or settled below its hold. They never become
+/// spendable, in between or after.
+#[tokio::test]
+async fn carried_over_included_credits_expire_when_their_reservation_releases_them() {
+    for (actual, expect_used) in [(None, 0), (Some(30), 30)] {
+        let app = TestApp::spawn().await;
+        let org = app.partner_org.clone();
+        app.strata.grant_credits(org.parse().unwrap(), 500, GrantKind::Included).await.unwrap();
+        app.clock.set(Timestamp::parse_query("2026-06-30T23:50:00Z", "t").unwrap());
+        let held = app.strata.reserve(spend(&org, 120)).await.unwrap();
+        app.clock.advance_ms(20 * MINUTE_MS);
+        strata_workers::roll_over_periods(&app.strata).await;
+        // New money arrives in the new period; only it is spendable.
+        app.grant(&org, 50).await;
+        let b = app.get("/v1/credits").key(&app.admin_key).send().await.body;
+        assert_eq!((b["includedRemaining"].as_i64(), b["available"].as_i64()), (Some(120), Some(50)), "{b}");
+        match actual {
+            None => app.strata.void(held).await.unwrap(),
+            Some(a) => app.strata.settle(held, a).await.unwrap(),
+        }
+        let b = app.get("/v1/credits").key(&app.admin_key).send().await.body;
+        assert_eq!(
+            (b["includedRemaining"].as_i64(), b["available"].as_i64(), b["usedThisPeriod"].as_i64()),
+            (Some(0), Some(50), Some(expect_used)),
+            "the carried-over remainder expired instead of becoming spendable: {b}"
+        );
+        let adj = app.get("/v1/credits/events?eventType=adjustment").key(&app.admin_key).send().await;
+        assert_eq!(adj.assert_status(200)["items"][0]["credits"], -(120 - expect_used), "{}", adj.body);
+        app.assert_ledger().await;
+    }
+}
