@@ -73,6 +73,10 @@ pub trait Tx: Send {
     // By-id reads take the `Owner` whose rows they may see.
     async fn insert_org(&mut self, org: &Org) -> Result<()>;
     async fn update_org(&mut self, org: &Org) -> Result<()>;
+    /// The org a write acts in, read inside the write and held against a concurrent change of
+    /// its status until commit (PostgreSQL `FOR SHARE`, so concurrent writes in one org do not
+    /// queue behind each other; SQLite's single writer serializes anyway).
+    async fn acting_org(&mut self, id: OrgId) -> Result<Option<Org>>;
     /// An org; seen by `Owner::Org(parent)`, only a direct child of `parent`.
     async fn org(&mut self, owner: Owner, id: OrgId) -> Result<Option<Org>>;
     /// Newest first; `parent: None` lists root (partner) orgs.

@@ -320,6 +320,13 @@ impl Tx for SqlTx {
         org_args(q, o).execute(&mut self.conn).await.map(|_| ())
     }
 
+    async fn acting_org(&mut self, id: OrgId) -> Result<Option<Org>> {
+        let share = if self.write && self.dialect == Dialect::Postgres { " FOR SHARE" } else { "" };
+        let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1{share}");
+        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut self.conn).await?;
+        row.map(|r| rows::org(&r, "")).transpose()
+    }
+
     async fn org(&mut self, owner: Owner, id: OrgId) -> Result<Option<Org>> {
         self.owned(ORG_COLUMNS, "organizations", &id.uuid_string(), "parent_id", owner, |r| rows::org(r, "")).await
     }

@@ -96,6 +96,35 @@ impl Caller {
 }
 
 impl Strata {
+    /// Opens a write transaction for `caller`, re-checking inside it the child org the request
+    /// acts in (its status was read at authentication, and an archive or suspension may have
+    /// committed since) and holding it against such a change until commit. Acting in a child
+    /// through `X-Layers-Organization`: archived is 409 (the parent keeps access to a suspended
+    /// child). With the child's own key: archived is 401 (the archive revoked the key),
+    /// suspended or cut off is 503 `KILL_SWITCH` (CONTRACT §2). A partner org's own status is
+    /// changed only by the operator and is not re-checked here.
+    pub(crate) async fn write_as(&self, caller: &Caller) -> Result<Box<dyn crate::store::Tx>> {
+        caller.ensure_writable()?;
+        let mut tx = self.store.write().await?;
+        if caller.org.is_root() {
+            return Ok(tx);
+        }
+        let org = tx.acting_org(caller.org.id).await?.ok_or(CoreError::not_found("organization"))?;
+        match (org.status, caller.acts_in_child()) {
+            (OrgStatus::Archived, true) => {
+                return Err(CoreError::conflict_with(
+                    "the organization is archived; it accepts no writes",
+                    json!({ "organizationId": org.id.to_string(), "status": "archived" }),
+                ));
+            }
+            (OrgStatus::Archived, false) => return Err(CoreError::Unauthenticated { reason: "revoked" }),
+            (OrgStatus::Suspended, false) => return Err(CoreError::KillSwitch { scope: KillScope::Organization }),
+            (_, false) if org.access_revoked => return Err(CoreError::KillSwitch { scope: KillScope::Organization }),
+            _ => {}
+        }
+        Ok(tx)
+    }
+
     /// Counts a request against the caller's rate limits; a refusal is audited.
     pub async fn rate_limit(&self, caller: &Caller, class: EndpointClass) -> Result<Option<RateInfo>> {
         let limits = *self.config.tier_limits.get(caller.key.tier);

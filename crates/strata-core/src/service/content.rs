@@ -37,7 +37,7 @@ impl Strata {
     ) -> Result<Reply> {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let p = project_in(tx.as_mut(), caller.org_id(), project).await?;
         if p.status == ProjectStatus::Archived {
             return Err(CoreError::conflict("the project is archived; reactivate it to generate content"));
@@ -175,7 +175,7 @@ impl Strata {
     pub async fn cancel_job(&self, caller: &Caller, id: JobId, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let mut job = tx.job(Owner::Org(caller.org_id()), id).await?.ok_or(CoreError::not_found("job"))?;
         match job.status {
             JobStatus::Running => {

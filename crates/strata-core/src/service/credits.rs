@@ -256,7 +256,7 @@ impl Strata {
     pub async fn allocate(&self, caller: &Caller, org: OrgId, req: Allocation, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
         if child.status == OrgStatus::Archived {
             return Err(CoreError::conflict("the organization is archived; it cannot receive credits"));
@@ -326,7 +326,7 @@ impl Strata {
     ) -> Result<Reply> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
         if child.status == OrgStatus::Archived {
             return Err(CoreError::conflict("the organization is archived; its credit config cannot change"));

@@ -150,7 +150,7 @@ impl Strata {
     pub async fn mint_child_key(&self, caller: &Caller, org: OrgId, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
         self.check_delegation(caller, &cmd.scopes, true)?;
         if child.status == OrgStatus::Archived {
@@ -178,7 +178,7 @@ impl Strata {
     pub async fn rotate_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
         let mut old = key_of(tx.as_mut(), child.id, id).await?;
         if child.status == OrgStatus::Archived {
@@ -216,7 +216,7 @@ impl Strata {
     pub async fn revoke_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
         let mut key = key_of(tx.as_mut(), child.id, id).await?;
         if key.status == KeyStatus::Active {
@@ -247,7 +247,7 @@ impl Strata {
         self.check_delegation(caller, &cmd.scopes, caller.acts_in_child())?;
         let tier = if caller.acts_in_child() { Self::child_tier(caller) } else { caller.key.tier };
         let (key, minted) = new_key(caller.org_id(), cmd.name, cmd.scopes, cmd.env, tier, self.now());
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         self.insert_minted(tx.as_mut(), caller, &key).await?;
         let view = MintedView::of(&key, &minted.secret, None);
         self.finish(tx, idem, Reply::json(201, &view)).await
@@ -260,7 +260,7 @@ impl Strata {
             caller.require(Scope::OrgAdmin).await?;
         }
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let mut key = key_of(tx.as_mut(), caller.org_id(), id).await?;
         ensure_rotatable(&key)?;
         let now = self.now();
@@ -279,7 +279,7 @@ impl Strata {
     /// `POST /v1/api-keys/:keyId/kill`: any key of an org may kill any key of the same org.
     pub async fn kill_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let mut key = key_of(tx.as_mut(), caller.org_id(), id).await?;
         if !key.killed {
             key.killed = true;

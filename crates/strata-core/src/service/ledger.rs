@@ -239,7 +239,8 @@ impl Strata {
         if req.cost <= 0 {
             return Err(CoreError::validation("cost", "must be positive"));
         }
-        let org = tx.org(Owner::System, req.org).await?.ok_or(CoreError::not_found("organization"))?;
+        // Held for share, as `write_as` holds it: a suspension or archive waits for this spend.
+        let org = tx.acting_org(req.org).await?.ok_or(CoreError::not_found("organization"))?;
         ensure_can_spend(&org)?;
         let mut w = self.lock_wallet(tx, org.id).await?;
         if let Some(refusal) = w.reserve_refusal(req.cost) {

@@ -61,7 +61,7 @@ impl Strata {
     pub async fn change_child_lifecycle(&self, caller: &Caller, id: OrgId, req: Lifecycle, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let mut org = child_of(tx.as_mut(), caller.org_id(), id).await?;
         let transition = org.status.apply(req)?;
         if let Transition::To(next) = transition {
@@ -118,7 +118,7 @@ impl Strata {
     pub async fn archive_project(&self, caller: &Caller, id: ProjectId, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::ProjectsWrite).await?;
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let mut p = project_in(tx.as_mut(), caller.org_id(), id).await?;
         let mut canceled = 0;
         if p.status == ProjectStatus::Active {
@@ -152,7 +152,7 @@ impl Strata {
         if !caller.org.is_root() {
             return Err(CoreError::validation("mapping", "only a partner organization can migrate projects into child organizations"));
         }
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let mut by_name: BTreeMap<String, Vec<Project>> = BTreeMap::new();
         let mut busy = Vec::new();
         for (id, name) in mapping {

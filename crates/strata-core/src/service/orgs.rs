@@ -111,7 +111,7 @@ impl Strata {
         }
         let org = Org::new(Some(caller.org_id()), cmd.name, cmd.metadata, cmd.billing_email, self.now());
         let view = OrgView::from(&org);
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         self.insert_new_org(tx.as_mut(), &org).await?;
         tx.insert_audit(&self.audit_entry(
             caller.stamp(),
@@ -149,7 +149,7 @@ impl Strata {
     pub async fn update_child(&self, caller: &Caller, id: OrgId, patch: OrgPatch, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let mut org = child_of(tx.as_mut(), caller.org_id(), id).await?;
         if org.status == OrgStatus::Archived {
             return Err(CoreError::conflict("the organization is archived; it cannot be edited"));

@@ -38,7 +38,7 @@ impl Strata {
         if cmd.scheduled_for.millis() < now.millis() - PAST_TOLERANCE_MS {
             return Err(CoreError::validation("scheduledFor", "must not be in the past"));
         }
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let p = project_in(tx.as_mut(), caller.org_id(), project).await?;
         if p.status == ProjectStatus::Archived {
             return Err(CoreError::conflict("the project is archived"));
@@ -92,7 +92,7 @@ impl Strata {
     pub async fn cancel_post(&self, caller: &Caller, project: ProjectId, id: PostId, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let p = project_in(tx.as_mut(), caller.org_id(), project).await?;
         let mut post =
             tx.post(Owner::Org(p.org_id), id).await?.filter(|x| x.project_id == p.id).ok_or(CoreError::not_found("scheduled post"))?;

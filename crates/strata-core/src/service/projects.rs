@@ -64,7 +64,7 @@ impl Strata {
             archived_at: None,
             seq: 0,
         };
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         // Project ids are unique across tenants today, so a taken id is checked everywhere.
         if tx.project(Owner::System, project.id).await?.is_some() {
             return Err(CoreError::conflict_with("a project with this id already exists", json!({ "field": "id" })));
@@ -103,7 +103,7 @@ impl Strata {
     pub async fn update_project(&self, caller: &Caller, id: ProjectId, patch: ProjectPatch, idem: Option<&IdemClaim>) -> Result<Reply> {
         caller.require(Scope::ProjectsWrite).await?;
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = self.write_as(caller).await?;
         let mut p = project_in(tx.as_mut(), caller.org_id(), id).await?;
         if let Some(Some(ext)) = &patch.customer_external_id
             && tx.project_by_external_id(p.org_id, ext).await?.is_some_and(|other| other.id != p.id)

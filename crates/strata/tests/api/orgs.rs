@@ -242,3 +242,60 @@ async fn another_tenants_id_is_not_found_without_waiting_on_its_lock() {
     r.assert_error(404, "NOT_FOUND");
     drop(holder);
 }
+
+/// Returns once some PostgreSQL backend of this test's database waits on a row lock (a condition
+/// polled a bounded number of times, not time waited for).
+async fn until_a_write_waits_on_a_lock(app: &TestApp) {
+    use sqlx::{Connection, Row};
+    let strata::StoreBackend::Postgres { url } = &app.backend else { unreachable!() };
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    for _ in 0..20_000 {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("no write waited on the acting org's row");
+}
+
+/// A write racing a change of its acting child's status re-checks that status inside its own
+/// transaction (CONTRACT §2): through the header, a write racing an archive is 409 and never
+/// lands in the archived org; with the child's own key, a write racing a suspension is 503.
+#[tokio::test]
+async fn a_write_racing_a_change_of_its_acting_child_sees_the_change() {
+    use strata_core::org::OrgStatus;
+    use strata_core::store::Owner;
+    let app = TestApp::spawn().await;
+    if app.strata.store.backend() != "postgres" {
+        return; // SQLite's single writer serializes the two; there is no window to race in.
+    }
+    let (archived, suspended) = (app.create_child("Going Away").await, app.create_child("Paused").await);
+    let (_, child_secret) = app.child_key(&suspended, &["projects:write"]).await;
+    for (org, status, key, acting, expect) in [
+        (&archived, OrgStatus::Archived, app.admin_key.clone(), true, (409, "CONFLICT")),
+        (&suspended, OrgStatus::Suspended, child_secret, false, (503, "KILL_SWITCH")),
+    ] {
+        // The status change is written but not committed while the request authenticates.
+        let mut holder = app.strata.store.write().await.unwrap();
+        let mut o = holder.org(Owner::System, org.parse().unwrap()).await.unwrap().unwrap();
+        o.status = status;
+        holder.update_org(&o).await.unwrap();
+        let mut call = app.post("/v1/projects").key(&key).json(&json!({ "name": "Racer", "timezone": "UTC" }));
+        if acting {
+            call = call.acting(org);
+        }
+        let release = async {
+            until_a_write_waits_on_a_lock(&app).await;
+            holder.commit().await.unwrap();
+        };
+        let (r, ()) = tokio::join!(call.send(), release);
+        r.assert_error(expect.0, expect.1);
+        let listed = app.get("/v1/projects").key(&app.admin_key).acting(org).send().await;
+        assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(0), "nothing landed in the {status:?} org");
+    }
+}
