@@ -82,6 +82,9 @@ pub trait Tx: Send {
     /// Newest first; `parent: None` lists root (partner) orgs.
     async fn list_orgs(&mut self, parent: Option<OrgId>, status: Option<OrgStatus>, page: PageRequest) -> Result<Vec<Org>>;
     async fn count_orgs(&mut self) -> Result<i64>;
+    /// A direct child of `parent` with its wallet and its project count, in one read (the
+    /// single-org read's `summary`).
+    async fn child_summary(&mut self, parent: OrgId, id: OrgId) -> Result<Option<(Org, Wallet, i64)>>;
 
     // --- API keys ---
     async fn insert_key(&mut self, key: &ApiKey) -> Result<()>;

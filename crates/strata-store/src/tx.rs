@@ -344,6 +344,17 @@ impl Tx for SqlTx {
         rows.iter().map(|r| rows::org(r, "")).collect()
     }
 
+    async fn child_summary(&mut self, parent: OrgId, id: OrgId) -> Result<Option<(Org, Wallet, i64)>> {
+        let sql = format!(
+            "SELECT {}, {}, (SELECT COUNT(*) FROM projects p WHERE p.org_id = o.id) AS project_count \
+             FROM organizations o JOIN wallets w ON w.org_id = o.id WHERE o.id = $1 AND o.parent_id = $2",
+            rows::ORG_COLUMNS_O,
+            rows::WALLET_COLUMNS_W
+        );
+        let row = Q::new(&sql).str(&id.uuid_string()).str(&parent.uuid_string()).fetch_optional(&mut self.conn).await?;
+        row.map(|r| Ok((rows::org(&r, "o_")?, rows::wallet_prefixed(&r, "w_")?, r.int("project_count")?))).transpose()
+    }
+
     async fn count_orgs(&mut self) -> Result<i64> {
         let row = Q::new("SELECT COUNT(*) AS n FROM organizations").fetch_optional(&mut self.conn).await?;
         Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0))

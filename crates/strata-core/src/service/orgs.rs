@@ -133,10 +133,9 @@ impl Strata {
     pub async fn get_child(&self, caller: &Caller, id: OrgId) -> Result<Reply> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
-        let org = child_of(tx.as_mut(), caller.org_id(), id).await?;
-        let wallet = self.wallet_now(tx.as_mut(), org.id).await?;
-        let project_count = tx.count_projects(org.id).await?;
+        let (org, wallet, project_count) = tx.child_summary(caller.org_id(), id).await?.ok_or(CoreError::not_found("organization"))?;
         tx.commit().await?;
+        let wallet = super::credits::wallet_as_of(wallet, self.now());
         let summary = SummaryView {
             project_count,
             balance: wallet.balance(),
