@@ -78,6 +78,8 @@ pub struct RedisLimiter {
     down: AtomicBool,
     skip_until: Mutex<Option<Instant>>,
     last_log: Mutex<Option<Instant>>,
+    /// How long one call waits before the request proceeds unlimited.
+    timeout: Duration,
 }
 
 impl RedisLimiter {
@@ -85,10 +87,16 @@ impl RedisLimiter {
     /// unreachable Redis is no error here (requests fail open until it answers); a malformed
     /// URL is a validation error naming `STRATA_REDIS_URL`. Needs a Tokio runtime.
     pub fn new(url: &str) -> Result<Self, CoreError> {
+        Self::with_timeout(url, CALL_TIMEOUT)
+    }
+
+    /// `new`, waiting up to `timeout` for each call instead of `CALL_TIMEOUT` (tests on a loaded
+    /// machine use a longer one, so a slow answer is not mistaken for an outage).
+    pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, CoreError> {
         let client = redis::Client::open(url).map_err(|e| CoreError::validation("STRATA_REDIS_URL", e.to_string()))?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT))
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(200));
@@ -96,6 +104,7 @@ impl RedisLimiter {
             .map_err(|e| CoreError::validation("STRATA_REDIS_URL", e.to_string()))?;
         Ok(Self {
             conn,
+            timeout,
             script: redis::Script::new(SCRIPT),
             failures: AtomicU64::new(0),
             unlogged: AtomicU64::new(0),
@@ -114,7 +123,7 @@ impl RedisLimiter {
     /// after a failure, so the next request is limited again at once.
     pub async fn ping(&self) -> bool {
         let mut conn = self.conn.clone();
-        let ok = matches!(tokio::time::timeout(CALL_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await, Ok(Ok(_)));
+        let ok = matches!(tokio::time::timeout(self.timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await, Ok(Ok(_)));
         if ok {
             self.recovered();
         }
@@ -167,10 +176,10 @@ impl RedisLimiter {
         let mut conn = self.conn.clone();
         let mut call = self.script.prepare_invoke();
         call.key(bucket).key(day).arg(cap).arg(now.millis()).arg(daily.map_or(-1, i64::from));
-        let (verdict, tokens): (i64, String) = match tokio::time::timeout(CALL_TIMEOUT, call.invoke_async(&mut conn)).await {
+        let (verdict, tokens): (i64, String) = match tokio::time::timeout(self.timeout, call.invoke_async(&mut conn)).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err(format!("no answer within {} ms", CALL_TIMEOUT.as_millis())),
+            Err(_) => return Err(format!("no answer within {} ms", self.timeout.as_millis())),
         };
         let tokens: f64 = tokens.parse().map_err(|_| format!("the script returned {tokens:?} tokens"))?;
         Ok(match verdict {

@@ -262,7 +262,12 @@ impl Strata {
             return Err(CoreError::conflict("the organization is archived; it cannot receive credits"));
         }
         let mut child_w = self.lock_wallet(tx.as_mut(), child.id).await?;
-        let parent_w = self.contended_wallet(tx.as_mut(), caller.org_id()).await?;
+        // The parent's wallet as read with the caller's key is as good a snapshot as a new read:
+        // either way the guard at posting time decides.
+        let parent_w = match &caller.home_wallet {
+            w if !caller.acts_in_child() && w.period_start >= self.now().month_bounds().0 => w.clone(),
+            _ => self.contended_wallet(tx.as_mut(), caller.org_id()).await?,
+        };
         let short = |spendable: i64| CoreError::BillingExhausted {
             message: format!("allocating {} credits needs that much available prepaid balance; you have {spendable}", req.credits),
             reason: "insufficient_credits",

@@ -15,6 +15,10 @@ use strata_redis::RedisLimiter;
 
 use crate::helpers::{Setup, TestApp, skip};
 
+/// Each Redis call's wait in these tests: generous, so that a loaded machine's slow answer is not
+/// taken for an outage (the outage itself is a refused connection, answered at once).
+const TEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A `redis-server` of this test: no persistence, in a directory of its own.
 struct RedisServer {
     child: Option<Child>,
@@ -88,7 +92,10 @@ fn shared(limiter: &Arc<RedisLimiter>) -> Setup {
 #[tokio::test]
 async fn two_servers_sharing_redis_let_a_key_make_only_its_tiers_reads_in_total() {
     let Some(redis) = RedisServer::start() else { return };
-    let (a, b) = (Arc::new(RedisLimiter::new(&redis.url()).unwrap()), Arc::new(RedisLimiter::new(&redis.url()).unwrap()));
+    let (a, b) = (
+        Arc::new(RedisLimiter::with_timeout(&redis.url(), TEST_TIMEOUT).unwrap()),
+        Arc::new(RedisLimiter::with_timeout(&redis.url(), TEST_TIMEOUT).unwrap()),
+    );
     let app = TestApp::spawn_with(shared(&a)).await;
     let peer = app.peer(None, shared(&b)).await;
     let (_, key) = app.other_partner("Standard").await;
@@ -132,7 +139,7 @@ async fn two_servers_sharing_redis_let_a_key_make_only_its_tiers_reads_in_total(
 #[tokio::test]
 async fn when_redis_goes_away_requests_proceed_and_limits_hold_again_once_it_is_back() {
     let Some(mut redis) = RedisServer::start() else { return };
-    let limiter = Arc::new(RedisLimiter::new(&redis.url()).unwrap());
+    let limiter = Arc::new(RedisLimiter::with_timeout(&redis.url(), TEST_TIMEOUT).unwrap());
     let app = TestApp::spawn_with(shared(&limiter)).await;
     let (_, key) = app.other_partner("Standard").await;
     for _ in 0..120 {
@@ -166,7 +173,7 @@ async fn the_redis_buckets_answer_exactly_as_the_in_process_ones() {
     use strata_core::id::ApiKeyId;
     use strata_core::ratelimit::{EndpointClass, LocalLimiter, RateLimiter, TierLimits};
     let Some(redis) = RedisServer::start() else { return };
-    let (shared, local) = (RedisLimiter::new(&redis.url()).unwrap(), LocalLimiter::default());
+    let (shared, local) = (RedisLimiter::with_timeout(&redis.url(), TEST_TIMEOUT).unwrap(), LocalLimiter::default());
     let limits = TierLimits {
         reads_per_minute: Some(7),
         writes_per_minute: Some(5),
