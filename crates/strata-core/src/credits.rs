@@ -13,6 +13,17 @@ use crate::id::{OrgId, ProjectId, TxnId};
 pub const ESTIMATED_CREDITS_PER_FORMAT: [(&str, i64); 5] =
     [("slideshow_builder", 50), ("slideshow_remix", 50), ("video_remix", 120), ("ugc_remix", 120), ("auto", 120)];
 
+/// The largest amount one request may move or set (an allocation, a cap, a refill, an operator
+/// grant): far above any real wallet, far below overflow. The one place this bound lives.
+pub const MAX_CREDITS: i64 = 1_000_000_000_000;
+
+/// Reads a credit amount: an integer from `min` to `MAX_CREDITS`. Anything else (a fraction, a
+/// string, a number beyond the bound or beyond 64 bits) is 422 stating the bounds in the message
+/// and in `details.min` / `details.max`.
+pub fn credit_amount(field: &str, value: &Value, min: i64) -> Result<i64, CoreError> {
+    value.as_i64().filter(|n| (min..=MAX_CREDITS).contains(n)).ok_or_else(|| CoreError::out_of_range(field, min, MAX_CREDITS))
+}
+
 pub fn estimated_cost(format: &str) -> Option<i64> {
     ESTIMATED_CREDITS_PER_FORMAT.iter().find(|(f, _)| *f == format).map(|(_, c)| *c)
 }

@@ -41,9 +41,10 @@ pub enum CoreError {
     /// 413 PAYLOAD_TOO_LARGE.
     #[error("request body exceeds the 1 MiB limit")]
     PayloadTooLarge,
-    /// 422 VALIDATION. `field` names the offending input; `code` refines it when useful.
+    /// 422 VALIDATION. `field` names the offending input; `code` refines it when useful;
+    /// `bounds` are the allowed range of a number (`details.min`, `details.max`).
     #[error("{message}")]
-    Validation { field: Option<String>, message: String, code: Option<&'static str> },
+    Validation { field: Option<String>, message: String, code: Option<&'static str>, bounds: Option<Box<(i64, i64)>> },
     /// 429 RATE_LIMITED.
     #[error("{message}")]
     RateLimited { message: String, retry_after_secs: u64 },
@@ -58,12 +59,23 @@ pub enum CoreError {
 impl CoreError {
     pub fn validation(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::Validation { field: Some(field.to_owned()), message: format!("{field}: {message}"), code: None }
+        Self::Validation { field: Some(field.to_owned()), message: format!("{field}: {message}"), code: None, bounds: None }
+    }
+
+    /// A number outside `min..=max` (or no integer at all): the message and `details` state the
+    /// bounds.
+    pub fn out_of_range(field: &str, min: i64, max: i64) -> Self {
+        Self::Validation {
+            field: Some(field.to_owned()),
+            message: format!("{field}: must be an integer from {min} to {max}"),
+            code: None,
+            bounds: Some(Box::new((min, max))),
+        }
     }
 
     pub fn validation_code(field: &str, message: impl Into<String>, code: &'static str) -> Self {
         let message = message.into();
-        Self::Validation { field: Some(field.to_owned()), message: format!("{field}: {message}"), code: Some(code) }
+        Self::Validation { field: Some(field.to_owned()), message: format!("{field}: {message}"), code: Some(code), bounds: None }
     }
 
     pub fn not_found(what: &'static str) -> Self {
@@ -135,13 +147,17 @@ impl CoreError {
     /// The envelope's `details` object.
     pub fn details(&self) -> Map<String, Value> {
         let value = match self {
-            Self::Validation { field, code, .. } => {
+            Self::Validation { field, code, bounds, .. } => {
                 let mut m = Map::new();
                 if let Some(f) = field {
                     m.insert("field".into(), json!(f));
                 }
                 if let Some(c) = code {
                     m.insert("code".into(), json!(c));
+                }
+                if let Some(b) = bounds {
+                    m.insert("min".into(), json!(b.0));
+                    m.insert("max".into(), json!(b.1));
                 }
                 return m;
             }

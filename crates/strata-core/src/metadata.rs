@@ -42,7 +42,7 @@ impl Metadata {
                             out.0.insert(k, Value::String(s));
                         }
                         Some(_) => {}
-                        None => return Err(CoreError::validation(field, "values must be strings; null is not allowed")),
+                        None => return Err(CoreError::validation(&key_field(field, &k), "null is not allowed; values must be strings")),
                     }
                 }
                 out.check(field)?;
@@ -106,11 +106,16 @@ impl MetadataPatch {
         for (k, v) in entries(value, field)? {
             match v {
                 Some(s) => pairs.push((k, if s.is_empty() { None } else { Some(s) })),
-                None => return Err(CoreError::validation(field, format!("key {k:?}: null is not allowed; send \"\" to remove a key"))),
+                None => return Err(CoreError::validation(&key_field(field, &k), "null is not allowed; send \"\" to remove a key")),
             }
         }
         Ok(Self::Merge(pairs))
     }
+}
+
+/// The field a per-key error names: `metadata.<key>` (the key as sent).
+fn key_field(field: &str, key: &str) -> String {
+    format!("{field}.{key}")
 }
 
 /// The (key, value) pairs of a metadata object, with each key and value bounded. A `None` value
@@ -129,11 +134,11 @@ fn entries(v: &Value, field: &str) -> Result<Vec<(String, Option<String>)>, Core
         }
         match val {
             Value::String(s) if s.chars().count() > MAX_VALUE_CHARS => {
-                return Err(CoreError::validation(field, format!("key {k:?}: values are at most {MAX_VALUE_CHARS} characters")));
+                return Err(CoreError::validation(&key_field(field, k), format!("values are at most {MAX_VALUE_CHARS} characters")));
             }
             Value::String(s) => out.push((k.clone(), Some(s.clone()))),
             Value::Null => out.push((k.clone(), None)),
-            _ => return Err(CoreError::validation(field, format!("key {k:?}: values must be strings"))),
+            _ => return Err(CoreError::validation(&key_field(field, k), "values must be strings")),
         }
     }
     Ok(out)

@@ -150,7 +150,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, CoreError> {
             return CoreError::validation(&field, "is required");
         }
         if inner.is_syntax() || inner.is_eof() {
-            return CoreError::Validation { field: None, message: "The body is not valid JSON.".into(), code: None };
+            return CoreError::Validation { field: None, message: "The body is not valid JSON.".into(), code: None, bounds: None };
         }
         let field = if path == "." { "body".to_owned() } else { path };
         let detail = msg.split(" at line ").next().unwrap_or(&msg).to_owned();

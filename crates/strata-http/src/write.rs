@@ -37,7 +37,7 @@ impl FromRequest<AppState> for Write {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 CoreError::PayloadTooLarge
             } else {
-                CoreError::Validation { field: None, message: "The request body could not be read.".into(), code: None }
+                CoreError::Validation { field: None, message: "The request body could not be read.".into(), code: None, bounds: None }
             }
         })?;
         Ok(Self { caller, idem, method, path, body })

@@ -24,9 +24,6 @@ use crate::org::{Org, OrgStatus};
 use crate::scope::Scope;
 use crate::store::{Owner, Tx};
 
-/// The largest single operator grant: far above any real wallet, far below overflow.
-const MAX_GRANT: i64 = 1_000_000_000_000;
-
 /// How long an unsettled reservation lives before it is released.
 pub const DEFAULT_RESERVATION_TIMEOUT_MS: i64 = 60 * 60 * 1000;
 
@@ -356,9 +353,7 @@ impl Strata {
 
     /// `strata credits grant`: credits enter the system from an operator account.
     pub async fn grant_credits(&self, org: OrgId, credits: i64, kind: GrantKind) -> Result<(TxnId, Wallet)> {
-        if !(1..=MAX_GRANT).contains(&credits) {
-            return Err(CoreError::validation("credits", format!("must be a positive integer up to {MAX_GRANT}")));
-        }
+        let credits = crate::credits::credit_amount("credits", &serde_json::json!(credits), 1)?;
         let mut tx = self.store.write().await?;
         let target = tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
         if target.status == OrgStatus::Archived {

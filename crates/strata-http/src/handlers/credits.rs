@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use strata_core::clock::Timestamp;
-use strata_core::credits::{CREDIT_EVENT_TYPES, CreditConfigPatch, CreditEventFilter};
+use strata_core::credits::{CREDIT_EVENT_TYPES, CreditConfigPatch, CreditEventFilter, credit_amount};
 use strata_core::error::CoreError;
 use strata_core::id::{OrgId, ProjectId};
 use strata_core::metadata::Metadata;
@@ -15,9 +15,6 @@ use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap, parse_json};
 use crate::write::{Write, reply_response};
-
-/// The largest single movement accepted, far above any real wallet.
-const MAX_CREDITS: i64 = 1_000_000_000_000;
 
 fn org_id(raw: &str) -> Result<OrgId, CoreError> {
     OrgId::parse_field(raw, "orgId")
@@ -66,7 +63,7 @@ pub async fn child_events(State(app): State<AppState>, caller: Auth, Path(org): 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AllocateBody {
-    credits: i64,
+    credits: Value,
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
@@ -79,17 +76,11 @@ pub async fn allocate(State(app): State<AppState>, Path(org): Path<String>, w: W
     w.run_keyed(app, |claim| async move {
         let org = org_id(&org)?;
         let b: AllocateBody = parse_json(&w.body)?;
-        if !(1..=MAX_CREDITS).contains(&b.credits) {
-            return Err(CoreError::validation("credits", "must be a positive integer"));
-        }
+        let credits = credit_amount("credits", &b.credits, 1)?;
         if b.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
             return Err(CoreError::validation("description", "must be at most 500 characters"));
         }
-        let req = Allocation {
-            credits: b.credits,
-            description: b.description,
-            metadata: Metadata::parse_create(b.metadata.as_ref(), "metadata")?,
-        };
+        let req = Allocation { credits, description: b.description, metadata: Metadata::parse_create(b.metadata.as_ref(), "metadata")? };
         app.strata.allocate(&w.caller, org, req, claim.as_ref()).await
     })
     .await
@@ -106,13 +97,7 @@ fn config_field(obj: &Map<String, Value>, name: &str, min: i64) -> Result<Option
     match obj.get(name) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
-        Some(v) => match v.as_i64() {
-            Some(n) if (min..=MAX_CREDITS).contains(&n) => Ok(Some(Some(n))),
-            _ => Err(CoreError::validation(
-                name,
-                if min > 0 { "must be a positive integer or null" } else { "must be a non-negative integer or null" },
-            )),
-        },
+        Some(v) => credit_amount(name, v, min).map(|n| Some(Some(n))),
     }
 }
 

@@ -452,3 +452,40 @@ async fn carried_over_included_credits_expire_when_their_reservation_releases_th
         app.assert_ledger().await;
     }
 }
+
+/// Every amount states its bounds when it is out of them, in the message and in `details`, and
+/// the bound is one constant (`MAX_CREDITS`) for allocations, the credit config and grants.
+#[tokio::test]
+async fn out_of_range_amounts_state_their_bounds() {
+    let app = TestApp::spawn().await;
+    let org = app.create_child("Acme").await;
+    for bad in [json!(9_223_372_036_854_775_807_i64), json!(0), json!(-5), json!(1.5), json!(1e30), json!("100"), json!(null)] {
+        let r = app
+            .post(&format!("/v1/organizations/{org}/credits/allocate"))
+            .key(&app.admin_key)
+            .idem(&format!("bad-{bad}"))
+            .json(&json!({ "credits": bad }))
+            .send()
+            .await;
+        r.assert_error(422, "VALIDATION");
+        let e = &r.body["error"];
+        assert_eq!(e["message"], "credits: must be an integer from 1 to 1000000000000", "{bad}: {e}");
+        assert_eq!(
+            (e["details"]["field"].as_str(), e["details"]["min"].as_i64(), e["details"]["max"].as_i64()),
+            (Some("credits"), Some(1), Some(1_000_000_000_000))
+        );
+    }
+    let r = app
+        .patch(&format!("/v1/organizations/{org}/credit-config"))
+        .key(&app.admin_key)
+        .json(&json!({ "monthlyCreditCap": 1_000_000_000_001_i64 }))
+        .send()
+        .await;
+    r.assert_error(422, "VALIDATION");
+    assert_eq!(
+        (r.body["error"]["details"]["min"].as_i64(), r.body["error"]["details"]["max"].as_i64()),
+        (Some(0), Some(1_000_000_000_000))
+    );
+    let err = app.strata.grant_credits(app.partner_org.parse().unwrap(), 0, GrantKind::Purchase).await.unwrap_err();
+    assert_eq!(err.details()["max"], 1_000_000_000_000_i64);
+}

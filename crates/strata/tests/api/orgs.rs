@@ -299,3 +299,30 @@ async fn a_write_racing_a_change_of_its_acting_child_sees_the_change() {
         assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(0), "nothing landed in the {status:?} org");
     }
 }
+
+/// A bad metadata value names its key (`details.field: "metadata.<key>"`), on every route whose
+/// metadata is string-valued.
+#[tokio::test]
+async fn a_bad_metadata_value_names_its_key() {
+    let app = TestApp::spawn().await;
+    let child = app.create_child("Acme").await;
+    let bad = json!({ "externalId": null });
+    let check = |r: crate::helpers::Resp, key: &str| {
+        r.assert_error(422, "VALIDATION");
+        assert_eq!(r.body["error"]["details"]["field"], format!("metadata.{key}"), "{}", r.body);
+    };
+    check(app.post("/v1/organizations").key(&app.admin_key).json(&json!({ "name": "X", "metadata": bad })).send().await, "externalId");
+    check(
+        app.patch(&format!("/v1/organizations/{child}")).key(&app.admin_key).json(&json!({ "metadata": bad })).send().await,
+        "externalId",
+    );
+    check(
+        app.post(&format!("/v1/organizations/{child}/credits/allocate"))
+            .key(&app.admin_key)
+            .idem("meta-1")
+            .json(&json!({ "credits": 1, "metadata": { "po": 7 } }))
+            .send()
+            .await,
+        "po",
+    );
+}
