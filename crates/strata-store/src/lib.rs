@@ -10,6 +10,7 @@
 
 mod conn;
 mod lite;
+pub mod notify;
 mod query;
 mod rows;
 mod tx;
@@ -26,10 +27,11 @@ use strata_core::error::{CoreError, Result};
 use strata_core::id::ApiKeyId;
 use strata_core::key::ApiKey;
 use strata_core::org::Org;
-use strata_core::store::{Store, Tx};
+use strata_core::store::{Store, Tx, Wake};
 
 use crate::conn::Conn;
 use crate::lite::LiteDb;
+use crate::notify::Hub;
 use crate::query::Q;
 use crate::tx::SqlTx;
 
@@ -55,6 +57,17 @@ enum Db {
 
 pub struct SqlStore {
     db: Db,
+    hub: Arc<Hub>,
+    /// The PostgreSQL `LISTEN` connection's task, ended with the store.
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        if let Some(l) = self.listener.take() {
+            l.abort();
+        }
+    }
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
@@ -99,13 +112,21 @@ impl SqlStore {
             .map_err(db_err)?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(|e| CoreError::internal(format!("migrations: {e}")))?;
         pool.close().await;
-        Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4)?) })
+        Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4)?), hub: Arc::default(), listener: None })
     }
 
     async fn connect_postgres(url: &str) -> Result<Self> {
         let pool = AnyPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(30)).connect(url).await.map_err(db_err)?;
         sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| CoreError::internal(format!("migrations: {e}")))?;
-        Ok(Self { db: Db::Postgres(pool) })
+        let hub = Arc::new(Hub::default());
+        let listener = Some(hub.spawn_listener(url.to_owned()));
+        Ok(Self { db: Db::Postgres(pool), hub, listener })
+    }
+
+    /// This process's notification channels (see `notify`): wake-ups after commits, and
+    /// payloads other processes sent through PostgreSQL.
+    pub fn notifications(&self) -> Arc<Hub> {
+        self.hub.clone()
     }
 
     /// Wraps the store for the services.
@@ -122,7 +143,7 @@ impl SqlStore {
             // statements, only two round trips: reads go straight to the pool.
             Db::Postgres(pool) => (Conn::PgPool(pool.clone()), Dialect::Postgres),
         };
-        Ok(SqlTx::new(conn, dialect, write))
+        Ok(SqlTx::new(conn, dialect, write, self.hub.clone()))
     }
 }
 
@@ -167,5 +188,9 @@ impl Store for SqlStore {
         let mut tx = self.begin(false).await?;
         tx.ping().await?;
         Tx::commit(Box::new(tx)).await
+    }
+
+    fn wakeup(&self, kind: Wake) -> Arc<tokio::sync::Notify> {
+        self.hub.wakeup(notify::channel_of(kind))
     }
 }

@@ -55,6 +55,14 @@ impl Q {
         self.str(v)
     }
 
+    /// Appends `$n, $n+1, …` binding each of `values` (the inside of an `IN (…)`).
+    pub fn list(mut self, values: &[String]) -> Self {
+        for (i, v) in values.iter().enumerate() {
+            self = self.and_str(if i == 0 { "$?" } else { ", $?" }, v);
+        }
+        self
+    }
+
     pub fn push(mut self, text: &str) -> Self {
         self.sql.push_str(text);
         self

@@ -24,6 +24,8 @@ pub struct Cadence {
     pub scheduler: Duration,
     /// Turning events into deliveries and sending them.
     pub webhooks: Duration,
+    /// Deleting webhook history past its retention period.
+    pub retention: Duration,
 }
 
 impl Default for Cadence {
@@ -34,6 +36,7 @@ impl Default for Cadence {
             ledger: Duration::from_secs(30),
             scheduler: Duration::from_secs(1),
             webhooks: Duration::from_secs(1),
+            retention: Duration::from_secs(300),
         }
     }
 }
@@ -102,6 +105,14 @@ pub async fn send_deliveries(strata: &Strata, sender: &dyn strata_core::service:
     })
 }
 
+/// Deletes terminal deliveries, their attempts and dispatched events past the retention period.
+pub async fn purge_webhook_history(strata: &Strata) -> strata_core::service::Purged {
+    strata.purge_webhook_history().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "purging webhook history failed");
+        Default::default()
+    })
+}
+
 /// Starts every loop; they stop when `shutdown` turns true, after one last step.
 pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     vec![
@@ -141,6 +152,15 @@ pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<b
                 async move {
                     dispatch_events(&s).await;
                     send_deliveries(&s, sender.as_ref()).await;
+                }
+            }
+        }),
+        spawn_loop("webhook_retention", cadence.retention, shutdown.clone(), {
+            let s = strata.clone();
+            move || {
+                let s = s.clone();
+                async move {
+                    purge_webhook_history(&s).await;
                 }
             }
         }),

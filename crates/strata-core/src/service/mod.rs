@@ -6,6 +6,8 @@ mod audit;
 mod auth;
 mod content;
 mod credits;
+mod deliveries;
+mod dispatch;
 mod events;
 mod idempotency;
 mod keys;
@@ -23,13 +25,15 @@ use serde_json::Value;
 pub use auth::{Caller, Credentials};
 pub use content::NewGeneration;
 pub use credits::{Allocation, CreditEventView, DEFAULT_RESERVATION_TIMEOUT_MS, LedgerReport, SpendRequest};
+pub use deliveries::{AttemptView, DeliveryView, Purged};
+pub use dispatch::{AttemptResult, PreparedAttempt, SendOutcome, SendSlots, WebhookSender};
 pub use idempotency::Claimed;
 pub use keys::{KeyEnv, NewKey};
 pub use operator::{NewPartner, PartnerCreated};
 pub use orgs::{NewChild, OrgPatch};
 pub use posts::NewPost;
 pub use projects::{NewProject, ProjectPatch};
-pub use webhooks::{DeliveryView, EndpointPatch, EndpointView, NewEndpoint, SendOutcome, WebhookSender};
+pub use webhooks::{EndpointPatch, EndpointView, NewEndpoint};
 
 use crate::audit::{Actor, AuditEntry};
 use crate::clock::{Clock, Timestamp};
@@ -60,6 +64,14 @@ pub struct CoreConfig {
     pub retry_ladder_ms: Vec<i64>,
     /// Rate limits and concurrent-job caps by tier.
     pub tier_limits: crate::ratelimit::TierTable,
+    /// How long one delivery attempt may take before it counts as timed out.
+    pub webhook_timeout_ms: i64,
+    /// Delivery attempts in flight at once, over all endpoints.
+    pub webhook_concurrency: usize,
+    /// Delivery attempts in flight at once to one endpoint.
+    pub webhook_endpoint_concurrency: usize,
+    /// How long terminal deliveries (with their attempts) and dispatched events are kept.
+    pub webhook_retention_ms: i64,
 }
 
 impl Default for CoreConfig {
@@ -72,6 +84,10 @@ impl Default for CoreConfig {
             allow_private_webhooks: false,
             retry_ladder_ms: crate::webhook::DEFAULT_LADDER_SECS.iter().map(|s| s * 1000).collect(),
             tier_limits: Default::default(),
+            webhook_timeout_ms: 10_000,
+            webhook_concurrency: 128,
+            webhook_endpoint_concurrency: 16,
+            webhook_retention_ms: 30 * crate::clock::DAY_MS,
         }
     }
 }

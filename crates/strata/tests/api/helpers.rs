@@ -159,7 +159,8 @@ impl TestApp {
         let (stop, stopped) = oneshot::channel::<()>();
         // Workers tick rarely; tests step them by hand.
         let hour = std::time::Duration::from_secs(3600);
-        let cadence = Cadence { key_usage_flush: hour, idempotency_prune: hour, ledger: hour, scheduler: hour, webhooks: hour };
+        let cadence =
+            Cadence { key_usage_flush: hour, idempotency_prune: hour, ledger: hour, scheduler: hour, webhooks: hour, retention: hour };
         tokio::spawn(strata::serve(strata.clone(), listener, cadence, async move {
             let _ = stopped.await;
         }));

@@ -19,4 +19,5 @@ mod orgs;
 mod projects;
 mod ratelimit;
 mod secrets;
+mod webhook_history;
 mod webhooks;

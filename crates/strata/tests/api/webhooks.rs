@@ -14,15 +14,15 @@ use strata_workers::HttpSender;
 use crate::helpers::TestApp;
 
 /// A local receiver: records every request and answers with the next scripted status (200
-/// once the script runs out).
+/// once the script runs out) and a body naming it; a scripted 0 never answers.
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     seen: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     script: Arc<Mutex<Vec<u16>>>,
 }
 
 impl Receiver {
-    async fn start(script: Vec<u16>) -> (Self, String) {
+    pub(crate) async fn start(script: Vec<u16>) -> (Self, String) {
         let r = Receiver { seen: Arc::default(), script: Arc::new(Mutex::new(script)) };
         let state = r.clone();
         let app = axum::Router::new().route(
@@ -31,9 +31,14 @@ impl Receiver {
                 let state = state.clone();
                 async move {
                     state.seen.lock().unwrap().push((headers, body));
-                    let mut script = state.script.lock().unwrap();
-                    let status = if script.is_empty() { 200 } else { script.remove(0) };
-                    StatusCode::from_u16(status).unwrap()
+                    let status = {
+                        let mut script = state.script.lock().unwrap();
+                        if script.is_empty() { 200 } else { script.remove(0) }
+                    };
+                    if status == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    (StatusCode::from_u16(status).unwrap(), format!("answered {status}"))
                 }
             }),
         );
@@ -43,13 +48,13 @@ impl Receiver {
         (r, url)
     }
 
-    fn seen(&self) -> Vec<(HeaderMap, String)> {
+    pub(crate) fn seen(&self) -> Vec<(HeaderMap, String)> {
         self.seen.lock().unwrap().clone()
     }
 }
 
 /// One dispatcher step and one sender step.
-async fn pump(app: &TestApp) -> usize {
+pub(crate) async fn pump(app: &TestApp) -> usize {
     strata_workers::dispatch_events(&app.strata).await;
     strata_workers::send_deliveries(&app.strata, &HttpSender::new(false, true)).await
 }
@@ -75,7 +80,7 @@ fn standard_verifies(secret: &str, headers: &HeaderMap, body: &str) -> bool {
     headers["webhook-signature"].to_str().unwrap().split(' ').any(|s| s == format!("v1,{expected}"))
 }
 
-async fn endpoint(app: &TestApp, key: &str, acting: Option<&str>, body: Value) -> (String, String) {
+pub(crate) async fn endpoint(app: &TestApp, key: &str, acting: Option<&str>, body: Value) -> (String, String) {
     let mut call = app.post("/v1/webhook-endpoints").key(key).json(&body);
     if let Some(org) = acting {
         call = call.acting(org);
