@@ -57,7 +57,9 @@ pub struct TestApp {
     pub admin_key: String,
     pub partner_org: String,
     pub backend: StoreBackend,
+    opts: OpenOptions,
     stop: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -154,16 +156,7 @@ impl TestApp {
         let opts = OpenOptions { backend: backend.clone(), secret_hex: None, core };
         let strata = strata::open(&opts, Arc::new(clock.clone())).await.expect("open");
         let created = strata.bootstrap("Quinn's Coffee CRM").await.expect("bootstrap").expect("empty database");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        // Workers tick rarely; tests step them by hand.
-        let hour = std::time::Duration::from_secs(3600);
-        let cadence =
-            Cadence { key_usage_flush: hour, idempotency_prune: hour, ledger: hour, scheduler: hour, webhooks: hour, retention: hour };
-        tokio::spawn(strata::serve(strata.clone(), listener, cadence, async move {
-            let _ = stopped.await;
-        }));
+        let (base, stop, served) = Self::serve(&strata).await;
         Self {
             base,
             client: reqwest::Client::new(),
@@ -172,9 +165,46 @@ impl TestApp {
             admin_key: created.secret.expose().to_owned(),
             partner_org: created.org.id.to_string(),
             backend,
+            opts,
             stop: Some(stop),
+            served: Some(served),
             _dir: dir,
         }
+    }
+
+    /// Serves `strata` on a port of its own; workers tick rarely (tests step them by hand).
+    async fn serve(strata: &Strata) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let hour = std::time::Duration::from_secs(3600);
+        let cadence = Cadence {
+            key_usage_flush: hour,
+            idempotency_prune: hour,
+            ledger: hour,
+            scheduler: hour,
+            webhooks: hour,
+            retention: hour,
+            wake_on_commit: false,
+        };
+        let served = tokio::spawn(strata::serve(strata.clone(), listener, cadence, async move {
+            let _ = stopped.await;
+        }));
+        (base, stop, served)
+    }
+
+    /// Stops the server (as a crash would, nothing is handed over) and starts a new process's
+    /// worth of it on the same database and clock, at a new address.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(served) = self.served.take() {
+            let _ = served.await;
+        }
+        self.strata = strata::open(&self.opts, Arc::new(self.clock.clone())).await.expect("reopen");
+        let (base, stop, served) = Self::serve(&self.strata).await;
+        (self.base, self.stop, self.served) = (base, Some(stop), Some(served));
     }
 
     pub fn call(&self, method: Method, path: &str) -> Call<'_> {

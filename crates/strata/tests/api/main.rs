@@ -20,4 +20,5 @@ mod projects;
 mod ratelimit;
 mod secrets;
 mod webhook_history;
+mod webhook_sending;
 mod webhooks;
