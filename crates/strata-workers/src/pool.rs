@@ -50,11 +50,18 @@ pub fn spawn_sender(
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let wake = wake.unwrap_or_default();
+        // Whether the last claim was held back by the bounds (so a freed slot has work waiting).
+        let mut backlog = false;
         loop {
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = tick.tick() => {}
-                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => in_flight.release(done),
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    in_flight.release(done);
+                    if !backlog {
+                        continue;
+                    }
+                }
                 _ = shutdown.changed() => break,
             }
             // Claim until every slot is taken or nothing more can start now.
@@ -63,6 +70,10 @@ pub fn spawn_sender(
                     in_flight.release(done);
                 }
                 let free = bounds.concurrency.saturating_sub(tasks.len());
+                if free == 0 {
+                    backlog = true;
+                    break;
+                }
                 let slots = SendSlots { free, per_endpoint: bounds.per_endpoint, in_flight: &in_flight.by_endpoint };
                 let claimed = match strata.claim_deliveries(slots).await {
                     Ok(c) => c,
@@ -71,9 +82,7 @@ pub fn spawn_sender(
                         break;
                     }
                 };
-                if claimed.is_empty() {
-                    break;
-                }
+                let n = claimed.len();
                 for p in claimed {
                     let endpoint = p.delivery.endpoint_id;
                     let (strata, sender, results) = (strata.clone(), sender.clone(), results.clone());
@@ -83,6 +92,12 @@ pub fn spawn_sender(
                         let _ = results.send(r);
                     });
                     in_flight.take(task.id(), endpoint);
+                }
+                // Fewer than the free slots: all that was due and allowed is taken. Work may still
+                // wait behind an endpoint's bound; a slot it frees then claims again.
+                backlog = in_flight.by_endpoint.values().any(|n| *n >= bounds.per_endpoint);
+                if n < free {
+                    break;
                 }
             }
         }

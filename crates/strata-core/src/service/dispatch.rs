@@ -4,6 +4,7 @@
 //! concurrently; `send_deliveries` runs them once, in order, for tests.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -79,15 +80,31 @@ impl Strata {
     pub async fn dispatch_events(&self) -> Result<usize> {
         let mut tx = self.store.read().await?;
         let events = tx.undispatched_events(500).await?;
+        // Each org's endpoints, read before the write opens: the write then locks the orgs only
+        // for its last statement, not while it inserts (allocations into them would wait).
+        let mut targets = HashMap::new();
+        for event in &events {
+            if let Entry::Vacant(slot) = targets.entry(event.org_id) {
+                slot.insert(Self::targets_of(tx.as_mut(), event.org_id).await?);
+            }
+        }
         tx.commit().await?;
         if events.is_empty() {
             return Ok(0);
         }
         let batch = async {
             let mut tx = self.store.write().await?;
-            let mut targets: HashMap<OrgId, (bool, Vec<Endpoint>)> = HashMap::new();
             for event in &events {
                 self.dispatch_in(tx.as_mut(), event, &mut targets).await?;
+            }
+            // An org archived since the read would have its own endpoints served: redo one by one.
+            let mut orgs: Vec<OrgId> = targets.keys().copied().collect();
+            orgs.sort();
+            for org in orgs {
+                let archived = tx.org(org).await?.is_some_and(|o| o.status == crate::org::OrgStatus::Archived);
+                if targets.get(&org).is_some_and(|(was, _)| *was != archived) {
+                    return Err(crate::error::CoreError::conflict("an org was archived during dispatch"));
+                }
             }
             tx.commit().await
         };
@@ -109,6 +126,14 @@ impl Strata {
         Ok(done)
     }
 
+    /// Whether an org is archived, and the endpoints that may receive its events.
+    async fn targets_of(tx: &mut dyn Tx, org_id: OrgId) -> Result<(bool, Vec<Endpoint>)> {
+        let org = tx.org(org_id).await?;
+        let archived = org.as_ref().is_some_and(|o| o.status == crate::org::OrgStatus::Archived);
+        let parent = org.and_then(|o| o.parent_id);
+        Ok((archived, tx.endpoints_for_event(org_id, parent).await?))
+    }
+
     /// Dispatches one event; `targets` caches each org's candidate endpoints within a batch.
     /// An archived org's events reach only its parent's firehose (its own endpoints are done).
     async fn dispatch_in(&self, tx: &mut dyn Tx, event: &Event, targets: &mut HashMap<OrgId, (bool, Vec<Endpoint>)>) -> Result<()> {
@@ -116,11 +141,8 @@ impl Strata {
         if !tx.mark_dispatched(event.id).await? {
             return Ok(());
         }
-        if let std::collections::hash_map::Entry::Vacant(slot) = targets.entry(event.org_id) {
-            let org = tx.org(event.org_id).await?;
-            let archived = org.as_ref().is_some_and(|o| o.status == crate::org::OrgStatus::Archived);
-            let parent = org.and_then(|o| o.parent_id);
-            slot.insert((archived, tx.endpoints_for_event(event.org_id, parent).await?));
+        if let Entry::Vacant(slot) = targets.entry(event.org_id) {
+            slot.insert(Self::targets_of(tx, event.org_id).await?);
         }
         let (archived, candidates) = targets.get(&event.org_id).cloned().unwrap_or_default();
         if event.event_type == EventType::TestPing {
