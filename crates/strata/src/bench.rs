@@ -23,6 +23,10 @@ pub enum Scenario {
     Allocations,
     /// `GET /v1/whoami`: the authentication hot path alone.
     Whoami,
+    /// Webhook delivery: allocations (at `--rate` per second, or as fast as `--clients` go)
+    /// whose `credits.allocated` events `--endpoints` firehose endpoints deliver to one local
+    /// receiver; measures commit→delivery latency, deliveries per second and the drain time.
+    Webhooks,
 }
 
 #[derive(Args, Debug)]
@@ -38,44 +42,114 @@ pub struct BenchArgs {
     /// Child orgs the allocations spread over.
     #[arg(long, default_value_t = 8)]
     pub children: usize,
+    /// webhooks: events committed per second (0: as fast as the clients go).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// webhooks: endpoints subscribed to every event (all posting to the one receiver).
+    #[arg(long, default_value_t = 1)]
+    pub endpoints: usize,
+    /// webhooks: hold every delivery (endpoints paused) until the load stops, then release them
+    /// at once and measure how fast the backlog drains.
+    #[arg(long)]
+    pub backlog: bool,
+}
+
+pub(crate) fn err(e: impl std::fmt::Display) -> CoreError {
+    CoreError::internal(e.to_string())
+}
+
+/// A strata server on a fresh database, with a funded partner and its children.
+pub(crate) struct Harness {
+    pub strata: strata_core::Strata,
+    pub base: String,
+    pub key: String,
+    pub children: Vec<String>,
+    pub client: reqwest::Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _temp: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start(opts: &OpenOptions, use_temp_sqlite: bool, children: usize, clients: usize) -> Result<Self> {
+        let temp = tempfile::tempdir().map_err(err)?;
+        let opts = if use_temp_sqlite {
+            OpenOptions { backend: Backend::Sqlite { dir: temp.path().to_owned() }, ..opts.clone() }
+        } else {
+            opts.clone()
+        };
+        let strata = crate::open(&opts, Arc::new(SystemClock)).await?;
+        let partner = strata.create_partner(NewPartner { name: "bench".into(), tier: strata_core::apikey::Tier::Internal }).await?;
+        strata.grant_credits(partner.org.id, 1_000_000_000, GrantKind::Purchase).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
+        let base = format!("http://{}", listener.local_addr().map_err(err)?);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::serve(strata.clone(), listener, Cadence::default(), async move {
+            let _ = stop_rx.await;
+        }));
+        let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().map_err(err)?;
+        let key = partner.secret.expose().to_owned();
+        let mut ids = Vec::new();
+        for i in 0..children.max(1) {
+            let r = client
+                .post(format!("{base}/v1/organizations"))
+                .bearer_auth(&key)
+                .json(&json!({ "name": format!("bench-{i}") }))
+                .send()
+                .await;
+            let body: serde_json::Value = r.map_err(err)?.json().await.map_err(err)?;
+            ids.push(body["id"].as_str().unwrap_or_default().to_owned());
+        }
+        Ok(Self { strata, base, key, children: ids, client, stop, server, _temp: temp })
+    }
+
+    /// One allocation of 1 credit into the `n`th child (round robin), with a fresh key.
+    pub async fn allocate(&self, n: usize, idem: &str) -> reqwest::Result<reqwest::Response> {
+        let child = &self.children[n % self.children.len()];
+        self.client
+            .post(format!("{}/v1/organizations/{child}/credits/allocate", self.base))
+            .bearer_auth(&self.key)
+            .header("Idempotency-Key", idem)
+            .json(&json!({ "credits": 1 }))
+            .send()
+            .await
+    }
+
+    /// Stops the server and checks the ledger's invariants.
+    pub async fn finish(self) -> Result<strata_core::Strata> {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        let report = self.strata.check_ledger().await?;
+        if !report.violations.is_empty() {
+            return Err(CoreError::internal(format!("ledger invariants broken after the run: {}", report.violations.join("; "))));
+        }
+        Ok(self.strata)
+    }
+}
+
+/// The `q` quantile of sorted durations.
+pub(crate) fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted.get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or_default()
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// Runs a scenario against a fresh server on `opts`'s backend (a temporary SQLite directory
 /// unless a PostgreSQL URL is given).
 pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: BenchArgs) -> Result<String> {
-    let temp = tempfile::tempdir().map_err(|e| CoreError::internal(e.to_string()))?;
-    let opts = if use_temp_sqlite {
-        OpenOptions { backend: Backend::Sqlite { dir: temp.path().to_owned() }, ..opts.clone() }
-    } else {
-        opts.clone()
-    };
-    let strata = crate::open(&opts, Arc::new(SystemClock)).await?;
-    let partner = strata.create_partner(NewPartner { name: "bench".into(), tier: strata_core::apikey::Tier::Internal }).await?;
-    strata.grant_credits(partner.org.id, 1_000_000_000, GrantKind::Purchase).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| CoreError::internal(e.to_string()))?;
-    let base = format!("http://{}", listener.local_addr().map_err(|e| CoreError::internal(e.to_string()))?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::serve(strata.clone(), listener, Cadence::default(), async move {
-        let _ = stop_rx.await;
-    }));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(|e| CoreError::internal(e.to_string()))?;
-    let key = partner.secret.expose().to_owned();
-    let mut children = Vec::new();
-    for i in 0..args.children.max(1) {
-        let r =
-            client.post(format!("{base}/v1/organizations")).bearer_auth(&key).json(&json!({ "name": format!("bench-{i}") })).send().await;
-        let body: serde_json::Value =
-            r.map_err(|e| CoreError::internal(e.to_string()))?.json().await.map_err(|e| CoreError::internal(e.to_string()))?;
-        children.push(body["id"].as_str().unwrap_or_default().to_owned());
+    if let Scenario::Webhooks = args.scenario {
+        return crate::bench_webhooks::run(opts, use_temp_sqlite, &args).await;
     }
-
+    let h = Arc::new(Harness::start(opts, use_temp_sqlite, args.children, args.clients).await?);
     let warmup = Duration::from_secs(1);
     let started = Instant::now();
     let measure_from = started + warmup;
     let deadline = measure_from + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let (client, base, key, children) = (client.clone(), base.clone(), key.clone(), children.clone());
+        let h = h.clone();
         let scenario = args.scenario;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -84,17 +158,8 @@ pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: BenchArgs) -> 
             while Instant::now() < deadline {
                 let t0 = Instant::now();
                 let resp = match scenario {
-                    Scenario::Allocations => {
-                        let child = &children[(c + n) % children.len()];
-                        client
-                            .post(format!("{base}/v1/organizations/{child}/credits/allocate"))
-                            .bearer_auth(&key)
-                            .header("Idempotency-Key", format!("bench-{c}-{n}"))
-                            .json(&json!({ "credits": 1 }))
-                            .send()
-                            .await
-                    }
-                    Scenario::Whoami => client.get(format!("{base}/v1/whoami")).bearer_auth(&key).send().await,
+                    Scenario::Whoami => h.client.get(format!("{}/v1/whoami", h.base)).bearer_auth(&h.key).send().await,
+                    _ => h.allocate(c + n, &format!("bench-{c}-{n}")).await,
                 };
                 let ok = matches!(&resp, Ok(r) if r.status().is_success());
                 if let Ok(r) = resp {
@@ -115,19 +180,13 @@ pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: BenchArgs) -> 
     let mut all = Vec::new();
     let mut errors = 0;
     for t in tasks {
-        let (l, e) = t.await.map_err(|e| CoreError::internal(e.to_string()))?;
+        let (l, e) = t.await.map_err(err)?;
         all.extend(l);
         errors += e;
     }
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    let report = strata.check_ledger().await?;
-    if !report.violations.is_empty() {
-        return Err(CoreError::internal(format!("ledger invariants broken after the run: {}", report.violations.join("; "))));
-    }
+    let h = Arc::into_inner(h).ok_or_else(|| CoreError::internal("a client outlived the run"))?;
+    let strata = h.finish().await?;
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(format!(
         "scenario {:?} on {} with {} clients for {}s: {} ok ({:.0}/s), {} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; ledger invariants hold",
         args.scenario,
@@ -137,8 +196,8 @@ pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: BenchArgs) -> 
         all.len(),
         all.len() as f64 / args.seconds as f64,
         errors,
-        ms(pct(0.50)),
-        ms(pct(0.99)),
+        ms(quantile(&all, 0.50)),
+        ms(quantile(&all, 0.99)),
         ms(all.last().copied().unwrap_or_default()),
     ))
 }
