@@ -53,6 +53,12 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
 
+    /// The same database through connections of the background workers' own, where requests
+    /// could otherwise take every connection (a pool) and starve them; `None` where they share.
+    fn for_workers(&self) -> Option<std::sync::Arc<dyn Store>> {
+        None
+    }
+
     /// Notified after a committed transaction wrote work of this kind (one waiter per kind;
     /// a notification that finds no waiter is kept for the next one).
     fn wakeup(&self, kind: Wake) -> std::sync::Arc<tokio::sync::Notify>;
@@ -168,11 +174,11 @@ pub trait Tx: Send {
     async fn endpoints_for_event(&mut self, org: OrgId, parent: Option<OrgId>) -> Result<Vec<Endpoint>>;
     /// Events not yet turned into deliveries, oldest first.
     async fn undispatched_events(&mut self, limit: u32) -> Result<Vec<Event>>;
-    /// Marks an event dispatched; false when another dispatcher already did.
-    async fn mark_dispatched(&mut self, id: EventId) -> Result<bool>;
+    /// Marks events dispatched; returns those this call marked (not another dispatcher).
+    async fn mark_dispatched(&mut self, ids: &[EventId]) -> Result<Vec<EventId>>;
     /// The newest event's sequence number (0 when there is none).
     async fn max_event_seq(&mut self) -> Result<i64>;
-    async fn insert_delivery(&mut self, delivery: &Delivery) -> Result<()>;
+    async fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<()>;
     async fn delivery(&mut self, id: DeliveryId) -> Result<Option<Delivery>>;
     async fn list_deliveries(
         &mut self,
@@ -182,8 +188,8 @@ pub trait Tx: Send {
         page: PageRequest,
     ) -> Result<Vec<Delivery>>;
     /// Pending deliveries due at `now` (and claims whose lease ran out) to active endpoints other
-    /// than `exclude`, whose event's org is neither suspended nor cut off, oldest first, with
-    /// their endpoint.
+    /// than `exclude`, whose event's org is neither suspended nor cut off (nor archived, for the
+    /// org's own endpoints), oldest first, with their endpoint.
     async fn due_deliveries(&mut self, now: Timestamp, exclude: &[EndpointId], limit: u32) -> Result<Vec<(DeliveryId, EndpointId)>>;
     /// Claims those of `ids` still due at `now` for one attempt each: counts the attempt and
     /// leases the delivery until `lease_until`, atomically, so no other sender takes it. Returns

@@ -60,6 +60,8 @@ pub struct SqlStore {
     hub: Arc<Hub>,
     /// The PostgreSQL `LISTEN` connection's task, ended with the store.
     listener: Option<tokio::task::JoinHandle<()>>,
+    /// On PostgreSQL, the same database through a small pool of the workers' own.
+    workers: Option<Arc<dyn Store>>,
 }
 
 impl Drop for SqlStore {
@@ -69,6 +71,9 @@ impl Drop for SqlStore {
         }
     }
 }
+
+/// PostgreSQL connections of the background workers (beside the 32 that serve requests).
+const WORKER_CONNECTIONS: u32 = 6;
 
 pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
     // A unique index lost a race (two creates with one id or one customerExternalId): the
@@ -112,7 +117,7 @@ impl SqlStore {
             .map_err(db_err)?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(|e| CoreError::internal(format!("migrations: {e}")))?;
         pool.close().await;
-        Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4)?), hub: Arc::default(), listener: None })
+        Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4)?), hub: Arc::default(), listener: None, workers: None })
     }
 
     async fn connect_postgres(url: &str) -> Result<Self> {
@@ -120,7 +125,11 @@ impl SqlStore {
         sqlx::migrate!("migrations/postgres").run(&pool).await.map_err(|e| CoreError::internal(format!("migrations: {e}")))?;
         let hub = Arc::new(Hub::default());
         let listener = Some(hub.spawn_listener(url.to_owned()));
-        Ok(Self { db: Db::Postgres(pool), hub, listener })
+        // Requests waiting on a row lock hold their connections; the outbox must not wait
+        // behind them for one.
+        let worker_pool = AnyPoolOptions::new().max_connections(WORKER_CONNECTIONS).connect_lazy(url).map_err(db_err)?;
+        let workers: Arc<dyn Store> = Arc::new(Self { db: Db::Postgres(worker_pool), hub: hub.clone(), listener: None, workers: None });
+        Ok(Self { db: Db::Postgres(pool), hub, listener, workers: Some(workers) })
     }
 
     /// This process's notification channels (see `notify`): wake-ups after commits, and
@@ -188,6 +197,10 @@ impl Store for SqlStore {
         let mut tx = self.begin(false).await?;
         tx.ping().await?;
         Tx::commit(Box::new(tx)).await
+    }
+
+    fn for_workers(&self) -> Option<Arc<dyn Store>> {
+        self.workers.clone()
     }
 
     fn wakeup(&self, kind: Wake) -> Arc<tokio::sync::Notify> {

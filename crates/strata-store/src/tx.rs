@@ -870,39 +870,55 @@ impl Tx for SqlTx {
         Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0))
     }
 
-    async fn mark_dispatched(&mut self, id: EventId) -> Result<bool> {
-        let n = Q::new("UPDATE events SET dispatched = 1 WHERE id = $1 AND dispatched = 0")
-            .str(&id.to_string())
-            .execute(&mut self.conn)
+    async fn mark_dispatched(&mut self, ids: &[EventId]) -> Result<Vec<EventId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let rows = Q::new("UPDATE events SET dispatched = 1 WHERE dispatched = 0 AND id IN (")
+            .list(&ids)
+            .push(") RETURNING id")
+            .fetch_all(&mut self.conn)
             .await?;
-        Ok(n == 1)
+        rows.iter().map(|r| EventId::from_stored(&r.text("id")?)).collect()
     }
 
-    async fn insert_delivery(&mut self, d: &Delivery) -> Result<()> {
+    async fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<()> {
+        const COLUMNS: usize = 16;
+        // Well under both engines' limit on bound parameters per statement.
+        const ROWS_PER_STATEMENT: usize = 500;
+        if deliveries.is_empty() {
+            return Ok(());
+        }
         self.signal_on_commit(notify::DELIVERIES);
-        let q = Q::new(&format!(
-            "INSERT INTO webhook_deliveries ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            &DELIVERY_COLUMNS["seq, ".len()..]
-        ));
-        q.str(&d.id.to_string())
-            .str(&d.endpoint_id.to_string())
-            .str(&d.event_org_id.uuid_string())
-            .str(&d.event_id.to_string())
-            .str(d.event_type.as_str())
-            .str(&d.body)
-            .str(d.status.as_str())
-            .int(d.attempts)
-            .opt_int(ts(d.next_retry_at))
-            .opt_int(ts(d.delivered_at))
-            .opt_int(ts(d.abandoned_at))
-            .opt_int(d.last_response_status)
-            .opt_int(ts(d.last_response_at))
-            .opt_str(d.last_error.clone())
-            .opt_str(d.replay_of.map(|r| r.to_string()))
-            .int(d.created_at.millis())
-            .execute(&mut self.conn)
-            .await
-            .map(|_| ())
+        for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("({})", (1..=COLUMNS).map(|c| format!("${}", i * COLUMNS + c)).collect::<Vec<_>>().join(", ")))
+                .collect();
+            let mut q =
+                Q::new(&format!("INSERT INTO webhook_deliveries ({}) VALUES {}", &DELIVERY_COLUMNS["seq, ".len()..], rows.join(", ")));
+            for d in chunk {
+                q = q
+                    .str(&d.id.to_string())
+                    .str(&d.endpoint_id.to_string())
+                    .str(&d.event_org_id.uuid_string())
+                    .str(&d.event_id.to_string())
+                    .str(d.event_type.as_str())
+                    .str(&d.body)
+                    .str(d.status.as_str())
+                    .int(d.attempts)
+                    .opt_int(ts(d.next_retry_at))
+                    .opt_int(ts(d.delivered_at))
+                    .opt_int(ts(d.abandoned_at))
+                    .opt_int(d.last_response_status)
+                    .opt_int(ts(d.last_response_at))
+                    .opt_str(d.last_error.clone())
+                    .opt_str(d.replay_of.map(|r| r.to_string()))
+                    .int(d.created_at.millis());
+            }
+            q.execute(&mut self.conn).await?;
+        }
+        Ok(())
     }
 
     async fn delivery(&mut self, id: DeliveryId) -> Result<Option<Delivery>> {
@@ -933,7 +949,7 @@ impl Tx for SqlTx {
              JOIN webhook_endpoints e ON e.id = d.endpoint_id \
              JOIN organizations o ON o.id = d.event_org_id \
              WHERE d.status IN ('pending', 'delivering') AND d.next_retry_at <= $1 AND e.status = 'active' \
-             AND o.status <> 'suspended' AND o.access_revoked = 0",
+             AND o.status <> 'suspended' AND o.access_revoked = 0 AND (o.status <> 'archived' OR e.org_id <> d.event_org_id)",
         )
         .int(now.millis());
         for e in exclude {

@@ -126,6 +126,7 @@ pub async fn purge_webhook_history(strata: &Strata) -> strata_core::service::Pur
 /// Starts the webhook dispatcher and sender loops (see `spawn_sender`), with an HTTP sender
 /// whose attempts time out after the configured request timeout.
 pub fn spawn_webhooks(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let strata = &strata.for_workers();
     let c = &strata.config;
     let timeout = Duration::from_millis(u64::try_from(c.webhook_timeout_ms).unwrap_or(10_000));
     let sender = Arc::new(HttpSender::with_timeout(c.allow_private_webhooks, c.dev_mode, timeout));
@@ -148,6 +149,7 @@ pub fn spawn_webhooks(strata: &Strata, cadence: &Cadence, shutdown: watch::Recei
 /// Starts every loop; they stop when `shutdown` turns true, after one last step.
 pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let mut loops = spawn_webhooks(strata, cadence, shutdown.clone());
+    let strata = &strata.for_workers();
     loops.extend([
         spawn_loop("key_usage_flush", cadence.key_usage_flush, shutdown.clone(), {
             let s = strata.clone();

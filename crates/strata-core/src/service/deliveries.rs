@@ -163,11 +163,11 @@ impl Strata {
             seq: 0,
         };
         tx.insert_event(&event).await?;
-        tx.mark_dispatched(event.id).await?;
+        tx.mark_dispatched(&[event.id]).await?;
         let replay_of = original.event_id.to_string();
         let body = delivery_body(&event.id.to_string(), event.event_type, created_at, &event.data, Some(&replay_of));
         let d = self.new_delivery(&e, event.org_id, event.id, event.event_type, body, Some(original.id));
-        tx.insert_delivery(&d).await?;
+        tx.insert_deliveries(std::slice::from_ref(&d)).await?;
         tx.insert_audit(&self.audit_entry(
             caller.stamp(),
             "webhook_delivery.replayed",

@@ -3,8 +3,8 @@
 //! outcomes (attempt history, the retry ladder, auto-pause). The workers crate runs them
 //! concurrently; `send_deliveries` runs them once, in order, for tests.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -15,7 +15,7 @@ use super::{Stamp, Strata};
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::event::{Event, EventType};
-use crate::id::{EndpointId, OrgId};
+use crate::id::{EndpointId, EventId, OrgId};
 use crate::store::Tx;
 use crate::webhook::{
     AUTO_PAUSE_AFTER, Delivery, DeliveryAttempt, DeliveryStatus, Endpoint, EndpointScope, EndpointStatus, delivery_body, signature_headers,
@@ -80,8 +80,11 @@ impl Strata {
     pub async fn dispatch_events(&self) -> Result<usize> {
         let mut tx = self.store.read().await?;
         let events = tx.undispatched_events(500).await?;
-        // Each org's endpoints, read before the write opens: the write then locks the orgs only
-        // for its last statement, not while it inserts (allocations into them would wait).
+        // Each org's endpoints and status, read before the write opens and without locking the
+        // org: on PostgreSQL allocations hold their child org's row while they queue for the
+        // parent's wallet, and a dispatcher waiting on those rows would fall seconds behind. An
+        // org archived between this read and the commit may so get deliveries to its own
+        // endpoints; the sender never sends those (see `due_deliveries`).
         let mut targets = HashMap::new();
         for event in &events {
             if let Entry::Vacant(slot) = targets.entry(event.org_id) {
@@ -94,18 +97,7 @@ impl Strata {
         }
         let batch = async {
             let mut tx = self.store.write().await?;
-            for event in &events {
-                self.dispatch_in(tx.as_mut(), event, &mut targets).await?;
-            }
-            // An org archived since the read would have its own endpoints served: redo one by one.
-            let mut orgs: Vec<OrgId> = targets.keys().copied().collect();
-            orgs.sort();
-            for org in orgs {
-                let archived = tx.org(org).await?.is_some_and(|o| o.status == crate::org::OrgStatus::Archived);
-                if targets.get(&org).is_some_and(|(was, _)| *was != archived) {
-                    return Err(crate::error::CoreError::conflict("an org was archived during dispatch"));
-                }
-            }
+            self.dispatch_in(tx.as_mut(), &events, &mut targets).await?;
             tx.commit().await
         };
         if batch.await.is_ok() {
@@ -115,7 +107,7 @@ impl Strata {
         for event in &events {
             let one = async {
                 let mut tx = self.store.write().await?;
-                self.dispatch_in(tx.as_mut(), event, &mut HashMap::new()).await?;
+                self.dispatch_in(tx.as_mut(), std::slice::from_ref(event), &mut HashMap::new()).await?;
                 tx.commit().await
             };
             match one.await {
@@ -134,30 +126,28 @@ impl Strata {
         Ok((archived, tx.endpoints_for_event(org_id, parent).await?))
     }
 
-    /// Dispatches one event; `targets` caches each org's candidate endpoints within a batch.
-    /// An archived org's events reach only its parent's firehose (its own endpoints are done).
-    async fn dispatch_in(&self, tx: &mut dyn Tx, event: &Event, targets: &mut HashMap<OrgId, (bool, Vec<Endpoint>)>) -> Result<()> {
-        // Claim the event first, so two dispatchers never both deliver it.
-        if !tx.mark_dispatched(event.id).await? {
-            return Ok(());
-        }
-        if let Entry::Vacant(slot) = targets.entry(event.org_id) {
-            slot.insert(Self::targets_of(tx, event.org_id).await?);
-        }
-        let (archived, candidates) = targets.get(&event.org_id).cloned().unwrap_or_default();
-        if event.event_type == EventType::TestPing {
-            return Ok(());
-        }
-        let body = delivery_body(&event.id.to_string(), event.event_type, event.created_at, &event.data, None);
-        for e in candidates {
-            let own = e.org_id == event.org_id;
-            let reaches = ((own && !archived) || (!own && e.scope == EndpointScope::AllChildren)) && event.seq > e.start_seq;
-            if reaches && e.wants(event.event_type, event.project_id) {
-                let d = self.new_delivery(&e, event.org_id, event.id, event.event_type, body.clone(), None);
-                tx.insert_delivery(&d).await?;
+    /// Dispatches events; `targets` caches each org's candidate endpoints. An archived org's
+    /// events reach only its parent's firehose (its own endpoints are done).
+    async fn dispatch_in(&self, tx: &mut dyn Tx, events: &[Event], targets: &mut HashMap<OrgId, (bool, Vec<Endpoint>)>) -> Result<()> {
+        // Claim the events first, so two dispatchers never both deliver one.
+        let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+        let mine: HashSet<EventId> = tx.mark_dispatched(&ids).await?.into_iter().collect();
+        let mut deliveries = Vec::new();
+        for event in events.iter().filter(|e| mine.contains(&e.id) && e.event_type != EventType::TestPing) {
+            if let Entry::Vacant(slot) = targets.entry(event.org_id) {
+                slot.insert(Self::targets_of(tx, event.org_id).await?);
+            }
+            let Some((archived, candidates)) = targets.get(&event.org_id) else { continue };
+            let body = delivery_body(&event.id.to_string(), event.event_type, event.created_at, &event.data, None);
+            for e in candidates {
+                let own = e.org_id == event.org_id;
+                let reaches = ((own && !archived) || (!own && e.scope == EndpointScope::AllChildren)) && event.seq > e.start_seq;
+                if reaches && e.wants(event.event_type, event.project_id) {
+                    deliveries.push(self.new_delivery(e, event.org_id, event.id, event.event_type, body.clone(), None));
+                }
             }
         }
-        Ok(())
+        tx.insert_deliveries(&deliveries).await
     }
 
     /// The sender's first step: claims due deliveries that can start now (within `slots`,

@@ -135,6 +135,15 @@ impl Strata {
         Self { store, clock, secret, config, engine, key_usage: Arc::new(Mutex::new(HashMap::new())), limiter: Arc::default() }
     }
 
+    /// This application as the background workers use it: on connections of their own where
+    /// the store has them (see `Store::for_workers`).
+    pub fn for_workers(&self) -> Self {
+        match self.store.for_workers() {
+            Some(store) => Self { store, ..self.clone() },
+            None => self.clone(),
+        }
+    }
+
     /// Replaces the content engine (the built-in one is deterministic fixtures).
     pub fn with_engine(mut self, engine: Arc<dyn ContentEngine>) -> Self {
         self.engine = engine;

@@ -308,11 +308,11 @@ impl Strata {
             json!({ "endpointId": e.id, "payload": payload.unwrap_or(Value::Null) }),
         );
         tx.insert_event(&event).await?;
-        tx.mark_dispatched(event.id).await?;
+        tx.mark_dispatched(&[event.id]).await?;
 
         let body = delivery_body(&event.id.to_string(), event.event_type, event.created_at, &event.data, None);
         let d = self.new_delivery(&e, event.org_id, event.id, event.event_type, body, None);
-        tx.insert_delivery(&d).await?;
+        tx.insert_deliveries(std::slice::from_ref(&d)).await?;
         let reply = json!({ "eventId": event.id, "deliveryId": d.id, "scheduledAt": d.next_retry_at });
         self.finish(tx, idem, Reply::json(200, &reply)).await
     }
