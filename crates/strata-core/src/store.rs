@@ -198,7 +198,7 @@ pub trait Tx: Send {
     /// Writes an attempt's outcome onto a claimed delivery, only if the claim that made the
     /// attempt still holds it (`delivering` with the same attempt count); false when it does not.
     async fn finish_delivery(&mut self, delivery: &Delivery) -> Result<bool>;
-    async fn insert_attempt(&mut self, attempt: &DeliveryAttempt) -> Result<()>;
+    async fn insert_attempts(&mut self, attempts: &[DeliveryAttempt]) -> Result<()>;
     /// A delivery's attempts, newest first, at most `limit`.
     async fn list_attempts(&mut self, delivery: DeliveryId, limit: u32) -> Result<Vec<DeliveryAttempt>>;
     /// Puts an endpoint's failed and abandoned deliveries created at or after `since` back on the

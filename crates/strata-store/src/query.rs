@@ -81,6 +81,18 @@ impl Q {
     }
 }
 
+/// `($1, …, $c), ($c+1, …), …`: the placeholders of a multi-row `VALUES` of `rows` rows of
+/// `columns` values each.
+pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|i| format!("({})", (1..=columns).map(|c| format!("${}", i * columns + c)).collect::<Vec<_>>().join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rows per multi-row `INSERT`: well under both engines' limit on bound parameters.
+pub(crate) const ROWS_PER_INSERT: usize = 500;
+
 /// One value of a result row.
 #[derive(Clone, Debug)]
 pub(crate) enum Cell {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::Dialect;
 use crate::conn::Conn;
 use crate::notify::{self, Hub};
-use crate::query::{Q, Row};
+use crate::query::{Q, ROWS_PER_INSERT, Row, values_placeholders};
 use crate::rows::{
     self, ATTEMPT_COLUMNS, AUDIT_COLUMNS, CONTAINER_COLUMNS, CREDIT_EVENT_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, EVENT_COLUMNS,
     JOB_COLUMNS, KEY_COLUMNS, ORG_COLUMNS, POST_COLUMNS, PROJECT_COLUMNS, TRANSFER_COLUMNS, WALLET_COLUMNS,
@@ -994,20 +994,25 @@ impl Tx for SqlTx {
         Ok(n == 1)
     }
 
-    async fn insert_attempt(&mut self, a: &DeliveryAttempt) -> Result<()> {
-        Q::new(
-            "INSERT INTO webhook_delivery_attempts (delivery_id, attempted_at, duration_ms, response_status, error, response_body_excerpt) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .str(&a.delivery_id.to_string())
-        .int(a.attempted_at.millis())
-        .int(a.duration_ms)
-        .opt_int(a.response_status)
-        .opt_str(a.error.clone())
-        .opt_str(a.response_body_excerpt.clone())
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
+    async fn insert_attempts(&mut self, attempts: &[DeliveryAttempt]) -> Result<()> {
+        for chunk in attempts.chunks(ROWS_PER_INSERT) {
+            let mut q = Q::new(&format!(
+                "INSERT INTO webhook_delivery_attempts ({}) VALUES {}",
+                &ATTEMPT_COLUMNS["seq, ".len()..],
+                values_placeholders(chunk.len(), 6)
+            ));
+            for a in chunk {
+                q = q
+                    .str(&a.delivery_id.to_string())
+                    .int(a.attempted_at.millis())
+                    .int(a.duration_ms)
+                    .opt_int(a.response_status)
+                    .opt_str(a.error.clone())
+                    .opt_str(a.response_body_excerpt.clone());
+            }
+            q.execute(&mut self.conn).await?;
+        }
+        Ok(())
     }
 
     async fn list_attempts(&mut self, delivery: DeliveryId, limit: u32) -> Result<Vec<DeliveryAttempt>> {

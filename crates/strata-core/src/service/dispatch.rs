@@ -259,6 +259,7 @@ impl Strata {
             }
         }
         let mut written = 0;
+        let mut attempts = Vec::with_capacity(results.len());
         for r in results {
             let (status, error, retryable, excerpt) = match &r.outcome {
                 SendOutcome::Response { status, body_excerpt } => {
@@ -268,7 +269,7 @@ impl Strata {
                 }
                 SendOutcome::Error(e) => (None, Some(e.clone()), true, None),
             };
-            tx.insert_attempt(&DeliveryAttempt {
+            attempts.push(DeliveryAttempt {
                 delivery_id: r.delivery.id,
                 attempted_at: r.started_at,
                 duration_ms: r.duration_ms,
@@ -276,8 +277,7 @@ impl Strata {
                 error: error.clone(),
                 response_body_excerpt: excerpt,
                 seq: 0,
-            })
-            .await?;
+            });
             let mut d = r.delivery.clone();
             d.last_response_status = status;
             d.last_response_at = status.map(|_| now);
@@ -320,6 +320,7 @@ impl Strata {
                 }
             }
         }
+        tx.insert_attempts(&attempts).await?;
         for (endpoint, changed) in endpoints.values() {
             if *changed {
                 tx.update_endpoint(endpoint).await?;
