@@ -136,6 +136,17 @@ fn key_args(q: Q, k: &ApiKey) -> Q {
         .opt_str(k.superseded_by.map(|s| s.uuid_string()))
 }
 
+/// Binds a delivery's outcome columns: next_retry_at, delivered_at, abandoned_at,
+/// last_response_status, last_response_at, last_error.
+fn outcome_args(q: Q, d: &Delivery) -> Q {
+    q.opt_int(ts(d.next_retry_at))
+        .opt_int(ts(d.delivered_at))
+        .opt_int(ts(d.abandoned_at))
+        .opt_int(d.last_response_status)
+        .opt_int(ts(d.last_response_at))
+        .opt_str(d.last_error.clone())
+}
+
 /// Binds every column of an endpoint but `seq`, in `ENDPOINT_COLUMNS` order.
 fn endpoint_args(q: Q, e: &Endpoint) -> Q {
     let events: Vec<&str> = e.events.iter().map(|t| t.as_str()).collect();
@@ -906,15 +917,8 @@ impl Tx for SqlTx {
                     .str(d.event_type.as_str())
                     .str(&d.body)
                     .str(d.status.as_str())
-                    .int(d.attempts)
-                    .opt_int(ts(d.next_retry_at))
-                    .opt_int(ts(d.delivered_at))
-                    .opt_int(ts(d.abandoned_at))
-                    .opt_int(d.last_response_status)
-                    .opt_int(ts(d.last_response_at))
-                    .opt_str(d.last_error.clone())
-                    .opt_str(d.replay_of.map(|r| r.to_string()))
-                    .int(d.created_at.millis());
+                    .int(d.attempts);
+                q = outcome_args(q, d).opt_str(d.replay_of.map(|r| r.to_string())).int(d.created_at.millis());
             }
             q.execute(&mut self.conn).await?;
         }
@@ -975,22 +979,14 @@ impl Tx for SqlTx {
     }
 
     async fn finish_delivery(&mut self, d: &Delivery) -> Result<bool> {
-        let n = Q::new(
+        let q = Q::new(
             "UPDATE webhook_deliveries SET status = $2, next_retry_at = $3, delivered_at = $4, abandoned_at = $5, \
              last_response_status = $6, last_response_at = $7, last_error = $8 \
              WHERE id = $1 AND status = 'delivering' AND attempts = $9",
         )
         .str(&d.id.to_string())
-        .str(d.status.as_str())
-        .opt_int(ts(d.next_retry_at))
-        .opt_int(ts(d.delivered_at))
-        .opt_int(ts(d.abandoned_at))
-        .opt_int(d.last_response_status)
-        .opt_int(ts(d.last_response_at))
-        .opt_str(d.last_error.clone())
-        .int(d.attempts)
-        .execute(&mut self.conn)
-        .await?;
+        .str(d.status.as_str());
+        let n = outcome_args(q, d).int(d.attempts).execute(&mut self.conn).await?;
         Ok(n == 1)
     }
 

@@ -206,22 +206,16 @@ impl Strata {
     pub async fn purge_webhook_history(&self) -> Result<Purged> {
         let before = self.now().plus_ms(-self.config.webhook_retention_ms);
         let mut done = Purged::default();
-        for _ in 0..PURGE_BATCHES_PER_STEP {
-            let mut tx = self.store.write().await?;
-            let n = tx.purge_deliveries(before, PURGE_BATCH).await?;
-            tx.commit().await?;
-            done.deliveries += n;
-            if n < u64::from(PURGE_BATCH) {
-                break;
-            }
-        }
-        for _ in 0..PURGE_BATCHES_PER_STEP {
-            let mut tx = self.store.write().await?;
-            let n = tx.purge_events(before, PURGE_BATCH).await?;
-            tx.commit().await?;
-            done.events += n;
-            if n < u64::from(PURGE_BATCH) {
-                break;
+        // Deliveries first: an event goes once it has no pending delivery.
+        for events in [false, true] {
+            for _ in 0..PURGE_BATCHES_PER_STEP {
+                let mut tx = self.store.write().await?;
+                let n = if events { tx.purge_events(before, PURGE_BATCH).await? } else { tx.purge_deliveries(before, PURGE_BATCH).await? };
+                tx.commit().await?;
+                *(if events { &mut done.events } else { &mut done.deliveries }) += n;
+                if n < u64::from(PURGE_BATCH) {
+                    break;
+                }
             }
         }
         Ok(done)
