@@ -43,10 +43,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "STRATA_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10.0)]
     pub webhook_timeout_seconds: f64,
     /// Webhook delivery attempts in flight at once, over all endpoints.
-    #[arg(long, global = true, env = "STRATA_WEBHOOK_CONCURRENCY", default_value_t = 256)]
+    #[arg(long, global = true, env = "STRATA_WEBHOOK_CONCURRENCY", default_value_t = 512)]
     pub webhook_concurrency: usize,
     /// Webhook delivery attempts in flight at once to one endpoint.
-    #[arg(long, global = true, env = "STRATA_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 64)]
+    #[arg(long, global = true, env = "STRATA_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 128)]
     pub webhook_endpoint_concurrency: usize,
     /// Days terminal webhook deliveries (with their attempts) and dispatched events are kept.
     #[arg(long, global = true, env = "STRATA_WEBHOOK_RETENTION_DAYS", default_value_t = 30.0)]

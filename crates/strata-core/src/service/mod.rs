@@ -85,8 +85,8 @@ impl Default for CoreConfig {
             retry_ladder_ms: crate::webhook::DEFAULT_LADDER_SECS.iter().map(|s| s * 1000).collect(),
             tier_limits: Default::default(),
             webhook_timeout_ms: 10_000,
-            webhook_concurrency: 256,
-            webhook_endpoint_concurrency: 64,
+            webhook_concurrency: 512,
+            webhook_endpoint_concurrency: 128,
             webhook_retention_ms: 30 * crate::clock::DAY_MS,
         }
     }
