@@ -20,7 +20,18 @@ use crate::ledger::LedgerBatch;
 use crate::org::{Org, OrgStatus};
 use crate::post::ScheduledPost;
 use crate::project::{Project, ProjectFilter};
-use crate::webhook::{Delivery, DeliveryStatus, Endpoint, EndpointStatus};
+use crate::webhook::{Delivery, DeliveryAttempt, DeliveryStatus, Endpoint, EndpointStatus};
+
+/// Work a committed write may have left for a background worker: the store wakes the matching
+/// worker after the commit (in this process, and on PostgreSQL in every process sharing the
+/// database), so it does not wait for its next poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Wake {
+    /// New outbox events to turn into deliveries.
+    Events,
+    /// New or re-queued deliveries to send.
+    Deliveries,
+}
 
 /// Whose rows a by-id read may return. A tenant's read finds only that tenant's rows, so
 /// another tenant's id is simply not found and nothing of it is locked (CONTRACT §2: another
@@ -63,6 +74,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
+
+    /// The same database through connections of the background workers' own, where requests
+    /// could otherwise take every connection (a pool) and starve them; `None` where they share.
+    fn for_workers(&self) -> Option<std::sync::Arc<dyn Store>> {
+        None
+    }
+
+    /// Notified after a committed transaction wrote work of this kind (one waiter per kind;
+    /// a notification that finds no waiter is kept for the next one).
+    fn wakeup(&self, kind: Wake) -> std::sync::Arc<tokio::sync::Notify>;
 }
 
 #[async_trait]
@@ -194,15 +215,11 @@ pub trait Tx: Send {
     async fn endpoints_for_event(&mut self, org: OrgId, parent: Option<OrgId>) -> Result<Vec<Endpoint>>;
     /// Events not yet turned into deliveries, oldest first.
     async fn undispatched_events(&mut self, limit: u32) -> Result<Vec<Event>>;
-    /// Marks an event dispatched; false when another dispatcher already did.
-    async fn mark_dispatched(&mut self, id: EventId) -> Result<bool>;
-    /// Claims a due delivery for one attempt (counting it and setting its lease); false when it
-    /// is not due or another sender holds it.
-    async fn claim_delivery(&mut self, id: DeliveryId, now: Timestamp, lease_until: Timestamp) -> Result<bool>;
+    /// Marks events dispatched; returns those this call marked (not another dispatcher).
+    async fn mark_dispatched(&mut self, ids: &[EventId]) -> Result<Vec<EventId>>;
     /// The newest event's sequence number (0 when there is none).
     async fn max_event_seq(&mut self) -> Result<i64>;
-    async fn insert_delivery(&mut self, delivery: &Delivery) -> Result<()>;
-    async fn update_delivery(&mut self, delivery: &Delivery) -> Result<()>;
+    async fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<()>;
     async fn delivery(&mut self, id: DeliveryId) -> Result<Option<Delivery>>;
     async fn list_deliveries(
         &mut self,
@@ -211,9 +228,29 @@ pub trait Tx: Send {
         status: Option<DeliveryStatus>,
         page: PageRequest,
     ) -> Result<Vec<Delivery>>;
-    /// Pending deliveries due at `now` to active endpoints, whose event's org is neither
-    /// suspended nor cut off, oldest first.
-    async fn due_deliveries(&mut self, now: Timestamp, limit: u32) -> Result<Vec<DeliveryId>>;
+    /// Pending deliveries due at `now` (and claims whose lease ran out) to active endpoints other
+    /// than `exclude`, whose event's org is neither suspended nor cut off (nor archived, for the
+    /// org's own endpoints), oldest first, with their endpoint.
+    async fn due_deliveries(&mut self, now: Timestamp, exclude: &[EndpointId], limit: u32) -> Result<Vec<(DeliveryId, EndpointId)>>;
+    /// Claims those of `ids` still due at `now` for one attempt each: counts the attempt and
+    /// leases the delivery until `lease_until`, atomically, so no other sender takes it. Returns
+    /// the claimed deliveries as they are after the claim.
+    async fn claim_deliveries(&mut self, ids: &[DeliveryId], now: Timestamp, lease_until: Timestamp) -> Result<Vec<Delivery>>;
+    /// Writes an attempt's outcome onto a claimed delivery, only if the claim that made the
+    /// attempt still holds it (`delivering` with the same attempt count); false when it does not.
+    async fn finish_delivery(&mut self, delivery: &Delivery) -> Result<bool>;
+    async fn insert_attempts(&mut self, attempts: &[DeliveryAttempt]) -> Result<()>;
+    /// A delivery's attempts, newest first, at most `limit`.
+    async fn list_attempts(&mut self, delivery: DeliveryId, limit: u32) -> Result<Vec<DeliveryAttempt>>;
+    /// Puts an endpoint's failed and abandoned deliveries created at or after `since` back on the
+    /// ladder's first rung, due at `now` (not those of an archived org's events); returns how many.
+    async fn requeue_deliveries(&mut self, endpoint: EndpointId, since: Timestamp, now: Timestamp) -> Result<u64>;
+    /// Deletes up to `limit` deliveries in a terminal status created before `before`, with their
+    /// attempts; returns how many deliveries.
+    async fn purge_deliveries(&mut self, before: Timestamp, limit: u32) -> Result<u64>;
+    /// Deletes up to `limit` dispatched events created before `before` that have no pending
+    /// delivery; returns how many.
+    async fn purge_events(&mut self, before: Timestamp, limit: u32) -> Result<u64>;
     /// Abandons every pending delivery of an endpoint, or of an org's events; returns how many.
     async fn abandon_deliveries(&mut self, endpoint: Option<EndpointId>, event_org: Option<OrgId>, at: Timestamp) -> Result<u64>;
 

@@ -155,6 +155,35 @@ pub struct Delivery {
     pub seq: i64,
 }
 
+/// One HTTP attempt of a delivery, kept with it for `GET /v1/webhook-deliveries/:id`.
+#[derive(Clone, Debug)]
+pub struct DeliveryAttempt {
+    pub delivery_id: DeliveryId,
+    /// When the request started.
+    pub attempted_at: Timestamp,
+    /// From the start of the request to its answer or error, in milliseconds.
+    pub duration_ms: i64,
+    /// The HTTP status the endpoint answered, if it answered.
+    pub response_status: Option<i64>,
+    /// Why the attempt failed (timeout, network error, non-2xx status); `None` on a 2xx.
+    pub error: Option<String>,
+    /// The first KiB of the response body (cut at a UTF-8 boundary).
+    pub response_body_excerpt: Option<String>,
+    pub seq: i64,
+}
+
+/// How much of a response body an attempt keeps.
+pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
+
+/// The first `RESPONSE_EXCERPT_BYTES` of a body that are valid UTF-8.
+pub fn response_excerpt(body: &[u8]) -> String {
+    let head = &body[..body.len().min(RESPONSE_EXCERPT_BYTES)];
+    match std::str::from_utf8(head) {
+        Ok(s) => s.to_owned(),
+        Err(e) => String::from_utf8_lossy(&head[..e.valid_up_to()]).into_owned(),
+    }
+}
+
 /// The default retry ladder: the wait before each attempt (8 attempts).
 pub const DEFAULT_LADDER_SECS: [i64; 8] = [0, 30, 60, 300, 900, 3_600, 21_600, 86_400];
 /// Consecutive failures after which an endpoint is auto-paused.
@@ -329,6 +358,16 @@ mod tests {
         assert!(check_url("http://127.0.0.1:9000/hook", true, false).is_ok());
         assert!(check_url("http://10.0.0.5/x", true, false).is_err());
         assert!(check_url("https://10.0.0.5/x", false, true).is_ok());
+    }
+
+    #[test]
+    fn a_response_excerpt_is_one_kib_cut_at_a_character_boundary() {
+        assert_eq!(response_excerpt(b"ok"), "ok");
+        let long = "é".repeat(1000); // 2 bytes each
+        let cut = response_excerpt(long.as_bytes());
+        assert_eq!(cut.len(), RESPONSE_EXCERPT_BYTES);
+        let odd = format!("a{long}");
+        assert_eq!(response_excerpt(odd.as_bytes()).len(), RESPONSE_EXCERPT_BYTES - 1, "a split character is left out");
     }
 
     #[test]

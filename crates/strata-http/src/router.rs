@@ -52,6 +52,8 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/webhook-endpoints/{endpointId}/rotate-secret", post(webhooks::rotate))
         .route("/v1/webhook-endpoints/{endpointId}/test", post(webhooks::test))
         .route("/v1/webhook-endpoints/{endpointId}/deliveries", get(webhooks::deliveries))
+        .route("/v1/webhook-endpoints/{endpointId}/recover", post(webhooks::recover))
+        .route("/v1/webhook-deliveries/{deliveryId}", get(webhooks::delivery))
         .route("/v1/webhook-deliveries/{deliveryId}/replay", post(webhooks::replay))
         // Logs.
         .route("/v1/audit-log", get(logs::audit_log))

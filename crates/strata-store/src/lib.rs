@@ -11,6 +11,7 @@
 
 mod conn;
 mod lite;
+pub mod notify;
 pub mod plans;
 mod query;
 mod rows;
@@ -32,10 +33,11 @@ use strata_core::id::ApiKeyId;
 use strata_core::idempotency::IdemRecord;
 use strata_core::key::ApiKey;
 use strata_core::org::Org;
-use strata_core::store::{Store, Tx};
+use strata_core::store::{Store, Tx, Wake};
 
 use crate::conn::Conn;
 use crate::lite::LiteDb;
+use crate::notify::Hub;
 use crate::query::Q;
 use crate::tx::SqlTx;
 
@@ -66,7 +68,23 @@ enum Db {
 
 pub struct SqlStore {
     db: Db,
+    hub: Arc<Hub>,
+    /// The PostgreSQL `LISTEN` connection's task, ended with the store.
+    listener: Option<tokio::task::JoinHandle<()>>,
+    /// On PostgreSQL, the same database through a small pool of the workers' own.
+    workers: Option<Arc<dyn Store>>,
 }
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        if let Some(l) = self.listener.take() {
+            l.abort();
+        }
+    }
+}
+
+/// PostgreSQL connections of the background workers (beside the 32 that serve requests).
+const WORKER_CONNECTIONS: u32 = 6;
 
 pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
     // A unique index lost a race (two creates with one id or one customerExternalId): the
@@ -137,7 +155,7 @@ impl SqlStore {
         let migrator = sqlx::migrate!("migrations/sqlite");
         migrator.run(&pool).await.map_err(|e| migrate_err(&migrator, e))?;
         pool.close().await;
-        Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4)?) })
+        Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4)?), hub: Arc::default(), listener: None, workers: None })
     }
 
     async fn connect_postgres(url: &str) -> Result<Self> {
@@ -156,7 +174,24 @@ impl SqlStore {
             .connect(url)
             .await
             .map_err(db_err)?;
-        Ok(Self { db: Db::Postgres { pool, relaxed } })
+        let hub = Arc::new(Hub::default());
+        let listener = Some(hub.spawn_listener(url.to_owned()));
+        // Requests waiting on a row lock hold their connections; the outbox must not wait
+        // behind them for one.
+        let worker_pool = pg_pool_options(WORKER_CONNECTIONS).connect_lazy(url).map_err(db_err)?;
+        let workers: Arc<dyn Store> = Arc::new(Self {
+            db: Db::Postgres { pool: worker_pool, relaxed: relaxed.clone() },
+            hub: hub.clone(),
+            listener: None,
+            workers: None,
+        });
+        Ok(Self { db: Db::Postgres { pool, relaxed }, hub, listener, workers: Some(workers) })
+    }
+
+    /// This process's notification channels (see `notify`): wake-ups after commits, and
+    /// payloads other processes sent through PostgreSQL.
+    pub fn notifications(&self) -> Arc<Hub> {
+        self.hub.clone()
     }
 
     /// Wraps the store for the services.
@@ -173,7 +208,7 @@ impl SqlStore {
             // statements, only two round trips: reads go straight to the pool.
             Db::Postgres { pool, .. } => (Conn::PgPool(pool.clone()), Dialect::Postgres),
         };
-        Ok(SqlTx::new(conn, dialect, write))
+        Ok(SqlTx::new(conn, dialect, write, self.hub.clone()))
     }
 }
 
@@ -212,8 +247,8 @@ impl Store for SqlStore {
 
     async fn idem_claim_fresh(&self, rec: &IdemRecord) -> Result<bool> {
         let mut tx = match &self.db {
-            Db::Sqlite(db) => SqlTx::new(Conn::LiteWrite(db.write().await?), Dialect::Sqlite, true),
-            Db::Postgres { relaxed, .. } => SqlTx::new(Conn::PgPool(relaxed.clone()), Dialect::Postgres, false),
+            Db::Sqlite(db) => SqlTx::new(Conn::LiteWrite(db.write().await?), Dialect::Sqlite, true, self.hub.clone()),
+            Db::Postgres { relaxed, .. } => SqlTx::new(Conn::PgPool(relaxed.clone()), Dialect::Postgres, false, self.hub.clone()),
         };
         let inserted = tx.idem_insert(rec).await?;
         Tx::commit(Box::new(tx)).await?;
@@ -230,6 +265,14 @@ impl Store for SqlStore {
         let mut tx = self.begin(false).await?;
         tx.ping().await?;
         Tx::commit(Box::new(tx)).await
+    }
+
+    fn for_workers(&self) -> Option<Arc<dyn Store>> {
+        self.workers.clone()
+    }
+
+    fn wakeup(&self, kind: Wake) -> Arc<tokio::sync::Notify> {
+        self.hub.wakeup(notify::channel_of(kind))
     }
 }
 

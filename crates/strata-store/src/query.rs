@@ -55,6 +55,14 @@ impl Q {
         self.str(v)
     }
 
+    /// Appends `$n, $n+1, …` binding each of `values` (the inside of an `IN (…)`).
+    pub fn list(mut self, values: &[String]) -> Self {
+        for (i, v) in values.iter().enumerate() {
+            self = self.and_str(if i == 0 { "$?" } else { ", $?" }, v);
+        }
+        self
+    }
+
     pub fn push(mut self, text: &str) -> Self {
         self.sql.push_str(text);
         self
@@ -72,6 +80,18 @@ impl Q {
         conn.fetch_all(self).await
     }
 }
+
+/// `($1, …, $c), ($c+1, …), …`: the placeholders of a multi-row `VALUES` of `rows` rows of
+/// `columns` values each.
+pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|i| format!("({})", (1..=columns).map(|c| format!("${}", i * columns + c)).collect::<Vec<_>>().join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rows per multi-row `INSERT`: well under both engines' limit on bound parameters.
+pub(crate) const ROWS_PER_INSERT: usize = 500;
 
 /// One value of a result row.
 #[derive(Clone, Debug)]

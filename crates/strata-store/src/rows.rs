@@ -16,7 +16,7 @@ use strata_core::org::{Org, OrgStatus};
 use strata_core::post::{PostStatus, ScheduledPost};
 use strata_core::project::{Project, ProjectStatus};
 use strata_core::scope::Scopes;
-use strata_core::webhook::{Delivery, DeliveryStatus, Endpoint, EndpointScope, EndpointStatus};
+use strata_core::webhook::{Delivery, DeliveryAttempt, DeliveryStatus, Endpoint, EndpointScope, EndpointStatus};
 
 const ORG_FIELDS: [&str; 13] = [
     "seq",
@@ -70,6 +70,7 @@ pub(crate) const POST_COLUMNS: &str =
     "seq, id, org_id, project_id, container_id, platform, scheduled_for, status, published_at, canceled_at, created_at, updated_at";
 pub(crate) const ENDPOINT_COLUMNS: &str = "seq, id, org_id, project_id, url, description, status, events, scope, metadata, secret_sealed, previous_secret, previous_expires_at, created_at, updated_at, last_success_at, last_failure_at, consecutive_failures, start_seq";
 pub(crate) const DELIVERY_COLUMNS: &str = "seq, id, endpoint_id, event_org_id, event_id, event_type, body, status, attempts, next_retry_at, delivered_at, abandoned_at, last_response_status, last_response_at, last_error, replay_of, created_at";
+pub(crate) const ATTEMPT_COLUMNS: &str = "seq, delivery_id, attempted_at, duration_ms, response_status, error, response_body_excerpt";
 pub(crate) const WALLET_COLUMNS: &str = "org_id, included_remaining, prepaid_balance, reserved, used_this_period, included_this_period, period_start, monthly_cap, refill_threshold, refill_amount, updated_at, included_carryover";
 pub(crate) const TRANSFER_COLUMNS: &str =
     "id, org_id, debit_account, credit_account, amount, kind, status, pending_id, expires_at, metadata, created_at";
@@ -397,5 +398,17 @@ pub(crate) fn delivery(r: &Row) -> Result<Delivery> {
         last_error: opt_text(r, "last_error")?,
         replay_of: opt_text(r, "replay_of")?.map(|s| DeliveryId::from_stored(&s)).transpose()?,
         created_at: Timestamp(int(r, "created_at")?),
+    })
+}
+
+pub(crate) fn attempt(r: &Row) -> Result<DeliveryAttempt> {
+    Ok(DeliveryAttempt {
+        seq: int(r, "seq")?,
+        delivery_id: DeliveryId::from_stored(&text(r, "delivery_id")?)?,
+        attempted_at: Timestamp(int(r, "attempted_at")?),
+        duration_ms: int(r, "duration_ms")?,
+        response_status: opt_int(r, "response_status")?,
+        error: opt_text(r, "error")?,
+        response_body_excerpt: opt_text(r, "response_body_excerpt")?,
     })
 }

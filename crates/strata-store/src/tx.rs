@@ -17,25 +17,37 @@ use strata_core::org::{Org, OrgStatus};
 use strata_core::post::ScheduledPost;
 use strata_core::project::{Project, ProjectFilter};
 use strata_core::store::{Owner, SealedColumn, SealedRow, SealedValue, Tx};
-use strata_core::webhook::{Delivery, DeliveryStatus, Endpoint, EndpointStatus};
+use strata_core::webhook::{Delivery, DeliveryAttempt, DeliveryStatus, Endpoint, EndpointStatus};
+
+use std::sync::Arc;
 
 use crate::Dialect;
 use crate::conn::Conn;
-use crate::query::{Q, Row};
+use crate::notify::{self, Hub};
+use crate::query::{Q, ROWS_PER_INSERT, Row, values_placeholders};
 use crate::rows::{
-    self, AUDIT_COLUMNS, CONTAINER_COLUMNS, CREDIT_EVENT_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS,
-    KEY_COLUMNS, ORG_COLUMNS, POST_COLUMNS, PROJECT_COLUMNS, TRANSFER_COLUMNS, WALLET_COLUMNS,
+    self, ATTEMPT_COLUMNS, AUDIT_COLUMNS, CONTAINER_COLUMNS, CREDIT_EVENT_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, EVENT_COLUMNS,
+    JOB_COLUMNS, KEY_COLUMNS, ORG_COLUMNS, POST_COLUMNS, PROJECT_COLUMNS, TRANSFER_COLUMNS, WALLET_COLUMNS,
 };
 
 pub(crate) struct SqlTx {
     conn: Conn,
     dialect: Dialect,
     write: bool,
+    hub: Arc<Hub>,
+    /// Channels to signal once this transaction commits (it wrote their kind of work).
+    signals: Vec<&'static str>,
 }
 
 impl SqlTx {
-    pub fn new(conn: Conn, dialect: Dialect, write: bool) -> Self {
-        Self { conn, dialect, write }
+    pub fn new(conn: Conn, dialect: Dialect, write: bool, hub: Arc<Hub>) -> Self {
+        Self { conn, dialect, write, hub, signals: Vec::new() }
+    }
+
+    fn signal_on_commit(&mut self, channel: &'static str) {
+        if !self.signals.contains(&channel) {
+            self.signals.push(channel);
+        }
     }
 
     /// The row of `table` whose `column` is `key`, locked inside a write transaction.
@@ -239,6 +251,17 @@ fn key_args(q: Q, k: &ApiKey) -> Q {
         .opt_str(k.superseded_by.map(|s| s.uuid_string()))
 }
 
+/// Binds a delivery's outcome columns: next_retry_at, delivered_at, abandoned_at,
+/// last_response_status, last_response_at, last_error.
+fn outcome_args(q: Q, d: &Delivery) -> Q {
+    q.opt_int(ts(d.next_retry_at))
+        .opt_int(ts(d.delivered_at))
+        .opt_int(ts(d.abandoned_at))
+        .opt_int(d.last_response_status)
+        .opt_int(ts(d.last_response_at))
+        .opt_str(d.last_error.clone())
+}
+
 /// Binds every column of an endpoint but `seq`, in `ENDPOINT_COLUMNS` order.
 fn endpoint_args(q: Q, e: &Endpoint) -> Q {
     let events: Vec<&str> = e.events.iter().map(|t| t.as_str()).collect();
@@ -300,8 +323,19 @@ fn page(q: Q, page: PageRequest) -> Q {
 
 #[async_trait]
 impl Tx for SqlTx {
-    async fn commit(self: Box<Self>) -> Result<()> {
-        self.conn.commit().await
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        if self.dialect == Dialect::Postgres {
+            // Delivered by the server at commit, to every process's LISTEN connection.
+            for channel in &self.signals {
+                Q::new("SELECT COUNT(*) AS n FROM (SELECT pg_notify($1, '')) AS sent").str(channel).fetch_optional(&mut self.conn).await?;
+            }
+        }
+        let SqlTx { conn, hub, signals, .. } = *self;
+        conn.commit().await?;
+        for channel in signals {
+            hub.signal(channel, "");
+        }
+        Ok(())
     }
 
     async fn insert_org(&mut self, o: &Org) -> Result<()> {
@@ -505,6 +539,7 @@ impl Tx for SqlTx {
     }
 
     async fn insert_event(&mut self, e: &Event) -> Result<()> {
+        self.signal_on_commit(notify::EVENTS);
         Q::new("INSERT INTO events (id, event_type, org_id, project_id, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .str(&e.id.to_string())
             .str(e.event_type.as_str())
@@ -976,70 +1011,48 @@ impl Tx for SqlTx {
         Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0))
     }
 
-    async fn mark_dispatched(&mut self, id: EventId) -> Result<bool> {
-        let n = Q::new("UPDATE events SET dispatched = 1 WHERE id = $1 AND dispatched = 0")
-            .str(&id.to_string())
-            .execute(&mut self.conn)
+    async fn mark_dispatched(&mut self, ids: &[EventId]) -> Result<Vec<EventId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let rows = Q::new("UPDATE events SET dispatched = 1 WHERE dispatched = 0 AND id IN (")
+            .list(&ids)
+            .push(") RETURNING id")
+            .fetch_all(&mut self.conn)
             .await?;
-        Ok(n == 1)
+        rows.iter().map(|r| EventId::from_stored(&r.text("id")?)).collect()
     }
 
-    async fn claim_delivery(&mut self, id: DeliveryId, now: Timestamp, lease_until: Timestamp) -> Result<bool> {
-        let n = Q::new(
-            "UPDATE webhook_deliveries SET status = 'delivering', attempts = attempts + 1, next_retry_at = $3 \
-             WHERE id = $1 AND status IN ('pending', 'delivering') AND next_retry_at <= $2",
-        )
-        .str(&id.to_string())
-        .int(now.millis())
-        .int(lease_until.millis())
-        .execute(&mut self.conn)
-        .await?;
-        Ok(n == 1)
-    }
-
-    async fn insert_delivery(&mut self, d: &Delivery) -> Result<()> {
-        let q = Q::new(&format!(
-            "INSERT INTO webhook_deliveries ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            &DELIVERY_COLUMNS["seq, ".len()..]
-        ));
-        q.str(&d.id.to_string())
-            .str(&d.endpoint_id.to_string())
-            .str(&d.event_org_id.uuid_string())
-            .str(&d.event_id.to_string())
-            .str(d.event_type.as_str())
-            .str(&d.body)
-            .str(d.status.as_str())
-            .int(d.attempts)
-            .opt_int(ts(d.next_retry_at))
-            .opt_int(ts(d.delivered_at))
-            .opt_int(ts(d.abandoned_at))
-            .opt_int(d.last_response_status)
-            .opt_int(ts(d.last_response_at))
-            .opt_str(d.last_error.clone())
-            .opt_str(d.replay_of.map(|r| r.to_string()))
-            .int(d.created_at.millis())
-            .execute(&mut self.conn)
-            .await
-            .map(|_| ())
-    }
-
-    async fn update_delivery(&mut self, d: &Delivery) -> Result<()> {
-        Q::new(
-            "UPDATE webhook_deliveries SET status = $2, attempts = $3, next_retry_at = $4, delivered_at = $5, abandoned_at = $6, \
-             last_response_status = $7, last_response_at = $8, last_error = $9 WHERE id = $1",
-        )
-        .str(&d.id.to_string())
-        .str(d.status.as_str())
-        .int(d.attempts)
-        .opt_int(ts(d.next_retry_at))
-        .opt_int(ts(d.delivered_at))
-        .opt_int(ts(d.abandoned_at))
-        .opt_int(d.last_response_status)
-        .opt_int(ts(d.last_response_at))
-        .opt_str(d.last_error.clone())
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
+    async fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<()> {
+        const COLUMNS: usize = 16;
+        // Well under both engines' limit on bound parameters per statement.
+        const ROWS_PER_STATEMENT: usize = 500;
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        self.signal_on_commit(notify::DELIVERIES);
+        for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("({})", (1..=COLUMNS).map(|c| format!("${}", i * COLUMNS + c)).collect::<Vec<_>>().join(", ")))
+                .collect();
+            let mut q =
+                Q::new(&format!("INSERT INTO webhook_deliveries ({}) VALUES {}", &DELIVERY_COLUMNS["seq, ".len()..], rows.join(", ")));
+            for d in chunk {
+                q = q
+                    .str(&d.id.to_string())
+                    .str(&d.endpoint_id.to_string())
+                    .str(&d.event_org_id.uuid_string())
+                    .str(&d.event_id.to_string())
+                    .str(d.event_type.as_str())
+                    .str(&d.body)
+                    .str(d.status.as_str())
+                    .int(d.attempts);
+                q = outcome_args(q, d).opt_str(d.replay_of.map(|r| r.to_string())).int(d.created_at.millis());
+            }
+            q.execute(&mut self.conn).await?;
+        }
+        Ok(())
     }
 
     async fn delivery(&mut self, id: DeliveryId) -> Result<Option<Delivery>> {
@@ -1064,19 +1077,127 @@ impl Tx for SqlTx {
         rows.iter().map(rows::delivery).collect()
     }
 
-    async fn due_deliveries(&mut self, now: Timestamp, limit: u32) -> Result<Vec<DeliveryId>> {
-        let rows = Q::new(
-            "SELECT d.id AS id FROM webhook_deliveries d \
+    async fn due_deliveries(&mut self, now: Timestamp, exclude: &[EndpointId], limit: u32) -> Result<Vec<(DeliveryId, EndpointId)>> {
+        let mut q = Q::new(
+            "SELECT d.id AS id, d.endpoint_id AS endpoint_id FROM webhook_deliveries d \
              JOIN webhook_endpoints e ON e.id = d.endpoint_id \
              JOIN organizations o ON o.id = d.event_org_id \
              WHERE d.status IN ('pending', 'delivering') AND d.next_retry_at <= $1 AND e.status = 'active' \
-             AND o.status <> 'suspended' AND o.access_revoked = 0 ORDER BY d.next_retry_at LIMIT $2",
+             AND o.status <> 'suspended' AND o.access_revoked = 0 AND (o.status <> 'archived' OR e.org_id <> d.event_org_id)",
         )
+        .int(now.millis());
+        for e in exclude {
+            q = q.and_str(" AND d.endpoint_id <> $?", &e.to_string());
+        }
+        let rows = q.and_int(" ORDER BY d.next_retry_at LIMIT $?", i64::from(limit)).fetch_all(&mut self.conn).await?;
+        rows.iter().map(|r| Ok((DeliveryId::from_stored(&r.text("id")?)?, EndpointId::from_stored(&r.text("endpoint_id")?)?))).collect()
+    }
+
+    async fn claim_deliveries(&mut self, ids: &[DeliveryId], now: Timestamp, lease_until: Timestamp) -> Result<Vec<Delivery>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let q = Q::new(
+            "UPDATE webhook_deliveries SET status = 'delivering', attempts = attempts + 1, next_retry_at = $1 \
+             WHERE status IN ('pending', 'delivering') AND next_retry_at <= $2 AND id IN (",
+        )
+        .int(lease_until.millis())
+        .int(now.millis());
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let rows = q.list(&ids).push(&format!(") RETURNING {DELIVERY_COLUMNS}")).fetch_all(&mut self.conn).await?;
+        rows.iter().map(rows::delivery).collect()
+    }
+
+    async fn finish_delivery(&mut self, d: &Delivery) -> Result<bool> {
+        let q = Q::new(
+            "UPDATE webhook_deliveries SET status = $2, next_retry_at = $3, delivered_at = $4, abandoned_at = $5, \
+             last_response_status = $6, last_response_at = $7, last_error = $8 \
+             WHERE id = $1 AND status = 'delivering' AND attempts = $9",
+        )
+        .str(&d.id.to_string())
+        .str(d.status.as_str());
+        let n = outcome_args(q, d).int(d.attempts).execute(&mut self.conn).await?;
+        Ok(n == 1)
+    }
+
+    async fn insert_attempts(&mut self, attempts: &[DeliveryAttempt]) -> Result<()> {
+        for chunk in attempts.chunks(ROWS_PER_INSERT) {
+            let mut q = Q::new(&format!(
+                "INSERT INTO webhook_delivery_attempts ({}) VALUES {}",
+                &ATTEMPT_COLUMNS["seq, ".len()..],
+                values_placeholders(chunk.len(), 6)
+            ));
+            for a in chunk {
+                q = q
+                    .str(&a.delivery_id.to_string())
+                    .int(a.attempted_at.millis())
+                    .int(a.duration_ms)
+                    .opt_int(a.response_status)
+                    .opt_str(a.error.clone())
+                    .opt_str(a.response_body_excerpt.clone());
+            }
+            q.execute(&mut self.conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn list_attempts(&mut self, delivery: DeliveryId, limit: u32) -> Result<Vec<DeliveryAttempt>> {
+        let rows =
+            Q::new(&format!("SELECT {ATTEMPT_COLUMNS} FROM webhook_delivery_attempts WHERE delivery_id = $1 ORDER BY seq DESC LIMIT $2"))
+                .str(&delivery.to_string())
+                .int(i64::from(limit))
+                .fetch_all(&mut self.conn)
+                .await?;
+        rows.iter().map(rows::attempt).collect()
+    }
+
+    async fn requeue_deliveries(&mut self, endpoint: EndpointId, since: Timestamp, now: Timestamp) -> Result<u64> {
+        let n = Q::new(
+            "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_retry_at = $3, abandoned_at = NULL \
+             WHERE endpoint_id = $1 AND created_at >= $2 AND status IN ('failed', 'abandoned') \
+             AND event_org_id NOT IN (SELECT id FROM organizations WHERE status = 'archived')",
+        )
+        .str(&endpoint.to_string())
+        .int(since.millis())
         .int(now.millis())
+        .execute(&mut self.conn)
+        .await?;
+        if n > 0 {
+            self.signal_on_commit(notify::DELIVERIES);
+        }
+        Ok(n)
+    }
+
+    async fn purge_deliveries(&mut self, before: Timestamp, limit: u32) -> Result<u64> {
+        let rows = Q::new(&format!(
+            "SELECT id FROM webhook_deliveries WHERE status IN ('delivered', 'failed', 'abandoned') AND created_at < $1 \
+             ORDER BY created_at LIMIT $2{}",
+            self.lock()
+        ))
+        .int(before.millis())
         .int(i64::from(limit))
         .fetch_all(&mut self.conn)
         .await?;
-        rows.iter().map(|r| DeliveryId::from_stored(&r.text("id")?)).collect()
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let ids = rows.iter().map(|r| r.text("id")).collect::<Result<Vec<_>>>()?;
+        for table_column in ["webhook_delivery_attempts WHERE delivery_id", "webhook_deliveries WHERE id"] {
+            Q::new(&format!("DELETE FROM {table_column} IN (")).list(&ids).push(")").execute(&mut self.conn).await?;
+        }
+        Ok(ids.len() as u64)
+    }
+
+    async fn purge_events(&mut self, before: Timestamp, limit: u32) -> Result<u64> {
+        Q::new(
+            "DELETE FROM events WHERE seq IN (SELECT ev.seq FROM events ev WHERE ev.dispatched = 1 AND ev.created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = ev.id AND d.status IN ('pending', 'delivering')) \
+             ORDER BY ev.created_at LIMIT $2)",
+        )
+        .int(before.millis())
+        .int(i64::from(limit))
+        .execute(&mut self.conn)
+        .await
     }
 
     async fn abandon_deliveries(&mut self, endpoint: Option<EndpointId>, event_org: Option<OrgId>, at: Timestamp) -> Result<u64> {

@@ -2,15 +2,20 @@
 //! test can call once on its own; the loop only adds the cadence and the shutdown.
 #![forbid(unsafe_code)]
 
+mod pool;
 mod sender;
 
+pub use pool::{SendBounds, spawn_sender};
 pub use sender::HttpSender;
 
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use strata_core::Strata;
-use tokio::sync::watch;
+use strata_core::store::Wake;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 /// How often each loop runs.
@@ -22,8 +27,14 @@ pub struct Cadence {
     pub ledger: Duration,
     /// Ending content jobs and publishing scheduled posts.
     pub scheduler: Duration,
-    /// Turning events into deliveries and sending them.
+    /// Turning events into deliveries and sending them: the poll behind the wake-up on commit
+    /// (deliveries coming due on the retry ladder are found by it).
     pub webhooks: Duration,
+    /// Deleting webhook history past its retention period.
+    pub retention: Duration,
+    /// Whether the webhook dispatcher and sender also run as soon as a commit wrote their work
+    /// (tests that step workers by hand turn this off).
+    pub wake_on_commit: bool,
 }
 
 impl Default for Cadence {
@@ -34,6 +45,8 @@ impl Default for Cadence {
             ledger: Duration::from_secs(30),
             scheduler: Duration::from_secs(1),
             webhooks: Duration::from_secs(1),
+            retention: Duration::from_secs(300),
+            wake_on_commit: true,
         }
     }
 }
@@ -102,9 +115,42 @@ pub async fn send_deliveries(strata: &Strata, sender: &dyn strata_core::service:
     })
 }
 
+/// Deletes terminal deliveries, their attempts and dispatched events past the retention period.
+pub async fn purge_webhook_history(strata: &Strata) -> strata_core::service::Purged {
+    strata.purge_webhook_history().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "purging webhook history failed");
+        Default::default()
+    })
+}
+
+/// Starts the webhook dispatcher and sender loops (see `spawn_sender`), with an HTTP sender
+/// whose attempts time out after the configured request timeout.
+pub fn spawn_webhooks(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let strata = &strata.for_workers();
+    let c = &strata.config;
+    let timeout = Duration::from_millis(u64::try_from(c.webhook_timeout_ms).unwrap_or(10_000));
+    let sender = Arc::new(HttpSender::with_timeout(c.allow_private_webhooks, c.dev_mode, timeout));
+    let bounds = SendBounds { concurrency: c.webhook_concurrency.max(1), per_endpoint: c.webhook_endpoint_concurrency.max(1) };
+    let wake = |kind| cadence.wake_on_commit.then(|| strata.store.wakeup(kind));
+    let dispatcher = spawn_loop_woken("webhook_dispatcher", cadence.webhooks, wake(Wake::Events), shutdown.clone(), {
+        let s = strata.clone();
+        move || {
+            let s = s.clone();
+            async move {
+                // Full batches mean more is waiting: keep going.
+                while dispatch_events(&s).await >= 500 {}
+            }
+        }
+    });
+    let sender = spawn_sender(strata.clone(), sender, bounds, cadence.webhooks, wake(Wake::Deliveries), shutdown);
+    vec![dispatcher, sender]
+}
+
 /// Starts every loop; they stop when `shutdown` turns true, after one last step.
 pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    vec![
+    let mut loops = spawn_webhooks(strata, cadence, shutdown.clone());
+    let strata = &strata.for_workers();
+    loops.extend([
         spawn_loop("key_usage_flush", cadence.key_usage_flush, shutdown.clone(), {
             let s = strata.clone();
             move || {
@@ -133,14 +179,12 @@ pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<b
                 }
             }
         }),
-        spawn_loop("webhooks", cadence.webhooks, shutdown.clone(), {
+        spawn_loop("webhook_retention", cadence.retention, shutdown.clone(), {
             let s = strata.clone();
-            let sender = std::sync::Arc::new(HttpSender::new(strata.config.allow_private_webhooks, strata.config.dev_mode));
             move || {
-                let (s, sender) = (s.clone(), sender.clone());
+                let s = s.clone();
                 async move {
-                    dispatch_events(&s).await;
-                    send_deliveries(&s, sender.as_ref()).await;
+                    purge_webhook_history(&s).await;
                 }
             }
         }),
@@ -154,15 +198,33 @@ pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<b
                 }
             }
         }),
-    ]
+    ]);
+    loops
 }
 
-fn spawn_loop<F, Fut>(name: &'static str, every: Duration, mut shutdown: watch::Receiver<bool>, step: F) -> JoinHandle<()>
+fn spawn_loop<F, Fut>(name: &'static str, every: Duration, shutdown: watch::Receiver<bool>, step: F) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    spawn_loop_woken(name, every, None, shutdown, step)
+}
+
+/// A loop that also steps as soon as `wake` is notified.
+fn spawn_loop_woken<F, Fut>(
+    name: &'static str,
+    every: Duration,
+    wake: Option<Arc<Notify>>,
+    mut shutdown: watch::Receiver<bool>,
+    step: F,
+) -> JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
     tokio::spawn(async move {
+        // Without a wake-up, one that is never notified.
+        let wake = wake.unwrap_or_default();
         // The first step comes one period after start, not at once: start-up stays quick, and a
         // test's manual clock is never raced by a step it did not ask for.
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -170,6 +232,7 @@ where
         loop {
             tokio::select! {
                 _ = tick.tick() => step().await,
+                _ = wake.notified() => step().await,
                 _ = shutdown.changed() => {
                     step().await;
                     tracing::debug!(worker = name, "stopped");

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use strata_core::service::{SendOutcome, WebhookSender};
-use strata_core::webhook::is_internal;
+use strata_core::webhook::{RESPONSE_EXCERPT_BYTES, is_internal, response_excerpt};
 
 struct GuardedResolver {
     allow_private: bool,
@@ -31,15 +31,24 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// Posts deliveries over HTTP(S).
+/// Posts deliveries over HTTP(S). One client serves every endpoint, so connections to an
+/// endpoint are kept alive and reused between its deliveries.
 pub struct HttpSender {
     client: reqwest::Client,
 }
 
 impl HttpSender {
+    /// A sender whose attempts time out after 10 s.
     pub fn new(allow_private: bool, dev_mode: bool) -> Self {
+        Self::with_timeout(allow_private, dev_mode, Duration::from_secs(10))
+    }
+
+    /// A sender whose attempts time out after `timeout` (connecting, sending and reading the
+    /// answer's first KiB).
+    pub fn with_timeout(allow_private: bool, dev_mode: bool, timeout: Duration) -> Self {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none())
             // A proxy would resolve the host itself, around the guard.
             .no_proxy()
@@ -57,13 +66,31 @@ impl WebhookSender for HttpSender {
         for (k, v) in headers {
             req = req.header(k, v);
         }
-        match req.send().await {
-            Ok(resp) => SendOutcome::Status(resp.status().as_u16()),
-            Err(e) if e.is_timeout() => SendOutcome::Error("timed out".into()),
-            Err(e) => SendOutcome::Error(format!(
-                "could not reach the endpoint: {}",
-                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
-            )),
+        let failed = |e: reqwest::Error| {
+            if e.is_timeout() {
+                SendOutcome::Error("timed out".into())
+            } else {
+                SendOutcome::Error(format!(
+                    "could not reach the endpoint: {}",
+                    std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
+                ))
+            }
+        };
+        let mut resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return failed(e),
+        };
+        let status = resp.status().as_u16();
+        // Read the answer's first KiB only; a body read to its end lets the connection be reused.
+        let mut head = Vec::new();
+        while head.len() < RESPONSE_EXCERPT_BYTES {
+            match resp.chunk().await {
+                Ok(Some(c)) => head.extend_from_slice(&c),
+                Ok(None) => break,
+                // The status is the answer; a body cut short does not change it.
+                Err(_) => break,
+            }
         }
+        SendOutcome::Response { status, body_excerpt: response_excerpt(&head) }
     }
 }

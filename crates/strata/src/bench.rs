@@ -31,6 +31,10 @@ pub enum Scenario {
     /// `GET /v1/organizations/:orgId` of a child (spread over the children): auth plus one
     /// scoped read with the child's summary.
     GetOrg,
+    /// Webhook delivery: allocations (at `--rate` per second, or as fast as `--clients` go)
+    /// whose `credits.allocated` events `--endpoints` firehose endpoints deliver to one local
+    /// receiver; measures commit→delivery latency, deliveries per second and the drain time.
+    Webhooks,
 }
 
 /// How long the baseline runs before another scenario (after its own one-second warm-up).
@@ -49,8 +53,7 @@ impl Measured {
     }
 
     fn pct(&self, p: f64) -> Duration {
-        let n = self.ok.len();
-        self.ok.get(((n as f64 * p) as usize).min(n.saturating_sub(1))).copied().unwrap_or_default()
+        quantile(&self.ok, p)
     }
 }
 
@@ -74,61 +77,128 @@ pub struct BenchArgs {
     /// Keep the rate-limit buckets in this Redis (as `serve --redis-url` does).
     #[arg(long)]
     pub redis_url: Option<String>,
+    /// webhooks: events committed per second (0: as fast as the clients go).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// webhooks: endpoints subscribed to every event (all posting to the one receiver).
+    #[arg(long, default_value_t = 1)]
+    pub endpoints: usize,
+    /// webhooks: hold every delivery (endpoints paused) until the load stops, then release them
+    /// at once and measure how fast the backlog drains.
+    #[arg(long)]
+    pub backlog: bool,
+}
+
+pub(crate) fn err(e: impl std::fmt::Display) -> CoreError {
+    CoreError::internal(e.to_string())
+}
+
+/// A strata server on a fresh database, with a funded partner and its children.
+pub(crate) struct Harness {
+    pub strata: strata_core::Strata,
+    pub base: String,
+    pub key: String,
+    pub children: Vec<String>,
+    pub client: reqwest::Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _temp: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Starts the server on `opts`'s backend (a temporary SQLite directory when
+    /// `use_temp_sqlite`), with `args.children` children of a partner on `args.tier`.
+    pub async fn start(opts: &OpenOptions, use_temp_sqlite: bool, args: &BenchArgs) -> Result<Self> {
+        let (children, clients) = (args.children, args.clients);
+        let temp = tempfile::tempdir().map_err(err)?;
+        let mut opts = if use_temp_sqlite {
+            OpenOptions { backend: Backend::Sqlite { dir: temp.path().to_owned() }, ..opts.clone() }
+        } else {
+            opts.clone()
+        };
+        // A bench database is scratch: without a configured secret, one for this run will do.
+        if opts.secret_hex.is_none() {
+            opts.secret_hex = Some(strata_core::cursor::ServerSecret::generate().to_hex());
+        }
+        let tier = strata_core::apikey::Tier::parse(&args.tier)
+            .ok_or_else(|| CoreError::validation("tier", "must be sandbox, standard, pilot, partner or internal"))?;
+        let strata = crate::open(&opts, Arc::new(SystemClock)).await?;
+        let strata = match &args.redis_url {
+            Some(url) => strata.with_limiter(Arc::new(strata_redis::RedisLimiter::new(url)?)),
+            None => strata,
+        };
+        let partner = strata.create_partner(NewPartner { name: "bench".into(), tier }).await?;
+        strata.grant_credits(partner.org.id, 1_000_000_000, GrantKind::Purchase).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
+        let base = format!("http://{}", listener.local_addr().map_err(err)?);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::serve(strata.clone(), listener, Cadence::default(), async move {
+            let _ = stop_rx.await;
+        }));
+        let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().map_err(err)?;
+        let key = partner.secret.expose().to_owned();
+        let mut ids = Vec::new();
+        for i in 0..children.max(1) {
+            let r = client
+                .post(format!("{base}/v1/organizations"))
+                .bearer_auth(&key)
+                .json(&json!({ "name": format!("bench-{i}") }))
+                .send()
+                .await;
+            let body: serde_json::Value = r.map_err(err)?.json().await.map_err(err)?;
+            ids.push(body["id"].as_str().unwrap_or_default().to_owned());
+        }
+        Ok(Self { strata, base, key, children: ids, client, stop, server, _temp: temp })
+    }
+
+    /// One allocation of 1 credit into the `n`th child (round robin), with a fresh key.
+    pub async fn allocate(&self, n: usize, idem: &str) -> reqwest::Result<reqwest::Response> {
+        let child = &self.children[n % self.children.len()];
+        self.client
+            .post(format!("{}/v1/organizations/{child}/credits/allocate", self.base))
+            .bearer_auth(&self.key)
+            .header("Idempotency-Key", idem)
+            .json(&json!({ "credits": 1 }))
+            .send()
+            .await
+    }
+
+    /// Stops the server and checks the ledger's invariants.
+    pub async fn finish(self) -> Result<strata_core::Strata> {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        let report = self.strata.check_ledger().await?;
+        if !report.violations.is_empty() {
+            return Err(CoreError::internal(format!("ledger invariants broken after the run: {}", report.violations.join("; "))));
+        }
+        Ok(self.strata)
+    }
+}
+
+/// The `q` quantile of sorted durations.
+pub(crate) fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted.get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or_default()
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// Runs a scenario against a fresh server on `opts`'s backend (a temporary SQLite directory
 /// unless a PostgreSQL URL is given).
 pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: BenchArgs) -> Result<String> {
-    let temp = tempfile::tempdir().map_err(|e| CoreError::internal(e.to_string()))?;
-    let mut opts = if use_temp_sqlite {
-        OpenOptions { backend: Backend::Sqlite { dir: temp.path().to_owned() }, ..opts.clone() }
-    } else {
-        opts.clone()
-    };
-    // A bench database is scratch: without a configured secret, one for this run will do.
-    if opts.secret_hex.is_none() {
-        opts.secret_hex = Some(strata_core::cursor::ServerSecret::generate().to_hex());
+    if let Scenario::Webhooks = args.scenario {
+        return crate::bench_webhooks::run(opts, use_temp_sqlite, &args).await;
     }
-    let tier = strata_core::apikey::Tier::parse(&args.tier)
-        .ok_or_else(|| CoreError::validation("tier", "must be sandbox, standard, pilot, partner or internal"))?;
-    let strata = crate::open(&opts, Arc::new(SystemClock)).await?;
-    let strata = match &args.redis_url {
-        Some(url) => strata.with_limiter(Arc::new(strata_redis::RedisLimiter::new(url)?)),
-        None => strata,
-    };
-    let partner = strata.create_partner(NewPartner { name: "bench".into(), tier }).await?;
-    strata.grant_credits(partner.org.id, 1_000_000_000, GrantKind::Purchase).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| CoreError::internal(e.to_string()))?;
-    let base = format!("http://{}", listener.local_addr().map_err(|e| CoreError::internal(e.to_string()))?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::serve(strata.clone(), listener, Cadence::default(), async move {
-        let _ = stop_rx.await;
-    }));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().map_err(|e| CoreError::internal(e.to_string()))?;
-    let key = partner.secret.expose().to_owned();
-    let mut children = Vec::new();
-    for i in 0..args.children.max(1) {
-        let r =
-            client.post(format!("{base}/v1/organizations")).bearer_auth(&key).json(&json!({ "name": format!("bench-{i}") })).send().await;
-        let body: serde_json::Value =
-            r.map_err(|e| CoreError::internal(e.to_string()))?.json().await.map_err(|e| CoreError::internal(e.to_string()))?;
-        children.push(body["id"].as_str().unwrap_or_default().to_owned());
-    }
-
-    let target = Target { client, base, key, children: Arc::new(children) };
+    let h = Harness::start(opts, use_temp_sqlite, &args).await?;
+    let target = Target { client: h.client.clone(), base: h.base.clone(), key: h.key.clone(), children: Arc::new(h.children.clone()) };
     let baseline = if args.scenario == Scenario::Baseline {
         None
     } else {
         Some(drive(&target, Scenario::Baseline, args.clients, BASELINE_SECS.min(args.seconds.max(1))).await?)
     };
     let measured = drive(&target, args.scenario, args.clients, args.seconds).await?;
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    let report = strata.check_ledger().await?;
-    if !report.violations.is_empty() {
-        return Err(CoreError::internal(format!("ledger invariants broken after the run: {}", report.violations.join("; "))));
-    }
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let strata = h.finish().await?;
     let ratio = match &baseline {
         None => "ratio to baseline 1.00".to_owned(),
         Some(b) => format!("baseline {:.0}/s, ratio to baseline {:.2}", b.per_sec(), measured.per_sec() / b.per_sec().max(1.0)),
@@ -184,7 +254,9 @@ async fn drive(t: &Target, scenario: Scenario, clients: usize, seconds: u64) -> 
                             .await
                     }
                     Scenario::Whoami => client.get(format!("{base}/v1/whoami")).bearer_auth(&key).send().await,
-                    Scenario::GetOrg => client.get(format!("{base}/v1/organizations/{child}")).bearer_auth(&key).send().await,
+                    Scenario::GetOrg | Scenario::Webhooks => {
+                        client.get(format!("{base}/v1/organizations/{child}")).bearer_auth(&key).send().await
+                    }
                 };
                 let ok = matches!(&resp, Ok(r) if r.status().is_success());
                 if let Ok(r) = resp {
@@ -205,7 +277,7 @@ async fn drive(t: &Target, scenario: Scenario, clients: usize, seconds: u64) -> 
     let mut ok = Vec::new();
     let mut errors = 0;
     for task in tasks {
-        let (l, e) = task.await.map_err(|e| CoreError::internal(e.to_string()))?;
+        let (l, e) = task.await.map_err(err)?;
         ok.extend(l);
         errors += e;
     }

@@ -50,6 +50,18 @@ pub struct Cli {
     /// Allow webhook URLs on private networks (10/8, 192.168/16, …).
     #[arg(long, global = true, env = "STRATA_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+    /// Seconds a webhook delivery attempt may take before it counts as timed out.
+    #[arg(long, global = true, env = "STRATA_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10.0)]
+    pub webhook_timeout_seconds: f64,
+    /// Webhook delivery attempts in flight at once, over all endpoints.
+    #[arg(long, global = true, env = "STRATA_WEBHOOK_CONCURRENCY", default_value_t = 512)]
+    pub webhook_concurrency: usize,
+    /// Webhook delivery attempts in flight at once to one endpoint.
+    #[arg(long, global = true, env = "STRATA_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 128)]
+    pub webhook_endpoint_concurrency: usize,
+    /// Days terminal webhook deliveries (with their attempts) and dispatched events are kept.
+    #[arg(long, global = true, env = "STRATA_WEBHOOK_RETENTION_DAYS", default_value_t = 30.0)]
+    pub webhook_retention_days: f64,
     /// Rate limits by tier, as JSON overriding the contract's defaults, e.g.
     /// `{"standard": {"readsPerMinute": 240, "writesPerMinute": 120, "longRunningPerMinute": 20,
     /// "dailyWrites": 20000, "concurrentJobs": 10}}` (a tier is given whole; absent = unlimited).
@@ -226,6 +238,10 @@ impl Cli {
             job_duration_ms: (self.engine_job_seconds.max(0.0) * 1000.0) as i64,
             allow_private_webhooks: self.webhook_allow_private,
             dev_mode: matches!(&self.command, Command::Serve(a) if a.dev),
+            webhook_timeout_ms: (self.webhook_timeout_seconds.max(0.001) * 1000.0) as i64,
+            webhook_concurrency: self.webhook_concurrency.max(1),
+            webhook_endpoint_concurrency: self.webhook_endpoint_concurrency.max(1),
+            webhook_retention_ms: (self.webhook_retention_days.max(0.0) * strata_core::clock::DAY_MS as f64) as i64,
             ..CoreConfig::default()
         };
         if let Some(ladder) = self.webhook_retry_schedule.as_deref().and_then(strata_core::webhook::parse_ladder) {

@@ -6,6 +6,8 @@ mod audit;
 mod auth;
 mod content;
 mod credits;
+mod deliveries;
+mod dispatch;
 mod events;
 mod idempotency;
 mod keys;
@@ -28,6 +30,8 @@ pub use crate::ledger::LedgerReport;
 pub use auth::{Caller, Credentials};
 pub use content::NewGeneration;
 pub use credits::{Allocation, CreditEventView, DEFAULT_RESERVATION_TIMEOUT_MS, SpendRequest};
+pub use deliveries::{AttemptView, DeliveryView, Purged};
+pub use dispatch::{AttemptResult, PreparedAttempt, SendOutcome, SendSlots, WebhookSender};
 pub use idempotency::Claimed;
 pub use keys::{KeyEnv, NewKey};
 pub use operator::{NewPartner, PartnerCreated};
@@ -35,7 +39,7 @@ pub use orgs::{NewChild, OrgPatch};
 pub use posts::NewPost;
 pub use projects::{NewProject, ProjectPatch};
 pub use secrets::ResealReport;
-pub use webhooks::{DeliveryView, EndpointPatch, EndpointView, NewEndpoint, SendOutcome, WebhookSender};
+pub use webhooks::{EndpointPatch, EndpointView, NewEndpoint};
 
 use crate::audit::{Actor, AuditEntry};
 use crate::clock::{Clock, Timestamp};
@@ -66,6 +70,14 @@ pub struct CoreConfig {
     pub retry_ladder_ms: Vec<i64>,
     /// Rate limits and concurrent-job caps by tier.
     pub tier_limits: crate::ratelimit::TierTable,
+    /// How long one delivery attempt may take before it counts as timed out.
+    pub webhook_timeout_ms: i64,
+    /// Delivery attempts in flight at once, over all endpoints.
+    pub webhook_concurrency: usize,
+    /// Delivery attempts in flight at once to one endpoint.
+    pub webhook_endpoint_concurrency: usize,
+    /// How long terminal deliveries (with their attempts) and dispatched events are kept.
+    pub webhook_retention_ms: i64,
 }
 
 impl Default for CoreConfig {
@@ -78,6 +90,10 @@ impl Default for CoreConfig {
             allow_private_webhooks: false,
             retry_ladder_ms: crate::webhook::DEFAULT_LADDER_SECS.iter().map(|s| s * 1000).collect(),
             tier_limits: Default::default(),
+            webhook_timeout_ms: 10_000,
+            webhook_concurrency: 512,
+            webhook_endpoint_concurrency: 128,
+            webhook_retention_ms: 30 * crate::clock::DAY_MS,
         }
     }
 }
@@ -138,6 +154,15 @@ impl Strata {
     pub fn with_limiter(mut self, limiter: Arc<dyn crate::ratelimit::RateLimiter>) -> Self {
         self.limiter = limiter;
         self
+    }
+
+    /// This application as the background workers use it: on connections of their own where
+    /// the store has them (see `Store::for_workers`).
+    pub fn for_workers(&self) -> Self {
+        match self.store.for_workers() {
+            Some(store) => Self { store, ..self.clone() },
+            None => self.clone(),
+        }
     }
 
     /// Replaces the content engine (the built-in one is deterministic fixtures).

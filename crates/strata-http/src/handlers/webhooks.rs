@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use strata_core::clock::Timestamp;
 use strata_core::error::CoreError;
 use strata_core::event::EventType;
 use strata_core::id::{DeliveryId, EndpointId, ProjectId};
@@ -183,6 +184,30 @@ pub async fn deliveries(State(app): State<AppState>, caller: Auth, Path(id): Pat
         .transpose()?;
     let page = page_request(&app, &q, "deliveries", 25, 100)?;
     Ok(reply_response(page_reply(app.strata.list_deliveries(&caller, id, event_type, status, page).await?)))
+}
+
+/// `GET /v1/webhook-deliveries/:deliveryId`: the delivery with its attempts, newest first.
+pub async fn delivery(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
+    let id = DeliveryId::parse_field(&id, "deliveryId")?;
+    Ok(reply_response(app.strata.get_delivery(&caller, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverBody {
+    since: String,
+}
+
+/// `POST /v1/webhook-endpoints/:id/recover` `{since}`: re-queues failed and abandoned deliveries.
+pub async fn recover(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+    let (app, w) = (&app, &w);
+    w.run(app, |claim| async move {
+        let id = endpoint_id(&id)?;
+        let b: RecoverBody = parse_json(&w.body)?;
+        let since = Timestamp::parse_query(&b.since, "since")?;
+        app.strata.recover_endpoint(&w.caller, id, since, claim.as_ref()).await
+    })
+    .await
 }
 
 /// `POST /v1/webhook-deliveries/:id/replay`.

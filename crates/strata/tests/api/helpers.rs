@@ -63,6 +63,7 @@ pub struct TestApp {
     /// secret is the data directory's `server.key`).
     pub secret_hex: Option<String>,
     stop: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -169,7 +170,7 @@ impl TestApp {
         let secret_hex = matches!(backend, StoreBackend::Postgres { .. }).then(|| ServerSecret::generate().to_hex());
         let strata = open_test(&backend, secret_hex.clone(), None, &clock, setup.limiter).await;
         let created = strata.bootstrap("Quinn's Coffee CRM").await.expect("bootstrap").expect("empty database");
-        let (base, stop) = serve_test(strata.clone()).await;
+        let (base, stop, served) = serve_test(strata.clone()).await;
         Self {
             base,
             client: reqwest::Client::new(),
@@ -180,6 +181,7 @@ impl TestApp {
             backend,
             secret_hex,
             stop: Some(stop),
+            served: Some(served),
             _dir: dir,
         }
     }
@@ -189,7 +191,7 @@ impl TestApp {
     pub async fn peer(&self, secret_hex: Option<String>, setup: Setup) -> TestApp {
         let secret_hex = secret_hex.or_else(|| self.secret_hex.clone());
         let strata = open_test(&self.backend, secret_hex.clone(), None, &self.clock, setup.limiter).await;
-        let (base, stop) = serve_test(strata.clone()).await;
+        let (base, stop, served) = serve_test(strata.clone()).await;
         TestApp {
             base,
             client: reqwest::Client::new(),
@@ -200,6 +202,7 @@ impl TestApp {
             backend: self.backend.clone(),
             secret_hex,
             stop: Some(stop),
+            served: Some(served),
             _dir: None,
         }
     }
@@ -211,6 +214,20 @@ impl TestApp {
             (None, StoreBackend::Sqlite { dir }) => std::fs::read_to_string(dir.join("server.key")).unwrap().trim().to_owned(),
             (None, StoreBackend::Postgres { .. }) => unreachable!("PostgreSQL tests always pass a secret"),
         }
+    }
+
+    /// Stops the server (as a crash would, nothing is handed over) and starts a new process's
+    /// worth of it on the same database and clock, at a new address (with the default limiter).
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(served) = self.served.take() {
+            let _ = served.await;
+        }
+        self.strata = open_test(&self.backend, self.secret_hex.clone(), None, &self.clock, None).await;
+        let (base, stop, served) = serve_test(self.strata.clone()).await;
+        (self.base, self.stop, self.served) = (base, Some(stop), Some(served));
     }
 
     pub fn call(&self, method: Method, path: &str) -> Call<'_> {
@@ -358,17 +375,25 @@ async fn open_test(
 }
 
 /// Serves `strata` on a port of its own; the server stops when the sender is dropped or used.
-async fn serve_test(strata: Strata) -> (String, oneshot::Sender<()>) {
+async fn serve_test(strata: Strata) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     // Workers tick rarely; tests step them by hand.
     let hour = std::time::Duration::from_secs(3600);
-    let cadence = Cadence { key_usage_flush: hour, idempotency_prune: hour, ledger: hour, scheduler: hour, webhooks: hour };
-    tokio::spawn(strata::serve(strata, listener, cadence, async move {
+    let cadence = Cadence {
+        key_usage_flush: hour,
+        idempotency_prune: hour,
+        ledger: hour,
+        scheduler: hour,
+        webhooks: hour,
+        retention: hour,
+        wake_on_commit: false,
+    };
+    let served = tokio::spawn(strata::serve(strata, listener, cadence, async move {
         let _ = stopped.await;
     }));
-    (base, stop)
+    (base, stop, served)
 }
 
 /// Creates an empty database next to the one `base` names and returns its URL.

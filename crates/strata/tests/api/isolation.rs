@@ -111,6 +111,19 @@ const MATRIX: &[(&str, &str, &str, [&str; 5])] = &[
         "",
         ["404 200 200 404 409", "200 404 404 404 404", "404 200 404 404 404", "404 404 200 404 404", "404 404 404 200 404"],
     ),
+    // Webhook deliveries and recovery: visible only in the org that owns the endpoint.
+    (
+        "GET",
+        "/v1/webhook-deliveries/{dlv}",
+        "",
+        ["404 200 200 404 200", "200 404 404 404 404", "404 200 404 404 404", "404 404 200 404 404", "404 404 404 200 404"],
+    ),
+    (
+        "POST",
+        "/v1/webhook-endpoints/{whe}/recover",
+        r#"{"since":"2026-01-01T00:00:00Z"}"#,
+        ["404 200 200 404 409", "200 404 404 404 404", "404 200 404 404 404", "404 404 200 404 404", "404 404 404 200 404"],
+    ),
 ];
 
 fn code_of(status: u16) -> Option<&'static str> {

@@ -21,4 +21,6 @@ mod ratelimit;
 mod redis_limits;
 mod secrets;
 mod server_secret;
+mod webhook_history;
+mod webhook_sending;
 mod webhooks;

@@ -14,16 +14,17 @@ use strata_workers::HttpSender;
 use crate::helpers::TestApp;
 
 /// A local receiver: records every request and answers with the next scripted status (200
-/// once the script runs out).
+/// once the script runs out) and a body naming it; a scripted 0 never answers.
 #[derive(Clone, Default)]
 pub(crate) struct Receiver {
     seen: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     script: Arc<Mutex<Vec<u16>>>,
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 impl Receiver {
     pub(crate) async fn start(script: Vec<u16>) -> (Self, String) {
-        let r = Receiver { seen: Arc::default(), script: Arc::new(Mutex::new(script)) };
+        let r = Receiver { seen: Arc::default(), script: Arc::new(Mutex::new(script)), arrived: Arc::default() };
         let state = r.clone();
         let app = axum::Router::new().route(
             "/hook",
@@ -31,9 +32,15 @@ impl Receiver {
                 let state = state.clone();
                 async move {
                     state.seen.lock().unwrap().push((headers, body));
-                    let mut script = state.script.lock().unwrap();
-                    let status = if script.is_empty() { 200 } else { script.remove(0) };
-                    StatusCode::from_u16(status).unwrap()
+                    state.arrived.notify_one();
+                    let status = {
+                        let mut script = state.script.lock().unwrap();
+                        if script.is_empty() { 200 } else { script.remove(0) }
+                    };
+                    if status == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    (StatusCode::from_u16(status).unwrap(), format!("answered {status}"))
                 }
             }),
         );
@@ -45,6 +52,17 @@ impl Receiver {
 
     pub(crate) fn seen(&self) -> Vec<(HeaderMap, String)> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests have arrived, or `within` has passed; returns how many arrived.
+    pub(crate) async fn wait_for(&self, n: usize, within: std::time::Duration) -> usize {
+        let _ = tokio::time::timeout(within, async {
+            while self.seen.lock().unwrap().len() < n {
+                self.arrived.notified().await;
+            }
+        })
+        .await;
+        self.seen.lock().unwrap().len()
     }
 }
 

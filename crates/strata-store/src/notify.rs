@@ -1,0 +1,128 @@
+//! Notifications between committed transactions and the workers (and caches) that act on them,
+//! on named channels. In one process a channel is a `Notify` (for the one worker that drains its
+//! kind of work) and a broadcast of text payloads (for any number of listeners, such as a cache
+//! to invalidate). On PostgreSQL a transaction also sends `pg_notify(<channel>, <payload>)`,
+//! which the server delivers at commit, and one `LISTEN` connection per process relays every
+//! channel to the same local `Notify` and broadcast, so another node's commit reaches here too.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+
+/// New outbox events (the dispatcher's work).
+pub const EVENTS: &str = "strata_events";
+/// New or re-queued webhook deliveries (the sender's work).
+pub const DELIVERIES: &str = "strata_deliveries";
+/// Every channel the listener subscribes to; a new channel is added here.
+pub const CHANNELS: &[&str] = &[EVENTS, DELIVERIES];
+
+/// The channel that carries a kind of worker wake-up.
+pub fn channel_of(kind: strata_core::store::Wake) -> &'static str {
+    match kind {
+        strata_core::store::Wake::Events => EVENTS,
+        strata_core::store::Wake::Deliveries => DELIVERIES,
+    }
+}
+
+/// What a listener hears after the `LISTEN` connection was lost and re-made: notifications sent
+/// meanwhile are gone, so anything on the channel may have changed.
+pub const LOST: &str = "*";
+
+struct Channel {
+    wake: Arc<Notify>,
+    payloads: broadcast::Sender<String>,
+}
+
+/// The channels of one process.
+pub struct Hub {
+    channels: HashMap<&'static str, Channel>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        let channels =
+            CHANNELS.iter().map(|&name| (name, Channel { wake: Arc::default(), payloads: broadcast::channel(1024).0 })).collect();
+        Self { channels }
+    }
+}
+
+impl Hub {
+    fn channel(&self, name: &str) -> &Channel {
+        self.channels.get(name).unwrap_or_else(|| panic!("notification channel {name} is not in notify::CHANNELS"))
+    }
+
+    /// The channel's wake-up, for the one worker that drains it: a signal that finds it busy is
+    /// kept, so it never misses one.
+    pub fn wakeup(&self, name: &str) -> Arc<Notify> {
+        self.channel(name).wake.clone()
+    }
+
+    /// Every payload sent on the channel from now on (`LOST` after a lost connection).
+    pub fn subscribe(&self, name: &str) -> broadcast::Receiver<String> {
+        self.channel(name).payloads.subscribe()
+    }
+
+    /// Delivers a notification in this process.
+    pub fn signal(&self, name: &str, payload: &str) {
+        if let Some(c) = self.channels.get(name) {
+            c.wake.notify_one();
+            // No subscriber is fine: nobody is listening for payloads on this channel.
+            let _ = c.payloads.send(payload.to_owned());
+        }
+    }
+
+    /// Relays every channel's notifications from PostgreSQL into this process, over one
+    /// connection of its own, until the returned task is aborted. A lost connection is re-made
+    /// (a second later if it fails) and every channel is signalled `LOST`.
+    pub fn spawn_listener(self: &Arc<Self>, url: String) -> JoinHandle<()> {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot open the LISTEN connection; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen_all(CHANNELS.iter().copied()).await {
+                    tracing::warn!(error = %e, "LISTEN failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(n)) => hub.signal(n.channel(), n.payload()),
+                        // The connection was lost and re-made: what was sent meanwhile is gone.
+                        Ok(None) => CHANNELS.iter().for_each(|c| hub.signal(c, LOST)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the LISTEN connection failed; reconnecting");
+                            CHANNELS.iter().for_each(|c| hub.signal(c, LOST));
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_signal_wakes_the_worker_later_and_reaches_every_subscriber() {
+        let hub = Hub::default();
+        let mut sub = hub.subscribe(EVENTS);
+        hub.signal(EVENTS, "evt_1");
+        // Nobody was waiting: the wake-up is kept for the worker's next wait.
+        tokio::time::timeout(Duration::from_secs(5), hub.wakeup(EVENTS).notified()).await.expect("kept");
+        assert_eq!(sub.recv().await.unwrap(), "evt_1");
+    }
+}

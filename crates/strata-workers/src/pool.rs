@@ -1,0 +1,156 @@
+//! The webhook sender loop: many attempts in flight at once, under a global bound and a bound
+//! per endpoint, so a slow or blackholed endpoint only ever holds its own slots. It claims only
+//! what can start now (a free slot), makes each attempt in a task of its own, and hands the
+//! outcomes to one recorder task that writes them in batches (one transaction per batch).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_core::Strata;
+use strata_core::id::EndpointId;
+use strata_core::service::{AttemptResult, SendSlots, WebhookSender};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::{Id, JoinError, JoinHandle, JoinSet};
+
+/// Outcomes written per recording transaction at most.
+const RECORD_BATCH: usize = 512;
+/// How long attempts still in flight at shutdown may finish before they are dropped (their
+/// leases run out and they are retried after the restart).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Bounds of the sender loop.
+#[derive(Clone, Copy, Debug)]
+pub struct SendBounds {
+    /// Attempts in flight at once, over all endpoints.
+    pub concurrency: usize,
+    /// Attempts in flight at once to one endpoint.
+    pub per_endpoint: usize,
+}
+
+/// Starts the sender loop. It claims when woken (`wake`: a commit wrote deliveries), when an
+/// attempt ends (a slot is free), and every `every` (retries coming due); it stops claiming when
+/// `shutdown` turns true, lets attempts in flight finish for up to 2 s, records what finished and
+/// returns.
+pub fn spawn_sender(
+    strata: Strata,
+    sender: Arc<dyn WebhookSender>,
+    bounds: SendBounds,
+    every: Duration,
+    wake: Option<Arc<Notify>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let (results, outcomes) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(record(strata.clone(), outcomes));
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut in_flight = InFlight::default();
+        // The first poll comes one period after start (as in every loop: a test's manual clock is
+        // never raced by a step it did not ask for).
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let wake = wake.unwrap_or_default();
+        // Whether the last claim was held back by the bounds (so a freed slot has work waiting).
+        let mut backlog = false;
+        loop {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tick.tick() => {}
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    in_flight.release(done);
+                    if !backlog {
+                        continue;
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+            // Claim until every slot is taken or nothing more can start now.
+            loop {
+                while let Some(done) = tasks.try_join_next_with_id() {
+                    in_flight.release(done);
+                }
+                let free = bounds.concurrency.saturating_sub(tasks.len());
+                if free == 0 {
+                    backlog = true;
+                    break;
+                }
+                let slots = SendSlots { free, per_endpoint: bounds.per_endpoint, in_flight: &in_flight.by_endpoint };
+                let claimed = match strata.claim_deliveries(slots).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming deliveries failed");
+                        break;
+                    }
+                };
+                let n = claimed.len();
+                for p in claimed {
+                    let endpoint = p.delivery.endpoint_id;
+                    let (strata, sender, results) = (strata.clone(), sender.clone(), results.clone());
+                    let task = tasks.spawn(async move {
+                        let r = strata.attempt(sender.as_ref(), p).await;
+                        // The recorder outlives every attempt task but the ones dropped at shutdown.
+                        let _ = results.send(r);
+                    });
+                    in_flight.take(task.id(), endpoint);
+                }
+                // Fewer than the free slots: all that was due and allowed is taken. Work may still
+                // wait behind an endpoint's bound; a slot it frees then claims again.
+                backlog = in_flight.by_endpoint.values().any(|n| *n >= bounds.per_endpoint);
+                if n < free {
+                    break;
+                }
+            }
+        }
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+        tasks.abort_all();
+        drop(results);
+        let _ = recorder.await;
+        tracing::debug!(worker = "webhook_sender", "stopped");
+    })
+}
+
+/// Which endpoint each attempt task holds a slot of.
+#[derive(Default)]
+struct InFlight {
+    by_task: HashMap<Id, EndpointId>,
+    by_endpoint: HashMap<EndpointId, usize>,
+}
+
+impl InFlight {
+    fn take(&mut self, task: Id, endpoint: EndpointId) {
+        self.by_task.insert(task, endpoint);
+        *self.by_endpoint.entry(endpoint).or_default() += 1;
+    }
+
+    /// Frees the slot of a task that ended, however it ended.
+    fn release(&mut self, done: Result<(Id, ()), JoinError>) {
+        let task = match done {
+            Ok((id, ())) => id,
+            Err(e) => e.id(),
+        };
+        let Some(endpoint) = self.by_task.remove(&task) else { return };
+        if let Some(n) = self.by_endpoint.get_mut(&endpoint) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_endpoint.remove(&endpoint);
+            }
+        }
+    }
+}
+
+/// Writes outcomes as they come, in batches; a batch that fails is retried one outcome at a time
+/// (an outcome that still fails is logged, and its delivery is retried when its lease ends).
+async fn record(strata: Strata, mut outcomes: mpsc::UnboundedReceiver<AttemptResult>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        if let Err(e) = strata.record_attempts(&batch).await {
+            tracing::warn!(error = %e, n = batch.len(), "recording a batch of attempts failed; recording them one by one");
+            for r in &batch {
+                if let Err(e) = strata.record_attempts(std::slice::from_ref(r)).await {
+                    tracing::error!(error = %e, delivery = %r.delivery.id, "could not record an attempt");
+                }
+            }
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,109 @@
+//! The webhook sender under load and across a crash: attempts run concurrently with a bound per
+//! endpoint, so an endpoint that never answers holds only its own slots; a delivery claimed by a
+//! process that died is sent after the restart with its original event id.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use strata_core::service::SendSlots;
+use strata_workers::Cadence;
+
+use crate::helpers::TestApp;
+use crate::webhooks::{Receiver, endpoint, pump};
+
+/// An endpoint that accepts connections and never answers; counts the connections.
+async fn blackhole() -> (Arc<AtomicUsize>, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            open.push(socket);
+        }
+    });
+    (accepted, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_never_answers_does_not_delay_another_endpoints_deliveries() {
+    let app = TestApp::spawn().await;
+    let (accepted, url_a) = blackhole().await;
+    let (rx_b, url_b) = Receiver::start(vec![]).await;
+    let (a, _) = endpoint(&app, &app.admin_key, None, json!({ "url": url_a, "events": ["organization.created"] })).await;
+    let (b, _) = endpoint(&app, &app.admin_key, None, json!({ "url": url_b, "events": ["organization.created"] })).await;
+    // 200 deliveries for each, A's first (they are due first).
+    for ep in [&a, &b] {
+        let pings = (0..200).map(|_| app.post(&format!("/v1/webhook-endpoints/{ep}/test")).key(&app.admin_key).send());
+        for r in futures::future::join_all(pings).await {
+            r.assert_status(200);
+        }
+    }
+    let started = Instant::now();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let cadence = Cadence { wake_on_commit: true, webhooks: Duration::from_millis(50), ..Cadence::default() };
+    let loops = strata_workers::spawn_webhooks(&app.strata, &cadence, stopped);
+
+    let arrived = rx_b.wait_for(200, Duration::from_secs(9)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(arrived, 200, "every B delivery arrives");
+    assert!(elapsed < Duration::from_secs(10), "before A's first attempt could time out (took {elapsed:?})");
+    let per_endpoint = app.strata.config.webhook_endpoint_concurrency;
+    assert!(accepted.load(Ordering::SeqCst) <= per_endpoint, "A holds at most its own {per_endpoint} slots");
+    // A's attempts are all still in flight: none has an outcome yet.
+    let r = app.get(&format!("/v1/webhook-endpoints/{a}/deliveries?limit=100")).key(&app.admin_key).send().await;
+    for d in r.assert_status(200)["items"].as_array().unwrap() {
+        assert!(d["lastErrorMessage"].is_null() && d["status"] != "failed", "{d}");
+    }
+    // Shutting down does not wait for A's timeouts.
+    let _ = stop.send(true);
+    let shutdown = Instant::now();
+    for l in loops {
+        tokio::time::timeout(Duration::from_secs(8), l).await.expect("the loops stop within the grace period").unwrap();
+    }
+    assert!(shutdown.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn after_a_crash_between_commit_and_delivery_every_event_is_delivered_with_its_original_id() {
+    let mut app = TestApp::spawn().await;
+    app.grant(&app.partner_org, 10_000).await;
+    let child = app.create_child("Acme").await;
+    let (rx, url) = Receiver::start(vec![]).await;
+    endpoint(&app, &app.admin_key, None, json!({ "url": url, "events": ["credits.allocated"], "scope": "all_children" })).await;
+    for _ in 0..3 {
+        app.allocate(&child, 10).await.assert_status(201);
+    }
+    // The process dispatches and claims (the attempts are leased), then dies before sending; one
+    // more event commits but is never dispatched.
+    strata_workers::dispatch_events(&app.strata).await;
+    let none = Default::default();
+    let claimed = app.strata.claim_deliveries(SendSlots { free: 10, per_endpoint: 10, in_flight: &none }).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    drop(claimed);
+    app.allocate(&child, 10).await.assert_status(201);
+    app.restart().await;
+
+    assert_eq!(pump(&app).await, 1, "the undispatched event goes out at once; the leased ones wait for their lease");
+    app.clock.advance_ms(app.strata.config.webhook_timeout_ms + 5_000);
+    assert_eq!(pump(&app).await, 3, "seconds after the restart, not a minute");
+    let r = app.get("/v1/events?type=credits.allocated").key(&app.admin_key).acting(&child).send().await;
+    let committed: HashSet<String> =
+        r.assert_status(200)["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    let delivered: HashSet<String> = rx
+        .seen()
+        .iter()
+        .map(|(h, body)| {
+            let v: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(h["x-layers-event-id"].to_str().unwrap(), v["id"].as_str().unwrap());
+            v["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(committed.len(), 4);
+    assert_eq!(delivered, committed, "every committed event, with its original id");
+}
