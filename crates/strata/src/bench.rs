@@ -76,22 +76,35 @@ pub struct BenchArgs {
     pub redis_url: Option<String>,
 }
 
-/// Runs a scenario against a fresh server on `opts`'s backend (a temporary SQLite directory
-/// unless a PostgreSQL URL is given).
-pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: BenchArgs) -> Result<String> {
+/// Runs a scenario against a fresh server on a scratch database of `opts`'s backend (a
+/// temporary SQLite directory, or a new PostgreSQL database next to the configured one, dropped
+/// at the end): never on the configured database itself.
+pub async fn run(opts: &OpenOptions, args: BenchArgs) -> Result<String> {
     let temp = tempfile::tempdir().map_err(|e| CoreError::internal(e.to_string()))?;
-    let mut opts = if use_temp_sqlite {
-        OpenOptions { backend: Backend::Sqlite { dir: temp.path().to_owned() }, ..opts.clone() }
-    } else {
-        opts.clone()
+    let mut opts = opts.clone();
+    let configured_pg = match &opts.backend {
+        Backend::Postgres { url } => Some(url.clone()),
+        Backend::Sqlite { .. } => None,
+    };
+    opts.backend = match &configured_pg {
+        Some(url) => Backend::Postgres { url: strata_store::create_scratch_postgres(url, "strata_bench").await? },
+        None => Backend::Sqlite { dir: temp.path().to_owned() },
     };
     // A bench database is scratch: without a configured secret, one for this run will do.
     if opts.secret_hex.is_none() {
         opts.secret_hex = Some(strata_core::cursor::ServerSecret::generate().to_hex());
     }
+    let result = run_on(&opts, args).await;
+    if let (Some(url), Backend::Postgres { url: scratch }) = (&configured_pg, &opts.backend) {
+        strata_store::drop_scratch_postgres(url, scratch).await?;
+    }
+    result
+}
+
+async fn run_on(opts: &OpenOptions, args: BenchArgs) -> Result<String> {
     let tier = strata_core::apikey::Tier::parse(&args.tier)
         .ok_or_else(|| CoreError::validation("tier", "must be sandbox, standard, pilot, partner or internal"))?;
-    let strata = crate::open(&opts, Arc::new(SystemClock)).await?;
+    let strata = crate::open(opts, Arc::new(SystemClock)).await?;
     let strata = match &args.redis_url {
         Some(url) => strata.with_limiter(Arc::new(strata_redis::RedisLimiter::new(url)?)),
         None => strata,

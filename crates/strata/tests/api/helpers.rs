@@ -358,7 +358,7 @@ async fn open_test(
 }
 
 /// Serves `strata` on a port of its own; the server stops when the sender is dropped or used.
-async fn serve_test(strata: Strata) -> (String, oneshot::Sender<()>) {
+pub async fn serve_test(strata: Strata) -> (String, oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
