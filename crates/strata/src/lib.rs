@@ -49,6 +49,9 @@ pub const LEGACY_SECRET_SETTING: &str = "server_secret";
 /// Connects, migrates and loads the server secret. On PostgreSQL the secret must come from the
 /// configuration (a validation error naming `STRATA_SECRET_KEY` otherwise), and a database
 /// that still holds a secret of its own is refused until `strata secret export` moves it out.
+/// A secret that does not open the database's check value (or, in a database made before check
+/// values, its sealed values) is refused, and so is a SQLite database whose `server.key` is
+/// missing while it holds sealed data; on first use the check value is written.
 pub async fn open(opts: &OpenOptions, clock: Arc<dyn Clock>) -> Result<Strata> {
     let configured = opts.secret_hex.as_deref().map(|h| parse_secret(h, "STRATA_SECRET_KEY")).transpose()?;
     let store = SqlStore::connect(&opts.backend).await?.into_port();
