@@ -25,8 +25,9 @@ use crate::OpenOptions;
 #[command(name = "strata", version, about = "The Layers Partner API control plane")]
 pub struct Cli {
     /// Directory of the embedded SQLite database (the default backend) [default: ./strata-data].
-    /// Only `serve` makes a new database in the default directory; other commands need it to
-    /// exist there, or an explicit --data-dir or --database-url.
+    ///
+    /// Only `serve` makes a new database in the default directory; other commands need one
+    /// there, or an explicit --data-dir or --database-url.
     #[arg(long, global = true, env = "STRATA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// A postgres:// URL; when set, strata runs on PostgreSQL instead of SQLite.
@@ -83,20 +84,25 @@ pub enum Command {
     /// Check the credit ledger's invariants over the whole database.
     #[command(subcommand)]
     Ledger(LedgerCmd),
-    /// Load harness: start a server on a fresh database and drive it over HTTP.
+    /// Load harness: start a server on a scratch database (never the configured one) and drive
+    /// it over HTTP.
     Bench(crate::bench::BenchArgs),
     /// The server secret: make one, move one out of a PostgreSQL database, rotate it.
     #[command(subcommand)]
     Secret(SecretCmd),
-    /// Copy the SQLite database (a consistent snapshot, while the server runs) and its
-    /// server.key into a new directory. On PostgreSQL: says how to use pg_dump instead.
+    /// Back up the SQLite database and its server.key, beside a running server.
+    ///
+    /// One consistent snapshot through SQLite's online backup API, written into a new
+    /// directory. On PostgreSQL it writes nothing and says how to use pg_dump instead.
     Backup {
         /// The directory to write the backup into (created owner-only; must not hold a backup).
         #[arg(long)]
         to: PathBuf,
     },
-    /// Restore a `strata backup` into the data directory given with --data-dir, which must be
-    /// new or empty (a live database is never overwritten). SQLite only.
+    /// Restore a `strata backup` into a new or empty --data-dir (SQLite).
+    ///
+    /// A directory holding a database or a server.key is refused: a live database is never
+    /// overwritten. The result is opened as the server would (migrations, the server secret).
     Restore {
         /// The directory a `strata backup --to` wrote.
         #[arg(long)]
