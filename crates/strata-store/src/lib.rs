@@ -133,6 +133,153 @@ pub(crate) fn unique_conflict() -> CoreError {
     CoreError::conflict("a record with the same unique key already exists")
 }
 
+/// Whether `backend` holds a strata database already (SQLite: `strata.db` in the directory;
+/// PostgreSQL: the database exists and has strata's schema). Creates nothing.
+pub async fn database_exists(backend: &Backend) -> Result<bool> {
+    match backend {
+        Backend::Sqlite { dir } => Ok(dir.join(SQLITE_FILE).exists()),
+        Backend::Postgres { url } => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.map_err(db_err)?;
+            let row = sqlx::query("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL AS present")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(db_err)?;
+            let present: bool = sqlx::Row::try_get(&row, "present").map_err(db_err)?;
+            let _ = conn.close().await;
+            Ok(present)
+        }
+    }
+}
+
+/// The SQLite database's file name in its data directory.
+pub const SQLITE_FILE: &str = "strata.db";
+
+/// Creates `dir` (owner-only, 0700) if it is missing, and an empty owner-only (0600)
+/// `strata.db` in it, so SQLite's own files (`-wal`, `-shm`), which take the database file's
+/// mode, are owner-only too. Returns the database's path.
+pub fn create_sqlite_files(dir: &Path) -> Result<PathBuf> {
+    let io = |what: &Path, e: std::io::Error| CoreError::internal(format!("cannot create {}: {e}", what.display()));
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| io(dir, e))?;
+    let path = dir.join(SQLITE_FILE);
+    match owner_only_file(&path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(&path, e)),
+    }
+    Ok(path)
+}
+
+/// Creates a new file readable and writable by its owner only (0600); fails if it exists.
+pub fn owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)
+}
+
+/// Copies the SQLite database `src` into the new file `dst` with SQLite's online backup API:
+/// one consistent snapshot (a single read transaction, so a server writing meanwhile neither
+/// waits nor shows up half-way), including what is still in the WAL. `dst` must not exist; it
+/// is created owner-only.
+pub fn sqlite_backup(src: &Path, dst: &Path) -> Result<()> {
+    owner_only_file(dst).map_err(|e| CoreError::internal(format!("cannot create {}: {e}", dst.display())))?;
+    let copied = copy_sqlite(src, dst);
+    if copied.is_err() {
+        let _ = std::fs::remove_file(dst);
+    }
+    copied
+}
+
+fn copy_sqlite(src: &Path, dst: &Path) -> Result<()> {
+    use rusqlite::OpenFlags;
+    let source = rusqlite::Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(crate::conn::lite_err)?;
+    source.busy_timeout(Duration::from_secs(10)).map_err(crate::conn::lite_err)?;
+    let mut target = rusqlite::Connection::open(dst).map_err(crate::conn::lite_err)?;
+    {
+        let backup = rusqlite::backup::Backup::new(&source, &mut target).map_err(crate::conn::lite_err)?;
+        // Every page in one step: one read transaction, one snapshot. Busy only while another
+        // connection holds an exclusive lock (a checkpoint truncating the WAL): try again.
+        let mut busy = 0;
+        loop {
+            match backup.step(-1).map_err(crate::conn::lite_err)? {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => {}
+                _ if busy < 200 => {
+                    busy += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => return Err(CoreError::internal("the database stayed locked for 10 s; no backup was taken")),
+            }
+        }
+    }
+    let check: String = target.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(crate::conn::lite_err)?;
+    if check != "ok" {
+        return Err(CoreError::internal(format!("the copy in {} fails SQLite's integrity check: {check}", dst.display())));
+    }
+    target.close().map_err(|(_, e)| crate::conn::lite_err(e))?;
+    Ok(())
+}
+
+/// Creates an empty PostgreSQL database next to the one `url` names (same server and
+/// credentials), for a scratch run; returns its URL.
+pub async fn create_scratch_postgres(url: &str, prefix: &str) -> Result<String> {
+    use sqlx::{Connection, Executor};
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let name = format!("{prefix}_{}_{nanos}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(url).await.map_err(db_err)?;
+    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+        .await
+        .map_err(|e| CoreError::internal(format!("cannot create a scratch database next to the configured one: {e}")))?;
+    let _ = conn.close().await;
+    Ok(with_database(url, &name))
+}
+
+/// Drops a database `create_scratch_postgres` made (`scratch` is its URL), connecting through
+/// `url`.
+pub async fn drop_scratch_postgres(url: &str, scratch: &str) -> Result<()> {
+    use sqlx::{Connection, Executor};
+    let name = database_name(scratch);
+    let mut conn = sqlx::PgConnection::connect(url).await.map_err(db_err)?;
+    // The run's pools close as they are dropped; give their sessions a moment to end (dropping a
+    // database with sessions still closing makes PostgreSQL wait for each), then force the rest.
+    for _ in 0..50 {
+        let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(db_err)?;
+        if sessions == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await.map_err(db_err)?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+fn split_url(url: &str) -> (&str, &str, &str) {
+    let (body, query) = url.split_once('?').unwrap_or((url, ""));
+    let (head, name) = body.rsplit_once('/').unwrap_or((body, ""));
+    (head, name, query)
+}
+
+fn database_name(url: &str) -> String {
+    split_url(url).1.to_owned()
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (head, _, query) = split_url(url);
+    if query.is_empty() { format!("{head}/{name}") } else { format!("{head}/{name}?{query}") }
+}
+
 impl SqlStore {
     /// Connects, applies the backend's migrations, and returns the store.
     pub async fn connect(backend: &Backend) -> Result<Self> {
@@ -143,8 +290,7 @@ impl SqlStore {
     }
 
     async fn connect_sqlite(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| CoreError::internal(format!("cannot create {}: {e}", dir.display())))?;
-        let path = dir.join("strata.db");
+        let path = create_sqlite_files(dir)?;
         // Migrations run through sqlx, on a connection of their own, before serving starts.
         let options = SqliteConnectOptions::new()
             .filename(&path)

@@ -102,27 +102,16 @@ pub(crate) struct Harness {
     pub client: reqwest::Client,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    _temp: tempfile::TempDir,
 }
 
 impl Harness {
-    /// Starts the server on `opts`'s backend (a temporary SQLite directory when
-    /// `use_temp_sqlite`), with `args.children` children of a partner on `args.tier`.
-    pub async fn start(opts: &OpenOptions, use_temp_sqlite: bool, args: &BenchArgs) -> Result<Self> {
+    /// Starts the server on `opts`'s (scratch) database, with `args.children` children of a
+    /// partner on `args.tier`.
+    pub async fn start(opts: &OpenOptions, args: &BenchArgs) -> Result<Self> {
         let (children, clients) = (args.children, args.clients);
-        let temp = tempfile::tempdir().map_err(err)?;
-        let mut opts = if use_temp_sqlite {
-            OpenOptions { backend: Backend::Sqlite { dir: temp.path().to_owned() }, ..opts.clone() }
-        } else {
-            opts.clone()
-        };
-        // A bench database is scratch: without a configured secret, one for this run will do.
-        if opts.secret_hex.is_none() {
-            opts.secret_hex = Some(strata_core::cursor::ServerSecret::generate().to_hex());
-        }
         let tier = strata_core::apikey::Tier::parse(&args.tier)
             .ok_or_else(|| CoreError::validation("tier", "must be sandbox, standard, pilot, partner or internal"))?;
-        let strata = crate::open(&opts, Arc::new(SystemClock)).await?;
+        let strata = crate::open(opts, Arc::new(SystemClock)).await?;
         let strata = match &args.redis_url {
             Some(url) => strata.with_limiter(Arc::new(strata_redis::RedisLimiter::new(url)?)),
             None => strata,
@@ -148,7 +137,7 @@ impl Harness {
             let body: serde_json::Value = r.map_err(err)?.json().await.map_err(err)?;
             ids.push(body["id"].as_str().unwrap_or_default().to_owned());
         }
-        Ok(Self { strata, base, key, children: ids, client, stop, server, _temp: temp })
+        Ok(Self { strata, base, key, children: ids, client, stop, server })
     }
 
     /// One allocation of 1 credit into the `n`th child (round robin), with a fresh key.
@@ -184,13 +173,36 @@ pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Runs a scenario against a fresh server on `opts`'s backend (a temporary SQLite directory
-/// unless a PostgreSQL URL is given).
-pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: BenchArgs) -> Result<String> {
-    if let Scenario::Webhooks = args.scenario {
-        return crate::bench_webhooks::run(opts, use_temp_sqlite, &args).await;
+/// Runs a scenario against a fresh server on a scratch database of `opts`'s backend (a
+/// temporary SQLite directory, or a new PostgreSQL database next to the configured one, dropped
+/// at the end): never on the configured database itself.
+pub async fn run(opts: &OpenOptions, args: BenchArgs) -> Result<String> {
+    let temp = tempfile::tempdir().map_err(err)?;
+    let mut opts = opts.clone();
+    let configured_pg = match &opts.backend {
+        Backend::Postgres { url } => Some(url.clone()),
+        Backend::Sqlite { .. } => None,
+    };
+    opts.backend = match &configured_pg {
+        Some(url) => Backend::Postgres { url: strata_store::create_scratch_postgres(url, "strata_bench").await? },
+        None => Backend::Sqlite { dir: temp.path().to_owned() },
+    };
+    // A bench database is scratch: without a configured secret, one for this run will do.
+    if opts.secret_hex.is_none() {
+        opts.secret_hex = Some(strata_core::cursor::ServerSecret::generate().to_hex());
     }
-    let h = Harness::start(opts, use_temp_sqlite, &args).await?;
+    let result = match args.scenario {
+        Scenario::Webhooks => crate::bench_webhooks::run(&opts, &args).await,
+        _ => run_on(&opts, &args).await,
+    };
+    if let (Some(url), Backend::Postgres { url: scratch }) = (&configured_pg, &opts.backend) {
+        strata_store::drop_scratch_postgres(url, scratch).await?;
+    }
+    result
+}
+
+async fn run_on(opts: &OpenOptions, args: &BenchArgs) -> Result<String> {
+    let h = Harness::start(opts, args).await?;
     let target = Target { client: h.client.clone(), base: h.base.clone(), key: h.key.clone(), children: Arc::new(h.children.clone()) };
     let baseline = if args.scenario == Scenario::Baseline {
         None

@@ -77,11 +77,11 @@ async fn set_status(h: &Harness, endpoints: &[String], status: &str) -> Result<(
     Ok(())
 }
 
-pub async fn run(opts: &OpenOptions, use_temp_sqlite: bool, args: &BenchArgs) -> Result<String> {
+pub async fn run(opts: &OpenOptions, args: &BenchArgs) -> Result<String> {
     // The receiver listens on loopback.
     let mut opts = opts.clone();
     opts.core.dev_mode = true;
-    let h = Arc::new(Harness::start(&opts, use_temp_sqlite, args).await?);
+    let h = Arc::new(Harness::start(&opts, args).await?);
     let arrivals = Arc::new(Arrivals::default());
     let url = receiver(arrivals.clone()).await?;
     let mut endpoints = Vec::new();

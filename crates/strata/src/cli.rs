@@ -24,9 +24,12 @@ use crate::OpenOptions;
 #[derive(Parser, Debug)]
 #[command(name = "strata", version, about = "The Layers Partner API control plane")]
 pub struct Cli {
-    /// Directory of the embedded SQLite database (the default backend).
-    #[arg(long, global = true, env = "STRATA_DATA_DIR", default_value = "./strata-data")]
-    pub data_dir: PathBuf,
+    /// Directory of the embedded SQLite database (the default backend) [default: ./strata-data].
+    ///
+    /// Only `serve` makes a new database in the default directory; other commands need one
+    /// there, or an explicit --data-dir or --database-url.
+    #[arg(long, global = true, env = "STRATA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// A postgres:// URL; when set, strata runs on PostgreSQL instead of SQLite.
     #[arg(long, global = true, env = "STRATA_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -93,12 +96,34 @@ pub enum Command {
     /// Check the credit ledger's invariants over the whole database.
     #[command(subcommand)]
     Ledger(LedgerCmd),
-    /// Load harness: start a server on a fresh database and drive it over HTTP.
+    /// Load harness: start a server on a scratch database (never the configured one) and drive
+    /// it over HTTP.
     Bench(crate::bench::BenchArgs),
     /// The server secret: make one, move one out of a PostgreSQL database, rotate it.
     #[command(subcommand)]
     Secret(SecretCmd),
+    /// Back up the SQLite database and its server.key, beside a running server.
+    ///
+    /// One consistent snapshot through SQLite's online backup API, written into a new
+    /// directory. On PostgreSQL it writes nothing and says how to use pg_dump instead.
+    Backup {
+        /// The directory to write the backup into (created owner-only; must not hold a backup).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a `strata backup` into a new or empty --data-dir (SQLite).
+    ///
+    /// A directory holding a database or a server.key is refused: a live database is never
+    /// overwritten. The result is opened as the server would (migrations, the server secret).
+    Restore {
+        /// The directory a `strata backup --to` wrote.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
+
+/// The data directory when neither --data-dir nor STRATA_DATA_DIR is given.
+pub const DEFAULT_DATA_DIR: &str = "./strata-data";
 
 #[derive(Subcommand, Debug)]
 pub enum SecretCmd {
@@ -232,7 +257,7 @@ impl Cli {
     pub fn open_options(&self) -> Result<OpenOptions, CoreError> {
         let backend = match &self.database_url {
             Some(url) => Backend::Postgres { url: url.clone() },
-            None => Backend::Sqlite { dir: self.data_dir.clone() },
+            None => Backend::Sqlite { dir: self.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)) },
         };
         let mut core = CoreConfig {
             job_duration_ms: (self.engine_job_seconds.max(0.0) * 1000.0) as i64,
@@ -289,9 +314,8 @@ pub async fn run(cli: Cli) -> i32 {
         }
     }
     if let Command::Bench(args) = cli.command {
-        // The harness uses a fresh database: a temporary SQLite directory unless a URL is given.
-        let temp_sqlite = cli.database_url.is_none();
-        return match crate::bench::run(&opts, temp_sqlite, args).await {
+        // The harness never touches the configured database: it makes a scratch one.
+        return match crate::bench::run(&opts, args).await {
             Ok(line) => {
                 out(line);
                 0
@@ -302,22 +326,40 @@ pub async fn run(cli: Cli) -> i32 {
             }
         };
     }
-    match cli.command {
+    match &cli.command {
         Command::Secret(SecretCmd::Generate) => {
             out(strata_core::cursor::ServerSecret::generate().to_hex());
             return 0;
         }
         Command::Secret(SecretCmd::Export) => {
-            return match export_secret(&opts).await {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln_error(&e);
-                    1
-                }
-            };
+            return finish(export_secret(&cli, &opts).await);
         }
+        Command::Restore { from } => return finish(restore(&cli, &opts, from.clone()).await),
         _ => {}
     }
+    // Only `serve` makes a database where none is configured; `partners create` may make one
+    // where the operator pointed explicitly. Everything else needs the database to exist.
+    let explicit = cli.data_dir.is_some() || cli.database_url.is_some();
+    let may_create = match &cli.command {
+        Command::Serve(_) => true,
+        Command::Partners(PartnersCmd::Create { .. }) => explicit,
+        _ => false,
+    };
+    if !may_create && let Err(e) = require_database(&cli, &opts).await {
+        eprintln_error(&e);
+        return 1;
+    }
+    // One `serve` per SQLite data directory, for as long as it runs.
+    let _serve_lock = match (&cli.command, &opts.backend) {
+        (Command::Serve(_), Backend::Sqlite { dir }) => match lock_data_dir(dir) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                eprintln_error(&e);
+                return 1;
+            }
+        },
+        _ => None,
+    };
     let strata = match crate::open(&opts, Arc::new(SystemClock)).await {
         Ok(s) => s,
         Err(e) => {
@@ -337,7 +379,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Orgs(OrgsCmd::Access { org, revoke, .. }) => access(strata, &org, revoke).await,
         Command::Ledger(LedgerCmd::Check { json }) => ledger_check(strata, json).await,
         Command::Secret(_) => rotate_secret(strata).await,
-        Command::Bench(_) => Ok(()),
+        Command::Backup { to } => backup(strata, &opts, &to).await,
+        Command::Bench(_) | Command::Restore { .. } => Ok(()),
     };
     match result {
         Ok(()) => 0,
@@ -348,9 +391,213 @@ pub async fn run(cli: Cli) -> i32 {
     }
 }
 
+/// Exit code of a command that prints nothing on success beyond its own output.
+fn finish(r: Result<(), CoreError>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln_error(&e);
+            1
+        }
+    }
+}
+
+/// A database URL as it may be printed: without its password.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "the --database-url given".to_owned(),
+    }
+}
+
+/// Refuses, saying where it looked and how to point elsewhere, when there is no database.
+async fn require_database(cli: &Cli, opts: &OpenOptions) -> Result<(), CoreError> {
+    if strata_store::database_exists(&opts.backend).await? {
+        return Ok(());
+    }
+    let make = "`strata serve` or `strata partners create` makes a new one";
+    Err(crate::refusal(match (&opts.backend, cli.data_dir.is_some()) {
+        (Backend::Postgres { url }, _) => {
+            format!("no strata database at {} (it has no strata schema): check --database-url (STRATA_DATABASE_URL); {make}", redacted(url))
+        }
+        (Backend::Sqlite { dir }, true) => format!(
+            "no strata database in {} (no {} there): check --data-dir (STRATA_DATA_DIR), or give --database-url for PostgreSQL; {make}",
+            dir.display(),
+            strata_store::SQLITE_FILE
+        ),
+        (Backend::Sqlite { dir }, false) => {
+            let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "the current directory".into());
+            format!(
+                "no strata database in {} (the default data directory, looked for under {cwd}): \
+                 point to the server's database with --data-dir DIR (STRATA_DATA_DIR) or --database-url URL (STRATA_DATABASE_URL)",
+                dir.display()
+            )
+        }
+    }))
+}
+
+/// The lock file a running `serve` holds in its SQLite data directory.
+pub const LOCK_FILE: &str = "serve.lock";
+
+/// Takes the data directory's exclusive `serve` lock (an advisory lock the operating system
+/// releases when the process ends, however it ends); held for as long as the file is open.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, CoreError> {
+    strata_store::create_sqlite_files(dir)?;
+    let path = dir.join(LOCK_FILE);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let file = opts.open(&path).map_err(|e| CoreError::internal(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::refusal(format!(
+            "another strata serve is already running on {} (it holds {}): stop it first, or give this one another --data-dir; \
+             operator commands and `strata backup` run beside it",
+            dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(CoreError::internal(format!("cannot lock {}: {e}", path.display()))),
+    }
+}
+
+/// `strata backup --to DIR`: on SQLite, an online snapshot of the database and its server.key;
+/// on PostgreSQL, what to run instead.
+async fn backup(strata: Strata, opts: &OpenOptions, to: &std::path::Path) -> Result<(), CoreError> {
+    let fingerprint = strata.secret.fingerprint();
+    let dir = match &opts.backend {
+        Backend::Postgres { url } => {
+            return Err(crate::refusal(format!(
+                "strata backup copies a SQLite data directory; on PostgreSQL back up with pg_dump (pg_dump -Fc -d '{}' -f strata.dump) \
+                 and keep the server secret (fingerprint {fingerprint}) apart from the dump; nothing was written",
+                redacted(url)
+            )));
+        }
+        Backend::Sqlite { dir } => dir.clone(),
+    };
+    drop(strata);
+    let target = to.join(strata_store::SQLITE_FILE);
+    if target.exists() {
+        return Err(crate::refusal(format!("{} already holds a backup: give --to a new or empty directory", to.display())));
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(to).map_err(|e| crate::refusal(format!("cannot create {}: {e}", to.display())))?;
+    let partial = to.join(format!("{}.partial", strata_store::SQLITE_FILE));
+    let _ = std::fs::remove_file(&partial);
+    let (src, tmp) = (dir.join(strata_store::SQLITE_FILE), partial.clone());
+    tokio::task::spawn_blocking(move || strata_store::sqlite_backup(&src, &tmp))
+        .await
+        .map_err(|e| CoreError::internal(e.to_string()))??;
+    // The key: the data directory's server.key, unless the secret comes from the configuration.
+    let key_note = if opts.secret_hex.is_none() {
+        copy_key(&dir.join(crate::KEY_FILE), &to.join(crate::KEY_FILE))?;
+        format!("and its {}", crate::KEY_FILE)
+    } else {
+        "(the server secret comes from the configuration and is not in the backup: keep it apart)".to_owned()
+    };
+    std::fs::rename(&partial, &target).map_err(|e| CoreError::internal(format!("cannot rename {}: {e}", partial.display())))?;
+    out(format!(
+        "backed up {} {key_note} to {} (server secret fingerprint {fingerprint})",
+        dir.join(strata_store::SQLITE_FILE).display(),
+        to.display()
+    ));
+    Ok(())
+}
+
+/// Copies a key file into a new owner-only file.
+fn copy_key(from: &std::path::Path, to: &std::path::Path) -> Result<(), CoreError> {
+    let key = std::fs::read(from).map_err(|e| CoreError::internal(format!("cannot read {}: {e}", from.display())))?;
+    let mut f = strata_store::owner_only_file(to).map_err(|e| CoreError::internal(format!("cannot create {}: {e}", to.display())))?;
+    f.write_all(&key).and_then(|()| f.sync_all()).map_err(|e| CoreError::internal(format!("cannot write {}: {e}", to.display())))
+}
+
+/// `strata restore --from DIR`: a backup into a new or empty SQLite data directory, checked by
+/// opening it (migrations, the server secret) before it is declared restored.
+async fn restore(cli: &Cli, opts: &OpenOptions, from: PathBuf) -> Result<(), CoreError> {
+    let dir = match (&opts.backend, cli.data_dir.is_some()) {
+        (Backend::Postgres { .. }, _) => {
+            return Err(crate::refusal(
+                "strata restore restores a SQLite data directory; on PostgreSQL restore a pg_dump with pg_restore into an empty database, \
+                 then start strata on it with the server secret it was made with",
+            ));
+        }
+        (Backend::Sqlite { .. }, false) => {
+            return Err(crate::refusal(
+                "strata restore needs the directory to restore into: give --data-dir DIR (a new or empty directory)",
+            ));
+        }
+        (Backend::Sqlite { dir }, true) => dir.clone(),
+    };
+    let source = from.join(strata_store::SQLITE_FILE);
+    if !source.is_file() {
+        return Err(crate::refusal(format!("no backup in {} (no {} there)", from.display(), strata_store::SQLITE_FILE)));
+    }
+    let (db, key) = (dir.join(strata_store::SQLITE_FILE), dir.join(crate::KEY_FILE));
+    for taken in [&db, &key] {
+        if taken.exists() {
+            return Err(crate::refusal(format!(
+                "{} already holds {}: restore into a new or empty directory, then point the server at it with --data-dir",
+                dir.display(),
+                taken.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+            )));
+        }
+    }
+    // Hold the serve lock meanwhile, so no server starts on a half-restored directory.
+    let lock = lock_data_dir(&dir)?;
+    // lock_data_dir made an empty strata.db; the restored one replaces it.
+    let _ = std::fs::remove_file(&db);
+    let staged = dir.join(format!("{}.restoring", strata_store::SQLITE_FILE));
+    let _ = std::fs::remove_file(&staged);
+    let (src, tmp) = (source.clone(), staged.clone());
+    let copied = tokio::task::spawn_blocking(move || strata_store::sqlite_backup(&src, &tmp))
+        .await
+        .map_err(|e| CoreError::internal(e.to_string()))
+        .and_then(|r| r);
+    let undo = || {
+        for f in [&staged, &db, &key] {
+            let _ = std::fs::remove_file(f);
+        }
+    };
+    let restored = async {
+        copied?;
+        let backup_key = from.join(crate::KEY_FILE);
+        if opts.secret_hex.is_none() && backup_key.exists() {
+            copy_key(&backup_key, &key)?;
+        }
+        std::fs::rename(&staged, &db).map_err(|e| CoreError::internal(format!("cannot rename {}: {e}", staged.display())))?;
+        crate::open(opts, Arc::new(SystemClock)).await
+    }
+    .await;
+    drop(lock);
+    match restored {
+        Ok(strata) => {
+            out(format!(
+                "restored {} into {} (server secret fingerprint {}); start the server with --data-dir {}",
+                from.display(),
+                dir.display(),
+                strata.secret.fingerprint(),
+                dir.display()
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            undo();
+            Err(crate::refusal(format!("the backup in {} was not restored: {e}", from.display())))
+        }
+    }
+}
+
 /// `strata secret export`: prints the secret a PostgreSQL database holds inside it, then removes
 /// it from the database, only once the line is written (so it is never lost).
-async fn export_secret(opts: &OpenOptions) -> Result<(), CoreError> {
+async fn export_secret(cli: &Cli, opts: &OpenOptions) -> Result<(), CoreError> {
     if let Backend::Sqlite { dir } = &opts.backend {
         return Err(CoreError::validation(
             "secret",
@@ -360,6 +607,7 @@ async fn export_secret(opts: &OpenOptions) -> Result<(), CoreError> {
             ),
         ));
     }
+    require_database(cli, opts).await?;
     let store = strata_store::SqlStore::connect(&opts.backend).await?.into_port();
     let mut tx = store.write().await?;
     let Some(hex) = tx.setting(crate::LEGACY_SECRET_SETTING).await? else {
@@ -383,6 +631,10 @@ async fn export_secret(opts: &OpenOptions) -> Result<(), CoreError> {
 /// `strata secret rotate`: re-seals every sealed value under the current secret.
 async fn rotate_secret(strata: Strata) -> Result<(), CoreError> {
     let r = strata.reseal_all().await?;
+    if r.unreadable == 0 {
+        // Everything opens with the new secret: from now on it alone opens the database.
+        strata.reseal_secret_check().await?;
+    }
     out(format!(
         "re-sealed {} values under the new secret ({} already were, {} changed meanwhile, {} opened with neither secret)",
         r.resealed, r.already_current, r.changed_meanwhile, r.unreadable

@@ -16,7 +16,7 @@ use strata_core::Strata;
 use strata_core::clock::Clock;
 use strata_core::cursor::ServerSecret;
 use strata_core::error::{CoreError, Result};
-use strata_core::service::CoreConfig;
+use strata_core::service::{CoreConfig, SecretFit, init_secret_check, secret_fit};
 use strata_http::AppState;
 use strata_store::{Backend, SqlStore};
 use strata_workers::Cadence;
@@ -50,12 +50,27 @@ pub const LEGACY_SECRET_SETTING: &str = "server_secret";
 /// Connects, migrates and loads the server secret. On PostgreSQL the secret must come from the
 /// configuration (a validation error naming `STRATA_SECRET_KEY` otherwise), and a database
 /// that still holds a secret of its own is refused until `strata secret export` moves it out.
+/// A secret that does not open the database's check value (or, in a database made before check
+/// values, its sealed values) is refused, and so is a SQLite database whose `server.key` is
+/// missing while it holds sealed data; on first use the check value is written.
 pub async fn open(opts: &OpenOptions, clock: Arc<dyn Clock>) -> Result<Strata> {
     let configured = opts.secret_hex.as_deref().map(|h| parse_secret(h, "STRATA_SECRET_KEY")).transpose()?;
     let store = SqlStore::connect(&opts.backend).await?.into_port();
     let secret = match (&opts.backend, configured) {
         (Backend::Sqlite { .. }, Some(secret)) => secret,
-        (Backend::Sqlite { dir }, None) => secret_from_file(&dir.join("server.key"))?,
+        (Backend::Sqlite { dir }, None) => {
+            let path = dir.join(KEY_FILE);
+            // A database restored without its key: refuse rather than make a new key that opens
+            // nothing the database holds sealed.
+            if !path.exists() && secret_fit(&*store, None).await? != SecretFit::Unsealed {
+                return Err(refusal(format!(
+                    "{} is missing, but the database beside it holds data sealed under the server secret that file held: \
+                     put back the server.key from the same backup as strata.db, or give that secret with --secret-key-file",
+                    path.display()
+                )));
+            }
+            secret_from_file(&path)?
+        }
         (Backend::Postgres { .. }, configured) => {
             let mut tx = store.read().await?;
             let held = tx.setting(LEGACY_SECRET_SETTING).await?;
@@ -78,7 +93,27 @@ pub async fn open(opts: &OpenOptions, clock: Arc<dyn Clock>) -> Result<Strata> {
         Some(h) => secret.with_previous(&parse_secret(h, "STRATA_PREVIOUS_SECRET_KEY")?),
         None => secret,
     };
+    match secret_fit(&*store, Some(&secret)).await? {
+        SecretFit::Mismatch => {
+            return Err(refusal(format!(
+                "the server secret given (fingerprint {}) does not open this database's sealed data, which was sealed under another secret: \
+                 start with the secret the database was made with (on SQLite the server.key from the same backup as strata.db, \
+                 otherwise --secret-key-file), or, during a rotation, give the old one with --previous-secret-key-file",
+                secret.fingerprint()
+            )));
+        }
+        // First use (or a database made before check values): remember which secret it is.
+        SecretFit::Matches | SecretFit::Unsealed => init_secret_check(&*store, &secret).await?,
+    }
     Ok(Strata::new(store, clock, secret, opts.core.clone()))
+}
+
+/// The file holding a SQLite data directory's server secret.
+pub const KEY_FILE: &str = "server.key";
+
+/// An operator's mistake or a refusal to start: one line saying what to do (never "internal").
+pub fn refusal(message: impl Into<String>) -> CoreError {
+    CoreError::Validation { field: None, message: message.into(), code: None, bounds: None }
 }
 
 fn parse_secret(hex: &str, field: &str) -> Result<ServerSecret> {
@@ -93,11 +128,7 @@ fn secret_from_file(path: &std::path::Path) -> Result<ServerSecret> {
         Ok(s) => ServerSecret::from_hex(&s).ok_or_else(|| CoreError::internal(format!("{} is not 64 hex characters", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret = ServerSecret::generate();
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            match opts.open(path) {
+            match strata_store::owner_only_file(path) {
                 Ok(mut f) => {
                     std::io::Write::write_all(&mut f, secret.to_hex().as_bytes()).map_err(io)?;
                     f.sync_all().map_err(io)?;

@@ -38,7 +38,7 @@ pub use operator::{NewPartner, PartnerCreated};
 pub use orgs::{NewChild, OrgPatch};
 pub use posts::NewPost;
 pub use projects::{NewProject, ProjectPatch};
-pub use secrets::ResealReport;
+pub use secrets::{ResealReport, SECRET_CHECK_SETTING, SecretFit, init_secret_check, secret_fit};
 pub use webhooks::{EndpointPatch, EndpointView, NewEndpoint};
 
 use crate::audit::{Actor, AuditEntry};

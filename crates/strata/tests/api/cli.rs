@@ -51,6 +51,8 @@ fn partners_keys_and_access_work_from_the_command_line() {
 #[test]
 fn bad_operator_input_fails_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = strata(dir.path(), &["partners", "create", "--name", "Acme"]);
+    assert_eq!(code, 0, "{err}");
     let (code, _, err) = strata(dir.path(), &["partners", "create", "--name", "A", "--tier", "gold"]);
     assert_ne!(code, 0);
     assert!(err.contains("tier"), "{err}");
@@ -75,6 +77,7 @@ fn malformed_tier_limits_are_refused() {
     let (code, _, err) = strata(dir.path(), &["--tier-limits", r#"{"gold": {}}"#, "partners", "list"]);
     assert_eq!(code, 2);
     assert!(err.contains("STRATA_TIER_LIMITS"), "{err}");
-    let (code, _, err) = strata(dir.path(), &["--tier-limits", r#"{"standard": {"readsPerMinute": 240}}"#, "partners", "list"]);
+    let (code, _, err) =
+        strata(dir.path(), &["--tier-limits", r#"{"standard": {"readsPerMinute": 240}}"#, "partners", "create", "--name", "A"]);
     assert_eq!(code, 0, "{err}");
 }

@@ -375,7 +375,7 @@ async fn open_test(
 }
 
 /// Serves `strata` on a port of its own; the server stops when the sender is dropped or used.
-async fn serve_test(strata: Strata) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+pub async fn serve_test(strata: Strata) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
