@@ -69,16 +69,16 @@ enum Db {
 pub struct SqlStore {
     db: Db,
     hub: Arc<Hub>,
-    /// The PostgreSQL `LISTEN` connection's task, ended with the store.
-    listener: Option<tokio::task::JoinHandle<()>>,
+    /// The PostgreSQL `LISTEN` and `NOTIFY` connections' tasks, ended with the store.
+    listener: Vec<tokio::task::JoinHandle<()>>,
     /// On PostgreSQL, the same database through a small pool of the workers' own.
     workers: Option<Arc<dyn Store>>,
 }
 
 impl Drop for SqlStore {
     fn drop(&mut self) {
-        if let Some(l) = self.listener.take() {
-            l.abort();
+        for task in self.listener.drain(..) {
+            task.abort();
         }
     }
 }
@@ -301,7 +301,7 @@ impl SqlStore {
         let migrator = sqlx::migrate!("migrations/sqlite");
         migrator.run(&pool).await.map_err(|e| migrate_err(&migrator, e))?;
         pool.close().await;
-        Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4)?), hub: Arc::default(), listener: None, workers: None })
+        Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4)?), hub: Arc::default(), listener: Vec::new(), workers: None })
     }
 
     async fn connect_postgres(url: &str) -> Result<Self> {
@@ -321,14 +321,14 @@ impl SqlStore {
             .await
             .map_err(db_err)?;
         let hub = Arc::new(Hub::default());
-        let listener = Some(hub.spawn_listener(url.to_owned()));
+        let listener = vec![hub.spawn_listener(url.to_owned()), hub.spawn_publisher(url.to_owned())];
         // Requests waiting on a row lock hold their connections; the outbox must not wait
         // behind them for one.
         let worker_pool = pg_pool_options(WORKER_CONNECTIONS).connect_lazy(url).map_err(db_err)?;
         let workers: Arc<dyn Store> = Arc::new(Self {
             db: Db::Postgres { pool: worker_pool, relaxed: relaxed.clone() },
             hub: hub.clone(),
-            listener: None,
+            listener: Vec::new(),
             workers: None,
         });
         Ok(Self { db: Db::Postgres { pool, relaxed }, hub, listener, workers: Some(workers) })

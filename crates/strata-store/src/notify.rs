@@ -1,12 +1,17 @@
 //! Notifications between committed transactions and the workers (and caches) that act on them,
 //! on named channels. In one process a channel is a `Notify` (for the one worker that drains its
 //! kind of work) and a broadcast of text payloads (for any number of listeners, such as a cache
-//! to invalidate). On PostgreSQL a transaction also sends `pg_notify(<channel>, <payload>)`,
-//! which the server delivers at commit, and one `LISTEN` connection per process relays every
-//! channel to the same local `Notify` and broadcast, so another node's commit reaches here too.
+//! to invalidate). On PostgreSQL, after a commit, one publisher task per process announces it to
+//! the other processes with `pg_notify(<channel>, '')` (commits in quick succession go out as one
+//! notification, and no transaction waits for it: a `NOTIFY` inside a transaction would
+//! serialize the commits of every such transaction on one lock), and one `LISTEN` connection per
+//! process relays every channel to the same local `Notify` and broadcast, so another node's
+//! commit reaches here too. A notification lost to a crash between a commit and its publication
+//! is covered by the workers' periodic poll.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast};
@@ -39,13 +44,19 @@ struct Channel {
 /// The channels of one process.
 pub struct Hub {
     channels: HashMap<&'static str, Channel>,
+    /// Channels with commits not yet announced to other processes.
+    outgoing: Mutex<BTreeSet<&'static str>>,
+    /// Wakes the publisher when `outgoing` gains a channel.
+    outgoing_ready: Notify,
+    /// Whether a publisher runs (PostgreSQL); without one, `publish` does nothing.
+    publishing: AtomicBool,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         let channels =
             CHANNELS.iter().map(|&name| (name, Channel { wake: Arc::default(), payloads: broadcast::channel(1024).0 })).collect();
-        Self { channels }
+        Self { channels, outgoing: Mutex::default(), outgoing_ready: Notify::new(), publishing: AtomicBool::new(false) }
     }
 }
 
@@ -72,6 +83,54 @@ impl Hub {
             // No subscriber is fine: nobody is listening for payloads on this channel.
             let _ = c.payloads.send(payload.to_owned());
         }
+    }
+
+    /// Announces a commit on `name` to the other processes, through the publisher task (see the
+    /// module); a no-op where no publisher runs.
+    pub fn publish(&self, name: &'static str) {
+        if self.publishing.load(Ordering::Relaxed) {
+            if let Ok(mut o) = self.outgoing.lock() {
+                o.insert(name);
+            }
+            self.outgoing_ready.notify_one();
+        }
+    }
+
+    /// Sends `pg_notify` for every channel `publish` marked, over one connection of its own,
+    /// until the returned task is aborted. Marks made while a batch is being sent go out in the
+    /// next one; a lost connection is re-made (a second later if it fails).
+    pub fn spawn_publisher(self: &Arc<Self>, url: String) -> JoinHandle<()> {
+        use sqlx::Connection;
+        self.publishing.store(true, Ordering::Relaxed);
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut conn: Option<sqlx::PgConnection> = None;
+            loop {
+                hub.outgoing_ready.notified().await;
+                let batch: Vec<&'static str> = match hub.outgoing.lock() {
+                    Ok(mut o) => std::mem::take(&mut *o).into_iter().collect(),
+                    Err(_) => continue,
+                };
+                for channel in batch {
+                    if conn.is_none() {
+                        match sqlx::PgConnection::connect(&url).await {
+                            Ok(c) => conn = Some(c),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot open the NOTIFY connection; other nodes fall back to polling");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                                continue;
+                            }
+                        }
+                    }
+                    if let Some(c) = conn.as_mut()
+                        && let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(&mut *c).await
+                    {
+                        tracing::warn!(error = %e, "NOTIFY failed; reconnecting");
+                        conn = None;
+                    }
+                }
+            }
+        })
     }
 
     /// Relays every channel's notifications from PostgreSQL into this process, over one

@@ -323,17 +323,13 @@ fn page(q: Q, page: PageRequest) -> Q {
 
 #[async_trait]
 impl Tx for SqlTx {
-    async fn commit(mut self: Box<Self>) -> Result<()> {
-        if self.dialect == Dialect::Postgres {
-            // Delivered by the server at commit, to every process's LISTEN connection.
-            for channel in &self.signals {
-                Q::new("SELECT COUNT(*) AS n FROM (SELECT pg_notify($1, '')) AS sent").str(channel).fetch_optional(&mut self.conn).await?;
-            }
-        }
+    async fn commit(self: Box<Self>) -> Result<()> {
         let SqlTx { conn, hub, signals, .. } = *self;
         conn.commit().await?;
+        // This process's workers at once; other processes through the publisher (PostgreSQL).
         for channel in signals {
             hub.signal(channel, "");
+            hub.publish(channel);
         }
         Ok(())
     }

@@ -107,3 +107,27 @@ async fn after_a_crash_between_commit_and_delivery_every_event_is_delivered_with
     assert_eq!(committed.len(), 4);
     assert_eq!(delivered, committed, "every committed event, with its original id");
 }
+
+/// Another process's commit reaches this one: a commit that writes events on one node is
+/// announced through PostgreSQL (`pg_notify` by the publisher, after the commit) and heard on
+/// every other node's `LISTEN` connection.
+#[tokio::test]
+async fn another_nodes_commit_wakes_this_node() {
+    let app = TestApp::spawn().await;
+    if app.strata.store.backend() != "postgres" {
+        return; // One SQLite database has one process.
+    }
+    let other = strata_store::SqlStore::connect(&app.backend).await.unwrap();
+    let mut heard = other.notifications().subscribe(strata_store::notify::EVENTS);
+    // The other node's LISTEN connection starts in the background; commit until it hears one.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        app.create_child(&format!("Announced {n}")).await;
+        n += 1;
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), heard.recv()).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no commit was announced to the other node");
+    }
+}
