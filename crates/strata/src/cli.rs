@@ -83,6 +83,9 @@ pub enum Command {
     Ledger(LedgerCmd),
     /// Load harness: start a server on a fresh database and drive it over HTTP.
     Bench(crate::bench::BenchArgs),
+    /// Drills: start several nodes on a scratch database, drive them, check what must hold.
+    #[command(subcommand)]
+    Drill(crate::drill::DrillCmd),
     /// The server secret: make one, move one out of a PostgreSQL database, rotate it.
     #[command(subcommand)]
     Secret(SecretCmd),
@@ -286,6 +289,10 @@ pub async fn run(cli: Cli) -> i32 {
             }
         };
     }
+    if let Command::Drill(cmd) = cli.command {
+        // The drill makes its own database, Redis and nodes; it opens nothing here.
+        return crate::drill::run(cmd).await;
+    }
     match cli.command {
         Command::Secret(SecretCmd::Generate) => {
             out(strata_core::cursor::ServerSecret::generate().to_hex());
@@ -321,7 +328,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Orgs(OrgsCmd::Access { org, revoke, .. }) => access(strata, &org, revoke).await,
         Command::Ledger(LedgerCmd::Check { json }) => ledger_check(strata, json).await,
         Command::Secret(_) => rotate_secret(strata).await,
-        Command::Bench(_) => Ok(()),
+        Command::Bench(_) | Command::Drill(_) => Ok(()),
     };
     match result {
         Ok(()) => 0,
@@ -412,6 +419,12 @@ async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
 }
 
 async fn shutdown_signal() {
+    terminated().await;
+    tracing::info!("shutting down");
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn terminated() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -427,7 +440,6 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
 }
 
 async fn partners(strata: Strata, cmd: PartnersCmd) -> Result<(), CoreError> {

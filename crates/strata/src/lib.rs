@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod drill;
 pub mod telemetry;
 
 use std::future::Future;
