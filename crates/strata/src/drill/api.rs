@@ -143,6 +143,8 @@ pub struct Receipt {
     pub event_type: String,
     /// Whether the receiver answered 2xx (a 503 asks for a retry, so a second copy is expected).
     pub accepted: bool,
+    /// Milliseconds from the event's `createdAt` to its arrival here.
+    pub lag_ms: Option<i64>,
 }
 
 /// The local webhook receiver: it answers 503 to every `fail_every`-th delivery (to exercise
@@ -166,9 +168,12 @@ impl Receiver {
                     let event_id = headers.get("x-layers-event-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
                     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     let event_type = body["type"].as_str().unwrap_or_default().to_owned();
+                    let rfc3339 = &time::format_description::well_known::Rfc3339;
+                    let created = body["createdAt"].as_str().and_then(|t| time::OffsetDateTime::parse(t, rfc3339).ok());
+                    let lag_ms = created.map(|t| ((time::OffsetDateTime::now_utc() - t).whole_milliseconds()) as i64);
                     let mut r = receipts.lock().unwrap_or_else(|e| e.into_inner());
                     let accepted = fail_every == 0 || !(r.len() + 1).is_multiple_of(fail_every);
-                    r.push(Receipt { event_id, event_type, accepted });
+                    r.push(Receipt { event_id, event_type, accepted, lag_ms });
                     if accepted { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
                 }
             }),

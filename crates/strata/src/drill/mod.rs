@@ -79,6 +79,7 @@ pub async fn run(cmd: DrillCmd) -> i32 {
     let db = match Database::create(&args.postgres).await {
         Ok(db) => db,
         Err(e) => {
+            let _ = std::fs::remove_dir(&dir);
             say(format!("error: {e}"));
             return 1;
         }
@@ -106,8 +107,9 @@ pub async fn run(cmd: DrillCmd) -> i32 {
                 say(format!("  {}  {}: {}", if c.ok { "PASS" } else { "FAIL" }, c.name, c.detail));
             }
             say(format!(
-                "summary: {summary}; {} checks, {failed} failed; {:.1} s in all; logs in {}",
+                "summary: {summary}; {} checks, {failed} failed, {} violations; {:.1} s in all; logs in {}",
                 checks.len(),
+                checks.iter().map(|c| c.violations).sum::<usize>(),
                 started.elapsed().as_secs_f64(),
                 dir.display()
             ));
