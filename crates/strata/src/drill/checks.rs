@@ -50,52 +50,119 @@ async fn child_key(api: &Api, world: &World, node: usize) -> Result<(String, Str
     }
 }
 
-/// Fires `reads` GETs of `/v1/whoami` with a fresh standard-tier key, round-robin over the
-/// nodes, 12 at a time, and checks that the 2xx count stays within one bucket (120) plus what
-/// it refills (2 a second) over the time the burst took.
-pub async fn rate_limit(api: &Api, world: &World, reads: usize) -> Result<Check, Fail> {
-    let (id, secret, tier) = child_key(api, world, 0).await?;
+/// What a burst of reads with one key got back.
+struct Burst {
+    /// Responses by status (0: no response).
+    statuses: Vec<(u16, u64)>,
+    allowed: u64,
+    /// 2xx answers without `X-RateLimit-Limit`: the limiter failed open for them.
+    unlimited: u64,
+    per_node: [u64; 3],
+    secs: f64,
+}
+
+impl Burst {
+    /// One bucket (120) plus what it refills (2 a second) while the burst ran.
+    fn bound(&self) -> u64 {
+        120 + (self.secs * 2.0).ceil() as u64
+    }
+}
+
+/// Fires `reads` GETs of `/v1/whoami` with `secret`, round-robin over the nodes, 12 at a time.
+async fn burst(api: &Api, secret: &str, reads: usize) -> Burst {
     let started = Instant::now();
     let mut statuses: HashMap<u16, u64> = HashMap::new();
-    let mut unlimited = 0;
-    let mut per_node = [0u64; 3];
+    let (mut unlimited, mut per_node) = (0, [0u64; 3]);
     let mut next = 0;
     while next < reads {
-        let batch: Vec<_> = (next..(next + 12).min(reads)).map(|n| api.send(Req::get(n, "/v1/whoami", &secret))).collect();
+        let batch: Vec<_> = (next..(next + 12).min(reads)).map(|n| api.send(Req::get(n, "/v1/whoami", secret))).collect();
         for (k, r) in futures::future::join_all(batch).await.into_iter().enumerate() {
-            let Some(r) = r else {
-                *statuses.entry(0).or_default() += 1;
-                continue;
-            };
-            *statuses.entry(r.status).or_default() += 1;
-            if r.ok() {
+            *statuses.entry(r.as_ref().map_or(0, |r| r.status)).or_default() += 1;
+            if let Some(r) = r.filter(|r| r.ok()) {
                 per_node[(next + k) % 3] += 1;
-                if !r.headers.contains_key("x-ratelimit-limit") {
-                    unlimited += 1;
-                }
+                unlimited += u64::from(!r.headers.contains_key("x-ratelimit-limit"));
             }
         }
         next += 12;
     }
-    let secs = started.elapsed().as_secs_f64();
-    let allowed = statuses.get(&200).copied().unwrap_or(0);
-    let bound = 120 + (secs * 2.0).ceil() as u64;
+    let allowed = per_node.iter().sum();
+    let mut statuses: Vec<_> = statuses.into_iter().collect();
+    statuses.sort();
+    Burst { statuses, allowed, unlimited, per_node, secs: started.elapsed().as_secs_f64() }
+}
+
+/// Fires `reads` reads with a fresh standard-tier key over the three nodes and checks that the
+/// 2xx count stays within one bucket plus its refill over the burst (see `Burst::bound`).
+pub async fn rate_limit(api: &Api, world: &World, reads: usize) -> Result<Check, Fail> {
+    let (id, secret, tier) = child_key(api, world, 0).await?;
+    let b = burst(api, &secret, reads).await;
     let mut v = Vec::new();
     if tier != "standard" {
         v.push(format!("the probe key {id} is on tier {tier:?}, not standard"));
     }
-    if allowed > bound {
-        v.push(format!("{allowed} reads allowed, more than 120 + 2/s × {secs:.1} s = {bound}"));
+    if b.allowed > b.bound() {
+        v.push(format!("{} reads allowed, more than 120 + 2/s × {:.1} s = {}", b.allowed, b.secs, b.bound()));
     }
-    if unlimited > 0 {
-        v.push(format!("{unlimited} reads answered without X-RateLimit-Limit (the limiter failed open)"));
+    if b.unlimited > 0 {
+        v.push(format!("{} reads answered without X-RateLimit-Limit (the limiter failed open)", b.unlimited));
     }
-    let mut codes: Vec<_> = statuses.into_iter().collect();
-    codes.sort();
     let detail = format!(
-        "standard key {id}: {reads} reads over 3 nodes in {secs:.2} s: {allowed} allowed (per node {per_node:?}), bound {bound}; statuses {codes:?}"
+        "standard key {id}: {reads} reads over 3 nodes in {:.2} s: {} allowed (per node {:?}), bound {}; statuses {:?}",
+        b.secs,
+        b.allowed,
+        b.per_node,
+        b.bound(),
+        b.statuses
     );
     Ok(Check::new("standard-tier reads summed over the nodes", &v, detail))
+}
+
+/// Kills the drill's Redis: reads keep working (unlimited, without `X-RateLimit-*`); starts it
+/// again (empty, on the same port): once every node answers with a limit again (within 10 s),
+/// a fresh standard key is held to its tier over the three nodes again.
+pub async fn redis_outage(api: &Api, world: &World, redis: &mut super::processes::Redis) -> Result<Check, Fail> {
+    let (_, during_key, _) = child_key(api, world, 0).await?;
+    redis.kill().await;
+    let down = burst(api, &during_key, 150).await;
+    redis.restart().await?;
+    let back = Instant::now();
+    let mut limited = [false; 3];
+    while limited.contains(&false) && back.elapsed() < Duration::from_secs(10) {
+        for (node, seen) in limited.iter_mut().enumerate() {
+            let r = api.send(Req::get(node, "/v1/whoami", &during_key)).await;
+            *seen |= r.is_some_and(|r| r.headers.contains_key("x-ratelimit-limit"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resumed = back.elapsed();
+    let (_, after_key, _) = child_key(api, world, 0).await?;
+    let after = burst(api, &after_key, 200).await;
+    let mut v = Vec::new();
+    if down.allowed != 150 {
+        v.push(format!("with Redis down only {} of 150 reads answered 2xx: {:?}", down.allowed, down.statuses));
+    }
+    if limited.contains(&false) {
+        v.push(format!("nodes {:?} still answered without a limit 10 s after Redis was back", limited.map(|l| !l)));
+    }
+    if after.allowed > after.bound() || after.unlimited > 0 {
+        v.push(format!(
+            "after Redis came back a standard key got {} reads (bound {}), {} unlimited",
+            after.allowed,
+            after.bound(),
+            after.unlimited
+        ));
+    }
+    let detail = format!(
+        "Redis killed: 150 reads in {:.2} s, {} answered 2xx ({} without a limit); restarted: every node limited again after {} ms; then 200 reads, {} allowed (bound {}), statuses {:?}",
+        down.secs,
+        down.allowed,
+        down.unlimited,
+        resumed.as_millis(),
+        after.allowed,
+        after.bound(),
+        after.statuses
+    );
+    Ok(Check::new("Redis gone: requests keep working, limits hold again once it is back", &v, detail))
 }
 
 /// Revokes a fresh child key through node 1 `rounds` times; each time node 1 must refuse it at

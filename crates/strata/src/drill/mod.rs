@@ -1,7 +1,9 @@
 //! `strata drill nodes`: a multi-node drill. It starts three `strata serve` processes (this
 //! binary, or `--strata-bin`) on a fresh PostgreSQL database of its own and a `redis-server` of
 //! its own, drives traffic through all three for a bounded time, then checks what must hold on
-//! N nodes and prints what it measured. A harness, not a unit test: it prints each check with
+//! N nodes (one first partner, no 5xx, a standard key's reads summed over the nodes, revocation
+//! within 1 s, a Redis outage, webhooks received once, every 2xx write stored, the ledger) and
+//! prints what it measured. A harness, not a unit test: it prints each check with
 //! its figures, a summary, and exits 1 on any violation. Traffic goes only to 127.0.0.1; the
 //! processes are killed and the database dropped at the end, on failure and on Ctrl-C too.
 
@@ -136,7 +138,7 @@ async fn drive(args: &NodesArgs, seconds: u64, db: &Database, dir: &std::path::P
         secret_hex: strata_core::cursor::ServerSecret::generate().to_hex(),
         dir: dir.to_owned(),
     };
-    let redis = Redis::start(dir).await?;
+    let mut redis = Redis::start(dir).await?;
     say(format!("  database {}; redis-server on 127.0.0.1:{}; logs in {}", db.name, redis.port, dir.display()));
 
     // The three nodes start together on the empty database (they migrate once, under a lock).
@@ -191,6 +193,7 @@ async fn drive(args: &NodesArgs, seconds: u64, db: &Database, dir: &std::path::P
 
     checks.push(checks::rate_limit(&api, &world, 200).await?);
     checks.push(checks::revocation(&api, &world, if args.short { 3 } else { 10 }).await?);
+    checks.push(checks::redis_outage(&api, &world, &mut redis).await?);
 
     let mut conn = db.connect().await?;
     let drained = checks::drain_webhooks(&mut conn, Duration::from_secs(if args.short { 30 } else { 60 })).await?;

@@ -67,23 +67,32 @@ fn free_port() -> Result<u16, Fail> {
 
 /// The drill's `redis-server`: no persistence, loopback only, in the drill's directory.
 pub struct Redis {
-    _child: Child,
+    child: Option<Child>,
     pub port: u16,
+    dir: PathBuf,
 }
 
 impl Redis {
     /// Starts `redis-server` on a free port and waits (at most 30 s) until it accepts.
     pub async fn start(dir: &Path) -> Result<Self, Fail> {
-        let port = free_port()?;
+        let mut redis = Redis { child: None, port: free_port()?, dir: dir.to_owned() };
+        redis.restart().await?;
+        Ok(redis)
+    }
+
+    /// Starts it (again) on its port, empty, and waits (at most 30 s) until it accepts.
+    pub async fn restart(&mut self) -> Result<(), Fail> {
+        let port = self.port;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(dir)
+            .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start redis-server (is it installed?): {e}"))?;
+        self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             if Instant::now() > deadline {
@@ -91,7 +100,14 @@ impl Redis {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(Self { _child: child, port })
+        Ok(())
+    }
+
+    /// Kills the drill's own `redis-server` (by its process handle) and waits for it to exit.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
     }
 
     pub fn url(&self) -> String {
