@@ -31,11 +31,12 @@ impl Database {
     /// `postgres://postgres@127.0.0.1:5432/postgres`). Errors if PostgreSQL refuses.
     pub async fn create(base: &str) -> Result<Self, Fail> {
         let name = format!("strata_drill_{}", ulid::Ulid::new().to_string().to_lowercase());
-        let mut conn = connect(base).await.map_err(|e| format!("cannot connect to PostgreSQL at {base}: {e}"))?;
+        let mut conn = connect(base).await.map_err(|e| format!("cannot connect to PostgreSQL at {}: {e}", redact(base)))?;
         conn.execute(format!("CREATE DATABASE {name}").as_str()).await.map_err(|e| format!("cannot create database {name}: {e}"))?;
-        let (head, _) = base.split_once('?').map_or((base, ""), |(h, q)| (h, q));
-        let query = base.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
-        let (root, _) = head.rsplit_once('/').ok_or_else(|| format!("{base} names no database (expected postgres://…/<db>)"))?;
+        // postgres://user@host:port[/db][?query]: the same server, the drill's database.
+        let (head, query) = base.split_once('?').map_or((base, String::new()), |(h, q)| (h, format!("?{q}")));
+        let authority_end = head.find("://").map_or(0, |i| i + 3);
+        let root = head[authority_end..].find('/').map_or(head, |i| &head[..authority_end + i]);
         Ok(Self { base: base.to_owned(), url: format!("{root}/{name}{query}"), name })
     }
 
@@ -57,6 +58,17 @@ impl Database {
 /// Connects without logging statements (a slow DROP DATABASE is expected, not news).
 async fn connect(url: &str) -> Result<PgConnection, sqlx::Error> {
     url.parse::<PgConnectOptions>()?.disable_statement_logging().connect().await
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => match rest.split_once('@').map(|(user, host)| (user.split_once(':'), host)) {
+            Some((Some((user, _)), host)) => format!("{scheme}://{user}:***@{host}"),
+            _ => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released at once).
