@@ -138,6 +138,9 @@ async fn drive(args: &NodesArgs, seconds: u64, db: &Database, dir: &std::path::P
         secret_hex: strata_core::cursor::ServerSecret::generate().to_hex(),
         dir: dir.to_owned(),
     };
+    // The checks' own connection, taken first: three nodes may hold up to 32 each, and a server
+    // near `max_connections` must not refuse the drill only at the end.
+    let mut conn = db.connect().await?;
     let mut redis = Redis::start(dir).await?;
     say(format!("  database {}; redis-server on 127.0.0.1:{}; logs in {}", db.name, redis.port, dir.display()));
 
@@ -195,7 +198,6 @@ async fn drive(args: &NodesArgs, seconds: u64, db: &Database, dir: &std::path::P
     checks.push(checks::revocation(&api, &world, if args.short { 3 } else { 10 }).await?);
     checks.push(checks::redis_outage(&api, &world, &mut redis).await?);
 
-    let mut conn = db.connect().await?;
     let drained = checks::drain_webhooks(&mut conn, Duration::from_secs(if args.short { 30 } else { 60 })).await?;
     for node in nodes {
         let n = node.n;
