@@ -99,6 +99,9 @@ pub enum Command {
     /// Load harness: start a server on a scratch database (never the configured one) and drive
     /// it over HTTP.
     Bench(crate::bench::BenchArgs),
+    /// Drills: start several nodes on a scratch database, drive them, check what must hold.
+    #[command(subcommand)]
+    Drill(crate::drill::DrillCmd),
     /// The server secret: make one, move one out of a PostgreSQL database, rotate it.
     #[command(subcommand)]
     Secret(SecretCmd),
@@ -326,6 +329,10 @@ pub async fn run(cli: Cli) -> i32 {
             }
         };
     }
+    if let Command::Drill(cmd) = cli.command {
+        // The drill makes its own database, Redis and nodes; it opens nothing here.
+        return crate::drill::run(cmd).await;
+    }
     match &cli.command {
         Command::Secret(SecretCmd::Generate) => {
             out(strata_core::cursor::ServerSecret::generate().to_hex());
@@ -380,7 +387,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Ledger(LedgerCmd::Check { json }) => ledger_check(strata, json).await,
         Command::Secret(_) => rotate_secret(strata).await,
         Command::Backup { to } => backup(strata, &opts, &to).await,
-        Command::Bench(_) | Command::Restore { .. } => Ok(()),
+        Command::Bench(_) | Command::Restore { .. } | Command::Drill(_) => Ok(()),
     };
     match result {
         Ok(()) => 0,
@@ -680,6 +687,12 @@ async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
 }
 
 async fn shutdown_signal() {
+    terminated().await;
+    tracing::info!("shutting down");
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn terminated() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -695,7 +708,6 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
 }
 
 async fn partners(strata: Strata, cmd: PartnersCmd) -> Result<(), CoreError> {

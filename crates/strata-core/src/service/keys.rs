@@ -139,11 +139,10 @@ impl Strata {
         tx.insert_event(&self.event(EventType::ApiKeyCreated, key.org_id, None, json!({ "apiKey": KeyView::from(key) }))).await
     }
 
-    fn child_tier(caller: &Caller) -> Tier {
-        match caller.key.tier {
-            Tier::Internal => Tier::Partner,
-            t => t,
-        }
+    /// A child key's tier (CONTRACT §2): `standard` whatever the minting key's tier (`new_key`
+    /// makes a test key `sandbox`); only the operator changes it (`strata keys tier`).
+    fn child_tier() -> Tier {
+        Tier::Standard
     }
 
     /// `POST /v1/organizations/:orgId/api-keys`.
@@ -156,7 +155,7 @@ impl Strata {
         if child.status == OrgStatus::Archived {
             return Err(CoreError::conflict("the organization is archived; it cannot get new keys"));
         }
-        let (key, minted) = new_key(child.id, cmd.name, cmd.scopes, cmd.env, Self::child_tier(caller), self.now());
+        let (key, minted) = new_key(child.id, cmd.name, cmd.scopes, cmd.env, Self::child_tier(), self.now());
         self.insert_minted(tx.as_mut(), caller, &key).await?;
         let view = MintedView::of(&key, &minted.secret, None);
         self.finish(tx, idem, Reply::json(201, &view)).await
@@ -245,7 +244,7 @@ impl Strata {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         self.check_delegation(caller, &cmd.scopes, caller.acts_in_child())?;
-        let tier = if caller.acts_in_child() { Self::child_tier(caller) } else { caller.key.tier };
+        let tier = if caller.acts_in_child() { Self::child_tier() } else { caller.key.tier };
         let (key, minted) = new_key(caller.org_id(), cmd.name, cmd.scopes, cmd.env, tier, self.now());
         let mut tx = self.write_as(caller).await?;
         self.insert_minted(tx.as_mut(), caller, &key).await?;

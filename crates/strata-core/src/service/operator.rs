@@ -31,6 +31,9 @@ pub struct PartnerCreated {
     pub secret: SecretKey,
 }
 
+/// The setting whose first writer provisions the first partner (see `Strata::bootstrap`).
+const BOOTSTRAP_SETTING: &str = "bootstrap";
+
 impl Strata {
     /// Creates a partner (root) org with an `org:admin` + `*` key.
     pub async fn create_partner(&self, cmd: NewPartner) -> Result<PartnerCreated> {
@@ -57,10 +60,18 @@ impl Strata {
         Ok(PartnerCreated { org, key, secret: minted.secret })
     }
 
-    /// On an empty database, provisions the first partner. Returns it when it did.
+    /// On an empty database, provisions the first partner. Returns it when it did. Of several
+    /// nodes starting together on one empty database, exactly one provisions: each sees no org
+    /// (PostgreSQL runs at READ COMMITTED), so each also claims the `bootstrap` setting with a
+    /// token of its own; the others wait on that row's unique key until the first commits, then
+    /// find someone else's token and provision nothing.
     pub async fn bootstrap(&self, name: &str) -> Result<Option<PartnerCreated>> {
         let mut tx = self.store.write().await?;
         if tx.count_orgs().await? > 0 {
+            return Ok(None);
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        if tx.setting_init(BOOTSTRAP_SETTING, &token).await? != token {
             return Ok(None);
         }
         let created = self.create_partner_in(tx.as_mut(), NewPartner { name: name.to_owned(), tier: Tier::Partner }).await?;

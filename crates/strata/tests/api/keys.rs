@@ -74,6 +74,29 @@ async fn test_keys_are_on_the_sandbox_tier() {
 }
 
 #[tokio::test]
+async fn child_keys_are_on_the_standard_tier_whatever_the_minting_keys_tier() {
+    let app = TestApp::spawn().await;
+    // The bootstrap partner's key is on the `partner` tier; an `internal` one mints alike.
+    let (partner, internal) = app.other_partner("Operator's own").await;
+    let key_id = app.get("/v1/whoami").key(&internal).send().await.assert_status(200)["apiKeyId"].as_str().unwrap().to_owned();
+    app.strata.set_key_tier(&key_id, strata_core::apikey::Tier::Internal).await.unwrap();
+    let child = app.post("/v1/organizations").key(&internal).json(&json!({ "name": "Acme" })).send().await;
+    let child = child.assert_status(201)["id"].as_str().unwrap().to_owned();
+    for (minter, org) in [(&app.admin_key, app.create_child("Beta").await), (&internal, child)] {
+        let r = app
+            .post(&format!("/v1/organizations/{org}/api-keys"))
+            .key(minter)
+            .json(&json!({ "name": "live", "scopes": ["content:read"] }))
+            .send()
+            .await;
+        let b = r.assert_status(201);
+        assert_eq!(b["apiKey"]["rateLimitTier"], "standard");
+        let who = app.get("/v1/whoami").key(b["secret"].as_str().unwrap()).send().await;
+        assert_eq!((who.status, who.header("x-ratelimit-limit")), (200, Some("120")));
+    }
+    let _ = partner;
+}
+#[tokio::test]
 async fn rotating_a_child_key_links_old_and_new_and_rotates_once() {
     let app = TestApp::spawn().await;
     let org = app.create_child("Acme").await;

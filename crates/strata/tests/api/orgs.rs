@@ -326,3 +326,27 @@ async fn a_bad_metadata_value_names_its_key() {
         "po",
     );
 }
+
+#[tokio::test]
+async fn nodes_starting_together_on_an_empty_database_provision_one_first_partner() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = match std::env::var("STRATA_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => strata::StoreBackend::Postgres { url: crate::helpers::fresh_pg_database(&url).await },
+        _ => strata::StoreBackend::Sqlite { dir: dir.path().to_owned() },
+    };
+    let opts = strata::OpenOptions {
+        backend,
+        secret_hex: Some(strata_core::cursor::ServerSecret::generate().to_hex()),
+        previous_secret_hex: None,
+        core: strata_core::service::CoreConfig::default(),
+    };
+    let clock = std::sync::Arc::new(strata_core::clock::SystemClock);
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(strata::open(&opts, clock.clone()).await.unwrap());
+    }
+    let started = futures::future::join_all(nodes.iter().map(|n| n.bootstrap("First"))).await;
+    let provisioned = started.into_iter().map(Result::unwrap).filter(Option::is_some).count();
+    assert_eq!(provisioned, 1, "exactly one node provisions the first partner");
+    assert_eq!(nodes[0].list_partners().await.unwrap().len(), 1);
+}
