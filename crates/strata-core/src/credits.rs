@@ -300,14 +300,23 @@ impl Wallet {
         self.included_remaining - self.included_carryover
     }
 
-    /// After a reservation settled and consumed `from_included`: the carryover it used is gone,
-    /// and what the remaining reservations no longer need must expire. Returns the credits to
-    /// expire now; the carryover drops by them.
-    pub fn release_carryover(&mut self, from_included: i64) -> i64 {
-        self.included_carryover -= self.included_carryover.min(from_included);
-        let excess = (self.included_carryover - self.reserved).max(0).min(self.included_remaining);
-        self.included_carryover -= excess;
-        excess
+    /// After a reservation made before this period settled (its hold of `amount` released,
+    /// `from_included` consumed): the carryover backed up to `amount` of it; what of that it did
+    /// not consume must expire, never backing a reservation of the new period. Returns the
+    /// credits to expire now; the carryover drops by what backed this reservation.
+    pub fn settle_carryover(&mut self, amount: i64, from_included: i64) -> i64 {
+        let backed = self.included_carryover.min(amount);
+        self.included_carryover -= backed;
+        backed - from_included.min(backed)
+    }
+
+    /// How a settlement of `amount` splits over the buckets: included first, then prepaid. A
+    /// reservation of the current period never draws on the carryover (`old_reservation`
+    /// false); one made before the rollover draws on it first.
+    pub fn settlement_split(&self, amount: i64, old_reservation: bool) -> (i64, i64) {
+        let included = if old_reservation { self.included_remaining } else { self.free_included() };
+        let from_included = included.min(amount);
+        (from_included, amount - from_included)
     }
 
     /// Splits a consumption of `amount` over the buckets: included first, then prepaid.
@@ -446,10 +455,13 @@ mod tests {
         assert_eq!(w.roll_over(next_month), 180);
         w.included_remaining -= 180;
         assert_eq!(w.included_carryover, 120);
-        // The reservation settles for 30 (consumed from the carryover) and releases 90.
+        // A reservation of the new period never draws on the carryover.
+        w.prepaid_balance = 100;
+        assert_eq!(w.settlement_split(50, false), (0, 50));
+        // The old reservation settles for 30 (consumed from the carryover) and releases 90.
+        assert_eq!(w.settlement_split(30, true), (30, 0));
         w.included_remaining -= 30;
-        w.reserved = 0;
-        assert_eq!(w.release_carryover(30), 90, "what no reservation needs expires");
+        assert_eq!(w.settle_carryover(120, 30), 90, "what it did not consume expires");
         assert_eq!(w.included_carryover, 0);
     }
 

@@ -186,6 +186,7 @@ pub fn check(wallets: &[Wallet], transfers: &[Transfer]) -> LedgerReport {
     let mut posted: HashMap<Account, i64> = HashMap::new();
     let mut pending: HashMap<OrgId, i64> = HashMap::new();
     let mut usage_since: Vec<(OrgId, Timestamp, i64)> = Vec::new();
+    let mut old_pending: Vec<(OrgId, Timestamp, i64)> = Vec::new();
     let mut report = LedgerReport { wallets: wallets.len(), transfers: transfers.len(), ..Default::default() };
     for t in transfers {
         if t.amount <= 0 {
@@ -194,6 +195,7 @@ pub fn check(wallets: &[Wallet], transfers: &[Transfer]) -> LedgerReport {
         if t.kind == TransferKind::Reservation {
             if t.status == TransferStatus::Pending {
                 *pending.entry(t.org_id).or_default() += t.amount;
+                old_pending.push((t.org_id, t.created_at, t.amount));
             }
             continue;
         }
@@ -228,10 +230,11 @@ pub fn check(wallets: &[Wallet], transfers: &[Transfer]) -> LedgerReport {
         if res != w.reserved {
             report.violations.push(format!("{o}: reserved {} but its pending reservations sum to {res}", w.reserved));
         }
-        if w.included_carryover > w.included_remaining || w.included_carryover > w.reserved {
+        let held_from_before: i64 = old_pending.iter().filter(|(org, at, _)| *org == o && *at < w.period_start).map(|(_, _, a)| a).sum();
+        if w.included_carryover > w.included_remaining || w.included_carryover > held_from_before {
             report.violations.push(format!(
-                "{o}: carryover {} exceeds includedRemaining {} or reserved {}",
-                w.included_carryover, w.included_remaining, w.reserved
+                "{o}: carryover {} exceeds includedRemaining {} or the reservations made before the period ({held_from_before})",
+                w.included_carryover, w.included_remaining
             ));
         }
         if w.balance() < w.reserved {

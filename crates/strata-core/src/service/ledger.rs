@@ -313,12 +313,16 @@ impl Strata {
         if r.status != TransferStatus::Pending {
             return Ok(());
         }
-        let org = tx.org(Owner::System, r.org_id).await?.ok_or(CoreError::not_found("organization"))?;
+        // Held for share, as `write_as` holds the acting org: a cancel in the same org, or the
+        // scheduler ending the same job, never upgrades a share lock (a deadlock on PostgreSQL).
+        let org = tx.acting_org(r.org_id).await?.ok_or(CoreError::not_found("organization"))?;
         let mut w = self.lock_wallet(tx, org.id).await?;
         let consumed = actual.unwrap_or(0).clamp(0, r.amount);
         let status = if consumed > 0 { TransferStatus::Posted } else { TransferStatus::Voided };
         let mut postings = Vec::new();
-        let (from_included, from_prepaid) = w.consumption_split(consumed);
+        // A reservation made before the wallet's current period may hold carried-over credits.
+        let old = r.created_at < w.period_start;
+        let (from_included, from_prepaid) = w.settlement_split(consumed, old);
         for (amount, account) in [(from_included, Account::Included(org.id)), (from_prepaid, Account::Prepaid(org.id))] {
             if amount > 0 {
                 let mut t = self.transfer(org.id, account, Account::Usage, amount, TransferKind::Usage, json!({ "reservationId": id }));
@@ -342,7 +346,7 @@ impl Strata {
         // Included credits carried over a rollover for this reservation never become
         // spendable: what the remaining reservations no longer need expires now.
         let carried = w.included_carryover;
-        let expired = w.release_carryover(from_included);
+        let expired = if old { w.settle_carryover(r.amount, from_included) } else { 0 };
         if w.included_carryover != carried {
             tx.update_wallet_terms(&w).await?;
         }

@@ -160,7 +160,8 @@ impl Strata {
     async fn publish_one(&self, id: PostId, project: ProjectId) -> Result<bool> {
         let mut tx = self.store.write().await?;
         let Some(project) = tx.project(Owner::System, project).await? else { return Ok(false) };
-        let org = tx.org(Owner::System, project.org_id).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
+        // For share, as every caller's write holds its org (`write_as`): never a lock-order cycle.
+        let org = tx.acting_org(project.org_id).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
         let Some(mut post) =
             tx.post(Owner::Org(project.org_id), id).await?.filter(|p| p.status == PostStatus::Scheduled && p.project_id == project.id)
         else {

@@ -489,3 +489,26 @@ async fn out_of_range_amounts_state_their_bounds() {
     let err = app.strata.grant_credits(app.partner_org.parse().unwrap(), 0, GrantKind::Purchase).await.unwrap_err();
     assert_eq!(err.details()["max"], 1_000_000_000_000_i64);
 }
+
+/// Carried-over included credits back only the reservations made before the rollover: a
+/// reservation of the new period never draws on them, and voiding the old one expires them even
+/// while new reservations are open.
+#[tokio::test]
+async fn carried_over_credits_never_back_a_reservation_of_the_new_period() {
+    let app = TestApp::spawn().await;
+    let org = app.partner_org.clone();
+    app.strata.grant_credits(org.parse().unwrap(), 500, GrantKind::Included).await.unwrap();
+    app.clock.set(Timestamp::parse_query("2026-06-30T23:50:00Z", "t").unwrap());
+    let old = app.strata.reserve(spend(&org, 120)).await.unwrap();
+    app.clock.advance_ms(20 * MINUTE_MS);
+    strata_workers::roll_over_periods(&app.strata).await;
+    app.grant(&org, 1000).await;
+    let new = app.strata.reserve(spend(&org, 1000)).await.unwrap();
+    app.strata.void(old).await.unwrap();
+    let b = app.get("/v1/credits").key(&app.admin_key).send().await.body;
+    assert_eq!((b["includedRemaining"].as_i64(), b["available"].as_i64()), (Some(0), Some(0)), "{b}");
+    app.strata.settle(new, 1000).await.unwrap();
+    let b = app.get("/v1/credits").key(&app.admin_key).send().await.body;
+    assert_eq!((b["balance"].as_i64(), b["usedThisPeriod"].as_i64()), (Some(0), Some(1000)), "{b}");
+    app.assert_ledger().await;
+}
