@@ -548,7 +548,9 @@ async fn restore(cli: &Cli, opts: &OpenOptions, from: PathBuf) -> Result<(), Cor
         return Err(crate::refusal(format!("no backup in {} (no {} there)", from.display(), strata_store::SQLITE_FILE)));
     }
     let (db, key) = (dir.join(strata_store::SQLITE_FILE), dir.join(crate::KEY_FILE));
-    for taken in [&db, &key] {
+    // A leftover write-ahead log or journal would be replayed onto the restored database.
+    let leftovers = ["-wal", "-shm", "-journal"].map(|s| dir.join(format!("{}{s}", strata_store::SQLITE_FILE)));
+    for taken in [&db, &key].into_iter().chain(leftovers.iter()) {
         if taken.exists() {
             return Err(crate::refusal(format!(
                 "{} already holds {}: restore into a new or empty directory, then point the server at it with --data-dir",

@@ -380,6 +380,14 @@ async fn a_backup_under_write_load_restores_to_a_working_server() {
     assert_refused(&strata(&["--data-dir", r, "restore", "--from", to.to_str().unwrap()]), &["already holds strata.db"]);
     let (code, _, err) = strata(&["--data-dir", dir.to_str().unwrap(), "restore", "--from", to.to_str().unwrap()]);
     assert!(code != 0 && err.contains("already holds"), "{err}");
+    // So is a directory whose database was removed but whose write-ahead log was left behind.
+    let stale = backup.path().join("stale");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("strata.db-wal"), b"old frames").unwrap();
+    assert_refused(
+        &strata(&["--data-dir", stale.to_str().unwrap(), "restore", "--from", to.to_str().unwrap()]),
+        &["already holds strata.db-wal"],
+    );
 
     // The restored server opens the sealed signing secret and delivers, signed as before.
     let core = strata_core::service::CoreConfig { dev_mode: true, ..Default::default() };
