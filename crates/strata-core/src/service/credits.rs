@@ -272,7 +272,8 @@ impl Strata {
         if req.credits > spendable_prepaid(&parent_w) {
             return Err(short(spendable_prepaid(&parent_w)));
         }
-        let (t, entries) = self.prepaid_move(
+        let (t, entries) = self.bucket_move(
+            Account::Prepaid,
             caller.org_id(),
             child.id,
             req.credits,

@@ -19,6 +19,9 @@ use crate::org::{Org, OrgStatus};
 use crate::service::credits::{SpendRequest, ensure_can_spend};
 use crate::store::{Owner, Tx};
 
+/// A wallet bucket's account constructor (`Account::Included` or `Account::Prepaid`).
+type Bucket = fn(OrgId) -> Account;
+
 /// Fields of a ledger entry beyond the movement itself.
 #[derive(Default)]
 pub(super) struct EntryContext {
@@ -157,11 +160,13 @@ impl Strata {
         Ok(w)
     }
 
-    /// A prepaid move between two wallets and its two ledger entries (`from`'s first). The
-    /// caller checks that `from` can cover it.
+    /// A move of `amount` from one wallet's bucket to the same bucket of another
+    /// (`bucket`: `Account::Prepaid` or `Account::Included`) and its two ledger entries
+    /// (`from`'s first). The caller checks that `from` can cover it.
     #[expect(clippy::too_many_arguments, reason = "one movement, fully described")]
-    pub(super) fn prepaid_move(
+    pub(super) fn bucket_move(
         &self,
+        bucket: Bucket,
         from: OrgId,
         to: OrgId,
         amount: i64,
@@ -170,25 +175,7 @@ impl Strata {
         extra: &Metadata,
         description: Option<&str>,
     ) -> (Transfer, [CreditEvent; 2]) {
-        self.bucket_move(Account::Prepaid(from), Account::Prepaid(to), from, to, amount, kind, trigger, extra, description)
-    }
-
-    /// A move between the same bucket of two wallets (`from_account` of `from` into
-    /// `to_account` of `to`) and its two ledger entries.
-    #[expect(clippy::too_many_arguments, reason = "one movement, fully described")]
-    fn bucket_move(
-        &self,
-        from_account: Account,
-        to_account: Account,
-        from: OrgId,
-        to: OrgId,
-        amount: i64,
-        kind: TransferKind,
-        trigger: Option<&str>,
-        extra: &Metadata,
-        description: Option<&str>,
-    ) -> (Transfer, [CreditEvent; 2]) {
-        let t = self.transfer(to, from_account, to_account, amount, kind, Value::Null);
+        let t = self.transfer(to, bucket(from), bucket(to), amount, kind, Value::Null);
         let side = |counterparty: OrgId| {
             let mut m: Map<String, Value> = match serde_json::to_value(extra) {
                 Ok(Value::Object(m)) => m,
@@ -270,8 +257,16 @@ impl Strata {
             let mut pw = self.lock_wallet(tx, parent).await?;
             if pw.available().min(pw.prepaid_balance) >= amount {
                 let parent_before = pw.available();
-                let (t, entries) =
-                    self.prepaid_move(parent, org.id, amount, TransferKind::Refill, Some("auto_refill"), &Metadata::default(), None);
+                let (t, entries) = self.bucket_move(
+                    Account::Prepaid,
+                    parent,
+                    org.id,
+                    amount,
+                    TransferKind::Refill,
+                    Some("auto_refill"),
+                    &Metadata::default(),
+                    None,
+                );
                 self.post_locked(tx, vec![Posting::Transfer(t.clone())], entries.into(), &mut [&mut w, &mut pw]).await?;
                 let data = json!({ "transferId": t.id, "credits": amount, "fromOrganizationId": parent, "balance": w.balance(), "available": w.available() });
                 tx.insert_event(&self.event(EventType::CreditsRefilled, org.id, None, data)).await?;
@@ -376,22 +371,13 @@ impl Strata {
         let mut postings = Vec::new();
         let mut entries = Vec::new();
         let mut transfers = Vec::new();
-        for (moved, from_account, to_account) in
-            [(from_included, Account::Included(c), Account::Included(p)), (from_prepaid, Account::Prepaid(c), Account::Prepaid(p))]
-        {
+        let buckets: [(i64, Bucket, &str); 2] =
+            [(from_included, Account::Included, "included"), (from_prepaid, Account::Prepaid, "prepaid")];
+        for (moved, bucket, name) in buckets {
             if moved > 0 {
-                let (t, e) = self.bucket_move(
-                    from_account,
-                    to_account,
-                    c,
-                    p,
-                    moved,
-                    TransferKind::Reclaim,
-                    Some("archive_reclaim"),
-                    &Metadata::default(),
-                    None,
-                );
-                transfers.push(json!({ "transferId": t.id, "credits": moved, "bucket": if matches!(from_account, Account::Included(_)) { "included" } else { "prepaid" } }));
+                let (t, e) =
+                    self.bucket_move(bucket, c, p, moved, TransferKind::Reclaim, Some("archive_reclaim"), &Metadata::default(), None);
+                transfers.push(json!({ "transferId": t.id, "credits": moved, "bucket": name }));
                 postings.push(Posting::Transfer(t));
                 entries.extend(e);
             }
