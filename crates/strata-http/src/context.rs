@@ -40,6 +40,8 @@ pub(crate) async fn request_context(State(app): State<AppState>, mut req: Reques
     }
 
     let pending = resp.extensions_mut().remove::<PendingError>().or_else(|| framework_error(&resp));
+    // A kill switch is the contract's answer for a suspended org or a killed key, not a fault.
+    let expected = pending.as_ref().is_some_and(|e| e.code == "KILL_SWITCH");
     if let Some(err) = pending {
         let status = resp.status();
         let mut headers = std::mem::take(resp.headers_mut());
@@ -54,7 +56,7 @@ pub(crate) async fn request_context(State(app): State<AppState>, mut req: Reques
     }
     let status = resp.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if status >= 500 {
+    if status >= 500 && !expected {
         tracing::error!(request_id = %request_id, method = %method, path = %path, status, latency_ms, "request");
     } else {
         tracing::info!(request_id = %request_id, method = %method, path = %path, status, latency_ms, "request");
