@@ -1184,6 +1184,17 @@ impl Tx for SqlTx {
         Ok(ids.len() as u64)
     }
 
+    async fn abandon_orphaned_deliveries(&mut self, at: Timestamp, limit: u32) -> Result<u64> {
+        Q::new(
+            "UPDATE webhook_deliveries SET status = 'abandoned', abandoned_at = $1 WHERE id IN (SELECT d.id FROM webhook_deliveries d \
+             WHERE d.status = 'pending' AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id) LIMIT $2)",
+        )
+        .int(at.millis())
+        .int(i64::from(limit))
+        .execute(&mut self.conn)
+        .await
+    }
+
     async fn purge_events(&mut self, before: Timestamp, limit: u32) -> Result<u64> {
         Q::new(
             "DELETE FROM events WHERE seq IN (SELECT ev.seq FROM events ev WHERE ev.dispatched = 1 AND ev.created_at < $1 \

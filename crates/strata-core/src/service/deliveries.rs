@@ -92,6 +92,8 @@ impl From<&DeliveryAttempt> for AttemptView {
 pub struct Purged {
     pub deliveries: u64,
     pub events: u64,
+    /// Pending deliveries abandoned because their endpoint was deleted.
+    pub orphans: u64,
 }
 
 /// Loads a delivery to an endpoint of `org`, or 404 (another org's delivery is not found).
@@ -206,6 +208,9 @@ impl Strata {
     pub async fn purge_webhook_history(&self) -> Result<Purged> {
         let before = self.now().plus_ms(-self.config.webhook_retention_ms);
         let mut done = Purged::default();
+        let mut tx = self.store.write().await?;
+        done.orphans = tx.abandon_orphaned_deliveries(self.now(), PURGE_BATCH).await?;
+        tx.commit().await?;
         // Deliveries first: an event goes once it has no pending delivery.
         for events in [false, true] {
             for _ in 0..PURGE_BATCHES_PER_STEP {

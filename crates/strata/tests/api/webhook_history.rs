@@ -199,3 +199,29 @@ async fn retention_deletes_old_terminal_rows_and_keeps_events_with_pending_deliv
     assert_eq!(purged.deliveries, 1);
     event(&held_dlv["eventId"], &held_child).await.assert_error(404, "NOT_FOUND");
 }
+
+/// A pending delivery whose endpoint vanished (deleted while a dispatch was inserting it) is
+/// abandoned by the retention step instead of staying pending forever; its event can then go.
+#[tokio::test]
+async fn retention_abandons_a_pending_delivery_whose_endpoint_is_gone() {
+    let app = TestApp::spawn().await;
+    app.grant(&app.partner_org, 1_000).await;
+    let child = app.create_child("Orphan").await;
+    let (_, url) = Receiver::start(vec![]).await;
+    let (ep, _) = endpoint(&app, &app.admin_key, Some(&child), json!({ "url": url, "events": ["credits.allocated"] })).await;
+    let paused = app.patch(&format!("/v1/webhook-endpoints/{ep}")).key(&app.admin_key).acting(&child);
+    paused.json(&json!({ "status": "paused" })).send().await.assert_status(200);
+    app.allocate(&child, 10).await.assert_status(201);
+    pump(&app).await;
+    let r = app.get(&format!("/v1/webhook-endpoints/{ep}/deliveries")).key(&app.admin_key).acting(&child).send().await;
+    let id = strata_core::id::DeliveryId::parse_field(r.assert_status(200)["items"][0]["id"].as_str().unwrap(), "id").unwrap();
+    // The endpoint row goes without the service's own abandonment: the race a dispatch can lose.
+    let mut tx = app.strata.store.write().await.unwrap();
+    tx.delete_endpoint(strata_core::id::EndpointId::parse_field(&ep, "id").unwrap()).await.unwrap();
+    tx.commit().await.unwrap();
+    let purged = strata_workers::purge_webhook_history(&app.strata).await;
+    assert_eq!(purged.orphans, 1);
+    let mut tx = app.strata.store.read().await.unwrap();
+    let d = tx.delivery(id).await.unwrap().expect("kept, abandoned");
+    assert_eq!(d.status.as_str(), "abandoned");
+}
