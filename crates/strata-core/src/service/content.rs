@@ -260,14 +260,7 @@ impl Strata {
         let mut tx = self.store.read().await?;
         let due = tx.due_jobs(self.now(), 500).await?;
         tx.commit().await?;
-        let mut done = 0;
-        for id in due {
-            match self.advance_job(id).await {
-                Ok(()) => done += 1,
-                Err(e) => tracing::error!(error = %e, job = %id, "could not end a job"),
-            }
-        }
-        Ok(done)
+        Ok(super::each_item(due, "end a job", |id| self.advance_job(id)).await)
     }
 
     async fn advance_job(&self, id: JobId) -> Result<()> {

@@ -408,14 +408,7 @@ impl Strata {
         let mut tx = self.store.read().await?;
         let due = tx.expired_reservations(self.now(), 500).await?;
         tx.commit().await?;
-        let mut done = 0;
-        for id in due {
-            match self.void(id).await {
-                Ok(()) => done += 1,
-                Err(e) => tracing::error!(error = %e, reservation = %id, "could not expire a reservation"),
-            }
-        }
-        Ok(done)
+        Ok(super::each_item(due, "expire a reservation", |id| self.void(id)).await)
     }
 
     /// Rolls wallets still in an old period into the current one (up to 500 a step).
@@ -424,19 +417,11 @@ impl Strata {
         let mut tx = self.store.read().await?;
         let stale = tx.stale_wallets(start, 500).await?;
         tx.commit().await?;
-        let mut done = 0;
-        for org in stale {
-            let result = async {
-                let mut tx = self.store.write().await?;
-                self.lock_wallet(tx.as_mut(), org).await?;
-                tx.commit().await
-            }
-            .await;
-            match result {
-                Ok(()) => done += 1,
-                Err(e) => tracing::error!(error = %e, org = %org, "could not roll a wallet over"),
-            }
-        }
-        Ok(done)
+        let roll = |org| async move {
+            let mut tx = self.store.write().await?;
+            self.lock_wallet(tx.as_mut(), org).await?;
+            tx.commit().await
+        };
+        Ok(super::each_item(stale, "roll a wallet over", roll).await)
     }
 }

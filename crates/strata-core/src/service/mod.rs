@@ -135,6 +135,24 @@ impl Stamp {
     }
 }
 
+/// Runs a background step's items one after another, each in its own transaction (`run`): one
+/// that fails is logged with `what` and the item, and left for the next step; it never blocks
+/// the rest. Returns how many succeeded.
+pub(crate) async fn each_item<T, Fut>(items: Vec<T>, what: &str, run: impl Fn(T) -> Fut) -> usize
+where
+    T: std::fmt::Display + Copy,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut done = 0;
+    for item in items {
+        match run(item).await {
+            Ok(()) => done += 1,
+            Err(e) => tracing::error!(error = %e, item = %item, "could not {what}"),
+        }
+    }
+    done
+}
+
 impl Strata {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, secret: ServerSecret, config: CoreConfig) -> Self {
         let engine = Arc::new(FixtureEngine { duration_ms: config.job_duration_ms });
