@@ -420,6 +420,17 @@ async fn archive_returns_included_to_included_and_prepaid_to_prepaid() {
     app.assert_ledger().await;
 }
 
+/// Grants `org` 500 included credits, reserves 120 ten minutes before June ends and rolls the
+/// wallet into July: 380 expire, 120 are carried over for the reservation it returns.
+async fn reserve_across_rollover(app: &TestApp, org: &str) -> strata_core::id::TxnId {
+    app.strata.grant_credits(org.parse().unwrap(), 500, GrantKind::Included).await.unwrap();
+    app.clock.set(Timestamp::parse_query("2026-06-30T23:50:00Z", "t").unwrap());
+    let held = app.strata.reserve(spend(org, 120)).await.unwrap();
+    app.clock.advance_ms(20 * MINUTE_MS);
+    strata_workers::roll_over_periods(&app.strata).await;
+    held
+}
+
 /// Included credits kept through a rollover for an in-flight reservation expire as soon as the
 /// reservation no longer needs them: voided, or settled below its hold. They never become
 /// spendable, in between or after.
@@ -428,11 +439,7 @@ async fn carried_over_included_credits_expire_when_their_reservation_releases_th
     for (actual, expect_used) in [(None, 0), (Some(30), 30)] {
         let app = TestApp::spawn().await;
         let org = app.partner_org.clone();
-        app.strata.grant_credits(org.parse().unwrap(), 500, GrantKind::Included).await.unwrap();
-        app.clock.set(Timestamp::parse_query("2026-06-30T23:50:00Z", "t").unwrap());
-        let held = app.strata.reserve(spend(&org, 120)).await.unwrap();
-        app.clock.advance_ms(20 * MINUTE_MS);
-        strata_workers::roll_over_periods(&app.strata).await;
+        let held = reserve_across_rollover(&app, &org).await;
         // New money arrives in the new period; only it is spendable.
         app.grant(&org, 50).await;
         let b = app.get("/v1/credits").key(&app.admin_key).send().await.body;
@@ -497,11 +504,7 @@ async fn out_of_range_amounts_state_their_bounds() {
 async fn carried_over_credits_never_back_a_reservation_of_the_new_period() {
     let app = TestApp::spawn().await;
     let org = app.partner_org.clone();
-    app.strata.grant_credits(org.parse().unwrap(), 500, GrantKind::Included).await.unwrap();
-    app.clock.set(Timestamp::parse_query("2026-06-30T23:50:00Z", "t").unwrap());
-    let old = app.strata.reserve(spend(&org, 120)).await.unwrap();
-    app.clock.advance_ms(20 * MINUTE_MS);
-    strata_workers::roll_over_periods(&app.strata).await;
+    let old = reserve_across_rollover(&app, &org).await;
     app.grant(&org, 1000).await;
     let new = app.strata.reserve(spend(&org, 1000)).await.unwrap();
     app.strata.void(old).await.unwrap();
