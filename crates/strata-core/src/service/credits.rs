@@ -307,7 +307,8 @@ impl Strata {
         let reply = Reply::json(201, &view);
         self.complete_claim(tx.as_mut(), idem, &reply).await?;
         // Last, the contended debit: the parent's row is locked from here to commit.
-        let Some(after) = self.post(tx.as_mut(), &batch).await? else {
+        // `None`: the guard refused the parent's debit.
+        let Some(after) = tx.post_transfers(&batch).await? else {
             // Another transaction spent the parent's credits since it was read.
             let now = tx.wallet_snapshot(caller.org_id()).await?.map_or(0, |w| spendable_prepaid(&w));
             return Err(short(now));

@@ -100,12 +100,6 @@ impl Strata {
         Ok(batch)
     }
 
-    /// Posts a batch built by `batch`; returns the changed wallets after, or `None` when the
-    /// store's guard refused a change (a contended wallet was spent concurrently).
-    pub(super) async fn post(&self, tx: &mut dyn Tx, batch: &LedgerBatch) -> Result<Option<Vec<Wallet>>> {
-        tx.post_transfers(batch).await
-    }
-
     /// Builds and posts a batch that touches only wallets the caller holds locked: a guard can
     /// then never refuse, and one that does is a bug.
     pub(super) async fn post_locked(
@@ -116,7 +110,7 @@ impl Strata {
         locked: &mut [&mut Wallet],
     ) -> Result<LedgerBatch> {
         let batch = self.batch(postings, entries, locked)?;
-        let after = self.post(tx, &batch).await?.ok_or_else(|| CoreError::internal("a locked wallet refused a ledger change"))?;
+        let after = tx.post_transfers(&batch).await?.ok_or_else(|| CoreError::internal("a locked wallet refused a ledger change"))?;
         debug_assert!(locked.iter().all(|w| after.iter().all(|a| a.org_id != w.org_id || a == &**w)), "store and core disagree");
         Ok(batch)
     }
