@@ -239,6 +239,11 @@ pub trait Tx: Send {
     /// Writes an attempt's outcome onto a claimed delivery, only if the claim that made the
     /// attempt still holds it (`delivering` with the same attempt count); false when it does not.
     async fn finish_delivery(&mut self, delivery: &Delivery) -> Result<bool>;
+    /// Ends the lease of claims whose attempt was cut short (the process is stopping): each
+    /// delivery still held by that claim (`delivering` with the same attempt count) becomes due
+    /// at `now`, so the next sender retries it at once instead of when the lease would have run
+    /// out. Returns how many were released.
+    async fn release_deliveries(&mut self, claims: &[(DeliveryId, i64)], now: Timestamp) -> Result<u64>;
     async fn insert_attempts(&mut self, attempts: &[DeliveryAttempt]) -> Result<()>;
     /// A delivery's attempts, newest first, at most `limit`.
     async fn list_attempts(&mut self, delivery: DeliveryId, limit: u32) -> Result<Vec<DeliveryAttempt>>;

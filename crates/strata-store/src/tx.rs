@@ -1116,6 +1116,20 @@ impl Tx for SqlTx {
         Ok(n == 1)
     }
 
+    async fn release_deliveries(&mut self, claims: &[(DeliveryId, i64)], now: Timestamp) -> Result<u64> {
+        let mut released = 0;
+        for (id, attempts) in claims {
+            released +=
+                Q::new("UPDATE webhook_deliveries SET next_retry_at = $1 WHERE id = $2 AND status = 'delivering' AND attempts = $3")
+                    .int(now.millis())
+                    .str(&id.to_string())
+                    .int(*attempts)
+                    .execute(&mut self.conn)
+                    .await?;
+        }
+        Ok(released)
+    }
+
     async fn insert_attempts(&mut self, attempts: &[DeliveryAttempt]) -> Result<()> {
         for chunk in attempts.chunks(ROWS_PER_INSERT) {
             let mut q = Q::new(&format!(

@@ -161,6 +161,10 @@ pub struct ServeArgs {
     /// node (without it, each process counts on its own).
     #[arg(long, env = "STRATA_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Seconds requests in flight may run after SIGTERM or Ctrl-C before they are cut (new
+    /// connections are refused from the signal on).
+    #[arg(long, env = "STRATA_DRAIN_TIMEOUT_SECONDS", default_value_t = crate::DEFAULT_DRAIN.as_secs_f64())]
+    pub drain_timeout_seconds: f64,
 }
 
 /// Reads a secret from `--secret-key` or the file `--secret-key-file` names (at most one is set).
@@ -685,7 +689,9 @@ async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
     let addr = listener.local_addr().map_err(|e| CoreError::internal(e.to_string()))?;
     out(format!("strata listening on http://{addr} ({})", strata.store.backend()));
     tracing::info!(%addr, backend = strata.store.backend(), "listening");
-    crate::serve(strata, listener, Cadence::default(), shutdown_signal()).await.map_err(|e| CoreError::internal(e.to_string()))
+    let drain = std::time::Duration::try_from_secs_f64(args.drain_timeout_seconds)
+        .map_err(|_| CoreError::validation("--drain-timeout-seconds", "must be a number of seconds, 0 or more"))?;
+    crate::serve(strata, listener, Cadence::default(), drain, shutdown_signal()).await.map_err(|e| CoreError::internal(e.to_string()))
 }
 
 async fn shutdown_signal() {

@@ -9,9 +9,10 @@ pub mod cli;
 pub mod drill;
 pub mod telemetry;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use strata_core::Strata;
 use strata_core::clock::Clock;
@@ -144,18 +145,44 @@ fn secret_from_file(path: &std::path::Path) -> Result<ServerSecret> {
     }
 }
 
-/// Serves the API and runs the workers until `shutdown` resolves, then drains in-flight
-/// requests and lets each worker take one last step.
+/// How long in-flight requests may run after a shutdown signal before they are cut (`serve
+/// --drain-timeout-seconds`).
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves the API and runs the workers until `shutdown` resolves. Then it stops accepting, lets
+/// requests in flight finish for up to `drain` (a request still running after that is cut: its
+/// transaction rolls back, and it was never acknowledged), and lets each worker take one last
+/// step; the webhook sender gives its attempts in flight 2 s and releases the claims of those it
+/// cuts, so the next process retries them at once.
 pub async fn serve(
     strata: Strata,
     listener: TcpListener,
     cadence: Cadence,
+    drain: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = strata_workers::spawn_all(&strata, &cadence, stop_rx);
     let app = strata_http::router(AppState { strata });
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let signalled = signalled.clone();
+        async move {
+            shutdown.await;
+            signalled.notify_one();
+        }
+    });
+    let deadline = async {
+        signalled.notified().await;
+        tokio::time::sleep(drain).await;
+    };
+    let result = tokio::select! {
+        r = server.into_future() => r,
+        () = deadline => {
+            tracing::warn!(drain_ms = drain.as_millis() as u64, "requests still in flight after the drain timeout were cut");
+            Ok(())
+        }
+    };
     let _ = stop_tx.send(true);
     for w in workers {
         let _ = w.await;

@@ -390,7 +390,7 @@ pub async fn serve_test(strata: Strata) -> (String, oneshot::Sender<()>, tokio::
         retention: hour,
         wake_on_commit: false,
     };
-    let served = tokio::spawn(strata::serve(strata, listener, cadence, async move {
+    let served = tokio::spawn(strata::serve(strata, listener, cadence, strata::DEFAULT_DRAIN, async move {
         let _ = stopped.await;
     }));
     (base, stop, served)

@@ -22,6 +22,7 @@ mod ratelimit;
 mod redis_limits;
 mod secrets;
 mod server_secret;
+mod shutdown;
 mod webhook_history;
 mod webhook_sending;
 mod webhooks;
