@@ -58,7 +58,8 @@ pub trait Store: Send + Sync + 'static {
     async fn read(&self) -> Result<Box<dyn Tx>>;
 
     /// The auth hot path: the key with this public keyid, its org and the org's wallet (for
-    /// whoami), in one indexed read.
+    /// whoami), in one indexed read. The org's `access_revoked` is the effective cut-off: its own,
+    /// or its parent's (an operator's revocation of a partner holds for its children).
     async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org, Wallet)>>;
 
     /// Inserts an idempotency claim unless one exists, in a transaction of its own that need not

@@ -377,7 +377,9 @@ impl Store for SqlStore {
 
     async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org, Wallet)>> {
         let sql = format!(
-            "SELECT {}, {}, {} FROM api_keys k JOIN organizations o ON o.id = k.org_id JOIN wallets w ON w.org_id = o.id \
+            "SELECT {}, {}, {}, COALESCE(p.access_revoked, 0) AS parent_access_revoked \
+             FROM api_keys k JOIN organizations o ON o.id = k.org_id JOIN wallets w ON w.org_id = o.id \
+             LEFT JOIN organizations p ON p.id = o.parent_id \
              WHERE k.keyid = $1",
             rows::KEY_COLUMNS_K,
             rows::ORG_COLUMNS_O,
@@ -388,7 +390,13 @@ impl Store for SqlStore {
             Db::Sqlite(db) => q.fetch_optional(&mut Conn::LiteRead(db.read_one().await)).await?,
             Db::Postgres { pool, .. } => q.fetch_optional(&mut Conn::PgPool(pool.clone())).await?,
         };
-        row.map(|r| Ok((rows::key(&r, "")?, rows::org(&r, "o_")?, rows::wallet_prefixed(&r, "w_")?))).transpose()
+        row.map(|r| {
+            let mut home = rows::org(&r, "o_")?;
+            // The operator's cut-off of a partner holds for its children (CONTRACT §2).
+            home.access_revoked |= rows::int(&r, "parent_access_revoked")? != 0;
+            Ok((rows::key(&r, "")?, home, rows::wallet_prefixed(&r, "w_")?))
+        })
+        .transpose()
     }
 
     async fn idem_claim_fresh(&self, rec: &IdemRecord) -> Result<bool> {
