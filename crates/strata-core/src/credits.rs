@@ -40,6 +40,9 @@ pub enum Account {
     IncludedSource,
     Usage,
     Expired,
+    /// The operator's corrections (`strata credits adjust`): a positive adjustment creates
+    /// credits from it, a negative one destroys credits into it.
+    Adjustments,
 }
 
 impl Account {
@@ -53,6 +56,7 @@ impl Account {
             Account::IncludedSource => "operator:included".into(),
             Account::Usage => "usage".into(),
             Account::Expired => "expired".into(),
+            Account::Adjustments => "operator:adjustments".into(),
         }
     }
 
@@ -64,6 +68,7 @@ impl Account {
             "operator:included" => Account::IncludedSource,
             "usage" => Account::Usage,
             "expired" => Account::Expired,
+            "operator:adjustments" => Account::Adjustments,
             _ => {
                 let rest = s.strip_prefix("wallet:").ok_or_else(bad)?;
                 match rest.split_once(':') {
@@ -125,6 +130,7 @@ pub enum TransferKind {
     Reservation,
     Usage,
     Expiry,
+    Adjustment,
 }
 
 impl TransferKind {
@@ -139,6 +145,7 @@ impl TransferKind {
             TransferKind::Reservation => "reservation",
             TransferKind::Usage => "usage",
             TransferKind::Expiry => "expiry",
+            TransferKind::Adjustment => "adjustment",
         }
     }
 
@@ -153,6 +160,7 @@ impl TransferKind {
             "reservation" => Self::Reservation,
             "usage" => Self::Usage,
             "expiry" => Self::Expiry,
+            "adjustment" => Self::Adjustment,
             _ => return None,
         })
     }

@@ -112,6 +112,12 @@ fn pg_pool_options(max: u32) -> PgPoolOptions {
     )
 }
 
+/// The newest schema migration this binary ships, per backend: `(sqlite, postgres)`.
+pub fn schema_versions() -> (i64, i64) {
+    let newest = |m: sqlx::migrate::Migrator| m.iter().map(|m| m.version).max().unwrap_or(0);
+    (newest(sqlx::migrate!("migrations/sqlite")), newest(sqlx::migrate!("migrations/postgres")))
+}
+
 /// Says what to do when the schema cannot be brought to this binary's version: a database
 /// migrated by a newer release is refused (this binary would misread it), never rolled back.
 fn migrate_err(migrator: &sqlx::migrate::Migrator, e: sqlx::migrate::MigrateError) -> CoreError {

@@ -48,6 +48,81 @@ fn partners_keys_and_access_work_from_the_command_line() {
     assert_eq!(code, 0, "{err}");
 }
 
+fn json_of(dir: &std::path::Path, args: &[&str]) -> Value {
+    let (code, out, err) = strata(dir, args);
+    assert_eq!(code, 0, "strata {args:?}: {err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("strata {args:?} printed no JSON ({e}): {out}"))
+}
+
+/// Finding 5 of the operator issue: the command line lists, shows, kills and revokes keys, lists
+/// and shows orgs, renames a partner, reads and adjusts the ledger, and reads the audit log; a
+/// killed key shows as killed.
+#[test]
+fn the_operator_reads_and_corrects_everything_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let created = json_of(p, &["partners", "create", "--name", "Acme Platform", "--credits", "1000", "--json"]);
+    let org = created["organizationId"].as_str().unwrap().to_owned();
+    let key = json_of(p, &["keys", "create", "--org", &org, "--scopes", "projects:read", "--json"]);
+    let key_id = key["apiKeyId"].as_str().unwrap().to_owned();
+
+    // Keys: list, kill (shown as killed, still active), show by prefix, revoke.
+    assert_eq!(json_of(p, &["keys", "list", "--org", &org, "--json"]).as_array().unwrap().len(), 2);
+    let killed = json_of(p, &["keys", "kill", "--key", &key_id, "--json"]);
+    assert_eq!((killed["status"].as_str(), killed["killSwitch"].as_bool()), (Some("active"), Some(true)));
+    let prefix = killed["prefix"].as_str().unwrap().to_owned();
+    assert_eq!(json_of(p, &["keys", "show", "--key", &prefix, "--json"])["id"], key_id.as_str());
+    let revoked = json_of(p, &["keys", "revoke", "--key", &key_id, "--json"]);
+    assert_eq!(revoked["status"], "revoked");
+    let (code, out, _) = strata(p, &["keys", "list", "--org", &org]);
+    assert_eq!(code, 0);
+    assert!(out.lines().any(|l| l.starts_with(&key_id) && l.contains("revoked") && l.contains("KILLED")), "{out}");
+
+    // Orgs and partners.
+    let (code, _, err) = strata(p, &["partners", "rename", "--org", &org, "--name", "Acme Platform GmbH"]);
+    assert_eq!(code, 0, "{err}");
+    let shown = json_of(p, &["partners", "show", "--org", &org, "--json"]);
+    assert_eq!((shown["name"].as_str(), shown["children"].as_u64()), (Some("Acme Platform GmbH"), Some(0)));
+    assert_eq!(shown["credits"]["balance"], 1000);
+    let listed = json_of(p, &["orgs", "list", "--status", "active", "--json"]);
+    assert_eq!(listed[0]["id"], org.as_str());
+    assert_eq!(json_of(p, &["orgs", "list", "--parent", &org, "--json"]).as_array().unwrap().len(), 0);
+
+    // Credits: a signed adjustment each way, never below available; the ledger stays whole.
+    let up = json_of(p, &["credits", "adjust", "--org", &org, "--credits", "250", "--reason", "goodwill for the outage", "--json"]);
+    assert_eq!(up["balance"], 1250);
+    let down = json_of(p, &["credits", "adjust", "--org", &org, "--credits", "-1200", "--reason", "duplicate grant", "--json"]);
+    assert_eq!((down["balance"].as_i64(), down["available"].as_i64()), (Some(50), Some(50)));
+    let (code, _, err) = strata(p, &["credits", "adjust", "--org", &org, "--credits", "-51", "--reason", "too much"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("credits") && err.contains("-50"), "{err}");
+    let (code, _, err) = strata(p, &["credits", "adjust", "--org", &org, "--credits", "5", "--reason", " "]);
+    assert_ne!(code, 0);
+    assert!(err.contains("reason"), "{err}");
+    assert_eq!(json_of(p, &["credits", "balance", "--org", &org, "--json"])["balance"], 50);
+    let history = json_of(p, &["credits", "history", "--org", &org, "--event-type", "adjustment", "--json"]);
+    let deltas: Vec<i64> = history.as_array().unwrap().iter().map(|e| e["credits"].as_i64().unwrap()).collect();
+    assert_eq!(deltas, vec![-1200, 250]);
+    assert_eq!(history[0]["metadata"]["reason"], "duplicate grant");
+    let check = json_of(p, &["ledger", "check", "--json"]);
+    assert_eq!(check["ok"], true, "{check}");
+    assert_eq!((check["created"].as_i64(), check["destroyed"].as_i64()), (Some(1250), Some(1200)));
+
+    // The audit log, filtered.
+    let audit = json_of(p, &["audit", "--org", &org, "--event-type", "credits.adjusted", "--json"]);
+    assert_eq!(audit.as_array().unwrap().len(), 2);
+    assert_eq!(audit[0]["actor"], "operator");
+    let (code, out, _) = strata(p, &["audit", "--org", &org]);
+    assert_eq!(code, 0);
+    for what in ["api_key.killed", "api_key.revoked", "organization.renamed", "credits.adjusted"] {
+        assert!(out.contains(what), "{what} missing from: {out}");
+    }
+
+    let version = json_of(p, &["version", "--json"]);
+    assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
+    assert!(version["schema"]["sqlite"].as_i64().unwrap() > 0);
+}
+
 #[test]
 fn bad_operator_input_fails_with_a_message() {
     let dir = tempfile::tempdir().unwrap();

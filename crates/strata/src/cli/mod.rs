@@ -9,17 +9,17 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use strata_core::Strata;
-use strata_core::apikey::{Env, Tier};
 use strata_core::clock::SystemClock;
-use strata_core::credits::GrantKind;
 use strata_core::error::CoreError;
-use strata_core::id::OrgId;
-use strata_core::scope::Scopes;
-use strata_core::service::{CoreConfig, NewPartner};
+use strata_core::service::CoreConfig;
 use strata_store::Backend;
 use strata_workers::Cadence;
 
 use crate::OpenOptions;
+
+mod operator;
+
+pub use operator::{AuditArgs, CreditsCmd, KeysCmd, OrgsCmd, PartnersCmd};
 
 #[derive(Parser, Debug)]
 #[command(name = "strata", version, about = "The Layers Partner API control plane")]
@@ -84,15 +84,22 @@ pub enum Command {
     /// Partner (root) organizations.
     #[command(subcommand)]
     Partners(PartnersCmd),
-    /// Operator credit grants.
+    /// Credits: grant, balance, history and signed adjustments.
     #[command(subcommand)]
     Credits(CreditsCmd),
     /// API keys.
     #[command(subcommand)]
     Keys(KeysCmd),
-    /// Organizations.
+    /// Organizations: list, show, revoke or restore API access.
     #[command(subcommand)]
     Orgs(OrgsCmd),
+    /// An org's audit log, newest first, with the API's filters.
+    Audit(AuditArgs),
+    /// Print strata's version and the newest database schema it knows.
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the credit ledger's invariants over the whole database.
     #[command(subcommand)]
     Ledger(LedgerCmd),
@@ -178,87 +185,6 @@ fn secret_source(hex: &Option<String>, file: &Option<PathBuf>, flag: &str) -> Re
     }
 }
 
-#[derive(Subcommand, Debug)]
-pub enum PartnersCmd {
-    /// Create a partner org with an org:admin + * key.
-    Create {
-        #[arg(long)]
-        name: String,
-        #[arg(long, default_value = "standard")]
-        tier: String,
-        /// Credits to grant at creation.
-        #[arg(long)]
-        credits: Option<i64>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// List partner orgs.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum CreditsCmd {
-    /// Grant credits to an org.
-    Grant {
-        #[arg(long)]
-        org: String,
-        #[arg(long)]
-        credits: i64,
-        #[arg(long, default_value = "grant")]
-        kind: String,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum KeysCmd {
-    /// Mint a key for any org.
-    Create {
-        #[arg(long)]
-        org: String,
-        /// Comma-separated scopes, e.g. `projects:read,content:write`.
-        #[arg(long)]
-        scopes: String,
-        #[arg(long, default_value = "operator")]
-        name: String,
-        #[arg(long, default_value = "standard")]
-        tier: String,
-        #[arg(long, default_value = "live")]
-        env: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Change a key's rate-limit tier.
-    Tier {
-        #[arg(long)]
-        key: String,
-        #[arg(long)]
-        tier: String,
-    },
-    /// Lift a key's kill switch.
-    Unkill {
-        #[arg(long)]
-        key: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum OrgsCmd {
-    /// Revoke or restore an org's API access.
-    Access {
-        #[arg(long)]
-        org: String,
-        #[arg(long, conflicts_with = "restore", required_unless_present = "restore")]
-        revoke: bool,
-        #[arg(long)]
-        restore: bool,
-    },
-}
-
 impl Cli {
     /// What `open` needs, from the flags; an unreadable secret file is a validation error.
     pub fn open_options(&self) -> Result<OpenOptions, CoreError> {
@@ -289,13 +215,9 @@ impl Cli {
 }
 
 /// Writes one line of command output to stdout.
-fn out(line: impl std::fmt::Display) {
+pub(crate) fn out(line: impl std::fmt::Display) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
-}
-
-fn parse_tier(s: &str) -> Result<Tier, CoreError> {
-    Tier::parse(s).ok_or_else(|| CoreError::validation("tier", "must be sandbox, standard, pilot, partner or internal"))
 }
 
 /// Runs the command; returns the process exit code.
@@ -338,6 +260,10 @@ pub async fn run(cli: Cli) -> i32 {
         return crate::drill::run(cmd).await;
     }
     match &cli.command {
+        Command::Version { json } => {
+            version(*json);
+            return 0;
+        }
         Command::Secret(SecretCmd::Generate) => {
             out(strata_core::cursor::ServerSecret::generate().to_hex());
             return 0;
@@ -384,14 +310,15 @@ pub async fn run(cli: Cli) -> i32 {
     };
     let result = match cli.command {
         Command::Serve(args) => serve(strata, args).await,
-        Command::Partners(cmd) => partners(strata, cmd).await,
-        Command::Credits(CreditsCmd::Grant { org, credits, kind, json }) => grant(strata, &org, credits, &kind, json).await,
-        Command::Keys(cmd) => keys(strata, cmd).await,
-        Command::Orgs(OrgsCmd::Access { org, revoke, .. }) => access(strata, &org, revoke).await,
+        Command::Partners(cmd) => operator::partners(strata, cmd).await,
+        Command::Credits(cmd) => operator::credits(strata, cmd).await,
+        Command::Keys(cmd) => operator::keys(strata, cmd).await,
+        Command::Orgs(cmd) => operator::orgs(strata, cmd).await,
+        Command::Audit(args) => operator::audit(strata, args).await,
         Command::Ledger(LedgerCmd::Check { json }) => ledger_check(strata, json).await,
         Command::Secret(_) => rotate_secret(strata).await,
         Command::Backup { to } => backup(strata, &opts, &to).await,
-        Command::Bench(_) | Command::Restore { .. } | Command::Drill(_) => Ok(()),
+        Command::Bench(_) | Command::Restore { .. } | Command::Drill(_) | Command::Version { .. } => Ok(()),
     };
     match result {
         Ok(()) => 0,
@@ -399,6 +326,17 @@ pub async fn run(cli: Cli) -> i32 {
             eprintln_error(&e);
             1
         }
+    }
+}
+
+/// `strata version`: the build and the newest schema migration it carries (a database migrated
+/// past it is refused at start).
+fn version(json: bool) {
+    let (sqlite, postgres) = strata_store::schema_versions();
+    if json {
+        out(json!({ "version": env!("CARGO_PKG_VERSION"), "schema": { "sqlite": sqlite, "postgres": postgres } }));
+    } else {
+        out(format!("strata {} (schema: sqlite {sqlite}, postgres {postgres})", env!("CARGO_PKG_VERSION")));
     }
 }
 
@@ -716,86 +654,6 @@ pub(crate) async fn terminated() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-async fn partners(strata: Strata, cmd: PartnersCmd) -> Result<(), CoreError> {
-    match cmd {
-        PartnersCmd::Create { name, tier, credits, json } => {
-            if credits.is_some_and(|c| c < 0) {
-                return Err(CoreError::validation("credits", "must not be negative"));
-            }
-            let name = strata_core::org::parse_name(&name, "name", 128)?;
-            let created = strata.create_partner(NewPartner { name, tier: parse_tier(&tier)? }).await?;
-            if let Some(c) = credits.filter(|c| *c > 0) {
-                strata.grant_credits(created.org.id, c, GrantKind::Grant).await?;
-            }
-            if json {
-                out(json!({ "organizationId": created.org.id, "apiKey": created.secret.expose() }));
-            } else {
-                out(format!("partner org: {}", created.org.id));
-                out(format!("admin key: {}", created.secret.expose()));
-            }
-        }
-        PartnersCmd::List { json } => {
-            let orgs = strata.list_partners().await?;
-            if json {
-                let items: Vec<_> = orgs.iter().map(strata_core::wire::OrgView::from).collect();
-                out(serde_json::to_string(&items).unwrap_or_default());
-            } else {
-                for o in orgs {
-                    out(format!("{}  {:<10} {}", o.id, o.status.as_str(), o.name));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn keys(strata: Strata, cmd: KeysCmd) -> Result<(), CoreError> {
-    match cmd {
-        KeysCmd::Create { org, scopes, name, tier, env, json } => {
-            let org = OrgId::parse_field(&org, "org")?;
-            let list: Vec<String> = scopes.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
-            let scopes = Scopes::parse_request(&list, "scopes")?;
-            let env = Env::parse(&env).ok_or_else(|| CoreError::validation("env", "must be live or test"))?;
-            let name = strata_core::org::parse_name(&name, "name", 120)?;
-            let (key, secret) = strata.operator_create_key(org, name, scopes, parse_tier(&tier)?, env).await?;
-            if json {
-                out(json!({ "apiKeyId": key.id, "organizationId": key.org_id, "apiKey": secret.expose() }));
-            } else {
-                out(format!("key: {} ({})", key.id, key.prefix()));
-                out(format!("api key: {}", secret.expose()));
-            }
-        }
-        KeysCmd::Tier { key, tier } => {
-            let k = strata.set_key_tier(&key, parse_tier(&tier)?).await?;
-            out(format!("{} tier is now {}", k.id, k.tier.as_str()));
-        }
-        KeysCmd::Unkill { key } => {
-            let k = strata.unkill_key(&key).await?;
-            out(format!("{} is no longer killed", k.id));
-        }
-    }
-    Ok(())
-}
-
-async fn access(strata: Strata, org: &str, revoke: bool) -> Result<(), CoreError> {
-    let org = strata.set_org_access(OrgId::parse_field(org, "org")?, revoke).await?;
-    out(format!("{} API access {}", org.id, if org.access_revoked { "revoked" } else { "restored" }));
-    Ok(())
-}
-
-async fn grant(strata: Strata, org: &str, credits: i64, kind: &str, json: bool) -> Result<(), CoreError> {
-    let org = OrgId::parse_field(org, "org")?;
-    let kind = GrantKind::parse(kind).ok_or_else(|| CoreError::validation("kind", "must be grant, purchase or included"))?;
-    let (txn, w) = strata.grant_credits(org, credits, kind).await?;
-    if json {
-        out(json!({ "transferId": txn, "organizationId": org, "balance": w.balance(), "available": w.available(),
-                    "prepaidBalance": w.prepaid_balance, "includedRemaining": w.included_remaining }));
-    } else {
-        out(format!("{txn}: {org} balance {} (available {})", w.balance(), w.available()));
-    }
-    Ok(())
 }
 
 async fn ledger_check(strata: Strata, json: bool) -> Result<(), CoreError> {
