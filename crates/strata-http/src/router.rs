@@ -61,6 +61,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/events/{eventId}", get(logs::event))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn_with_state(app.clone(), crate::shed::shed))
         .layer(from_fn_with_state(app.clone(), request_context))
         .with_state(app)
 }

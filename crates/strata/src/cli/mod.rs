@@ -172,6 +172,23 @@ pub struct ServeArgs {
     /// connections are refused from the signal on).
     #[arg(long, env = "STRATA_DRAIN_TIMEOUT_SECONDS", default_value_t = crate::DEFAULT_DRAIN.as_secs_f64())]
     pub drain_timeout_seconds: f64,
+    /// API requests in flight at once; beyond it a request is answered 503 SERVICE_UNAVAILABLE
+    /// with Retry-After at once (load shedding) rather than queued.
+    #[arg(long, env = "STRATA_MAX_IN_FLIGHT", default_value_t = strata_http::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+    /// Seconds to wait for a database connection (PostgreSQL) before a request answers 503, and
+    /// for the first connection at start.
+    #[arg(long, env = "STRATA_DATABASE_TIMEOUT_SECONDS", default_value_t = 2.0)]
+    pub database_timeout_seconds: f64,
+    /// Seconds one statement may run (PostgreSQL's statement_timeout), or a write may wait for
+    /// SQLite's writer, before the request answers 503; 0 leaves them unbounded.
+    #[arg(long, env = "STRATA_STATEMENT_TIMEOUT_SECONDS", default_value_t = 10.0)]
+    pub statement_timeout_seconds: f64,
+}
+
+/// A duration flag given in seconds (fractions allowed, 0 or more).
+fn seconds(value: f64, flag: &str) -> Result<std::time::Duration, CoreError> {
+    std::time::Duration::try_from_secs_f64(value).map_err(|_| CoreError::validation(flag, "must be a number of seconds, 0 or more"))
 }
 
 /// Reads a secret from `--secret-key` or the file `--secret-key-file` names (at most one is set).
@@ -210,6 +227,13 @@ impl Cli {
             secret_hex: secret_source(&self.secret_key, &self.secret_key_file, "--secret-key-file")?,
             previous_secret_hex: secret_source(&self.previous_secret_key, &self.previous_secret_key_file, "--previous-secret-key-file")?,
             core,
+            db: match &self.command {
+                Command::Serve(a) => strata_store::DbTimeouts {
+                    acquire: seconds(a.database_timeout_seconds, "--database-timeout-seconds")?,
+                    statement: Some(seconds(a.statement_timeout_seconds, "--statement-timeout-seconds")?).filter(|t| !t.is_zero()),
+                },
+                _ => strata_store::DbTimeouts::default(),
+            },
         })
     }
 }
@@ -353,15 +377,7 @@ fn finish(r: Result<(), CoreError>) -> i32 {
 
 /// A database URL as it may be printed: without its password.
 pub fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "the --database-url given".to_owned(),
-    }
+    strata_store::redact_url(url)
 }
 
 /// Refuses, saying where it looked and how to point elsewhere, when there is no database.
@@ -627,9 +643,12 @@ async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
     let addr = listener.local_addr().map_err(|e| CoreError::internal(e.to_string()))?;
     out(format!("strata listening on http://{addr} ({})", strata.store.backend()));
     tracing::info!(%addr, backend = strata.store.backend(), "listening");
-    let drain = std::time::Duration::try_from_secs_f64(args.drain_timeout_seconds)
-        .map_err(|_| CoreError::validation("--drain-timeout-seconds", "must be a number of seconds, 0 or more"))?;
-    crate::serve(strata, listener, Cadence::default(), drain, shutdown_signal()).await.map_err(|e| CoreError::internal(e.to_string()))
+    let opts = crate::ServeOptions {
+        cadence: Cadence::default(),
+        drain: seconds(args.drain_timeout_seconds, "--drain-timeout-seconds")?,
+        max_in_flight: args.max_in_flight.max(1),
+    };
+    crate::serve(strata, listener, opts, shutdown_signal()).await.map_err(|e| CoreError::internal(e.to_string()))
 }
 
 async fn shutdown_signal() {

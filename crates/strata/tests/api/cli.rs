@@ -138,6 +138,29 @@ fn bad_operator_input_fails_with_a_message() {
     assert_ne!(code, 0);
 }
 
+/// Finding 7 of the operator issue: an unreachable PostgreSQL is named at once (it used to hang
+/// for 30 s, then say "pool timed out").
+#[test]
+fn an_unreachable_postgresql_is_one_clear_line_at_once() {
+    for (url, says) in [
+        ("postgres://postgres@127.0.0.1:1/postgres", "connection refused"),
+        ("postgres://postgres:hunter2@127.0.0.1:1/postgres", "connection refused"),
+    ] {
+        let started = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["--database-url", url, "partners", "list"])
+            .env("STRATA_SECRET_KEY", "00".repeat(32))
+            .output()
+            .expect("run strata");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(says) && err.contains("127.0.0.1:1"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("internal"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+    }
+}
+
 #[test]
 fn a_malformed_retry_schedule_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,6 +17,7 @@ mod ledger_props;
 mod logs;
 mod operator_guards;
 mod orgs;
+mod outage;
 mod projects;
 mod ratelimit;
 mod redis_limits;

@@ -30,9 +30,14 @@ async fn server(app: &TestApp, drain: Duration) -> (String, oneshot::Sender<()>,
         retention: hour,
         wake_on_commit: false,
     };
-    let served = tokio::spawn(strata::serve(app.strata.clone(), listener, cadence, drain, async move {
-        let _ = signalled.await;
-    }));
+    let served = tokio::spawn(strata::serve(
+        app.strata.clone(),
+        listener,
+        strata::ServeOptions { cadence, drain, ..Default::default() },
+        async move {
+            let _ = signalled.await;
+        },
+    ));
     (base, signal, served)
 }
 
