@@ -262,6 +262,65 @@ pub async fn database_exists(backend: &Backend) -> Result<bool> {
     }
 }
 
+/// The newest schema migration applied to the database (`None`: it holds no strata schema).
+/// Reads only; applies nothing.
+pub async fn schema_applied(backend: &Backend) -> Result<Option<i64>> {
+    const SQL: &str = "SELECT MAX(version) AS v FROM _sqlx_migrations WHERE success";
+    if !database_exists(backend).await? {
+        return Ok(None);
+    }
+    match backend {
+        Backend::Sqlite { dir } => {
+            let conn = rusqlite::Connection::open_with_flags(dir.join(SQLITE_FILE), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(conn::lite_err)?;
+            conn.query_row(SQL, [], |r| r.get::<_, Option<i64>>(0)).map_err(conn::lite_err)
+        }
+        Backend::Postgres { url } => {
+            let (_, mut conn) = first_connection(url, DbTimeouts::default().acquire).await?;
+            let row = sqlx::query(SQL).fetch_one(&mut conn).await.map_err(db_err)?;
+            let _ = sqlx::Connection::close(conn).await;
+            sqlx::Row::try_get::<Option<i64>, _>(&row, "v").map_err(db_err)
+        }
+    }
+}
+
+/// What the server's clock can be checked against: PostgreSQL's own clock, or (SQLite, one
+/// machine) the newest timestamp strata stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockReference {
+    /// The database server's `clock_timestamp()`, in Unix milliseconds.
+    DatabaseNow(i64),
+    /// The newest audit entry or event stored, in Unix milliseconds (`None`: nothing stored).
+    NewestStored(Option<i64>),
+}
+
+/// Reads the clock reference of the database (see `ClockReference`).
+pub async fn clock_reference(backend: &Backend) -> Result<ClockReference> {
+    match backend {
+        Backend::Sqlite { dir } => {
+            let conn = rusqlite::Connection::open_with_flags(dir.join(SQLITE_FILE), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(conn::lite_err)?;
+            let newest = conn
+                .query_row(
+                    "SELECT MAX(t) FROM (SELECT MAX(occurred_at) AS t FROM audit_log UNION ALL SELECT MAX(created_at) FROM events)",
+                    [],
+                    |r| r.get::<_, Option<i64>>(0),
+                )
+                .map_err(conn::lite_err)?;
+            Ok(ClockReference::NewestStored(newest))
+        }
+        Backend::Postgres { url } => {
+            let (_, mut conn) = first_connection(url, DbTimeouts::default().acquire).await?;
+            let row = sqlx::query("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(db_err)?;
+            let _ = sqlx::Connection::close(conn).await;
+            Ok(ClockReference::DatabaseNow(sqlx::Row::try_get::<i64, _>(&row, "now").map_err(db_err)?))
+        }
+    }
+}
+
 /// The SQLite database's file name in its data directory.
 pub const SQLITE_FILE: &str = "strata.db";
 

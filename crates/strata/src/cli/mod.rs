@@ -17,6 +17,7 @@ use strata_workers::Cadence;
 
 use crate::OpenOptions;
 
+mod doctor;
 mod operator;
 
 pub use operator::{AuditArgs, CreditsCmd, KeysCmd, OrgsCmd, PartnersCmd};
@@ -95,6 +96,15 @@ pub enum Command {
     Orgs(OrgsCmd),
     /// An org's audit log, newest first, with the API's filters.
     Audit(AuditArgs),
+    /// Check what a server needs (database, schema, secret, Redis, disk, clock) without starting
+    /// one or changing anything; exits 1 when a check fails.
+    Doctor {
+        /// Also check this Redis (the one `serve --redis-url` would use).
+        #[arg(long, env = "STRATA_REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print strata's version and the newest database schema it knows.
     Version {
         #[arg(long)]
@@ -184,6 +194,10 @@ pub struct ServeArgs {
     /// SQLite's writer, before the request answers 503; 0 leaves them unbounded.
     #[arg(long, env = "STRATA_STATEMENT_TIMEOUT_SECONDS", default_value_t = 10.0)]
     pub statement_timeout_seconds: f64,
+    /// On an empty database, write the first partner's admin key to this file (created 0600,
+    /// replaced atomically) instead of printing it: a non-interactive bootstrap.
+    #[arg(long, env = "STRATA_BOOTSTRAP_KEY_FILE")]
+    pub bootstrap_key_file: Option<PathBuf>,
 }
 
 /// A duration flag given in seconds (fractions allowed, 0 or more).
@@ -288,6 +302,7 @@ pub async fn run(cli: Cli) -> i32 {
             version(*json);
             return 0;
         }
+        Command::Doctor { redis_url, json } => return doctor::run(&opts, redis_url.as_deref(), *json).await,
         Command::Secret(SecretCmd::Generate) => {
             out(strata_core::cursor::ServerSecret::generate().to_hex());
             return 0;
@@ -342,7 +357,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Ledger(LedgerCmd::Check { json }) => ledger_check(strata, json).await,
         Command::Secret(_) => rotate_secret(strata).await,
         Command::Backup { to } => backup(strata, &opts, &to).await,
-        Command::Bench(_) | Command::Restore { .. } | Command::Drill(_) | Command::Version { .. } => Ok(()),
+        Command::Bench(_) | Command::Restore { .. } | Command::Drill(_) | Command::Version { .. } | Command::Doctor { .. } => Ok(()),
     };
     match result {
         Ok(()) => 0,
@@ -634,8 +649,16 @@ async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
     };
     if let Some(created) = strata.bootstrap("My Partner Org").await? {
         out(format!("provisioned partner org: {}", created.org.id));
-        out(format!("admin key: {}", created.secret.expose()));
-        out("(shown once; store it now)");
+        match &args.bootstrap_key_file {
+            Some(path) => {
+                write_key_file(path, created.secret.expose())?;
+                out(format!("admin key: written to {} (owner-only)", path.display()));
+            }
+            None => {
+                out(format!("admin key: {}", created.secret.expose()));
+                out("(shown once; store it now)");
+            }
+        }
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -654,6 +677,22 @@ async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
 async fn shutdown_signal() {
     terminated().await;
     tracing::info!("shutting down");
+}
+
+/// Writes a secret into `path`, owner-only: into a new temporary file beside it, synced, then
+/// renamed over `path`, so the file is never seen half-written or with wider permissions.
+fn write_key_file(path: &std::path::Path, secret: &str) -> Result<(), CoreError> {
+    let fail = |e: std::io::Error| {
+        crate::refusal(format!(
+            "cannot write the admin key to {}: {e} (the partner was made; mint it another admin key with `strata keys create`)",
+            path.display()
+        ))
+    };
+    let tmp = path.with_extension("partial");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = strata_store::owner_only_file(&tmp).map_err(fail)?;
+    f.write_all(format!("{secret}\n").as_bytes()).and_then(|()| f.sync_all()).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

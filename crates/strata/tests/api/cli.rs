@@ -161,6 +161,75 @@ fn an_unreachable_postgresql_is_one_clear_line_at_once() {
     }
 }
 
+/// `strata doctor` reports each check on one line and exits 1 when one fails.
+#[test]
+fn doctor_names_each_failure_with_one_line_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    // No database yet.
+    let (code, out, _) = strata(p, &["doctor"]);
+    assert_eq!(code, 1);
+    assert!(out.lines().any(|l| l.starts_with("FAIL  database: no strata database")), "{out}");
+
+    json_of(p, &["partners", "create", "--name", "Acme Platform", "--json"]);
+    let checks = json_of(p, &["doctor", "--json"]);
+    let outcome = |name: &str| checks.as_array().unwrap().iter().find(|c| c["check"] == name).map(|c| c["outcome"].clone()).unwrap();
+    for name in ["database", "migrations", "secret", "disk", "clock"] {
+        assert_eq!(outcome(name), "ok", "{checks}");
+    }
+    assert_eq!(outcome("redis"), "skip");
+
+    let (code, out, _) = strata(p, &["doctor", "--redis-url", "redis://127.0.0.1:1"]);
+    assert_eq!(code, 1);
+    assert!(out.lines().any(|l| l.starts_with("FAIL  redis:")), "{out}");
+
+    // A server.key that is not the one the database was made with.
+    std::fs::write(p.join("server.key"), "ab".repeat(32)).unwrap();
+    let (code, out, _) = strata(p, &["doctor"]);
+    assert_eq!(code, 1);
+    let line = out.lines().find(|l| l.contains("secret:")).unwrap();
+    assert!(line.starts_with("FAIL") && line.contains("does not open"), "{out}");
+}
+
+/// `serve --bootstrap-key-file` writes the first admin key to an owner-only file, never to the
+/// output.
+#[test]
+fn serve_writes_the_first_admin_key_to_a_file_when_asked() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("admin.key");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--bootstrap-key-file"])
+        .arg(&key_file)
+        .env_remove("STRATA_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start strata serve");
+    let mut printed = Vec::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let listening = line.starts_with("strata listening");
+        printed.push(line);
+        if listening {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let key = std::fs::read_to_string(&key_file).expect("the key file").trim().to_owned();
+    assert!(key.starts_with("lp_live_"), "{key}");
+    assert!(printed.iter().all(|l| !l.contains(&key)), "the key was printed: {printed:?}");
+    assert!(printed.iter().any(|l| l.contains("written to")), "{printed:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
+
 #[test]
 fn a_malformed_retry_schedule_is_refused() {
     let dir = tempfile::tempdir().unwrap();
