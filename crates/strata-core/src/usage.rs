@@ -58,11 +58,11 @@ pub struct Bucket {
 }
 
 /// Cuts `[since, until)` into buckets aligned to UTC days or months, the first and last clipped
-/// to the range, oldest first. `since` must be before `until`; a range of more than
-/// `max_buckets` is 422 stating the maximum in `details.max`.
+/// to the range, oldest first (none when the range is empty). `until` before `since` is 422; a
+/// range of more than `max_buckets` is 422 stating the maximum in `details.max`.
 pub fn buckets(since: Timestamp, until: Timestamp, granularity: Granularity) -> Result<Vec<Bucket>, CoreError> {
-    if since >= until {
-        return Err(CoreError::validation("until", "must be after since"));
+    if until < since {
+        return Err(CoreError::validation("until", "must not be before since"));
     }
     let max = granularity.max_buckets();
     let mut out = Vec::new();
@@ -200,8 +200,9 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_or_too_long_range_is_refused_naming_the_limit() {
-        assert_eq!(buckets(t("2026-06-01T00:00:00Z"), t("2026-06-01T00:00:00Z"), Granularity::Day).unwrap_err().status(), 422);
+    fn a_backwards_or_too_long_range_is_refused_naming_the_limit() {
+        assert_eq!(buckets(t("2026-06-01T00:00:00Z"), t("2026-06-01T00:00:00Z"), Granularity::Day).unwrap(), []);
+        assert_eq!(buckets(t("2026-06-01T00:00:01Z"), t("2026-06-01T00:00:00Z"), Granularity::Day).unwrap_err().status(), 422);
         assert_eq!(buckets(t("2026-01-01T00:00:00Z"), t("2027-01-02T00:00:00Z"), Granularity::Day).unwrap().len(), 366);
         let err = buckets(t("2026-01-01T00:00:00Z"), t("2027-01-02T00:00:01Z"), Granularity::Day).unwrap_err();
         assert_eq!((err.status(), err.details()["max"].as_i64()), (422, Some(366)));

@@ -33,29 +33,39 @@ pub(crate) async fn report(
     let mut q = Q::new("WITH buckets (n, lo, hi) AS (VALUES ");
     for (i, b) in buckets.iter().enumerate() {
         let n = i64::try_from(i).unwrap_or(i64::MAX);
-        q = q.push(if i == 0 { "(" } else { ", (" }).and_int("$?", n).and_int(", $?", b.start.millis()).and_int(", $?", b.end.millis()).push(")");
+        q = q
+            .push(if i == 0 { "(" } else { ", (" })
+            .and_int("$?", n)
+            .and_int(", $?", b.start.millis())
+            .and_int(", $?", b.end.millis())
+            .push(")");
     }
     // SUM of BIGINT is NUMERIC on PostgreSQL: cast back to an integer.
     q = q.push(&format!(
-        ") SELECT b.n AS bucket, e.project_id AS project_id, \
+        ") SELECT buckets.n AS bucket, e.project_id AS project_id, \
          CAST(SUM(CASE WHEN e.event_type = 'usage' THEN -e.credits ELSE 0 END) AS BIGINT) AS used, \
          CAST(SUM(CASE WHEN e.event_type = 'refund' THEN e.credits ELSE 0 END) AS BIGINT) AS refunded, \
          CAST(SUM(CASE WHEN e.event_type = 'allocation' AND {trigger} = 'manual' THEN e.credits ELSE 0 END) AS BIGINT) AS allocated, \
          CAST(SUM(CASE WHEN e.event_type = 'allocation' AND {trigger} = 'auto_refill' THEN e.credits ELSE 0 END) AS BIGINT) AS refilled \
-         FROM buckets b JOIN credit_events e ON e.created_at >= b.lo AND e.created_at < b.hi "
+         FROM buckets JOIN credit_events e ON e.created_at >= buckets.lo AND e.created_at < buckets.hi "
     ));
     q = q.and_str("WHERE e.org_id = $? AND e.event_type IN ('usage', 'refund', 'allocation')", &org.uuid_string());
     if let Some(p) = project {
         q = q.and_str(" AND e.project_id = $?", &p.uuid_string());
     }
-    q = q.push(" GROUP BY b.n, e.project_id");
+    q = q.push(" GROUP BY buckets.n, e.project_id");
     let rows = q.fetch_all(conn).await?;
     rows.iter()
         .map(|r| {
             Ok(UsageRow {
                 bucket: usize::try_from(r.int("bucket")?).unwrap_or(usize::MAX),
                 project_id: r.opt_text("project_id")?.map(|p| ProjectId::from_stored(&p)).transpose()?,
-                sums: UsageSums { used: r.int("used")?, refunded: r.int("refunded")?, allocated: r.int("allocated")?, refilled: r.int("refilled")? },
+                sums: UsageSums {
+                    used: r.int("used")?,
+                    refunded: r.int("refunded")?,
+                    allocated: r.int("allocated")?,
+                    refilled: r.int("refilled")?,
+                },
             })
         })
         .collect()

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod children;
 mod cli;
 mod content;
 mod conventions;
@@ -22,6 +23,7 @@ mod ratelimit;
 mod redis_limits;
 mod secrets;
 mod server_secret;
+mod usage;
 mod webhook_history;
 mod webhook_sending;
 mod webhooks;
