@@ -290,12 +290,17 @@ impl SqlStore {
             Backend::Sqlite { dir } => Self::connect_sqlite(dir).await?,
             Backend::Postgres { url } => Self::connect_postgres(url).await?,
         };
+        // Once per database (the setting marks it done), not a read of every org at each start.
+        const SEARCH_KEYS_FILLED: &str = "org_search_keys_filled";
         let mut tx = store.begin(true).await?;
-        let filled = children::fill_search_keys(&mut tx.conn).await?;
-        Tx::commit(Box::new(tx)).await?;
-        if filled > 0 {
-            tracing::info!(organizations = filled, "filled in the search keys of organizations written before migration 0007");
+        if tx.setting(SEARCH_KEYS_FILLED).await?.is_none() {
+            let filled = children::fill_search_keys(&mut tx.conn).await?;
+            tx.setting_init(SEARCH_KEYS_FILLED, "0007").await?;
+            if filled > 0 {
+                tracing::info!(organizations = filled, "filled in the search keys of organizations written before migration 0007");
+            }
         }
+        Tx::commit(Box::new(tx)).await?;
         Ok(store)
     }
 

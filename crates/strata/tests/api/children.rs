@@ -173,7 +173,8 @@ async fn orgs_written_before_the_search_keys_existed_are_found_after_a_restart()
     let mut app = TestApp::spawn().await;
     child_with(&app, "Ökonom GmbH", Some("ÖK-1")).await;
     // As a database migrated from a release without the keys leaves them.
-    let clear = "UPDATE organizations SET name_key = NULL, external_id = NULL, external_id_key = NULL";
+    let clear = "UPDATE organizations SET name_key = NULL, external_id = NULL, external_id_key = NULL; \
+                 DELETE FROM settings WHERE name = 'org_search_keys_filled'";
     {
         use sqlx::{Connection, Executor};
         match &app.backend {
