@@ -9,6 +9,7 @@
 //!   transaction reads, so a read-modify-write is never a lost update.
 #![forbid(unsafe_code)]
 
+mod children;
 mod conn;
 pub mod faults;
 mod lite;
@@ -18,6 +19,7 @@ mod query;
 mod rows;
 mod sealed;
 mod tx;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -450,18 +452,31 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 impl SqlStore {
-    /// Connects, applies the backend's migrations, and returns the store (default timeouts:
-    /// 2 s for a connection, statements unbounded).
+    /// Connects, applies the backend's migrations (and fills in what a migration leaves to
+    /// the application), and returns the store (default timeouts: 2 s for a connection,
+    /// statements unbounded).
     pub async fn connect(backend: &Backend) -> Result<Self> {
         Self::connect_with(backend, DbTimeouts::default()).await
     }
 
     /// As `connect`, with these timeouts.
     pub async fn connect_with(backend: &Backend, timeouts: DbTimeouts) -> Result<Self> {
-        match backend {
-            Backend::Sqlite { dir } => Self::connect_sqlite(dir, timeouts).await,
-            Backend::Postgres { url } => Self::connect_postgres(url, timeouts).await,
+        let store = match backend {
+            Backend::Sqlite { dir } => Self::connect_sqlite(dir, timeouts).await?,
+            Backend::Postgres { url } => Self::connect_postgres(url, timeouts).await?,
+        };
+        // Once per database (the setting marks it done), not a read of every org at each start.
+        const SEARCH_KEYS_FILLED: &str = "org_search_keys_filled";
+        let mut tx = store.begin(true).await?;
+        if tx.setting(SEARCH_KEYS_FILLED).await?.is_none() {
+            let filled = children::fill_search_keys(&mut tx.conn).await?;
+            tx.setting_init(SEARCH_KEYS_FILLED, "0007").await?;
+            if filled > 0 {
+                tracing::info!(organizations = filled, "filled in the search keys of organizations written before migration 0007");
+            }
         }
+        Tx::commit(Box::new(tx)).await?;
+        Ok(store)
     }
 
     async fn connect_sqlite(dir: &Path, timeouts: DbTimeouts) -> Result<Self> {

@@ -20,6 +20,7 @@ mod posts;
 mod projects;
 mod secrets;
 mod tenancy;
+mod usage;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -37,10 +38,11 @@ pub use idempotency::Claimed;
 pub use keys::{KeyEnv, NewKey};
 pub use operator::{NewPartner, PartnerCreated};
 pub use operator_views::{OPERATOR_LIST_MAX, OrgDetail};
-pub use orgs::{NewChild, OrgPatch};
+pub use orgs::{ChildView, NewChild, OrgPatch};
 pub use posts::NewPost;
 pub use projects::{NewProject, ProjectPatch};
 pub use secrets::{ResealReport, SECRET_CHECK_SETTING, SecretFit, init_secret_check, secret_fit};
+pub use usage::UsageQuery;
 pub use webhooks::{EndpointPatch, EndpointView, NewEndpoint};
 
 use crate::audit::{Actor, AuditEntry};

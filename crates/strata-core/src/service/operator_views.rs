@@ -12,7 +12,7 @@ use crate::error::{CoreError, Result};
 use crate::event::EventType;
 use crate::id::OrgId;
 use crate::key::{ApiKey, KeyStatus};
-use crate::org::{Org, OrgStatus};
+use crate::org::{Org, OrgFilter, OrgStatus};
 use crate::store::Owner;
 use crate::wire::KeyView;
 
@@ -36,7 +36,8 @@ impl Strata {
         if let Some(p) = parent {
             tx.org(Owner::System, p).await?.ok_or(CoreError::not_found("organization"))?;
         }
-        let rows = tx.list_orgs(parent, status, PageRequest { limit, before_seq: None }).await?;
+        let filter = OrgFilter { statuses: status.into_iter().collect(), ..OrgFilter::default() };
+        let rows = tx.list_orgs(parent, &filter, PageRequest { limit, before_seq: None }).await?;
         tx.commit().await?;
         Ok(rows)
     }
@@ -46,7 +47,8 @@ impl Strata {
         let mut tx = self.store.read().await?;
         let org = tx.org(Owner::System, id).await?.ok_or(CoreError::not_found("organization"))?;
         let wallet = tx.wallet(id).await?.ok_or_else(|| CoreError::internal(format!("org {id} has no wallet")))?;
-        let children = tx.list_orgs(Some(id), None, PageRequest { limit: OPERATOR_LIST_MAX, before_seq: None }).await?.len();
+        let children =
+            tx.list_orgs(Some(id), &OrgFilter::default(), PageRequest { limit: OPERATOR_LIST_MAX, before_seq: None }).await?.len();
         tx.commit().await?;
         Ok(OrgDetail { org, wallet, children })
     }

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod children;
 mod cli;
 mod content;
 mod conventions;
@@ -24,6 +25,7 @@ mod redis_limits;
 mod secrets;
 mod server_secret;
 mod shutdown;
+mod usage;
 mod webhook_history;
 mod webhook_sending;
 mod webhooks;
