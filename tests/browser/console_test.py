@@ -383,11 +383,19 @@ def run(browser, server, api, partner, shots, checks):
     every_control_is_labelled(page)
     shoot(page, shots, "desktop-07-audit")
     page.goto(f"{base}/console#/events")
-    page.get_by_label("Type").select_option("organization.created")
+    page.get_by_label("Type").select_option("test.ping")
     page.get_by_role("button", name="Apply").click()
-    expect(page.locator("tbody tr")).to_have_count(2)
+    want = [e["id"] for e in api.get("/v1/events?type=test.ping")["items"]]
+    assert len(want) == 1, want
+    expect(page.locator("tbody tr td code")).to_have_text(want)
+    page.goto(f"{base}/console#/events?org={child_id}")
+    page.get_by_label("Type").select_option("credits.allocated")
+    page.get_by_role("button", name="Apply").click()
+    want = [e["id"] for e in api.get("/v1/events?type=credits.allocated", headers={"X-Layers-Organization": child_id})["items"]]
+    assert len(want) == 2, want
+    expect(page.locator("tbody tr td code")).to_have_text(want)
     shoot(page, shots, "desktop-08-events")
-    checks.ok("audit log lists the allocations; the events filter finds the two organization.created")
+    checks.ok("audit log lists the allocations; the events filter shows the API's events, own and the customer's")
 
     # --- Archive: typed-name confirmation, then what was reclaimed and revoked.
     page.goto(f"{base}/console#/customers/{child_id}")
@@ -417,6 +425,22 @@ def run(browser, server, api, partner, shots, checks):
     page.reload()
     expect(page.get_by_role("heading", name="Sign in to the strata console")).to_be_visible()
     checks.ok("sign-out works, and a reload forgets a key that was not kept for the tab")
+
+    # --- The keyboard alone: sign in, reach "New customer", open and close its dialog.
+    page.keyboard.type(partner["apiKey"])  # the key field has focus on arrival
+    page.keyboard.press("Enter")
+    expect(page.locator(".who-org")).to_be_visible()
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.textContent") == "New customer":
+            break
+    else:
+        raise AssertionError("Tab never reached the New customer button")
+    page.keyboard.press("Enter")
+    expect(page.locator("dialog").get_by_label("Name", exact=True)).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("dialog")).to_have_count(0)
+    checks.ok("keyboard only: signed in, tabbed to New customer, opened its dialog, Escape closed it")
 
     # --- Phone width: every page fits 390px wide.
     phone = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
