@@ -122,6 +122,7 @@ export const get = (path, opts) => call('GET', path, opts);
 export class FormKey {
   constructor() {
     this.key = newIdempotencyKey();
+    /** True while a submit is in flight (handlers check it to ignore a second submit). */
     this.busy = false;
     this.settledFailure = false;
   }

@@ -108,6 +108,7 @@ function archiveDialog(org, base, rerender) {
   const dlg = modal('Archive customer', form);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
+    if (once.busy) return; // a submit is in flight: this one is the same request
     if (typed.value !== org.name) return;
     go.disabled = true;
     try {
@@ -172,6 +173,7 @@ function allocateSection(base, after) {
   );
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
+    if (once.busy) return; // a submit is in flight: this one is the same request
     const body = { credits: Number(amount.value) };
     if (description.value.trim()) body.description = description.value.trim();
     submit.disabled = true;
@@ -242,6 +244,7 @@ function configSection(base, archived, after) {
   amount.setAttribute('aria-describedby', 'refill-rule');
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
+    if (once.busy) return; // a submit is in flight: this one is the same request
     if (!checkRule()) return;
     const val = (input) => (input.value === '' ? null : Number(input.value));
     const body = { monthlyCreditCap: val(cap), refillThreshold: val(threshold), refillAmount: val(amount) };

@@ -85,6 +85,7 @@ export function keysSection(orgId, archived) {
   );
   mint.addEventListener('submit', async (ev) => {
     ev.preventDefault();
+    if (once.busy) return; // a submit is in flight: this one is the same request
     const scopes = boxes.filter((b) => b.checked).map((b) => b.value);
     const body = { name: name.value.trim(), scopes, env: env.value };
     try {

@@ -100,6 +100,7 @@ function newCustomer() {
   const dlg = modal('New customer', form);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
+    if (once.busy) return; // a submit is in flight: this one is the same request
     const body = { name: name.value.trim() };
     if (externalId.value.trim()) body.metadata = { externalId: externalId.value.trim() };
     if (email.value.trim()) body.billingEmail = email.value.trim();

@@ -207,6 +207,7 @@ function createEndpoint(org, after) {
   const dlg = modal('New webhook endpoint', form);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
+    if (once.busy) return; // a submit is in flight: this one is the same request
     const body = { url: url.value.trim(), events: boxes.filter((b) => b.checked).map((b) => b.value), scope: scope.value };
     if (description.value.trim()) body.description = description.value.trim();
     try {
