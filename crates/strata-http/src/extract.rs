@@ -1,13 +1,14 @@
-//! Extractors: the authenticated caller, the Idempotency-Key, strict JSON bodies and query maps.
-//! Each turns raw request parts into domain types or an error in the envelope.
+//! Extractors: the authenticated caller with its route's query parameters, the Idempotency-Key
+//! and strict JSON bodies. Each turns raw request parts into domain types or an error in the
+//! envelope.
 
-use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::Method;
 use axum::http::request::Parts;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use strata_core::error::CoreError;
 use strata_core::id::RequestId;
@@ -17,21 +18,32 @@ use strata_core::service::{Caller, Credentials};
 use crate::AppState;
 use crate::error::HttpError;
 
-/// The authenticated caller of a route. Every route but the health checks takes one.
-pub struct Auth(pub Caller);
+/// The authenticated caller of a route and the route's query parameters `Q`, parsed strictly
+/// (see `parse_query`). Every route but the health checks takes one, so a route declares its
+/// query parameters in exactly one place, its `Q`; plain `Auth` (and every write, through
+/// `Write`) accepts none, and an unknown parameter can never be silently ignored.
+pub struct Auth<Q = NoQuery> {
+    pub caller: Caller,
+    pub query: Q,
+}
 
-impl Deref for Auth {
+impl<Q> Deref for Auth<Q> {
     type Target = Caller;
     fn deref(&self) -> &Caller {
-        &self.0
+        &self.caller
     }
 }
+
+/// The query of a route that takes no query parameters: any parameter is 422 naming it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoQuery {}
 
 pub(crate) fn request_id(parts: &Parts) -> RequestId {
     parts.extensions.get::<RequestId>().copied().unwrap_or_else(|| RequestId::at(0))
 }
 
-impl FromRequestParts<AppState> for Auth {
+impl<Q: DeserializeOwned + Send> FromRequestParts<AppState> for Auth<Q> {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, HttpError> {
@@ -66,7 +78,8 @@ impl FromRequestParts<AppState> for Auth {
             *s = Some(info);
         }
         outcome?;
-        Ok(Auth(caller))
+        let query = parse_query(parts.uri.query().unwrap_or(""))?;
+        Ok(Auth { caller, query })
     }
 }
 
@@ -111,24 +124,27 @@ impl OptionalFromRequestParts<AppState> for IdemKey {
     }
 }
 
-/// Query parameters as a map; a repeated parameter keeps its last value.
-pub struct QueryMap(pub HashMap<String, String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
-    type Rejection = HttpError;
-
-    async fn from_request_parts(parts: &mut Parts, _s: &S) -> Result<Self, HttpError> {
-        let q = parts.uri.query().unwrap_or("");
-        let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(q).map_err(|_| CoreError::validation("query", "is not a valid query string"))?;
-        Ok(QueryMap(pairs.into_iter().collect()))
-    }
-}
-
-impl QueryMap {
-    pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.get(k).map(String::as_str)
-    }
+/// Parses a query string into a route's parameter struct `Q` (CONTRACT §1): a parameter `Q`
+/// does not declare (`#[serde(deny_unknown_fields)]`) is 422 naming it in `details.field`; a
+/// parameter given twice is 422 unless its field is a list (`Vec<String>`, "any of these
+/// values"). Fields are raw strings; handlers parse them into domain types, naming the field.
+pub fn parse_query<Q: DeserializeOwned>(query: &str) -> Result<Q, CoreError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|_| CoreError::validation("query", "is not a valid query string"))?;
+    let de = serde_html_form::Deserializer::from_bytes(query.as_bytes());
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.into_inner().to_string();
+        if let Some(rest) = msg.strip_prefix("unknown field `") {
+            let name = rest.split('`').next().unwrap_or("");
+            return CoreError::validation(name, "is not a known query parameter for this route");
+        }
+        if pairs.iter().filter(|(k, _)| *k == path).count() > 1 {
+            return CoreError::validation(&path, "must be given at most once");
+        }
+        let field = if path == "." { "query".to_owned() } else { path };
+        CoreError::validation(&field, msg)
+    })
 }
 
 /// Parses a JSON body strictly: an unknown field is a 422 naming it. An empty body is `{}`.
@@ -162,7 +178,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, CoreError> {
 mod tests {
     use super::*;
 
-    #[derive(serde::Deserialize, Debug)]
+    #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Body {
@@ -186,6 +202,34 @@ mod tests {
     fn a_wrong_type_names_the_field() {
         let e = parse_json::<Body>(br#"{"name": 5}"#).unwrap_err();
         assert_eq!(field_of(e).as_deref(), Some("name"));
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct ListQuery {
+        #[serde(default)]
+        status: Vec<String>,
+        external_id: Option<String>,
+        limit: Option<String>,
+    }
+
+    #[test]
+    fn a_list_parameter_may_repeat_and_keeps_every_value() {
+        let q: ListQuery = parse_query("status=active&externalId=a%2Bb&status=suspended&limit=").unwrap();
+        assert_eq!(q.status, ["active", "suspended"]);
+        assert_eq!((q.external_id.as_deref(), q.limit.as_deref()), (Some("a+b"), Some("")));
+        let none: ListQuery = parse_query("").unwrap();
+        assert!(none.status.is_empty() && none.external_id.is_none());
+    }
+
+    #[test]
+    fn an_unknown_or_repeated_single_parameter_is_named() {
+        let unknown = parse_query::<ListQuery>("status=active&metadata%5BexternalId%5D=x").unwrap_err();
+        assert_eq!(field_of(unknown).as_deref(), Some("metadata[externalId]"));
+        let repeated = parse_query::<ListQuery>("limit=5&limit=6").unwrap_err();
+        assert_eq!(field_of(repeated).as_deref(), Some("limit"));
+        assert_eq!(field_of(parse_query::<NoQuery>("x=1").unwrap_err()).as_deref(), Some("x"));
+        parse_query::<NoQuery>("").unwrap();
     }
 
     #[test]

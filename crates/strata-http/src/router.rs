@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 
 use crate::AppState;
 use crate::context::request_context;
-use crate::handlers::{content, credits, keys, logs, meta, orgs, projects, webhooks};
+use crate::handlers::{content, credits, keys, logs, meta, orgs, projects, usage, webhooks};
 
 /// Request bodies above this are 413 (CONTRACT §1).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -29,8 +29,10 @@ pub fn router(app: AppState) -> Router {
         // Credits.
         .route("/v1/credits", get(credits::own))
         .route("/v1/credits/events", get(credits::own_events))
+        .route("/v1/credits/usage", get(usage::own))
         .route("/v1/organizations/{orgId}/credits", get(credits::child))
         .route("/v1/organizations/{orgId}/credits/events", get(credits::child_events))
+        .route("/v1/organizations/{orgId}/credits/usage", get(usage::child))
         .route("/v1/organizations/{orgId}/credits/allocate", post(credits::allocate))
         .route("/v1/organizations/{orgId}/credit-config", get(credits::config).patch(credits::update_config))
         // The caller's own keys.

@@ -9,6 +9,7 @@
 //!   transaction reads, so a read-modify-write is never a lost update.
 #![forbid(unsafe_code)]
 
+mod children;
 mod conn;
 mod lite;
 pub mod notify;
@@ -17,6 +18,7 @@ mod query;
 mod rows;
 mod sealed;
 mod tx;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -281,12 +283,20 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 impl SqlStore {
-    /// Connects, applies the backend's migrations, and returns the store.
+    /// Connects, applies the backend's migrations (and fills in what a migration leaves to
+    /// the application), and returns the store.
     pub async fn connect(backend: &Backend) -> Result<Self> {
-        match backend {
-            Backend::Sqlite { dir } => Self::connect_sqlite(dir).await,
-            Backend::Postgres { url } => Self::connect_postgres(url).await,
+        let store = match backend {
+            Backend::Sqlite { dir } => Self::connect_sqlite(dir).await?,
+            Backend::Postgres { url } => Self::connect_postgres(url).await?,
+        };
+        let mut tx = store.begin(true).await?;
+        let filled = children::fill_search_keys(&mut tx.conn).await?;
+        Tx::commit(Box::new(tx)).await?;
+        if filled > 0 {
+            tracing::info!(organizations = filled, "filled in the search keys of organizations written before migration 0007");
         }
+        Ok(store)
     }
 
     async fn connect_sqlite(dir: &Path) -> Result<Self> {

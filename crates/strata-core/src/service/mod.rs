@@ -19,6 +19,7 @@ mod posts;
 mod projects;
 mod secrets;
 mod tenancy;
+mod usage;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -35,9 +36,10 @@ pub use dispatch::{AttemptResult, PreparedAttempt, SendOutcome, SendSlots, Webho
 pub use idempotency::Claimed;
 pub use keys::{KeyEnv, NewKey};
 pub use operator::{NewPartner, PartnerCreated};
-pub use orgs::{NewChild, OrgPatch};
+pub use orgs::{ChildView, NewChild, OrgPatch};
 pub use posts::NewPost;
 pub use projects::{NewProject, ProjectPatch};
+pub use usage::UsageQuery;
 pub use secrets::{ResealReport, SECRET_CHECK_SETTING, SecretFit, init_secret_check, secret_fit};
 pub use webhooks::{EndpointPatch, EndpointView, NewEndpoint};
 

@@ -86,7 +86,7 @@ impl Strata {
         let mut before = None;
         loop {
             let page = PageRequest { limit: 200, before_seq: before };
-            let rows = tx.list_orgs(None, None, page).await?;
+            let rows = tx.list_orgs(None, &crate::org::OrgFilter::default(), page).await?;
             let done = rows.len() < 200;
             before = rows.last().map(|o| o.seq);
             out.extend(rows);

@@ -14,10 +14,10 @@ use strata_core::post::PLATFORMS;
 use strata_core::service::{NewGeneration, NewPost};
 
 use super::projects::project_id;
-use super::{no_fields, page_reply, page_request};
+use super::{PageQuery, no_fields, page_reply};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, parse_json};
 use crate::write::{Write, reply_response};
 
 #[derive(Deserialize, serde::Serialize)]
@@ -150,9 +150,9 @@ pub async fn schedule(State(app): State<AppState>, Path(project): Path<String>, 
 }
 
 /// `GET /v1/projects/:projectId/scheduled-posts`.
-pub async fn posts(State(app): State<AppState>, caller: Auth, Path(project): Path<String>, q: QueryMap) -> HttpResult {
+pub async fn posts(State(app): State<AppState>, caller: Auth<PageQuery>, Path(project): Path<String>) -> HttpResult {
     let project = project_id(&project)?;
-    let page = page_request(&app, &q, "posts", 25, 100)?;
+    let page = caller.query.page(&app, "posts", 25, 100)?;
     Ok(reply_response(page_reply(app.strata.list_posts(&caller, project, page).await?)))
 }
 

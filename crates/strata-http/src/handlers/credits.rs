@@ -13,7 +13,7 @@ use strata_core::service::Allocation;
 use super::{only_fields, page_reply, page_request};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, parse_json};
 use crate::write::{Write, reply_response};
 
 fn org_id(raw: &str) -> Result<OrgId, CoreError> {
@@ -31,32 +31,46 @@ pub async fn child(State(app): State<AppState>, caller: Auth, Path(org): Path<St
     Ok(reply_response(app.strata.child_credits(&caller, org).await?))
 }
 
-fn event_filter(q: &QueryMap) -> Result<CreditEventFilter, CoreError> {
-    let event_type = match q.get("eventType") {
+/// The query of the credit ledger (`GET …/credits/events`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EventsQuery {
+    project_id: Option<String>,
+    event_type: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn event_filter(q: &EventsQuery) -> Result<CreditEventFilter, CoreError> {
+    let event_type = match q.event_type.as_deref() {
         None => None,
         Some(t) if CREDIT_EVENT_TYPES.contains(&t) => Some(t.to_owned()),
         Some(_) => return Err(CoreError::validation("eventType", "must be usage, refund, grant, purchase, adjustment or allocation")),
     };
     Ok(CreditEventFilter {
-        project_id: q.get("projectId").map(|s| ProjectId::parse_field(s, "projectId")).transpose()?,
+        project_id: q.project_id.as_deref().map(|s| ProjectId::parse_field(s, "projectId")).transpose()?,
         event_type,
-        since: q.get("since").map(|s| Timestamp::parse_query(s, "since")).transpose()?,
-        until: q.get("until").map(|s| Timestamp::parse_query(s, "until")).transpose()?,
+        since: q.since.as_deref().map(|s| Timestamp::parse_query(s, "since")).transpose()?,
+        until: q.until.as_deref().map(|s| Timestamp::parse_query(s, "until")).transpose()?,
     })
 }
 
 /// `GET /v1/credits/events`.
-pub async fn own_events(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
-    let filter = event_filter(&q)?;
-    let page = page_request(&app, &q, "credit-events", 25, 100)?;
+pub async fn own_events(State(app): State<AppState>, caller: Auth<EventsQuery>) -> HttpResult {
+    let q = &caller.query;
+    let filter = event_filter(q)?;
+    let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "credit-events", 25, 100)?;
     Ok(reply_response(page_reply(app.strata.credit_events(&caller, None, &filter, page).await?)))
 }
 
 /// `GET /v1/organizations/:orgId/credits/events`.
-pub async fn child_events(State(app): State<AppState>, caller: Auth, Path(org): Path<String>, q: QueryMap) -> HttpResult {
+pub async fn child_events(State(app): State<AppState>, caller: Auth<EventsQuery>, Path(org): Path<String>) -> HttpResult {
     let org = org_id(&org)?;
-    let filter = event_filter(&q)?;
-    let page = page_request(&app, &q, "credit-events", 25, 100)?;
+    let q = &caller.query;
+    let filter = event_filter(q)?;
+    let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "credit-events", 25, 100)?;
     Ok(reply_response(page_reply(app.strata.credit_events(&caller, Some(org), &filter, page).await?)))
 }
 

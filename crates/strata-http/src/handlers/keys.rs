@@ -10,10 +10,10 @@ use strata_core::org::parse_name;
 use strata_core::scope::Scopes;
 use strata_core::service::NewKey;
 
-use super::{no_fields, page_reply, page_request};
+use super::{PageQuery, no_fields, page_reply};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, parse_json};
 use crate::write::{Write, reply_response};
 
 #[derive(Deserialize)]
@@ -55,9 +55,9 @@ pub async fn mint_child(State(app): State<AppState>, Path(org): Path<String>, w:
 }
 
 /// `GET /v1/organizations/:orgId/api-keys`.
-pub async fn list_child(State(app): State<AppState>, caller: Auth, Path(org): Path<String>, q: QueryMap) -> HttpResult {
+pub async fn list_child(State(app): State<AppState>, caller: Auth<PageQuery>, Path(org): Path<String>) -> HttpResult {
     let org = org_id(&org)?;
-    let page = page_request(&app, &q, "keys", 25, 100)?;
+    let page = caller.query.page(&app, "keys", 25, 100)?;
     Ok(reply_response(page_reply(app.strata.list_child_keys(&caller, org, page).await?)))
 }
 
@@ -84,8 +84,8 @@ pub async fn revoke_child(State(app): State<AppState>, Path((org, id)): Path<(St
 }
 
 /// `GET /v1/api-keys`.
-pub async fn list_own(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
-    let page = page_request(&app, &q, "keys", 25, 100)?;
+pub async fn list_own(State(app): State<AppState>, caller: Auth<PageQuery>) -> HttpResult {
+    let page = caller.query.page(&app, "keys", 25, 100)?;
     Ok(reply_response(page_reply(app.strata.list_own_keys(&caller, page).await?)))
 }
 

@@ -6,13 +6,13 @@ use serde_json::{Map, Value};
 use strata_core::error::CoreError;
 use strata_core::id::OrgId;
 use strata_core::metadata::{Metadata, MetadataPatch};
-use strata_core::org::{Lifecycle, OrgStatus, parse_email, parse_name};
+use strata_core::org::{Lifecycle, OrgFilter, OrgStatus, SearchPrefix, parse_email, parse_name};
 use strata_core::service::{NewChild, OrgPatch};
 
 use super::{no_fields, nullable_string, only_fields, page_reply, page_request};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, parse_json};
 use crate::write::{Write, reply_response};
 
 #[derive(Deserialize)]
@@ -44,14 +44,39 @@ pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     .await
 }
 
+/// The query of `GET /v1/organizations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListQuery {
+    /// Any of these (the parameter may repeat).
+    #[serde(default)]
+    status: Vec<String>,
+    /// `metadata.externalId`, exactly.
+    external_id: Option<String>,
+    /// A case-insensitive prefix of the name or of `metadata.externalId`.
+    search: Option<String>,
+    /// `summary`: each child with its summary.
+    expand: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
 /// `GET /v1/organizations`.
-pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
-    let status = match q.get("status") {
-        None => None,
-        Some(s) => Some(OrgStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active, suspended or archived"))?),
+pub async fn list(State(app): State<AppState>, caller: Auth<ListQuery>) -> HttpResult {
+    let q = &caller.query;
+    let statuses = q
+        .status
+        .iter()
+        .map(|s| OrgStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active, suspended or archived")))
+        .collect::<Result<_, _>>()?;
+    let filter = OrgFilter { statuses, external_id: q.external_id.clone(), search: q.search.as_deref().and_then(SearchPrefix::new) };
+    let summaries = match q.expand.as_deref() {
+        None => false,
+        Some("summary") => true,
+        Some(_) => return Err(CoreError::validation("expand", "must be summary").into()),
     };
-    let page = page_request(&app, &q, "orgs", 25, 200)?;
-    Ok(reply_response(page_reply(app.strata.list_children(&caller, status, page).await?)))
+    let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "orgs", 25, 200)?;
+    Ok(reply_response(page_reply(app.strata.list_children(&caller, &filter, summaries, page).await?)))
 }
 
 /// `GET /v1/organizations/:orgId`.

@@ -14,7 +14,7 @@ use strata_core::service::{NewProject, ProjectPatch};
 use super::{nullable_string, only_fields, page_reply, page_request};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, parse_json};
 use crate::write::{Write, reply_response};
 
 pub(crate) fn project_id(raw: &str) -> Result<ProjectId, CoreError> {
@@ -57,17 +57,30 @@ pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     .await
 }
 
+/// The query of `GET /v1/projects`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListQuery {
+    status: Option<String>,
+    search: Option<String>,
+    customer_external_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
 /// `GET /v1/projects`.
-pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
+pub async fn list(State(app): State<AppState>, caller: Auth<ListQuery>) -> HttpResult {
+    let q = &caller.query;
     let filter = ProjectFilter {
         status: q
-            .get("status")
+            .status
+            .as_deref()
             .map(|s| ProjectStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active or archived")))
             .transpose()?,
-        search: q.get("search").filter(|s| !s.is_empty()).map(str::to_owned),
-        customer_external_id: q.get("customerExternalId").map(str::to_owned),
+        search: q.search.clone().filter(|s| !s.is_empty()),
+        customer_external_id: q.customer_external_id.clone(),
     };
-    let page = page_request(&app, &q, "projects", 25, 200)?;
+    let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "projects", 25, 200)?;
     Ok(reply_response(page_reply(app.strata.list_projects(&caller, &filter, page).await?)))
 }
 

@@ -14,7 +14,7 @@ use strata_core::webhook::{DeliveryStatus, EndpointScope, EndpointStatus};
 use super::{nullable_string, only_fields, page_reply, page_request};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, parse_json};
 use crate::write::{Write, reply_response};
 
 fn endpoint_id(raw: &str) -> Result<EndpointId, CoreError> {
@@ -81,14 +81,26 @@ pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     .await
 }
 
+/// The query of `GET /v1/webhook-endpoints`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListQuery {
+    project_id: Option<String>,
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
 /// `GET /v1/webhook-endpoints`.
-pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
-    let project = q.get("projectId").map(|p| ProjectId::parse_field(p, "projectId")).transpose()?;
+pub async fn list(State(app): State<AppState>, caller: Auth<ListQuery>) -> HttpResult {
+    let q = &caller.query;
+    let project = q.project_id.as_deref().map(|p| ProjectId::parse_field(p, "projectId")).transpose()?;
     let status = q
-        .get("status")
+        .status
+        .as_deref()
         .map(|s| EndpointStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active, paused or auto_paused")))
         .transpose()?;
-    let page = page_request(&app, &q, "endpoints", 25, 100)?;
+    let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "endpoints", 25, 100)?;
     Ok(reply_response(page_reply(app.strata.list_endpoints(&caller, project, status, page).await?)))
 }
 
@@ -168,21 +180,33 @@ pub async fn test(State(app): State<AppState>, Path(id): Path<String>, w: Write)
     .await
 }
 
+/// The query of `GET /v1/webhook-endpoints/:id/deliveries`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeliveriesQuery {
+    event_type: Option<String>,
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
 /// `GET /v1/webhook-endpoints/:id/deliveries`.
-pub async fn deliveries(State(app): State<AppState>, caller: Auth, Path(id): Path<String>, q: QueryMap) -> HttpResult {
+pub async fn deliveries(State(app): State<AppState>, caller: Auth<DeliveriesQuery>, Path(id): Path<String>) -> HttpResult {
     let id = endpoint_id(&id)?;
-    let event_type = match q.get("eventType") {
+    let q = &caller.query;
+    let event_type = match q.event_type.as_deref() {
         None => None,
         Some(t) => Some(EventType::parse(t).ok_or_else(|| CoreError::validation("eventType", "is not an event type"))?.as_str()),
     };
     let status = q
-        .get("status")
+        .status
+        .as_deref()
         .map(|s| {
             DeliveryStatus::parse(s)
                 .ok_or_else(|| CoreError::validation("status", "must be pending, delivering, delivered, failed or abandoned"))
         })
         .transpose()?;
-    let page = page_request(&app, &q, "deliveries", 25, 100)?;
+    let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "deliveries", 25, 100)?;
     Ok(reply_response(page_reply(app.strata.list_deliveries(&caller, id, event_type, status, page).await?)))
 }
 

@@ -37,7 +37,7 @@ async fn quickstart_call_6_reads_the_child_with_its_summary() {
     assert_eq!(
         b["summary"],
         json!({
-            "projectCount": 0, "balance": 0, "available": 0,
+            "projectCount": 0, "balance": 0, "available": 0, "usedThisPeriod": 0,
             "creditConfig": { "monthlyCreditCap": null, "refillThreshold": null, "refillAmount": null, "autoRefillEnabled": false }
         })
     );
