@@ -6,12 +6,11 @@ import { badge, credits, errorBox, field, h, modal, replace, table } from './dom
 
 const PAGE = 25;
 
-/** "used / cap" for this period; the used half shows when the summary carries it. */
+/** "used / cap" for this period, from the row's summary. */
 function usageAgainstCap(summary) {
   if (!summary) return '—';
-  const cap = summary.creditConfig ? summary.creditConfig.monthlyCreditCap : null;
-  const used = summary.usedThisPeriod ?? (summary.currentPeriod ? summary.currentPeriod.usedCredits : null);
-  return `${credits(used)} / ${cap === null || cap === undefined ? 'no cap' : credits(cap)}`;
+  const cap = summary.creditConfig.monthlyCreditCap;
+  return `${credits(summary.usedThisPeriod)} / ${cap === null ? 'no cap' : credits(cap)}`;
 }
 
 export async function renderCustomers(main, ctx) {
