@@ -16,14 +16,14 @@ use strata_core::ledger::{LedgerBatch, Posting, WalletChange};
 use strata_core::org::{Org, OrgFilter};
 use strata_core::post::ScheduledPost;
 use strata_core::project::{Project, ProjectFilter};
-use strata_core::usage::{Bucket, UsageRow};
 use strata_core::store::{Owner, SealedColumn, SealedRow, SealedValue, Tx};
+use strata_core::usage::{Bucket, UsageRow};
 use strata_core::webhook::{Delivery, DeliveryAttempt, DeliveryStatus, Endpoint, EndpointStatus};
 
 use std::sync::Arc;
 
-use crate::children;
 use crate::Dialect;
+use crate::children;
 use crate::conn::Conn;
 use crate::notify::{self, Hub};
 use crate::query::{Q, ROWS_PER_INSERT, Row, values_placeholders};

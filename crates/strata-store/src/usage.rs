@@ -33,7 +33,12 @@ pub(crate) async fn report(
     let mut q = Q::new("WITH buckets (n, lo, hi) AS (VALUES ");
     for (i, b) in buckets.iter().enumerate() {
         let n = i64::try_from(i).unwrap_or(i64::MAX);
-        q = q.push(if i == 0 { "(" } else { ", (" }).and_int("$?", n).and_int(", $?", b.start.millis()).and_int(", $?", b.end.millis()).push(")");
+        q = q
+            .push(if i == 0 { "(" } else { ", (" })
+            .and_int("$?", n)
+            .and_int(", $?", b.start.millis())
+            .and_int(", $?", b.end.millis())
+            .push(")");
     }
     // SUM of BIGINT is NUMERIC on PostgreSQL: cast back to an integer.
     q = q.push(&format!(
@@ -55,7 +60,12 @@ pub(crate) async fn report(
             Ok(UsageRow {
                 bucket: usize::try_from(r.int("bucket")?).unwrap_or(usize::MAX),
                 project_id: r.opt_text("project_id")?.map(|p| ProjectId::from_stored(&p)).transpose()?,
-                sums: UsageSums { used: r.int("used")?, refunded: r.int("refunded")?, allocated: r.int("allocated")?, refilled: r.int("refilled")? },
+                sums: UsageSums {
+                    used: r.int("used")?,
+                    refunded: r.int("refunded")?,
+                    allocated: r.int("allocated")?,
+                    refilled: r.int("refilled")?,
+                },
             })
         })
         .collect()

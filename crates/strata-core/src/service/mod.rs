@@ -39,8 +39,8 @@ pub use operator::{NewPartner, PartnerCreated};
 pub use orgs::{ChildView, NewChild, OrgPatch};
 pub use posts::NewPost;
 pub use projects::{NewProject, ProjectPatch};
-pub use usage::UsageQuery;
 pub use secrets::{ResealReport, SECRET_CHECK_SETTING, SecretFit, init_secret_check, secret_fit};
+pub use usage::UsageQuery;
 pub use webhooks::{EndpointPatch, EndpointView, NewEndpoint};
 
 use crate::audit::{Actor, AuditEntry};
