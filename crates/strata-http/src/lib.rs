@@ -2,6 +2,7 @@
 //! turn requests into domain commands and call the services in `strata-core`.
 #![forbid(unsafe_code)]
 
+mod console;
 mod context;
 pub mod error;
 pub mod extract;

@@ -61,6 +61,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/audit-log", get(logs::audit_log))
         .route("/v1/events", get(logs::events))
         .route("/v1/events/{eventId}", get(logs::event))
+        .merge(crate::console::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(from_fn_with_state(app.clone(), crate::shed::shed))

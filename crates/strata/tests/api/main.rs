@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod children;
 mod cli;
+mod console;
 mod content;
 mod conventions;
 mod credits;
