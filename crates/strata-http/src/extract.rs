@@ -169,9 +169,30 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, CoreError> {
             return CoreError::Validation { field: None, message: "The body is not valid JSON.".into(), code: None, bounds: None };
         }
         let field = if path == "." { "body".to_owned() } else { path };
-        let detail = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-        CoreError::validation(&field, detail)
+        let detail = msg.split(" at line ").next().unwrap_or(&msg);
+        CoreError::validation(&field, plain_type_error(detail))
     })
+}
+
+/// Says serde's "invalid type: integer `5`, expected a string" (or "…, expected i64") in the
+/// API's words, "must be a string (got integer 5)", so no Rust type name reaches a partner.
+fn plain_type_error(detail: &str) -> String {
+    let parsed = detail
+        .strip_prefix("invalid type: ")
+        .or_else(|| detail.strip_prefix("invalid value: "))
+        .and_then(|rest| rest.rsplit_once(", expected "));
+    let Some((got, expected)) = parsed else { return detail.to_owned() };
+    let wanted = match expected.trim() {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer",
+        "f32" | "f64" => "a number",
+        "a sequence" => "a list",
+        "a map" => "an object",
+        e if e.starts_with("struct ") || e.starts_with("a map") => "an object",
+        e if e.starts_with("a ") || e.starts_with("an ") => e,
+        _ => "of another type",
+    };
+    format!("must be {wanted} (got {})", got.replace('`', ""))
 }
 
 #[cfg(test)]
@@ -230,6 +251,36 @@ mod tests {
         assert_eq!(field_of(repeated).as_deref(), Some("limit"));
         assert_eq!(field_of(parse_query::<NoQuery>("x=1").unwrap_err()).as_deref(), Some("x"));
         parse_query::<NoQuery>("").unwrap();
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Typed {
+        count: Option<i64>,
+        size: Option<u32>,
+        tags: Option<Vec<String>>,
+        inner: Option<Body>,
+    }
+
+    fn message_of(e: CoreError) -> String {
+        e.public_message()
+    }
+
+    #[test]
+    fn a_type_mismatch_is_said_without_rust_type_names() {
+        for (body, says) in [
+            (r#"{"count": "x"}"#, "count: must be an integer (got string \"x\")"),
+            (r#"{"size": -1}"#, "size: must be a non-negative integer (got integer -1)"),
+            (r#"{"tags": "x"}"#, "tags: must be a list (got string \"x\")"),
+            (r#"{"inner": 5}"#, "inner: must be an object (got integer 5)"),
+        ] {
+            let m = message_of(parse_json::<Typed>(body.as_bytes()).unwrap_err());
+            assert_eq!(m, says, "{body}");
+            for rust in ["i64", "u32", "Vec", "struct", "`"] {
+                assert!(!m.contains(rust), "{m}");
+            }
+        }
+        assert_eq!(message_of(parse_json::<Body>(br#"{"name": 5}"#).unwrap_err()), "name: must be a string (got integer 5)");
     }
 
     #[test]
