@@ -318,8 +318,11 @@ fn finish_operation(method: HttpMethod, op: &mut Operation) {
             ("422", "Validation"),
             ("429", "RateLimited"),
             ("500", "Internal"),
-            ("503", "KillSwitch"),
         ]);
+        // whoami answers for a killed key and a suspended org alike: it is how a client learns.
+        if op.operation_id.as_deref() != Some("whoami") {
+            shared.push(("503", "KillSwitch"));
+        }
         if scoped {
             shared.push(("403", "ForbiddenScope"));
         }

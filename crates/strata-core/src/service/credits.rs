@@ -17,7 +17,7 @@ use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, KillScope, Result};
 use crate::event::EventType;
 use crate::id::{OrgId, ProjectId, TxnId};
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::ledger::{LedgerReport, Posting, WalletChange, available_before};
 use crate::metadata::Metadata;
 use crate::org::{Org, OrgStatus};
@@ -207,22 +207,22 @@ impl Strata {
     }
 
     /// `GET /v1/credits`.
-    pub async fn own_credits(&self, caller: &Caller) -> Result<Reply> {
+    pub async fn own_credits(&self, caller: &Caller) -> Result<CreditsView> {
         caller.require(Scope::CreditsRead).await?;
         let mut tx = self.store.read().await?;
         let w = self.read_wallet(tx.as_mut(), caller.org_id()).await?;
         tx.commit().await?;
-        Ok(Reply::json(200, &credits_view(&w)))
+        Ok(credits_view(&w))
     }
 
     /// `GET /v1/organizations/:orgId/credits`.
-    pub async fn child_credits(&self, caller: &Caller, org: OrgId) -> Result<Reply> {
+    pub async fn child_credits(&self, caller: &Caller, org: OrgId) -> Result<CreditsView> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
         let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
         let w = self.read_wallet(tx.as_mut(), child.id).await?;
         tx.commit().await?;
-        Ok(Reply::json(200, &credits_view(&w)))
+        Ok(credits_view(&w))
     }
 
     /// `GET /v1/credits/events` (own, `org: None`) or `GET /v1/organizations/:orgId/credits/events`.
@@ -245,13 +245,13 @@ impl Strata {
     }
 
     /// `GET /v1/organizations/:orgId/credit-config`.
-    pub async fn credit_config(&self, caller: &Caller, org: OrgId) -> Result<Reply> {
+    pub async fn credit_config(&self, caller: &Caller, org: OrgId) -> Result<ConfigReplyView> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
         let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
         let w = self.read_wallet(tx.as_mut(), child.id).await?;
         tx.commit().await?;
-        Ok(Reply::json(200, &config_reply(&w)))
+        Ok(config_reply(&w))
     }
 
     // ----- partner writes -----
@@ -259,7 +259,7 @@ impl Strata {
     /// `POST /v1/organizations/:orgId/credits/allocate`: parent prepaid → child prepaid. The
     /// child's wallet is locked; the parent's (contended: it funds every child) is read as last
     /// committed and its debit is posted last, guarded, so it is locked only until commit.
-    pub async fn allocate(&self, caller: &Caller, org: OrgId, req: Allocation, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn allocate(&self, caller: &Caller, org: OrgId, req: Allocation, idem: Option<&IdemClaim>) -> Result<AllocationView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -319,8 +319,7 @@ impl Strata {
             available: child_w.available(),
         };
         tx.insert_event(&self.event(EventType::CreditsAllocated, child.id, None, data)).await?;
-        let reply = Reply::json(201, &view);
-        self.complete_claim(tx.as_mut(), idem, &reply).await?;
+        self.complete_claim(tx.as_mut(), idem, &view).await?;
         // Last, the contended debit: the parent's row is locked from here to commit.
         // `None`: the guard refused the parent's debit.
         let Some(after) = tx.post_transfers(&batch).await? else {
@@ -332,7 +331,7 @@ impl Strata {
             self.note_low(tx.as_mut(), &parent_after, available_before(&parent_after, &change)).await?;
         }
         tx.commit().await?;
-        Ok(reply)
+        Ok(view)
     }
 
     /// `PATCH /v1/organizations/:orgId/credit-config`.
@@ -342,7 +341,7 @@ impl Strata {
         org: OrgId,
         patch: CreditConfigPatch,
         idem: Option<&IdemClaim>,
-    ) -> Result<Reply> {
+    ) -> Result<ConfigReplyView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -363,7 +362,7 @@ impl Strata {
             json!({ "organizationId": child.id, "from": before, "to": w.config }),
         ))
         .await?;
-        self.finish(tx, idem, Reply::json(200, &config_reply(&w))).await
+        self.finish(tx, idem, config_reply(&w)).await
     }
 
     // ----- operator -----

@@ -18,12 +18,12 @@ use strata_core::wire::{ContainerView, PageView, PostView};
 use utoipa::ToSchema;
 
 use super::projects::project_id;
-use super::{no_fields, page_reply, page_request};
+use super::{no_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap, parse_json};
 use crate::params::{ContainerPath, JobPath, PostListQuery, PostPath, ProjectPath};
-use crate::write::{Write, reply_response};
+use crate::write::{Write, json_response, reply_response};
 
 /// What to make.
 #[derive(Deserialize, serde::Serialize, ToSchema)]
@@ -95,7 +95,7 @@ fn brief_value(b: Option<Brief>) -> Result<Value, CoreError> {
     ))]
 pub async fn generate(State(app): State<AppState>, Path(project): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::ACCEPTED, |claim| async move {
         let project = project_id(&project)?;
         let b: GenerateBody = parse_json(&w.body)?;
         let format = b.format.unwrap_or_else(|| "auto".to_owned());
@@ -156,7 +156,7 @@ pub async fn job(State(app): State<AppState>, caller: Auth, Path(id): Path<Strin
     responses((status = 200, description = "The job, canceled.", body = JobView)))]
 pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = JobId::parse_field(&id, "jobId")?;
         no_fields(&w.body)?;
         app.strata.cancel_job(&w.caller, id, claim.as_ref()).await
@@ -173,7 +173,7 @@ pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>, w: Writ
 pub async fn container(State(app): State<AppState>, caller: Auth, Path((project, id)): Path<(String, String)>) -> HttpResult {
     let project = project_id(&project)?;
     let id = ContainerId::parse_field(&id, "containerId")?;
-    Ok(reply_response(app.strata.get_container(&caller, project, id).await?))
+    json_response(StatusCode::OK, &app.strata.get_container(&caller, project, id).await?)
 }
 
 /// A post to publish later.
@@ -201,7 +201,7 @@ struct PostBody {
     responses((status = 201, description = "The scheduled post.", body = PostView)))]
 pub async fn schedule(State(app): State<AppState>, Path(project): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let project = project_id(&project)?;
         let b: PostBody = parse_json(&w.body)?;
         if !PLATFORMS.contains(&b.platform.as_str()) {
@@ -224,7 +224,7 @@ pub async fn schedule(State(app): State<AppState>, Path(project): Path<String>, 
 pub async fn posts(State(app): State<AppState>, caller: Auth, Path(project): Path<String>, q: QueryMap) -> HttpResult {
     let project = project_id(&project)?;
     let page = page_request(&app, &q, "posts", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.list_posts(&caller, project, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_posts(&caller, project, page).await?))
 }
 
 /// Cancel a scheduled post.
@@ -233,7 +233,7 @@ pub async fn posts(State(app): State<AppState>, caller: Auth, Path(project): Pat
     responses((status = 200, description = "The post, canceled.", body = PostView)))]
 pub async fn cancel_post(State(app): State<AppState>, Path((project, id)): Path<(String, String)>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let project = project_id(&project)?;
         let id = PostId::parse_field(&id, "postId")?;
         no_fields(&w.body)?;

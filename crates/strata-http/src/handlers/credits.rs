@@ -1,6 +1,7 @@
 //! Credits: wallets, the ledger, allocation and the credit config.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use strata_core::clock::Timestamp;
@@ -12,12 +13,12 @@ use strata_core::service::{Allocation, AllocationView, ConfigReplyView, CreditEv
 use strata_core::wire::PageView;
 use utoipa::ToSchema;
 
-use super::{only_fields, page_reply, page_request};
+use super::{only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap, parse_json};
 use crate::params::{CreditEventsQuery, OrgPath};
-use crate::write::{Write, reply_response};
+use crate::write::{Write, json_response};
 
 fn org_id(raw: &str) -> Result<OrgId, CoreError> {
     OrgId::parse_field(raw, "orgId")
@@ -31,7 +32,7 @@ fn org_id(raw: &str) -> Result<OrgId, CoreError> {
     security(("bearer" = ["credits:read"])),
     responses((status = 200, description = "The wallet.", body = CreditsView)))]
 pub async fn own(State(app): State<AppState>, caller: Auth) -> HttpResult {
-    Ok(reply_response(app.strata.own_credits(&caller).await?))
+    json_response(StatusCode::OK, &app.strata.own_credits(&caller).await?)
 }
 
 /// Read a child's wallet.
@@ -40,7 +41,7 @@ pub async fn own(State(app): State<AppState>, caller: Auth) -> HttpResult {
     responses((status = 200, description = "The child's wallet.", body = CreditsView)))]
 pub async fn child(State(app): State<AppState>, caller: Auth, Path(org): Path<String>) -> HttpResult {
     let org = org_id(&org)?;
-    Ok(reply_response(app.strata.child_credits(&caller, org).await?))
+    json_response(StatusCode::OK, &app.strata.child_credits(&caller, org).await?)
 }
 
 fn event_filter(q: &QueryMap) -> Result<CreditEventFilter, CoreError> {
@@ -66,7 +67,7 @@ fn event_filter(q: &QueryMap) -> Result<CreditEventFilter, CoreError> {
 pub async fn own_events(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
     let filter = event_filter(&q)?;
     let page = page_request(&app, &q, "credit-events", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.credit_events(&caller, None, &filter, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.credit_events(&caller, None, &filter, page).await?))
 }
 
 /// List a child's credit ledger.
@@ -77,7 +78,7 @@ pub async fn child_events(State(app): State<AppState>, caller: Auth, Path(org): 
     let org = org_id(&org)?;
     let filter = event_filter(&q)?;
     let page = page_request(&app, &q, "credit-events", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.credit_events(&caller, Some(org), &filter, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.credit_events(&caller, Some(org), &filter, page).await?))
 }
 
 /// Credits to move from the caller's prepaid balance into a child's.
@@ -137,7 +138,7 @@ struct ConfigBody {
     ))]
 pub async fn allocate(State(app): State<AppState>, Path(org): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run_keyed(app, |claim| async move {
+    w.run_keyed(app, StatusCode::CREATED, |claim| async move {
         let org = org_id(&org)?;
         let b: AllocateBody = parse_json(&w.body)?;
         let credits = credit_amount("credits", &b.credits, 1)?;
@@ -156,7 +157,7 @@ pub async fn allocate(State(app): State<AppState>, Path(org): Path<String>, w: W
     responses((status = 200, description = "The config and the child's wallet.", body = ConfigReplyView)))]
 pub async fn config(State(app): State<AppState>, caller: Auth, Path(org): Path<String>) -> HttpResult {
     let org = org_id(&org)?;
-    Ok(reply_response(app.strata.credit_config(&caller, org).await?))
+    json_response(StatusCode::OK, &app.strata.credit_config(&caller, org).await?)
 }
 
 /// Reads one config field: absent → unchanged, null → cleared, a number within `min..`.
@@ -182,7 +183,7 @@ fn config_field(obj: &Map<String, Value>, name: &str, min: i64) -> Result<Option
             "balance": 5000, "available": 5000}))))]
 pub async fn update_config(State(app): State<AppState>, Path(org): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let org = org_id(&org)?;
         let obj: Map<String, Value> = parse_json(&w.body)?;
         only_fields(&obj, &["monthlyCreditCap", "refillThreshold", "refillAmount"])?;

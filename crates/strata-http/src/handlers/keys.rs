@@ -2,6 +2,7 @@
 //! (`/v1/api-keys…`).
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use strata_core::apikey::Env;
 use strata_core::error::CoreError;
@@ -13,12 +14,12 @@ use strata_core::service::{DeletedView, KilledView, MintedView, NewKey};
 use strata_core::wire::{KeyView, PageView};
 use utoipa::ToSchema;
 
-use super::{no_fields, page_reply, page_request};
+use super::{no_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap, parse_json};
 use crate::params::{KeyListQuery, KeyPath, OrgPath};
-use crate::write::{Write, reply_response};
+use crate::write::{Write, json_response};
 
 /// A new API key.
 #[derive(Deserialize, ToSchema)]
@@ -80,7 +81,7 @@ fn key_id(raw: &str) -> Result<ApiKeyId, CoreError> {
     responses((status = 201, description = "The new key and its secret, shown once.", body = MintedView, example = json!(minted_example()))))]
 pub async fn mint_child(State(app): State<AppState>, Path(org): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let org = org_id(&org)?;
         let cmd = parse_mint(&w.body)?;
         app.strata.mint_child_key(&w.caller, org, cmd, claim.as_ref()).await
@@ -97,7 +98,7 @@ pub async fn mint_child(State(app): State<AppState>, Path(org): Path<String>, w:
 pub async fn list_child(State(app): State<AppState>, caller: Auth, Path(org): Path<String>, q: QueryMap) -> HttpResult {
     let org = org_id(&org)?;
     let page = page_request(&app, &q, "keys", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.list_child_keys(&caller, org, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_child_keys(&caller, org, page).await?))
 }
 
 /// Rotate a child's API key.
@@ -109,7 +110,7 @@ pub async fn list_child(State(app): State<AppState>, caller: Auth, Path(org): Pa
     responses((status = 201, description = "The new key, its secret (shown once) and the superseded key as `previousKey`.", body = MintedView)))]
 pub async fn rotate_child(State(app): State<AppState>, Path((org, id)): Path<(String, String)>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let (org, id) = (org_id(&org)?, key_id(&id)?);
         no_fields(&w.body)?;
         app.strata.rotate_child_key(&w.caller, org, id, claim.as_ref()).await
@@ -125,7 +126,7 @@ pub async fn rotate_child(State(app): State<AppState>, Path((org, id)): Path<(St
     responses((status = 200, description = "The revoked key.", body = DeletedView)))]
 pub async fn revoke_child(State(app): State<AppState>, Path((org, id)): Path<(String, String)>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let (org, id) = (org_id(&org)?, key_id(&id)?);
         no_fields(&w.body)?;
         app.strata.revoke_child_key(&w.caller, org, id, claim.as_ref()).await
@@ -141,7 +142,7 @@ pub async fn revoke_child(State(app): State<AppState>, Path((org, id)): Path<(St
     responses((status = 200, description = "A page of the org's keys.", body = PageView<KeyView>)))]
 pub async fn list_own(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
     let page = page_request(&app, &q, "keys", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.list_own_keys(&caller, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_own_keys(&caller, page).await?))
 }
 
 /// Mint a key of the caller's own org.
@@ -153,7 +154,7 @@ pub async fn list_own(State(app): State<AppState>, caller: Auth, q: QueryMap) ->
     responses((status = 201, description = "The new key and its secret, shown once.", body = MintedView, example = json!(minted_example()))))]
 pub async fn mint_own(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let cmd = parse_mint(&w.body)?;
         app.strata.mint_own_key(&w.caller, cmd, claim.as_ref()).await
     })
@@ -171,7 +172,7 @@ pub async fn mint_own(State(app): State<AppState>, w: Write) -> HttpResult {
     ))]
 pub async fn rotate_own(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = key_id(&id)?;
         no_fields(&w.body)?;
         app.strata.rotate_own_key(&w.caller, id, claim.as_ref()).await
@@ -188,7 +189,7 @@ pub async fn rotate_own(State(app): State<AppState>, Path(id): Path<String>, w: 
     responses((status = 200, description = "The killed key.", body = KilledView)))]
 pub async fn kill_own(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = key_id(&id)?;
         no_fields(&w.body)?;
         app.strata.kill_own_key(&w.caller, id, claim.as_ref()).await

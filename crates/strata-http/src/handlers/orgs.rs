@@ -1,6 +1,7 @@
 //! Child organizations: `/v1/organizations…`.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use strata_core::error::CoreError;
@@ -12,12 +13,12 @@ use strata_core::service::{NewChild, OrgPatch};
 use strata_core::wire::{OrgView, PageView};
 use utoipa::ToSchema;
 
-use super::{no_fields, nullable_string, only_fields, page_reply, page_request};
+use super::{no_fields, nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap, parse_json};
 use crate::params::{OrgListQuery, OrgPath};
-use crate::write::{Write, reply_response};
+use crate::write::{Write, json_response};
 
 /// A new child organization.
 #[derive(Deserialize, ToSchema)]
@@ -69,7 +70,7 @@ fn org_id(raw: &str) -> Result<OrgId, CoreError> {
     responses((status = 201, description = "The new child organization.", body = OrgView, example = json!(serde_json::from_str::<serde_json::Value>(ORG_EXAMPLE).unwrap_or_default()))))]
 pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let b: CreateBody = parse_json(&w.body)?;
         let cmd = NewChild {
             name: parse_name(&b.name, "name", 128)?,
@@ -93,7 +94,7 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
         Some(s) => Some(OrgStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active, suspended or archived"))?),
     };
     let page = page_request(&app, &q, "orgs", 25, 200)?;
-    Ok(reply_response(page_reply(app.strata.list_children(&caller, status, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_children(&caller, status, page).await?))
 }
 
 /// Read a child organization.
@@ -110,7 +111,7 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
                 "creditConfig": {"monthlyCreditCap": 5000, "refillThreshold": 1000, "refillAmount": 2000, "autoRefillEnabled": true}}}))))]
 pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
     let id = org_id(&id)?;
-    Ok(reply_response(app.strata.get_child(&caller, id).await?))
+    json_response(StatusCode::OK, &app.strata.get_child(&caller, id).await?)
 }
 
 /// Update a child organization.
@@ -123,7 +124,7 @@ pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<Strin
     responses((status = 200, description = "The child organization after the change.", body = OrgView)))]
 pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = org_id(&id)?;
         let obj: Map<String, Value> = parse_json(&w.body)?;
         if obj.contains_key("status") {
@@ -148,7 +149,7 @@ pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Writ
 }
 
 async fn lifecycle(app: &AppState, id: String, w: &Write, req: Lifecycle) -> HttpResult {
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = org_id(&id)?;
         no_fields(&w.body)?;
         app.strata.change_child_lifecycle(&w.caller, id, req, claim.as_ref()).await

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use strata_core::error::CoreError;
@@ -13,12 +14,12 @@ use strata_core::service::{ArchivedProjectView, MigrationView, NewProject, Proje
 use strata_core::wire::{PageView, ProjectView};
 use utoipa::ToSchema;
 
-use super::{nullable_string, only_fields, page_reply, page_request};
+use super::{nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap, parse_json};
 use crate::params::{ProjectListQuery, ProjectPath};
-use crate::write::{Write, reply_response};
+use crate::write::{Write, json_response};
 
 pub(crate) fn project_id(raw: &str) -> Result<ProjectId, CoreError> {
     ProjectId::parse_field(raw, "projectId")
@@ -93,7 +94,7 @@ struct UpdateBody {
     ))]
 pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let b: CreateBody = parse_json(&w.body)?;
         let cmd = NewProject {
             id: b.id.as_deref().map(|s| ProjectId::parse_field(s, "id")).transpose()?,
@@ -123,7 +124,7 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
         customer_external_id: q.get("customerExternalId").map(str::to_owned),
     };
     let page = page_request(&app, &q, "projects", 25, 200)?;
-    Ok(reply_response(page_reply(app.strata.list_projects(&caller, &filter, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_projects(&caller, &filter, page).await?))
 }
 
 /// Read a project.
@@ -134,7 +135,7 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
     responses((status = 200, description = "The project.", body = ProjectView)))]
 pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
     let id = project_id(&id)?;
-    Ok(reply_response(app.strata.get_project(&caller, id).await?))
+    json_response(StatusCode::OK, &app.strata.get_project(&caller, id).await?)
 }
 
 const READ_ONLY: [&str; 5] = ["id", "organizationId", "createdAt", "updatedAt", "archivedAt"];
@@ -182,7 +183,7 @@ fn parse_patch(obj: &Map<String, Value>) -> Result<ProjectPatch, CoreError> {
     ))]
 pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = project_id(&id)?;
         let obj: Map<String, Value> = parse_json(&w.body)?;
         let patch = parse_patch(&obj)?;
@@ -200,7 +201,7 @@ pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Writ
     responses((status = 200, description = "The archived project.", body = ArchivedProjectView)))]
 pub async fn archive(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = project_id(&id)?;
         super::no_fields(&w.body)?;
         app.strata.archive_project(&w.caller, id, claim.as_ref()).await
@@ -229,7 +230,7 @@ struct MigrateBody {
     responses((status = 201, description = "The children created and the projects moved.", body = MigrationView)))]
 pub async fn migrate(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let b: MigrateBody = parse_json(&w.body)?;
         if b.mapping.is_empty() || b.mapping.len() > 1000 {
             return Err(CoreError::validation("mapping", "must map 1–1000 projects"));

@@ -1,6 +1,7 @@
 //! Webhook endpoints and deliveries (`/v1/webhook-endpoints…`, `/v1/webhook-deliveries…`).
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use strata_core::clock::Timestamp;
@@ -16,12 +17,12 @@ use strata_core::webhook::{DeliveryStatus, EndpointScope, EndpointStatus};
 use strata_core::wire::PageView;
 use utoipa::ToSchema;
 
-use super::{nullable_string, only_fields, page_reply, page_request};
+use super::{nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap, parse_json};
 use crate::params::{DeliveryListQuery, DeliveryPath, EndpointListQuery, EndpointPath};
-use crate::write::{Write, reply_response};
+use crate::write::{Write, json_response};
 
 fn endpoint_id(raw: &str) -> Result<EndpointId, CoreError> {
     EndpointId::parse_field(raw, "endpointId")
@@ -120,7 +121,7 @@ struct UpdateBody {
     ))]
 pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let b: CreateBody = parse_json(&w.body)?;
         let cmd = NewEndpoint {
             url: b.url,
@@ -146,7 +147,7 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
         .map(|s| EndpointStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active, paused or auto_paused")))
         .transpose()?;
     let page = page_request(&app, &q, "endpoints", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.list_endpoints(&caller, project, status, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_endpoints(&caller, project, status, page).await?))
 }
 
 /// Read a webhook endpoint.
@@ -154,7 +155,7 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
     security(("bearer" = ["webhooks:read"])), params(EndpointPath),
     responses((status = 200, description = "The endpoint.", body = EndpointView)))]
 pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
-    Ok(reply_response(app.strata.get_endpoint(&caller, endpoint_id(&id)?).await?))
+    json_response(StatusCode::OK, &app.strata.get_endpoint(&caller, endpoint_id(&id)?).await?)
 }
 
 /// Update a webhook endpoint.
@@ -166,7 +167,7 @@ pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<Strin
     responses((status = 200, description = "The endpoint after the change.", body = EndpointView)))]
 pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = endpoint_id(&id)?;
         let obj: Map<String, Value> = parse_json(&w.body)?;
         only_fields(&obj, &["url", "events", "description", "metadata", "status", "scope"])?;
@@ -202,7 +203,7 @@ pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Writ
     responses((status = 200, description = "The endpoint is gone.", body = DeletedEndpoint)))]
 pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = endpoint_id(&id)?;
         super::no_fields(&w.body)?;
         app.strata.delete_endpoint(&w.caller, id, claim.as_ref()).await
@@ -218,7 +219,7 @@ pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, w: Writ
     responses((status = 200, description = "The new secret, shown once.", body = RotatedSecret)))]
 pub async fn rotate(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = endpoint_id(&id)?;
         super::no_fields(&w.body)?;
         app.strata.rotate_endpoint_secret(&w.caller, id, claim.as_ref()).await
@@ -245,7 +246,7 @@ struct TestBody {
     responses((status = 200, description = "The ping's event and delivery.", body = TestPingView)))]
 pub async fn test(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = endpoint_id(&id)?;
         let b: TestBody = parse_json(&w.body)?;
         app.strata.test_endpoint(&w.caller, id, b.payload, claim.as_ref()).await
@@ -271,7 +272,7 @@ pub async fn deliveries(State(app): State<AppState>, caller: Auth, Path(id): Pat
         })
         .transpose()?;
     let page = page_request(&app, &q, "deliveries", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.list_deliveries(&caller, id, event_type, status, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_deliveries(&caller, id, event_type, status, page).await?))
 }
 
 /// Read a delivery with its attempts.
@@ -282,7 +283,7 @@ pub async fn deliveries(State(app): State<AppState>, caller: Auth, Path(id): Pat
     responses((status = 200, description = "The delivery and its attempts.", body = DeliveryDetail)))]
 pub async fn delivery(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
     let id = DeliveryId::parse_field(&id, "deliveryId")?;
-    Ok(reply_response(app.strata.get_delivery(&caller, id).await?))
+    json_response(StatusCode::OK, &app.strata.get_delivery(&caller, id).await?)
 }
 
 /// Which deliveries to re-queue.
@@ -305,7 +306,7 @@ struct RecoverBody {
     responses((status = 200, description = "How many deliveries were re-queued.", body = RecoverView)))]
 pub async fn recover(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = endpoint_id(&id)?;
         let b: RecoverBody = parse_json(&w.body)?;
         let since = Timestamp::parse_query(&b.since, "since")?;
@@ -322,7 +323,7 @@ pub async fn recover(State(app): State<AppState>, Path(id): Path<String>, w: Wri
     responses((status = 200, description = "The new delivery.", body = ReplayView)))]
 pub async fn replay(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::OK, |claim| async move {
         let id = DeliveryId::parse_field(&id, "deliveryId")?;
         super::no_fields(&w.body)?;
         app.strata.replay_delivery(&w.caller, id, claim.as_ref()).await
