@@ -1,6 +1,6 @@
 //! Credits: wallets, the ledger, allocation and the credit config.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -16,13 +16,9 @@ use utoipa::ToSchema;
 use super::{only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, Id, QueryMap, parse_json};
 use crate::params::{CreditEventsQuery, OrgPath};
 use crate::write::{Write, json_response};
-
-fn org_id(raw: &str) -> Result<OrgId, CoreError> {
-    OrgId::parse_field(raw, "orgId")
-}
 
 /// Read the caller's wallet.
 ///
@@ -39,8 +35,7 @@ pub async fn own(State(app): State<AppState>, caller: Auth) -> HttpResult {
 #[utoipa::path(get, path = "/v1/organizations/{orgId}/credits", tag = "Credits", operation_id = "getChildCredits",
     security(("bearer" = ["org:admin"])), params(OrgPath),
     responses((status = 200, description = "The child's wallet.", body = CreditsView)))]
-pub async fn child(State(app): State<AppState>, caller: Auth, Path(org): Path<String>) -> HttpResult {
-    let org = org_id(&org)?;
+pub async fn child(State(app): State<AppState>, caller: Auth, Id(org): Id<OrgId>) -> HttpResult {
     json_response(StatusCode::OK, &app.strata.child_credits(&caller, org).await?)
 }
 
@@ -74,8 +69,7 @@ pub async fn own_events(State(app): State<AppState>, caller: Auth, q: QueryMap) 
 #[utoipa::path(get, path = "/v1/organizations/{orgId}/credits/events", tag = "Credits", operation_id = "listChildCreditEvents",
     security(("bearer" = ["org:admin"])), params(OrgPath, CreditEventsQuery),
     responses((status = 200, description = "A page of the child's ledger events.", body = PageView<CreditEventView>)))]
-pub async fn child_events(State(app): State<AppState>, caller: Auth, Path(org): Path<String>, q: QueryMap) -> HttpResult {
-    let org = org_id(&org)?;
+pub async fn child_events(State(app): State<AppState>, caller: Auth, Id(org): Id<OrgId>, q: QueryMap) -> HttpResult {
     let filter = event_filter(&q)?;
     let page = page_request(&app, &q, "credit-events", 25, 100)?;
     json_response(StatusCode::OK, &page_view(app.strata.credit_events(&caller, Some(org), &filter, page).await?))
@@ -136,10 +130,9 @@ struct ConfigBody {
         (status = 402, description = "BILLING_EXHAUSTED: the caller's prepaid balance cannot cover it."),
         (status = 409, description = "CONFLICT: the child is archived; or IDEMPOTENCY_CONFLICT."),
     ))]
-pub async fn allocate(State(app): State<AppState>, Path(org): Path<String>, w: Write) -> HttpResult {
+pub async fn allocate(State(app): State<AppState>, Id(org): Id<OrgId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run_keyed(app, StatusCode::CREATED, |claim| async move {
-        let org = org_id(&org)?;
         let b: AllocateBody = parse_json(&w.body)?;
         let credits = credit_amount("credits", &b.credits, 1)?;
         if b.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
@@ -155,8 +148,7 @@ pub async fn allocate(State(app): State<AppState>, Path(org): Path<String>, w: W
 #[utoipa::path(get, path = "/v1/organizations/{orgId}/credit-config", tag = "Credits", operation_id = "getCreditConfig",
     security(("bearer" = ["org:admin"])), params(OrgPath),
     responses((status = 200, description = "The config and the child's wallet.", body = ConfigReplyView)))]
-pub async fn config(State(app): State<AppState>, caller: Auth, Path(org): Path<String>) -> HttpResult {
-    let org = org_id(&org)?;
+pub async fn config(State(app): State<AppState>, caller: Auth, Id(org): Id<OrgId>) -> HttpResult {
     json_response(StatusCode::OK, &app.strata.credit_config(&caller, org).await?)
 }
 
@@ -181,10 +173,9 @@ fn config_field(obj: &Map<String, Value>, name: &str, min: i64) -> Result<Option
         example = json!({"organizationId": "org_d4e5f6a7-8b9c-4d0e-9f2a-3b4c5d6e7f80",
             "config": {"monthlyCreditCap": 5000, "refillThreshold": 1000, "refillAmount": 2000, "autoRefillEnabled": true},
             "balance": 5000, "available": 5000}))))]
-pub async fn update_config(State(app): State<AppState>, Path(org): Path<String>, w: Write) -> HttpResult {
+pub async fn update_config(State(app): State<AppState>, Id(org): Id<OrgId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, StatusCode::OK, |claim| async move {
-        let org = org_id(&org)?;
         let obj: Map<String, Value> = parse_json(&w.body)?;
         only_fields(&obj, &["monthlyCreditCap", "refillThreshold", "refillAmount"])?;
         let patch = CreditConfigPatch {

@@ -1,6 +1,6 @@
 //! The audit log and the event log.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use strata_core::audit::AuditFilter;
@@ -13,7 +13,7 @@ use strata_core::wire::{AuditView, EventView, PageView};
 use super::{page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap};
+use crate::extract::{Auth, Id, QueryMap};
 use crate::params::{AuditQuery, EventPath, EventsQuery};
 use crate::write::json_response;
 
@@ -65,7 +65,6 @@ pub async fn events(State(app): State<AppState>, caller: Auth, q: QueryMap) -> H
 #[utoipa::path(get, path = "/v1/events/{eventId}", tag = "Logs", operation_id = "getEvent",
     security(("bearer" = ["webhooks:read"])), params(EventPath),
     responses((status = 200, description = "The event.", body = EventView)))]
-pub async fn event(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult<Response> {
-    let id = EventId::parse_field(&id, "eventId")?;
+pub async fn event(State(app): State<AppState>, caller: Auth, Id(id): Id<EventId>) -> HttpResult<Response> {
     json_response(StatusCode::OK, &app.strata.get_event(&caller, id).await?)
 }

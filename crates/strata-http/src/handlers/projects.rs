@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -17,13 +17,9 @@ use utoipa::ToSchema;
 use super::{nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, Id, QueryMap, parse_json};
 use crate::params::{ProjectListQuery, ProjectPath};
 use crate::write::{Write, json_response};
-
-pub(crate) fn project_id(raw: &str) -> Result<ProjectId, CoreError> {
-    ProjectId::parse_field(raw, "projectId")
-}
 
 /// A new project.
 #[derive(Deserialize, ToSchema)]
@@ -133,8 +129,7 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
 #[utoipa::path(get, path = "/v1/projects/{projectId}", tag = "Projects", operation_id = "getProject",
     security(("bearer" = ["projects:read"])), params(ProjectPath),
     responses((status = 200, description = "The project.", body = ProjectView)))]
-pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
-    let id = project_id(&id)?;
+pub async fn get(State(app): State<AppState>, caller: Auth, Id(id): Id<ProjectId>) -> HttpResult {
     json_response(StatusCode::OK, &app.strata.get_project(&caller, id).await?)
 }
 
@@ -181,10 +176,9 @@ fn parse_patch(obj: &Map<String, Value>) -> Result<ProjectPatch, CoreError> {
         (status = 200, description = "The project after the change.", body = ProjectView),
         (status = 400, description = "VALIDATION: a read-only field was sent (`details.code: \"READ_ONLY_FIELD\"`)."),
     ))]
-pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn update(State(app): State<AppState>, Id(id): Id<ProjectId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, StatusCode::OK, |claim| async move {
-        let id = project_id(&id)?;
         let obj: Map<String, Value> = parse_json(&w.body)?;
         let patch = parse_patch(&obj)?;
         app.strata.update_project(&w.caller, id, patch, claim.as_ref()).await
@@ -199,10 +193,9 @@ pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Writ
 #[utoipa::path(delete, path = "/v1/projects/{projectId}", tag = "Projects", operation_id = "archiveProject",
     security(("bearer" = ["projects:write"])), params(ProjectPath),
     responses((status = 200, description = "The archived project.", body = ArchivedProjectView)))]
-pub async fn archive(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn archive(State(app): State<AppState>, Id(id): Id<ProjectId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, StatusCode::OK, |claim| async move {
-        let id = project_id(&id)?;
         super::no_fields(&w.body)?;
         app.strata.archive_project(&w.caller, id, claim.as_ref()).await
     })

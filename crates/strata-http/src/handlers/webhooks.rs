@@ -1,6 +1,6 @@
 //! Webhook endpoints and deliveries (`/v1/webhook-endpoints…`, `/v1/webhook-deliveries…`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -20,13 +20,9 @@ use utoipa::ToSchema;
 use super::{nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, Id, QueryMap, parse_json};
 use crate::params::{DeliveryListQuery, DeliveryPath, EndpointListQuery, EndpointPath};
 use crate::write::{Write, json_response};
-
-fn endpoint_id(raw: &str) -> Result<EndpointId, CoreError> {
-    EndpointId::parse_field(raw, "endpointId")
-}
 
 fn parse_events(v: &Value) -> Result<Vec<EventType>, CoreError> {
     let list = v.as_array().ok_or_else(|| CoreError::validation("events", "must be a list of event types"))?;
@@ -154,8 +150,8 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
 #[utoipa::path(get, path = "/v1/webhook-endpoints/{endpointId}", tag = "Webhooks", operation_id = "getWebhookEndpoint",
     security(("bearer" = ["webhooks:read"])), params(EndpointPath),
     responses((status = 200, description = "The endpoint.", body = EndpointView)))]
-pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
-    json_response(StatusCode::OK, &app.strata.get_endpoint(&caller, endpoint_id(&id)?).await?)
+pub async fn get(State(app): State<AppState>, caller: Auth, Id(id): Id<EndpointId>) -> HttpResult {
+    json_response(StatusCode::OK, &app.strata.get_endpoint(&caller, id).await?)
 }
 
 /// Update a webhook endpoint.
@@ -165,10 +161,9 @@ pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<Strin
     security(("bearer" = ["webhooks:write"])), params(EndpointPath),
     request_body(content = UpdateBody, example = json!({"status": "active"})),
     responses((status = 200, description = "The endpoint after the change.", body = EndpointView)))]
-pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn update(State(app): State<AppState>, Id(id): Id<EndpointId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, StatusCode::OK, |claim| async move {
-        let id = endpoint_id(&id)?;
         let obj: Map<String, Value> = parse_json(&w.body)?;
         only_fields(&obj, &["url", "events", "description", "metadata", "status", "scope"])?;
         let string = |name: &str| match obj.get(name) {
@@ -201,10 +196,9 @@ pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Writ
 #[utoipa::path(delete, path = "/v1/webhook-endpoints/{endpointId}", tag = "Webhooks", operation_id = "deleteWebhookEndpoint",
     security(("bearer" = ["webhooks:write"])), params(EndpointPath),
     responses((status = 200, description = "The endpoint is gone.", body = DeletedEndpoint)))]
-pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn delete(State(app): State<AppState>, Id(id): Id<EndpointId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, StatusCode::OK, |claim| async move {
-        let id = endpoint_id(&id)?;
         super::no_fields(&w.body)?;
         app.strata.delete_endpoint(&w.caller, id, claim.as_ref()).await
     })
@@ -217,10 +211,9 @@ pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, w: Writ
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{endpointId}/rotate-secret", tag = "Webhooks", operation_id = "rotateWebhookSecret",
     security(("bearer" = ["webhooks:write"])), params(EndpointPath),
     responses((status = 200, description = "The new secret, shown once.", body = RotatedSecret)))]
-pub async fn rotate(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn rotate(State(app): State<AppState>, Id(id): Id<EndpointId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, StatusCode::OK, |claim| async move {
-        let id = endpoint_id(&id)?;
         super::no_fields(&w.body)?;
         app.strata.rotate_endpoint_secret(&w.caller, id, claim.as_ref()).await
     })
@@ -244,10 +237,9 @@ struct TestBody {
     security(("bearer" = ["webhooks:write"])), params(EndpointPath),
     request_body(content = TestBody, example = json!({"payload": {"hello": "world"}})),
     responses((status = 200, description = "The ping's event and delivery.", body = TestPingView)))]
-pub async fn test(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn test(State(app): State<AppState>, Id(id): Id<EndpointId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, StatusCode::OK, |claim| async move {
-        let id = endpoint_id(&id)?;
         let b: TestBody = parse_json(&w.body)?;
         app.strata.test_endpoint(&w.caller, id, b.payload, claim.as_ref()).await
     })
@@ -258,8 +250,7 @@ pub async fn test(State(app): State<AppState>, Path(id): Path<String>, w: Write)
 #[utoipa::path(get, path = "/v1/webhook-endpoints/{endpointId}/deliveries", tag = "Webhooks", operation_id = "listDeliveries",
     security(("bearer" = ["webhooks:read"])), params(EndpointPath, DeliveryListQuery),
     responses((status = 200, description = "A page of deliveries, newest first.", body = PageView<DeliveryView>)))]
-pub async fn deliveries(State(app): State<AppState>, caller: Auth, Path(id): Path<String>, q: QueryMap) -> HttpResult {
-    let id = endpoint_id(&id)?;
+pub async fn deliveries(State(app): State<AppState>, caller: Auth, Id(id): Id<EndpointId>, q: QueryMap) -> HttpResult {
     let event_type = match q.get("eventType") {
         None => None,
         Some(t) => Some(EventType::parse(t).ok_or_else(|| CoreError::validation("eventType", "is not an event type"))?.as_str()),
@@ -281,8 +272,7 @@ pub async fn deliveries(State(app): State<AppState>, caller: Auth, Path(id): Pat
 #[utoipa::path(get, path = "/v1/webhook-deliveries/{deliveryId}", tag = "Webhooks", operation_id = "getDelivery",
     security(("bearer" = ["webhooks:read"])), params(DeliveryPath),
     responses((status = 200, description = "The delivery and its attempts.", body = DeliveryDetail)))]
-pub async fn delivery(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
-    let id = DeliveryId::parse_field(&id, "deliveryId")?;
+pub async fn delivery(State(app): State<AppState>, caller: Auth, Id(id): Id<DeliveryId>) -> HttpResult {
     json_response(StatusCode::OK, &app.strata.get_delivery(&caller, id).await?)
 }
 
@@ -304,10 +294,9 @@ struct RecoverBody {
     security(("bearer" = ["webhooks:write"])), params(EndpointPath),
     request_body(content = RecoverBody, example = json!({"since": "2026-06-01T00:00:00.000Z"})),
     responses((status = 200, description = "How many deliveries were re-queued.", body = RecoverView)))]
-pub async fn recover(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn recover(State(app): State<AppState>, Id(id): Id<EndpointId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, StatusCode::OK, |claim| async move {
-        let id = endpoint_id(&id)?;
         let b: RecoverBody = parse_json(&w.body)?;
         let since = Timestamp::parse_query(&b.since, "since")?;
         app.strata.recover_endpoint(&w.caller, id, since, claim.as_ref()).await
@@ -321,10 +310,9 @@ pub async fn recover(State(app): State<AppState>, Path(id): Path<String>, w: Wri
 #[utoipa::path(post, path = "/v1/webhook-deliveries/{deliveryId}/replay", tag = "Webhooks", operation_id = "replayDelivery",
     security(("bearer" = ["webhooks:write"])), params(DeliveryPath),
     responses((status = 200, description = "The new delivery.", body = ReplayView)))]
-pub async fn replay(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn replay(State(app): State<AppState>, Id(id): Id<DeliveryId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, StatusCode::OK, |claim| async move {
-        let id = DeliveryId::parse_field(&id, "deliveryId")?;
         super::no_fields(&w.body)?;
         app.strata.replay_delivery(&w.caller, id, claim.as_ref()).await
     })
