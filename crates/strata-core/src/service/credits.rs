@@ -30,7 +30,7 @@ pub const DEFAULT_RESERVATION_TIMEOUT_MS: i64 = 60 * 60 * 1000;
 /// `POST /v1/organizations/:orgId/credits/allocate`.
 #[derive(Debug, Clone)]
 pub struct Allocation {
-    pub credits: i64,
+    pub credits: crate::credits::Credits,
     pub description: Option<String>,
     pub metadata: Metadata,
 }
@@ -275,17 +275,17 @@ impl Strata {
             _ => self.contended_wallet(tx.as_mut(), caller.org_id()).await?,
         };
         let short = |spendable: i64| CoreError::BillingExhausted {
-            message: format!("allocating {} credits needs that much available prepaid balance; you have {spendable}", req.credits),
+            message: format!("allocating {} credits needs that much available prepaid balance; you have {spendable}", req.credits.get()),
             reason: "insufficient_credits",
         };
-        if req.credits > spendable_prepaid(&parent_w) {
+        if req.credits.get() > spendable_prepaid(&parent_w) {
             return Err(short(spendable_prepaid(&parent_w)));
         }
         let (t, entries) = self.bucket_move(
             Account::Prepaid,
             caller.org_id(),
             child.id,
-            req.credits,
+            req.credits.get(),
             TransferKind::Allocation,
             None,
             &req.metadata,
@@ -295,7 +295,7 @@ impl Strata {
         let view = AllocationView {
             id: t.id,
             organization_id: child.id,
-            allocated: req.credits,
+            allocated: req.credits.get(),
             balance: child_w.balance(),
             available: child_w.available(),
             description: req.description.clone(),
@@ -308,12 +308,12 @@ impl Strata {
         tx.insert_audit(&self.audit_entry(
             stamp,
             "credits.allocated",
-            json!({ "transferId": t.id, "organizationId": child.id, "credits": req.credits }),
+            json!({ "transferId": t.id, "organizationId": child.id, "credits": req.credits.get() }),
         ))
         .await?;
         let data = crate::event_data::CreditsMovedData {
             transfer_id: t.id,
-            credits: req.credits,
+            credits: req.credits.get(),
             from_organization_id: caller.org_id(),
             balance: child_w.balance(),
             available: child_w.available(),
@@ -369,7 +369,7 @@ impl Strata {
 
     /// `strata credits grant`: credits enter the system from an operator account.
     pub async fn grant_credits(&self, org: OrgId, credits: i64, kind: GrantKind) -> Result<(TxnId, Wallet)> {
-        let credits = crate::credits::credit_amount("credits", &serde_json::json!(credits), 1)?;
+        let credits = crate::credits::Credits::positive("credits", &serde_json::json!(credits))?.get();
         let mut tx = self.store.write().await?;
         let target = tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
         if target.status == OrgStatus::Archived {

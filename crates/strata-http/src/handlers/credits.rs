@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use strata_core::clock::Timestamp;
-use strata_core::credits::{CREDIT_EVENT_TYPES, CreditConfigPatch, CreditEventFilter, credit_amount};
+use strata_core::credits::{CREDIT_EVENT_TYPES, CreditConfigPatch, CreditEventFilter, Credits};
 use strata_core::error::CoreError;
 use strata_core::id::{OrgId, ProjectId};
 use strata_core::metadata::Metadata;
@@ -82,7 +82,7 @@ pub async fn child_events(State(app): State<AppState>, caller: Auth, Id(org): Id
 struct AllocateBody {
     /// A whole number of credits above zero; above the largest accepted value is 422 naming it in
     /// `details.max`.
-    #[schema(value_type = i64, minimum = 1)]
+    #[schema(value_type = Credits, minimum = 1)]
     credits: Value,
     /// At most 500 characters.
     #[serde(default)]
@@ -100,14 +100,14 @@ struct AllocateBody {
 #[expect(dead_code, reason = "describes the body `update_config` reads as a map (absent and null differ)")]
 struct ConfigBody {
     /// The credits the org may consume in one period; a generation over it is 402.
-    #[schema(minimum = 0)]
+    #[schema(value_type = Option<Credits>)]
     monthly_credit_cap: Option<Option<i64>>,
     /// Refill when `available` drops below this. Set together with `refillAmount`, or neither
     /// (else 422, `details.code: "REFILL_REQUIRES_THRESHOLD_AND_AMOUNT"`).
-    #[schema(minimum = 0)]
+    #[schema(value_type = Option<Credits>)]
     refill_threshold: Option<Option<i64>>,
-    /// Credits moved from the parent per refill.
-    #[schema(minimum = 1)]
+    /// Credits moved from the parent per refill (at least 1).
+    #[schema(value_type = Option<Credits>)]
     refill_amount: Option<Option<i64>>,
 }
 
@@ -134,7 +134,7 @@ pub async fn allocate(State(app): State<AppState>, Id(org): Id<OrgId>, w: Write)
     let (app, w) = (&app, &w);
     w.run_keyed(app, StatusCode::CREATED, |claim| async move {
         let b: AllocateBody = parse_json(&w.body)?;
-        let credits = credit_amount("credits", &b.credits, 1)?;
+        let credits = Credits::positive("credits", &b.credits)?;
         if b.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
             return Err(CoreError::validation("description", "must be at most 500 characters"));
         }
@@ -152,12 +152,16 @@ pub async fn config(State(app): State<AppState>, caller: Auth, Id(org): Id<OrgId
     json_response(StatusCode::OK, &app.strata.credit_config(&caller, org).await?)
 }
 
-/// Reads one config field: absent → unchanged, null → cleared, a number within `min..`.
-fn config_field(obj: &Map<String, Value>, name: &str, min: i64) -> Result<Option<Option<i64>>, CoreError> {
+/// Reads one config field: absent → unchanged, null → cleared, else an amount `read` accepts.
+fn config_field(
+    obj: &Map<String, Value>,
+    name: &str,
+    read: fn(&str, &Value) -> Result<Credits, CoreError>,
+) -> Result<Option<Option<Credits>>, CoreError> {
     match obj.get(name) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
-        Some(v) => credit_amount(name, v, min).map(|n| Some(Some(n))),
+        Some(v) => read(name, v).map(|n| Some(Some(n))),
     }
 }
 
@@ -179,9 +183,9 @@ pub async fn update_config(State(app): State<AppState>, Id(org): Id<OrgId>, w: W
         let obj: Map<String, Value> = parse_json(&w.body)?;
         only_fields(&obj, &["monthlyCreditCap", "refillThreshold", "refillAmount"])?;
         let patch = CreditConfigPatch {
-            monthly_credit_cap: config_field(&obj, "monthlyCreditCap", 0)?,
-            refill_threshold: config_field(&obj, "refillThreshold", 0)?,
-            refill_amount: config_field(&obj, "refillAmount", 1)?,
+            monthly_credit_cap: config_field(&obj, "monthlyCreditCap", Credits::non_negative)?,
+            refill_threshold: config_field(&obj, "refillThreshold", Credits::non_negative)?,
+            refill_amount: config_field(&obj, "refillAmount", Credits::positive)?,
         };
         app.strata.update_credit_config(&w.caller, org, patch, claim.as_ref()).await
     })
