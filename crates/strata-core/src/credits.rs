@@ -72,6 +72,23 @@ impl utoipa::PartialSchema for Credits {
 
 impl utoipa::ToSchema for Credits {}
 
+/// The schema of an amount read with `Credits::positive`.
+pub struct PositiveCredits;
+
+impl utoipa::PartialSchema for PositiveCredits {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        match <Credits as utoipa::PartialSchema>::schema() {
+            utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(mut o)) => {
+                o.minimum = Some(1f64.into());
+                utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(o))
+            }
+            other => other,
+        }
+    }
+}
+
+impl utoipa::ToSchema for PositiveCredits {}
+
 pub fn estimated_cost(format: &str) -> Option<i64> {
     ESTIMATED_CREDITS_PER_FORMAT.iter().find(|(f, _)| *f == format).map(|(_, c)| *c)
 }

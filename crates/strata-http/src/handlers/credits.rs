@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use strata_core::clock::Timestamp;
-use strata_core::credits::{CREDIT_EVENT_TYPES, CreditConfigPatch, CreditEventFilter, Credits};
+use strata_core::credits::{CREDIT_EVENT_TYPES, CreditConfigPatch, CreditEventFilter, Credits, PositiveCredits};
 use strata_core::error::CoreError;
 use strata_core::id::{OrgId, ProjectId};
 use strata_core::metadata::Metadata;
@@ -82,7 +82,7 @@ pub async fn child_events(State(app): State<AppState>, caller: Auth, Id(org): Id
 struct AllocateBody {
     /// A whole number of credits above zero; above the largest accepted value is 422 naming it in
     /// `details.max`.
-    #[schema(value_type = Credits, minimum = 1)]
+    #[schema(value_type = PositiveCredits)]
     credits: Value,
     /// At most 500 characters.
     #[serde(default)]
@@ -106,8 +106,8 @@ struct ConfigBody {
     /// (else 422, `details.code: "REFILL_REQUIRES_THRESHOLD_AND_AMOUNT"`).
     #[schema(value_type = Option<Credits>)]
     refill_threshold: Option<Option<i64>>,
-    /// Credits moved from the parent per refill (at least 1).
-    #[schema(value_type = Option<Credits>)]
+    /// Credits moved from the parent per refill.
+    #[schema(value_type = Option<PositiveCredits>)]
     refill_amount: Option<Option<i64>>,
 }
 

@@ -44,7 +44,7 @@ struct CreateBody {
 #[expect(dead_code, reason = "describes the body `update` reads as a map (absent and null differ)")]
 struct UpdateBody {
     /// 1–128 characters.
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, nullable = false)]
     name: Option<String>,
     metadata: Option<MetadataPatch>,
     /// `null` clears it.

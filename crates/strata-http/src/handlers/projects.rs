@@ -60,21 +60,23 @@ struct CreateBody {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[expect(dead_code, reason = "describes the body `update` reads as a map (absent and null differ)")]
 struct UpdateBody {
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, nullable = false)]
     name: Option<String>,
     /// An IANA time zone name.
+    #[schema(nullable = false)]
     timezone: Option<String>,
     /// `null` clears it.
     customer_external_id: Option<Option<String>>,
     /// `null` clears it.
     #[schema(format = Email)]
     owner_email: Option<Option<String>>,
+    #[schema(nullable = false)]
     primary_language: Option<String>,
     /// Replaced whole.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     /// Only `active`: reactivates an archived project (archive with DELETE).
-    #[schema(value_type = Option<ProjectStatus>)]
+    #[schema(value_type = Option<ProjectStatus>, nullable = false)]
     status: Option<String>,
 }
 

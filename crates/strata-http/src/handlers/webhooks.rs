@@ -86,10 +86,10 @@ struct CreateBody {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[expect(dead_code, reason = "describes the body `update` reads as a map (absent and null differ)")]
 struct UpdateBody {
-    #[schema(format = "uri")]
+    #[schema(format = "uri", nullable = false)]
     url: Option<String>,
     /// Replaces the list.
-    #[schema(min_items = 1, max_items = 50)]
+    #[schema(min_items = 1, max_items = 50, nullable = false)]
     events: Option<Vec<EventType>>,
     /// `null` clears it.
     #[schema(max_length = 500)]
@@ -97,9 +97,9 @@ struct UpdateBody {
     metadata: Option<MetadataPatch>,
     /// `active` or `paused`; setting `active` on an `auto_paused` endpoint resets its failure
     /// count.
-    #[schema(value_type = Option<EndpointStatus>)]
+    #[schema(value_type = Option<EndpointStatus>, nullable = false)]
     status: Option<String>,
-    #[schema(value_type = Option<EndpointScope>)]
+    #[schema(value_type = Option<EndpointScope>, nullable = false)]
     scope: Option<String>,
 }
 
