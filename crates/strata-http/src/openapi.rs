@@ -224,6 +224,10 @@ fn add_components(c: &mut Components) {
         if name == "RateLimited" {
             r.headers.insert(names::RETRY_AFTER.into(), HeaderRef::of(names::RETRY_AFTER));
         }
+        // A CONFLICT is stored under the request's Idempotency-Key and replayed.
+        if name == "Conflict" {
+            r.headers.insert(names::REPLAYED.into(), HeaderRef::of(names::REPLAYED));
+        }
         c.responses.insert(name.into(), RefOr::T(r));
     }
 }
