@@ -98,11 +98,16 @@ pub struct UsageRow {
 /// parent's outgoing allocations are negative), `refilled` credits received by auto-refill
 /// minus those a parent's wallet funded. Grants, purchases, included credits, expiries and
 /// archive reclaims are in none of them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageSums {
+    /// Credits consumed by usage.
     pub used: i64,
+    /// Credits refunded.
     pub refunded: i64,
+    /// Credits moved in by manual allocation minus those moved out (a parent's outgoing
+    /// allocations are negative).
     pub allocated: i64,
+    /// Credits received by auto-refill (a parent's report shows the refills it paid as negative).
     pub refilled: i64,
 }
 

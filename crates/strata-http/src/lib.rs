@@ -7,6 +7,8 @@ mod context;
 pub mod error;
 pub mod extract;
 mod handlers;
+pub mod openapi;
+mod params;
 mod router;
 mod shed;
 mod write;

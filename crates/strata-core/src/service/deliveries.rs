@@ -11,7 +11,7 @@ use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::event::Event;
 use crate::id::{DeliveryId, EndpointId, EventId};
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::scope::Scope;
 use crate::store::Tx;
 use crate::webhook::{Delivery, DeliveryAttempt, DeliveryStatus, delivery_body};
@@ -25,15 +25,36 @@ const PURGE_BATCHES_PER_STEP: usize = 20;
 /// The delivery object: `{id, endpointId, eventId, eventType, status, attempts (a count),
 /// nextRetryAt, deliveredAt, abandonedAt, lastResponseStatus, lastResponseAt, lastErrorMessage,
 /// createdAt}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
+    #[serde(flatten)]
+    delivery: DeliveryFields,
+    /// How many attempts were made.
+    attempts: i64,
+}
+
+/// `GET /v1/webhook-deliveries/:deliveryId`: the delivery object whose `attempts` lists its
+/// newest 100 attempts, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    delivery: DeliveryFields,
+    /// The newest 100 attempts, newest first.
+    attempts: Vec<AttemptView>,
+}
+
+/// What every view of a delivery shows.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryFields {
     id: DeliveryId,
     endpoint_id: EndpointId,
     event_id: EventId,
+    #[schema(value_type = crate::event::EventType)]
     event_type: &'static str,
+    #[schema(value_type = DeliveryStatus)]
     status: &'static str,
-    attempts: i64,
     next_retry_at: Option<Timestamp>,
     delivered_at: Option<Timestamp>,
     abandoned_at: Option<Timestamp>,
@@ -43,7 +64,7 @@ pub struct DeliveryView {
     created_at: Timestamp,
 }
 
-impl From<&Delivery> for DeliveryView {
+impl From<&Delivery> for DeliveryFields {
     fn from(d: &Delivery) -> Self {
         Self {
             id: d.id,
@@ -51,7 +72,6 @@ impl From<&Delivery> for DeliveryView {
             event_id: d.event_id,
             event_type: d.event_type.as_str(),
             status: d.status.as_str(),
-            attempts: d.attempts,
             next_retry_at: d.next_retry_at,
             delivered_at: d.delivered_at,
             abandoned_at: d.abandoned_at,
@@ -63,9 +83,15 @@ impl From<&Delivery> for DeliveryView {
     }
 }
 
+impl From<&Delivery> for DeliveryView {
+    fn from(d: &Delivery) -> Self {
+        Self { delivery: DeliveryFields::from(d), attempts: d.attempts }
+    }
+}
+
 /// One attempt: `{attemptedAt, durationMs, responseStatus, errorMessage, responseBodyExcerpt}`
 /// (`responseStatus` null when the endpoint never answered; the excerpt is at most 1 KiB).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     attempted_at: Timestamp,
@@ -85,6 +111,23 @@ impl From<&DeliveryAttempt> for AttemptView {
             response_body_excerpt: a.response_body_excerpt.clone(),
         }
     }
+}
+
+/// The answer to a replay: the new delivery of the same event under a new event id.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayView {
+    original_delivery_id: DeliveryId,
+    replay_delivery_id: DeliveryId,
+    scheduled_at: Option<Timestamp>,
+}
+
+/// The answer to a recover: how many deliveries went back on the ladder.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoverView {
+    endpoint_id: EndpointId,
+    requeued: u64,
 }
 
 /// What a retention sweep deleted.
@@ -127,22 +170,21 @@ impl Strata {
     /// `GET /v1/webhook-deliveries/:deliveryId` (`webhooks:read`): the delivery object whose
     /// `attempts` is the list of its newest 100 attempts (`AttemptView`), newest first; 404 when
     /// its endpoint is not the caller's org's (the same rule as the delivery list).
-    pub async fn get_delivery(&self, caller: &Caller, id: DeliveryId) -> Result<Reply> {
+    pub async fn get_delivery(&self, caller: &Caller, id: DeliveryId) -> Result<DeliveryDetail> {
         caller.require(Scope::WebhooksRead).await?;
         let mut tx = self.store.read().await?;
         let d = delivery_in(tx.as_mut(), caller.org_id(), id).await?;
         let attempts = tx.list_attempts(d.id, ATTEMPTS_SHOWN).await?;
         tx.commit().await?;
-        let mut body = serde_json::to_value(DeliveryView::from(&d)).map_err(|e| CoreError::internal(e.to_string()))?;
-        body["attempts"] = json!(attempts.iter().map(AttemptView::from).collect::<Vec<_>>());
-        Ok(Reply::json(200, &body))
+        let body = DeliveryDetail { delivery: DeliveryFields::from(&d), attempts: attempts.iter().map(AttemptView::from).collect() };
+        Ok(body)
     }
 
     /// `POST /v1/webhook-deliveries/:id/replay` (`webhooks:write`): the same event under a new
     /// event id, with `replayOf`, to the same endpoint only. The new event is written to the
     /// event log already dispatched (so `GET /v1/events/:eventId` answers it and the dispatcher
     /// never fans it out), with the original's `createdAt` and data. 404 as for `get_delivery`.
-    pub async fn replay_delivery(&self, caller: &Caller, id: DeliveryId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn replay_delivery(&self, caller: &Caller, id: DeliveryId, idem: Option<&IdemClaim>) -> Result<ReplayView> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -176,15 +218,21 @@ impl Strata {
             json!({ "deliveryId": original.id, "replayDeliveryId": d.id }),
         ))
         .await?;
-        let reply = json!({ "originalDeliveryId": original.id, "replayDeliveryId": d.id, "scheduledAt": d.next_retry_at });
-        self.finish(tx, idem, Reply::json(200, &reply)).await
+        let reply = ReplayView { original_delivery_id: original.id, replay_delivery_id: d.id, scheduled_at: d.next_retry_at };
+        self.finish(tx, idem, reply).await
     }
 
     /// `POST /v1/webhook-endpoints/:id/recover` `{since}` (`webhooks:write`; a firehose
     /// endpoint needs `org:admin`): puts the endpoint's failed and abandoned deliveries created
     /// at or after `since` back on the first rung of the ladder, attempt count restarted (their
     /// attempt history stays). 200 `{endpointId, requeued}`; 404 for another org's endpoint.
-    pub async fn recover_endpoint(&self, caller: &Caller, id: EndpointId, since: Timestamp, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn recover_endpoint(
+        &self,
+        caller: &Caller,
+        id: EndpointId,
+        since: Timestamp,
+        idem: Option<&IdemClaim>,
+    ) -> Result<RecoverView> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
         self.guard_firehose(caller, id).await?;
@@ -198,7 +246,7 @@ impl Strata {
             json!({ "endpointId": e.id, "since": since, "requeued": requeued }),
         ))
         .await?;
-        self.finish(tx, idem, Reply::json(200, &json!({ "endpointId": e.id, "requeued": requeued }))).await
+        self.finish(tx, idem, RecoverView { endpoint_id: e.id, requeued }).await
     }
 
     /// The retention worker's step: deletes deliveries in a terminal status (with their

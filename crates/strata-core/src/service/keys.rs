@@ -11,8 +11,9 @@ use crate::clock::Timestamp;
 use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::event::EventType;
+use crate::event_data::ApiKeyEventData;
 use crate::id::{ApiKeyId, OrgId};
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::key::{ApiKey, KeyStatus};
 use crate::org::OrgStatus;
 use crate::scope::{Scope, Scopes};
@@ -31,12 +32,14 @@ pub struct NewKey {
     pub env: Env,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct MintedView {
+pub struct MintedView {
     api_key: KeyView,
+    /// `lp_<env>_<keyid>_<secret>`: shown only here (and in a replay of this request).
     secret: String,
     warning: &'static str,
+    /// The key this one supersedes (a child key's rotation only).
     #[serde(skip_serializing_if = "Option::is_none")]
     previous_key: Option<KeyView>,
 }
@@ -52,17 +55,19 @@ impl MintedView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct DeletedView {
+pub struct DeletedView {
     api_key: KeyView,
+    /// Always true.
     deleted: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct KilledView {
+pub struct KilledView {
     api_key: KeyView,
+    /// Always true.
     killed: bool,
 }
 
@@ -136,7 +141,13 @@ impl Strata {
             json!({ "keyId": key.id.to_string(), "prefix": key.prefix(), "scopes": key.scopes }),
         ))
         .await?;
-        tx.insert_event(&self.event(EventType::ApiKeyCreated, key.org_id, None, json!({ "apiKey": KeyView::from(key) }))).await
+        tx.insert_event(&self.event(
+            EventType::ApiKeyCreated,
+            key.org_id,
+            None,
+            ApiKeyEventData { api_key: KeyView::from(key), previous_key: None },
+        ))
+        .await
     }
 
     /// A child key's tier (CONTRACT §2): `standard` whatever the minting key's tier (`new_key`
@@ -146,7 +157,7 @@ impl Strata {
     }
 
     /// `POST /v1/organizations/:orgId/api-keys`.
-    pub async fn mint_child_key(&self, caller: &Caller, org: OrgId, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn mint_child_key(&self, caller: &Caller, org: OrgId, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<MintedView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -158,7 +169,7 @@ impl Strata {
         let (key, minted) = new_key(child.id, cmd.name, cmd.scopes, cmd.env, Self::child_tier(), self.now());
         self.insert_minted(tx.as_mut(), caller, &key).await?;
         let view = MintedView::of(&key, &minted.secret, None);
-        self.finish(tx, idem, Reply::json(201, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     /// `GET /v1/organizations/:orgId/api-keys`.
@@ -174,7 +185,7 @@ impl Strata {
 
     /// `POST /v1/organizations/:orgId/api-keys/:keyId/rotate`: a new key; the old one keeps
     /// working for the grace window.
-    pub async fn rotate_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn rotate_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<MintedView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -204,15 +215,15 @@ impl Strata {
             EventType::ApiKeyRotated,
             child.id,
             None,
-            json!({ "apiKey": KeyView::from(&key), "previousKey": KeyView::from(&old) }),
+            ApiKeyEventData { api_key: KeyView::from(&key), previous_key: Some(KeyView::from(&old)) },
         ))
         .await?;
         let view = MintedView::of(&key, &minted.secret, Some(&old));
-        self.finish(tx, idem, Reply::json(201, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     /// `DELETE /v1/organizations/:orgId/api-keys/:keyId`: revoked at once; repeatable.
-    pub async fn revoke_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn revoke_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<DeletedView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -225,9 +236,15 @@ impl Strata {
             let mut stamp = caller.stamp();
             stamp.org_id = Some(child.id);
             tx.insert_audit(&self.audit_entry(stamp, "api_key.revoked", json!({ "keyId": key.id.to_string() }))).await?;
-            tx.insert_event(&self.event(EventType::ApiKeyRevoked, child.id, None, json!({ "apiKey": KeyView::from(&key) }))).await?;
+            tx.insert_event(&self.event(
+                EventType::ApiKeyRevoked,
+                child.id,
+                None,
+                ApiKeyEventData { api_key: KeyView::from(&key), previous_key: None },
+            ))
+            .await?;
         }
-        self.finish(tx, idem, Reply::json(200, &DeletedView { api_key: KeyView::from(&key), deleted: true })).await
+        self.finish(tx, idem, DeletedView { api_key: KeyView::from(&key), deleted: true }).await
     }
 
     /// `GET /v1/api-keys`: the acting org's keys, masked. Any valid key of the org may list them.
@@ -240,7 +257,7 @@ impl Strata {
     }
 
     /// `POST /v1/api-keys`: another key of the acting org, within the caller's scopes.
-    pub async fn mint_own_key(&self, caller: &Caller, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn mint_own_key(&self, caller: &Caller, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<MintedView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         self.check_delegation(caller, &cmd.scopes, caller.acts_in_child())?;
@@ -249,12 +266,12 @@ impl Strata {
         let mut tx = self.write_as(caller).await?;
         self.insert_minted(tx.as_mut(), caller, &key).await?;
         let view = MintedView::of(&key, &minted.secret, None);
-        self.finish(tx, idem, Reply::json(201, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     /// `POST /v1/api-keys/:keyId/rotate`: same id, new secret; the old secret is dead at once.
     /// An admin key may rotate any key of its org; any key may rotate itself.
-    pub async fn rotate_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn rotate_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<MintedView> {
         if caller.key.id != id {
             caller.require(Scope::OrgAdmin).await?;
         }
@@ -270,13 +287,19 @@ impl Strata {
         tx.update_key(&key).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "api_key.rotated", json!({ "keyId": key.id.to_string(), "inPlace": true })))
             .await?;
-        tx.insert_event(&self.event(EventType::ApiKeyRotated, key.org_id, None, json!({ "apiKey": KeyView::from(&key) }))).await?;
+        tx.insert_event(&self.event(
+            EventType::ApiKeyRotated,
+            key.org_id,
+            None,
+            ApiKeyEventData { api_key: KeyView::from(&key), previous_key: None },
+        ))
+        .await?;
         let view = MintedView::of(&key, &minted.secret, None);
-        self.finish(tx, idem, Reply::json(200, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     /// `POST /v1/api-keys/:keyId/kill`: any key of an org may kill any key of the same org.
-    pub async fn kill_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn kill_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<KilledView> {
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
         let mut key = key_of(tx.as_mut(), caller.org_id(), id).await?;
@@ -285,6 +308,6 @@ impl Strata {
             tx.update_key(&key).await?;
             tx.insert_audit(&self.audit_entry(caller.stamp(), "api_key.killed", json!({ "keyId": key.id.to_string() }))).await?;
         }
-        self.finish(tx, idem, Reply::json(200, &KilledView { api_key: KeyView::from(&key), killed: true })).await
+        self.finish(tx, idem, KilledView { api_key: KeyView::from(&key), killed: true }).await
     }
 }

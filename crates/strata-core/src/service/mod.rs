@@ -31,19 +31,23 @@ use serde_json::Value;
 pub use crate::ledger::LedgerReport;
 pub use auth::{Caller, Credentials};
 pub use content::NewGeneration;
-pub use credits::{Allocation, CreditEventView, CreditsView, DEFAULT_RESERVATION_TIMEOUT_MS, SpendRequest, credits_view};
-pub use deliveries::{AttemptView, DeliveryView, Purged};
+pub use credits::{
+    Allocation, AllocationView, ConfigReplyView, ConfigView, CreditEventView, CreditsView, DEFAULT_RESERVATION_TIMEOUT_MS, PeriodView,
+    SpendRequest, credits_view,
+};
+pub use deliveries::{AttemptView, DeliveryDetail, DeliveryFields, DeliveryView, Purged, RecoverView, ReplayView};
 pub use dispatch::{AttemptResult, PreparedAttempt, SendOutcome, SendSlots, WebhookSender};
 pub use idempotency::Claimed;
-pub use keys::{KeyEnv, NewKey};
+pub use keys::{DeletedView, KeyEnv, KilledView, MintedView, NewKey};
+pub use lifecycle::{ArchivedProjectView, ArchivedView, LifecycleView, MigratedChild, MigrationView};
 pub use operator::{NewPartner, PartnerCreated};
 pub use operator_views::{OPERATOR_LIST_MAX, OrgDetail};
-pub use orgs::{ChildView, NewChild, OrgPatch};
+pub use orgs::{ChildView, NewChild, OrgPatch, OrgWithSummary, SummaryView, WhoamiView};
 pub use posts::NewPost;
 pub use projects::{NewProject, ProjectPatch};
 pub use secrets::{ResealReport, SECRET_CHECK_SETTING, SecretFit, init_secret_check, secret_fit};
 pub use usage::UsageQuery;
-pub use webhooks::{EndpointPatch, EndpointView, NewEndpoint};
+pub use webhooks::{CreatedEndpoint, DeletedEndpoint, EndpointPatch, EndpointView, NewEndpoint, RotatedSecret, TestPingView};
 
 use crate::audit::{Actor, AuditEntry};
 use crate::clock::{Clock, Timestamp};
@@ -213,28 +217,34 @@ impl Strata {
         }
     }
 
-    /// Builds an event; `data` gets `organizationId` so a firehose receiver can route it.
-    pub(crate) fn event(&self, ty: EventType, org: OrgId, project: Option<ProjectId>, mut data: Value) -> Event {
+    /// Builds an event from its typed `data` (see `event_data`), which gets `organizationId`
+    /// so a firehose receiver can route it.
+    pub(crate) fn event(&self, ty: EventType, org: OrgId, project: Option<ProjectId>, data: impl serde::Serialize) -> Event {
         let now = self.now();
+        // The payload types are plain structs of serialisable fields; they cannot fail.
+        let mut data = serde_json::to_value(data).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut data {
             m.insert("organizationId".into(), Value::String(org.to_string()));
         }
         Event { id: EventId::at(now.millis()), event_type: ty, org_id: org, project_id: project, data, created_at: now, seq: 0 }
     }
 
-    /// Commits a write with its idempotency record (when the request carried a key).
-    pub(crate) async fn finish(&self, mut tx: Box<dyn Tx>, idem: Option<&IdemClaim>, reply: Reply) -> Result<Reply> {
-        self.complete_claim(tx.as_mut(), idem, &reply).await?;
+    /// Commits a write with its idempotency record (when the request carried a key) and hands
+    /// back its answer.
+    pub(crate) async fn finish<T: serde::Serialize>(&self, mut tx: Box<dyn Tx>, idem: Option<&IdemClaim>, answer: T) -> Result<T> {
+        self.complete_claim(tx.as_mut(), idem, &answer).await?;
         tx.commit().await?;
-        Ok(reply)
+        Ok(answer)
     }
 
-    /// Writes the reply into the request's idempotency claim inside the write's transaction.
-    pub(crate) async fn complete_claim(&self, tx: &mut dyn Tx, idem: Option<&IdemClaim>, reply: &Reply) -> Result<()> {
+    /// Writes the answer into the request's idempotency claim inside the write's transaction,
+    /// with the success status the claim carries.
+    pub(crate) async fn complete_claim(&self, tx: &mut dyn Tx, idem: Option<&IdemClaim>, answer: &impl serde::Serialize) -> Result<()> {
         if let Some(claim) = idem {
+            let reply = Reply::json(claim.status, answer)?;
             // Only the holder of the claim may complete it; a request that outlived its lease
             // was taken over, and its effect must not commit beside the retry's.
-            if tx.idem_complete(claim.api_key_id, &claim.key, claim.token, &self.seal_reply(reply)).await? != 1 {
+            if tx.idem_complete(claim.api_key_id, &claim.key, claim.token, &self.seal_reply(&reply)).await? != 1 {
                 return Err(crate::error::CoreError::IdempotencyConflict { in_progress: true });
             }
         }

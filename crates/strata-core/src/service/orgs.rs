@@ -13,7 +13,7 @@ use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::event::EventType;
 use crate::id::OrgId;
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::org::{Org, OrgFilter, OrgStatus};
 use crate::scope::Scope;
@@ -39,9 +39,9 @@ pub struct OrgPatch {
 /// the contract's `projectCount`, `balance`, `available` and `creditConfig` (which holds the
 /// monthly cap), plus `usedThisPeriod`, the credits consumed this period, so a list shows usage
 /// against the cap without a call per row.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct SummaryView {
+pub struct SummaryView {
     project_count: i64,
     balance: i64,
     available: i64,
@@ -63,8 +63,16 @@ impl SummaryView {
     }
 }
 
-/// An org object, with its `summary` when one was asked for.
-#[derive(Serialize)]
+/// The single-org read: the org object and its `summary`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrgWithSummary {
+    #[serde(flatten)]
+    org: OrgView,
+    summary: SummaryView,
+}
+
+/// An org object, with its `summary` when one was asked for (`expand=summary`).
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ChildView {
     #[serde(flatten)]
     org: OrgView,
@@ -72,17 +80,23 @@ pub struct ChildView {
     summary: Option<SummaryView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct WhoamiView {
+pub struct WhoamiView {
     organization_id: OrgId,
+    /// The same as `organizationId` (Layers' name for it).
     workspace_id: OrgId,
     organization_name: String,
     parent_organization_id: Option<OrgId>,
+    #[schema(value_type = crate::org::OrgStatus)]
     organization_status: &'static str,
     scopes: crate::scope::Scopes,
+    #[schema(value_type = crate::schema::PublicTier)]
     rate_limit_tier: &'static str,
+    /// True for a killed key: every other route answers 503 KILL_SWITCH.
     kill_switch: bool,
+    /// True when the org is suspended or the operator revoked its access: every other route
+    /// answers 503 KILL_SWITCH.
     api_access_revoked: bool,
     api_key_id: crate::id::ApiKeyId,
     credit_balance: i64,
@@ -93,11 +107,17 @@ impl Strata {
     pub(crate) async fn insert_new_org(&self, tx: &mut dyn Tx, org: &Org) -> Result<()> {
         tx.insert_org(org).await?;
         tx.insert_wallet(&crate::credits::Wallet::empty(org.id, org.created_at)).await?;
-        tx.insert_event(&self.event(EventType::OrganizationCreated, org.id, None, json!({ "organization": OrgView::from(org) }))).await
+        tx.insert_event(&self.event(
+            EventType::OrganizationCreated,
+            org.id,
+            None,
+            crate::event_data::OrganizationEventData { organization: OrgView::from(org) },
+        ))
+        .await
     }
 
     /// `GET /v1/whoami`: answers for any valid key, even a killed or suspended one.
-    pub async fn whoami(&self, caller: &Caller) -> Result<Reply> {
+    pub async fn whoami(&self, caller: &Caller) -> Result<WhoamiView> {
         let wallet = if caller.acts_in_child() {
             let mut tx = self.store.read().await?;
             let wallet = self.wallet_now(tx.as_mut(), caller.org_id()).await?;
@@ -119,10 +139,10 @@ impl Strata {
             api_key_id: caller.key.id,
             credit_balance: wallet.balance(),
         };
-        Ok(Reply::json(200, &view))
+        Ok(view)
     }
 
-    pub async fn create_child(&self, caller: &Caller, cmd: NewChild, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn create_child(&self, caller: &Caller, cmd: NewChild, idem: Option<&IdemClaim>) -> Result<OrgView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         if !caller.org.is_root() {
@@ -141,7 +161,7 @@ impl Strata {
             json!({ "organizationId": org.id.to_string(), "name": org.name }),
         ))
         .await?;
-        self.finish(tx, idem, Reply::json(201, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     /// `GET /v1/organizations`: the acting org's direct children matching `filter`, newest
@@ -163,16 +183,15 @@ impl Strata {
         Ok(page)
     }
 
-    pub async fn get_child(&self, caller: &Caller, id: OrgId) -> Result<Reply> {
+    pub async fn get_child(&self, caller: &Caller, id: OrgId) -> Result<OrgWithSummary> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
         let (org, wallet, project_count) = tx.child_summary(caller.org_id(), id).await?.ok_or(CoreError::not_found("organization"))?;
         tx.commit().await?;
-        let summary = Some(SummaryView::of(wallet, project_count, self.now()));
-        Ok(Reply::json(200, &ChildView { org: OrgView::from(&org), summary }))
+        Ok(OrgWithSummary { org: OrgView::from(&org), summary: SummaryView::of(wallet, project_count, self.now()) })
     }
 
-    pub async fn update_child(&self, caller: &Caller, id: OrgId, patch: OrgPatch, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn update_child(&self, caller: &Caller, id: OrgId, patch: OrgPatch, idem: Option<&IdemClaim>) -> Result<OrgView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -192,6 +211,6 @@ impl Strata {
         org.updated_at = self.now();
         tx.update_org(&org).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "organization.updated", json!({ "organizationId": org.id.to_string() }))).await?;
-        self.finish(tx, idem, Reply::json(200, &OrgView::from(&org))).await
+        self.finish(tx, idem, OrgView::from(&org)).await
     }
 }

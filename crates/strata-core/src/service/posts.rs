@@ -10,8 +10,9 @@ use crate::content::ContainerStatus;
 use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::event::EventType;
+use crate::event_data::PostEventData;
 use crate::id::{ContainerId, OrgId, PostId, ProjectId};
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::org::OrgStatus;
 use crate::post::{PostStatus, ScheduledPost};
 use crate::project::ProjectStatus;
@@ -31,7 +32,7 @@ pub struct NewPost {
 
 impl Strata {
     /// `POST /v1/projects/:projectId/scheduled-posts`.
-    pub async fn schedule_post(&self, caller: &Caller, project: ProjectId, cmd: NewPost, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn schedule_post(&self, caller: &Caller, project: ProjectId, cmd: NewPost, idem: Option<&IdemClaim>) -> Result<PostView> {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
         let now = self.now();
@@ -73,8 +74,8 @@ impl Strata {
         let mut stamp = caller.stamp();
         stamp.project_id = Some(p.id);
         tx.insert_audit(&self.audit_entry(stamp, "post.scheduled", json!({ "postId": post.id }))).await?;
-        tx.insert_event(&self.event(EventType::PostScheduled, p.org_id, Some(p.id), json!({ "post": view }))).await?;
-        self.finish(tx, idem, Reply::json(201, &view)).await
+        tx.insert_event(&self.event(EventType::PostScheduled, p.org_id, Some(p.id), PostEventData { post: PostView::from(&post) })).await?;
+        self.finish(tx, idem, view).await
     }
 
     /// `GET /v1/projects/:projectId/scheduled-posts`.
@@ -89,7 +90,7 @@ impl Strata {
 
     /// `DELETE /v1/projects/:projectId/scheduled-posts/:postId`: cancels; repeatable. A
     /// published post is 409.
-    pub async fn cancel_post(&self, caller: &Caller, project: ProjectId, id: PostId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn cancel_post(&self, caller: &Caller, project: ProjectId, id: PostId, idem: Option<&IdemClaim>) -> Result<PostView> {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -107,7 +108,7 @@ impl Strata {
                 return Err(CoreError::conflict_with(format!("the post is {}", done.as_str()), json!({ "status": done.as_str() })));
             }
         }
-        self.finish(tx, idem, Reply::json(200, &PostView::from(&post))).await
+        self.finish(tx, idem, PostView::from(&post)).await
     }
 
     async fn cancel_one(&self, tx: &mut dyn Tx, post: &mut ScheduledPost, stamp: Stamp) -> Result<()> {
@@ -117,8 +118,13 @@ impl Strata {
         post.updated_at = now;
         tx.update_post(post).await?;
         tx.insert_audit(&self.audit_entry(stamp, "post.canceled", json!({ "postId": post.id }))).await?;
-        tx.insert_event(&self.event(EventType::PostCanceled, post.org_id, Some(post.project_id), json!({ "post": PostView::from(&*post) })))
-            .await
+        tx.insert_event(&self.event(
+            EventType::PostCanceled,
+            post.org_id,
+            Some(post.project_id),
+            PostEventData { post: PostView::from(&*post) },
+        ))
+        .await
     }
 
     /// Cancels every post still waiting in a project (or, with `project: None`, a whole org).
@@ -184,7 +190,7 @@ impl Strata {
                 post.updated_at = now;
                 tx.update_post(&post).await?;
                 tx.insert_audit(&self.audit_entry(stamp, "post.published", json!({ "postId": post.id }))).await?;
-                let data = json!({ "post": PostView::from(&post) });
+                let data = PostEventData { post: PostView::from(&post) };
                 tx.insert_event(&self.event(EventType::PostPublished, post.org_id, Some(post.project_id), data)).await?;
                 true
             }

@@ -12,7 +12,7 @@ use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::event::EventType;
 use crate::id::{DeliveryId, EndpointId, EventId, OrgId, ProjectId};
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::scope::Scope;
 use crate::store::Tx;
@@ -42,7 +42,7 @@ pub struct EndpointPatch {
     pub scope: Option<EndpointScope>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointView {
     id: EndpointId,
@@ -50,16 +50,58 @@ pub struct EndpointView {
     project_id: Option<ProjectId>,
     url: String,
     description: Option<String>,
+    #[schema(value_type = EndpointStatus)]
     status: &'static str,
+    #[schema(value_type = Vec<EventType>)]
     events: Vec<&'static str>,
+    #[schema(value_type = EndpointScope)]
     scope: &'static str,
     metadata: Metadata,
+    /// Always `v1`.
+    #[schema(value_type = String, examples("v1"))]
     api_version: &'static str,
     created_at: Timestamp,
     updated_at: Timestamp,
     last_success_at: Option<Timestamp>,
     last_failure_at: Option<Timestamp>,
     consecutive_failure_count: i64,
+}
+
+/// A new endpoint and its signing secret, shown once.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedEndpoint {
+    endpoint: EndpointView,
+    /// `whsec_…`: shown only here.
+    signing_secret: String,
+}
+
+/// The answer to deleting an endpoint.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeletedEndpoint {
+    id: EndpointId,
+    /// Always true.
+    deleted: bool,
+}
+
+/// A new signing secret; the previous one also signs until `previousSecretExpiresAt`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedSecret {
+    endpoint_id: EndpointId,
+    /// `whsec_…`: shown only here.
+    signing_secret: String,
+    previous_secret_expires_at: Option<Timestamp>,
+    warning: &'static str,
+}
+
+/// The `test.ping` event and its delivery.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestPingView {
+    event_id: EventId,
+    delivery_id: DeliveryId,
+    scheduled_at: Option<Timestamp>,
 }
 
 impl From<&Endpoint> for EndpointView {
@@ -152,7 +194,7 @@ impl Strata {
     }
 
     /// `POST /v1/webhook-endpoints`: 201 with the signing secret, shown once.
-    pub async fn create_endpoint(&self, caller: &Caller, cmd: NewEndpoint, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn create_endpoint(&self, caller: &Caller, cmd: NewEndpoint, idem: Option<&IdemClaim>) -> Result<CreatedEndpoint> {
         caller.require(Scope::WebhooksWrite).await?;
         if cmd.scope == EndpointScope::AllChildren {
             caller.require(Scope::OrgAdmin).await?;
@@ -194,8 +236,8 @@ impl Strata {
             json!({ "endpointId": endpoint.id, "url": endpoint.url }),
         ))
         .await?;
-        let body = json!({ "endpoint": EndpointView::from(&endpoint), "signingSecret": secret });
-        self.finish(tx, idem, Reply::json(201, &body)).await
+        let body = CreatedEndpoint { endpoint: EndpointView::from(&endpoint), signing_secret: secret };
+        self.finish(tx, idem, body).await
     }
 
     pub async fn list_endpoints(
@@ -212,15 +254,21 @@ impl Strata {
         Ok(Page::from_rows(rows, page, &self.secret, "endpoints", |e| e.seq).map(|e| EndpointView::from(&e)))
     }
 
-    pub async fn get_endpoint(&self, caller: &Caller, id: EndpointId) -> Result<Reply> {
+    pub async fn get_endpoint(&self, caller: &Caller, id: EndpointId) -> Result<EndpointView> {
         caller.require(Scope::WebhooksRead).await?;
         let mut tx = self.store.read().await?;
         let e = endpoint_in(tx.as_mut(), caller.org_id(), id).await?;
         tx.commit().await?;
-        Ok(Reply::json(200, &EndpointView::from(&e)))
+        Ok(EndpointView::from(&e))
     }
 
-    pub async fn update_endpoint(&self, caller: &Caller, id: EndpointId, patch: EndpointPatch, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn update_endpoint(
+        &self,
+        caller: &Caller,
+        id: EndpointId,
+        patch: EndpointPatch,
+        idem: Option<&IdemClaim>,
+    ) -> Result<EndpointView> {
         caller.require(Scope::WebhooksWrite).await?;
         if patch.scope == Some(EndpointScope::AllChildren) {
             caller.require(Scope::OrgAdmin).await?;
@@ -255,11 +303,11 @@ impl Strata {
         e.updated_at = self.now();
         tx.update_endpoint(&e).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "webhook_endpoint.updated", json!({ "endpointId": e.id }))).await?;
-        self.finish(tx, idem, Reply::json(200, &EndpointView::from(&e))).await
+        self.finish(tx, idem, EndpointView::from(&e)).await
     }
 
     /// `DELETE /v1/webhook-endpoints/:id`: its pending deliveries are abandoned.
-    pub async fn delete_endpoint(&self, caller: &Caller, id: EndpointId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn delete_endpoint(&self, caller: &Caller, id: EndpointId, idem: Option<&IdemClaim>) -> Result<DeletedEndpoint> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
         self.guard_firehose(caller, id).await?;
@@ -268,11 +316,11 @@ impl Strata {
         tx.abandon_deliveries(Some(e.id), None, self.now()).await?;
         tx.delete_endpoint(e.id).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "webhook_endpoint.deleted", json!({ "endpointId": e.id }))).await?;
-        self.finish(tx, idem, Reply::json(200, &json!({ "id": e.id, "deleted": true }))).await
+        self.finish(tx, idem, DeletedEndpoint { id: e.id, deleted: true }).await
     }
 
     /// `POST /v1/webhook-endpoints/:id/rotate-secret`: both secrets sign for 24 h.
-    pub async fn rotate_endpoint_secret(&self, caller: &Caller, id: EndpointId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn rotate_endpoint_secret(&self, caller: &Caller, id: EndpointId, idem: Option<&IdemClaim>) -> Result<RotatedSecret> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
         self.guard_firehose(caller, id).await?;
@@ -285,35 +333,36 @@ impl Strata {
         e.updated_at = now;
         tx.update_endpoint(&e).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "webhook_endpoint.secret_rotated", json!({ "endpointId": e.id }))).await?;
-        let body = json!({
-            "endpointId": e.id,
-            "signingSecret": secret,
-            "previousSecretExpiresAt": e.previous_expires_at,
-            "warning": "Store this secret now. It cannot be retrieved again. The previous secret also signs deliveries until previousSecretExpiresAt.",
-        });
-        self.finish(tx, idem, Reply::json(200, &body)).await
+        let body = RotatedSecret {
+            endpoint_id: e.id,
+            signing_secret: secret,
+            previous_secret_expires_at: e.previous_expires_at,
+            warning: "Store this secret now. It cannot be retrieved again. The previous secret also signs deliveries until previousSecretExpiresAt.",
+        };
+        self.finish(tx, idem, body).await
     }
 
     /// `POST /v1/webhook-endpoints/:id/test`: a `test.ping` delivery, whatever the filter.
-    pub async fn test_endpoint(&self, caller: &Caller, id: EndpointId, payload: Option<Value>, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn test_endpoint(
+        &self,
+        caller: &Caller,
+        id: EndpointId,
+        payload: Option<Value>,
+        idem: Option<&IdemClaim>,
+    ) -> Result<TestPingView> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
         self.guard_firehose(caller, id).await?;
         let mut tx = self.write_as(caller).await?;
         let e = endpoint_to_change(tx.as_mut(), caller, id).await?;
-        let event = self.event(
-            EventType::TestPing,
-            caller.org_id(),
-            None,
-            json!({ "endpointId": e.id, "payload": payload.unwrap_or(Value::Null) }),
-        );
+        let event = self.event(EventType::TestPing, caller.org_id(), None, crate::event_data::TestPingData { endpoint_id: e.id, payload });
         tx.insert_event(&event).await?;
         tx.mark_dispatched(&[event.id]).await?;
 
         let body = delivery_body(&event.id.to_string(), event.event_type, event.created_at, &event.data, None);
         let d = self.new_delivery(&e, event.org_id, event.id, event.event_type, body, None);
         tx.insert_deliveries(std::slice::from_ref(&d)).await?;
-        let reply = json!({ "eventId": event.id, "deliveryId": d.id, "scheduledAt": d.next_retry_at });
-        self.finish(tx, idem, Reply::json(200, &reply)).await
+        let reply = TestPingView { event_id: event.id, delivery_id: d.id, scheduled_at: d.next_retry_at };
+        self.finish(tx, idem, reply).await
     }
 }

@@ -17,6 +17,7 @@ mod keys;
 mod ledger_concurrency;
 mod ledger_props;
 mod logs;
+mod openapi;
 mod operator_guards;
 mod orgs;
 mod outage;
