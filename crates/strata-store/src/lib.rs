@@ -65,8 +65,10 @@ pub struct DbTimeouts {
 }
 
 impl Default for DbTimeouts {
+    /// Patient (30 s for a connection, statements unbounded): the operator's commands and the
+    /// test suite; `serve` sets its own (2 s and 10 s unless configured).
     fn default() -> Self {
-        Self { acquire: Duration::from_secs(2), statement: None }
+        Self { acquire: Duration::from_secs(30), statement: None }
     }
 }
 
@@ -167,6 +169,10 @@ fn pg_pool_options(max: u32, timeouts: DbTimeouts) -> PgPoolOptions {
     })
 }
 
+/// How long the command line's one-off reads (does a database exist, its schema, its clock)
+/// wait for PostgreSQL to answer before saying it did not.
+const COMMAND_CONNECT_WAIT: Duration = Duration::from_secs(5);
+
 /// Opens one PostgreSQL connection before any pool is made, so that a server that cannot be
 /// reached is a refusal naming the cause at once (connection refused, authentication failed, no
 /// such database, no answer within `wait`, at least 1 s) rather than a pool's timeout. Returns
@@ -252,7 +258,7 @@ pub async fn database_exists(backend: &Backend) -> Result<bool> {
         Backend::Sqlite { dir } => Ok(dir.join(SQLITE_FILE).exists()),
         Backend::Postgres { url } => {
             use sqlx::Connection;
-            let (_, mut conn) = first_connection(url, DbTimeouts::default().acquire).await?;
+            let (_, mut conn) = first_connection(url, COMMAND_CONNECT_WAIT).await?;
             let row = sqlx::query("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL AS present")
                 .fetch_one(&mut conn)
                 .await
@@ -278,7 +284,7 @@ pub async fn schema_applied(backend: &Backend) -> Result<Option<i64>> {
             conn.query_row(SQL, [], |r| r.get::<_, Option<i64>>(0)).map_err(conn::lite_err)
         }
         Backend::Postgres { url } => {
-            let (_, mut conn) = first_connection(url, DbTimeouts::default().acquire).await?;
+            let (_, mut conn) = first_connection(url, COMMAND_CONNECT_WAIT).await?;
             let row = sqlx::query(SQL).fetch_one(&mut conn).await.map_err(db_err)?;
             let _ = sqlx::Connection::close(conn).await;
             sqlx::Row::try_get::<Option<i64>, _>(&row, "v").map_err(db_err)
@@ -312,7 +318,7 @@ pub async fn clock_reference(backend: &Backend) -> Result<ClockReference> {
             Ok(ClockReference::NewestStored(newest))
         }
         Backend::Postgres { url } => {
-            let (_, mut conn) = first_connection(url, DbTimeouts::default().acquire).await?;
+            let (_, mut conn) = first_connection(url, COMMAND_CONNECT_WAIT).await?;
             let row = sqlx::query("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now")
                 .fetch_one(&mut conn)
                 .await
@@ -453,8 +459,7 @@ fn with_database(url: &str, name: &str) -> String {
 
 impl SqlStore {
     /// Connects, applies the backend's migrations (and fills in what a migration leaves to
-    /// the application), and returns the store (default timeouts: 2 s for a connection,
-    /// statements unbounded).
+    /// the application), and returns the store (`DbTimeouts::default()`).
     pub async fn connect(backend: &Backend) -> Result<Self> {
         Self::connect_with(backend, DbTimeouts::default()).await
     }
