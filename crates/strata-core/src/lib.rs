@@ -23,6 +23,7 @@ pub mod scope;
 mod seal;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod webhook;
 pub mod wire;
 

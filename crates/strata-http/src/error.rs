@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use strata_core::error::CoreError;
+use strata_core::error::{CoreError, chain};
 use strata_core::id::RequestId;
 
 /// A handler error: any `CoreError`, answered in the envelope.
@@ -25,11 +25,21 @@ pub(crate) struct PendingError {
     pub code: &'static str,
     pub message: String,
     pub details: Map<String, Value>,
+    /// For a 500, what the request's log line says of it (never the response).
+    pub internal: Option<InternalCause>,
+}
+
+/// An internal error as logged: its chain of causes and where it arose.
+#[derive(Clone, Debug)]
+pub(crate) struct InternalCause {
+    pub cause: String,
+    pub location: String,
 }
 
 impl PendingError {
     pub fn of(e: &CoreError) -> Self {
-        Self { code: e.code(), message: e.public_message(), details: e.details() }
+        let internal = e.as_internal().map(|i| InternalCause { cause: chain(i), location: i.location().to_string() });
+        Self { code: e.code(), message: e.public_message(), details: e.details(), internal }
     }
 
     pub fn body(&self, request_id: RequestId) -> Vec<u8> {
@@ -50,9 +60,7 @@ pub(crate) fn envelope(e: &CoreError, request_id: RequestId) -> Vec<u8> {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        if let CoreError::Internal(cause) = &self.0 {
-            tracing::error!(cause = %cause, "internal error");
-        }
+        // Not logged here: the request's one log line carries the cause (see `context`).
         let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = status.into_response();
         if let CoreError::RateLimited { retry_after_secs, .. } = &self.0

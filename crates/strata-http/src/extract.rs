@@ -46,6 +46,7 @@ impl FromRequestParts<AppState> for Auth {
             return Err(CoreError::Unauthenticated { reason: "malformed_header" }.into());
         }
         let caller = app.strata.authenticate(creds, request_id(parts)).await?;
+        crate::context::note_caller(&parts.extensions, &caller);
         let class = endpoint_class(&parts.method, parts.uri.path());
         let slot = parts.extensions.get::<RateSlot>().cloned();
         let outcome = app.strata.rate_limit(&caller, class).await;

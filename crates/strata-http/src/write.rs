@@ -104,7 +104,9 @@ impl Write {
                 }
                 if err.is_replayable() {
                     // Answer with exactly what a retry will be replayed.
-                    return Ok(reply_response(stored));
+                    let mut resp = reply_response(stored);
+                    resp.extensions_mut().insert(crate::context::ErrorCode(err.code()));
+                    return Ok(resp);
                 }
                 Err(HttpError(err))
             }

@@ -17,13 +17,13 @@ mod query;
 mod rows;
 mod sealed;
 mod tx;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use strata_core::clock::Timestamp;
@@ -40,6 +40,7 @@ use crate::lite::LiteDb;
 use crate::notify::Hub;
 use crate::query::Q;
 use crate::tx::SqlTx;
+use crate::usage::Pool;
 
 /// Where the data lives.
 #[derive(Clone, Debug)]
@@ -61,8 +62,8 @@ enum Db {
     /// The pool, and a small pool whose sessions commit without waiting for the disk (for
     /// idempotency claims only; see `Store::idem_claim_fresh`).
     Postgres {
-        pool: PgPool,
-        relaxed: PgPool,
+        pool: Pool,
+        relaxed: Pool,
     },
 }
 
@@ -87,12 +88,18 @@ impl Drop for SqlStore {
 const WORKER_CONNECTIONS: u32 = 6;
 
 pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
+    db_failed("database".to_owned(), e)
+}
+
+/// A database error while doing `what`: the cause is kept whole (see `CoreError::internal_from`).
+#[track_caller]
+pub(crate) fn db_failed(what: String, e: sqlx::Error) -> CoreError {
     // A unique index lost a race (two creates with one id or one customerExternalId): the
     // loser hears what a check before the insert would have told it.
     if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "23505" || c == "2067" || c == "1555") {
         return unique_conflict();
     }
-    CoreError::internal(format!("database: {e}"))
+    CoreError::internal_from(what, e)
 }
 
 /// PostgreSQL pool settings. sqlx pings a connection (a round trip) on every acquire by default,
@@ -305,11 +312,11 @@ impl SqlStore {
     }
 
     async fn connect_postgres(url: &str) -> Result<Self> {
-        let pool = pg_pool_options(32).connect(url).await.map_err(db_err)?;
+        let pool = Pool::new(pg_pool_options(32).connect(url).await.map_err(db_err)?, "requests");
         // sqlx holds a PostgreSQL advisory lock while it migrates, so N nodes starting together
         // migrate once; the others wait, then find nothing to apply.
         let migrator = sqlx::migrate!("migrations/postgres");
-        migrator.run(&pool).await.map_err(|e| migrate_err(&migrator, e))?;
+        migrator.run(&pool.pool).await.map_err(|e| migrate_err(&migrator, e))?;
         let relaxed = pg_pool_options(8)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -320,11 +327,12 @@ impl SqlStore {
             .connect(url)
             .await
             .map_err(db_err)?;
+        let relaxed = Pool::new(relaxed, "relaxed");
         let hub = Arc::new(Hub::default());
         let listener = vec![hub.spawn_listener(url.to_owned()), hub.spawn_publisher(url.to_owned())];
         // Requests waiting on a row lock hold their connections; the outbox must not wait
         // behind them for one.
-        let worker_pool = pg_pool_options(WORKER_CONNECTIONS).connect_lazy(url).map_err(db_err)?;
+        let worker_pool = Pool::new(pg_pool_options(WORKER_CONNECTIONS).connect_lazy(url).map_err(db_err)?, "workers");
         let workers: Arc<dyn Store> = Arc::new(Self {
             db: Db::Postgres { pool: worker_pool, relaxed: relaxed.clone() },
             hub: hub.clone(),
@@ -349,7 +357,10 @@ impl SqlStore {
         let (conn, dialect) = match &self.db {
             Db::Sqlite(db) if write => (Conn::LiteWrite(db.write().await?), Dialect::Sqlite),
             Db::Sqlite(db) => (Conn::LiteRead(db.read().await?), Dialect::Sqlite),
-            Db::Postgres { pool, .. } if write => (Conn::Pg(pool.begin().await.map_err(db_err)?), Dialect::Postgres),
+            Db::Postgres { pool, .. } if write => {
+                let (tx, in_use) = pool.begin().await?;
+                (Conn::Pg(tx, in_use), Dialect::Postgres)
+            }
             // Under READ COMMITTED a read-only transaction buys no consistency across
             // statements, only two round trips: reads go straight to the pool.
             Db::Postgres { pool, .. } => (Conn::PgPool(pool.clone()), Dialect::Postgres),
@@ -367,14 +378,17 @@ impl Store for SqlStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", name = "store.write", skip_all)]
     async fn write(&self) -> Result<Box<dyn Tx>> {
         Ok(Box::new(self.begin(true).await?))
     }
 
+    #[tracing::instrument(level = "debug", name = "store.read", skip_all)]
     async fn read(&self) -> Result<Box<dyn Tx>> {
         Ok(Box::new(self.begin(false).await?))
     }
 
+    #[tracing::instrument(level = "debug", name = "store.auth_lookup", skip_all)]
     async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org, Wallet)>> {
         let sql = format!(
             "SELECT {}, {}, {} FROM api_keys k JOIN organizations o ON o.id = k.org_id JOIN wallets w ON w.org_id = o.id \
@@ -391,6 +405,7 @@ impl Store for SqlStore {
         row.map(|r| Ok((rows::key(&r, "")?, rows::org(&r, "o_")?, rows::wallet_prefixed(&r, "w_")?))).transpose()
     }
 
+    #[tracing::instrument(level = "debug", name = "store.idem_claim_fresh", skip_all)]
     async fn idem_claim_fresh(&self, rec: &IdemRecord) -> Result<bool> {
         let mut tx = match &self.db {
             Db::Sqlite(db) => SqlTx::new(Conn::LiteWrite(db.write().await?), Dialect::Sqlite, true, self.hub.clone()),
@@ -401,12 +416,14 @@ impl Store for SqlStore {
         Ok(inserted)
     }
 
+    #[tracing::instrument(level = "debug", name = "store.touch_keys", skip_all)]
     async fn touch_keys(&self, used: &[(ApiKeyId, Timestamp)]) -> Result<()> {
         let mut tx = self.begin(true).await?;
         tx.touch_keys(used).await?;
         Tx::commit(Box::new(tx)).await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.ping", skip_all)]
     async fn ping(&self) -> Result<()> {
         let mut tx = self.begin(false).await?;
         tx.ping().await?;

@@ -9,7 +9,7 @@ pub mod cli;
 pub mod drill;
 pub mod telemetry;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -144,21 +144,49 @@ fn secret_from_file(path: &std::path::Path) -> Result<ServerSecret> {
     }
 }
 
-/// Serves the API and runs the workers until `shutdown` resolves, then drains in-flight
-/// requests and lets each worker take one last step.
+/// Serves the API (with `GET /metrics` beside it) and runs the workers until `shutdown`
+/// resolves, then drains in-flight requests and lets each worker take one last step.
 pub async fn serve(
     strata: Strata,
     listener: TcpListener,
     cadence: Cadence,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(strata, listener, None, cadence, shutdown).await
+}
+
+/// `serve`, with `GET /metrics` answered only on `metrics_listener` when one is given (the
+/// operator's `--metrics-listen`: scrapes stay off the public listener), else on `listener`.
+/// Scrapes are neither logged nor counted as requests.
+pub async fn serve_with(
+    strata: Strata,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    cadence: Cadence,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    telemetry::metrics();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = strata_workers::spawn_all(&strata, &cadence, stop_rx);
-    let app = strata_http::router(AppState { strata });
+    let workers = strata_workers::spawn_all(&strata, &cadence, stop_rx.clone());
+    let mut app = strata_http::router(AppState { strata });
+    let mut metrics_server = None;
+    match metrics_listener {
+        None => app = app.merge(telemetry::metrics_router()),
+        Some(l) => {
+            let mut stop = stop_rx;
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            metrics_server = Some(tokio::spawn(axum::serve(l, telemetry::metrics_router()).with_graceful_shutdown(stopped).into_future()));
+        }
+    }
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     for w in workers {
         let _ = w.await;
+    }
+    if let Some(m) = metrics_server {
+        let _ = m.await;
     }
     result
 }

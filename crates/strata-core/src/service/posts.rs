@@ -140,6 +140,7 @@ impl Strata {
 
     /// The scheduler's step: publishes every post whose time has come, except in a suspended org
     /// (held until resume). Returns how many were published.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn publish_due_posts(&self) -> Result<usize> {
         let mut tx = self.store.read().await?;
         let due = tx.due_posts(self.now(), 500).await?;

@@ -20,6 +20,7 @@ mod orgs;
 mod projects;
 mod ratelimit;
 mod redis_limits;
+mod request_logs;
 mod secrets;
 mod server_secret;
 mod webhook_history;
