@@ -23,6 +23,9 @@ pub const AUTH_FAILURES: &str = "strata_auth_failures_total";
 pub const RATE_LIMITED: &str = "strata_rate_limit_rejections_total";
 /// Counter: writes answered from a stored reply (same Idempotency-Key, same request).
 pub const IDEMPOTENT_REPLAYS: &str = "strata_idempotent_replays_total";
+/// Counter: requests let through without a rate limit because the shared limiter (Redis) did not
+/// answer (it fails open).
+pub const RATE_LIMIT_FAIL_OPEN: &str = "strata_rate_limit_fail_open_total";
 /// Counter: Idempotency-Key conflicts, by `reason` (`mismatch`: another request under the key;
 /// `in_progress`: the first one has not finished).
 pub const IDEMPOTENCY_CONFLICTS: &str = "strata_idempotency_conflicts_total";
@@ -48,7 +51,7 @@ pub const DB_ACQUIRE_WAIT: &str = "strata_db_acquire_wait_seconds";
 pub const GROUP_COMMIT_BATCH: &str = "strata_sqlite_group_commit_size";
 
 /// Counts a refused authentication under its reason.
-pub(crate) fn auth_failed(err: &CoreError) {
+pub fn auth_failed(err: &CoreError) {
     let reason = match err {
         CoreError::Unauthenticated { reason } => reason,
         CoreError::KillSwitch { scope: KillScope::Key } => "key_killed",

@@ -43,7 +43,9 @@ impl FromRequestParts<AppState> for Auth {
         };
         // A header that is present but not visible ASCII is as malformed as a bad value.
         if parts.headers.get("authorization").is_some() && creds.authorization.is_none() {
-            return Err(CoreError::Unauthenticated { reason: "malformed_header" }.into());
+            let err = CoreError::Unauthenticated { reason: "malformed_header" };
+            strata_core::telemetry::auth_failed(&err);
+            return Err(err.into());
         }
         let caller = app.strata.authenticate(creds, request_id(parts)).await?;
         crate::context::note_caller(&parts.extensions, &caller);

@@ -89,6 +89,7 @@ fn describe() {
     describe_histogram!(names::HTTP_LATENCY, Unit::Seconds, "Time to answer a request, by route template and method.");
     describe_counter!(names::AUTH_FAILURES, "Requests refused at authentication, by reason.");
     describe_counter!(names::RATE_LIMITED, "Requests refused by a rate limit, by endpoint class.");
+    describe_counter!(names::RATE_LIMIT_FAIL_OPEN, "Requests let through unlimited because Redis did not answer.");
     describe_counter!(names::IDEMPOTENT_REPLAYS, "Writes answered from the reply stored under their Idempotency-Key.");
     describe_counter!(names::IDEMPOTENCY_CONFLICTS, "Idempotency-Key conflicts, by reason (mismatch, in_progress).");
     describe_counter!(names::LEDGER_TRANSFERS, "Ledger transfers committed, by kind.");
