@@ -1,10 +1,15 @@
 //! Logs support can use: one line per request naming its org, key and error code; a 500 logged
 //! once, with its request id and its cause, and nothing of it in the response; every failed
 //! webhook attempt logged with its endpoint, delivery and status. Read from what the server
-//! logged in this test process (`captured_logs`), one JSON object per line.
+//! logged in this test process (`captured_logs`), one JSON object per line. And the real
+//! binary's `--log-format` and `--metrics-listen`. (The metric families: tests/metrics.rs.)
+
+use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use strata::StoreBackend;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::{TestApp, captured_logs};
 use crate::webhooks::{Receiver, endpoint, pump};
@@ -112,4 +117,90 @@ async fn a_failed_webhook_attempt_is_logged_with_its_endpoint_delivery_and_statu
     assert!(!line.contains(&signing_secret["whsec_".len()..]) && !line.contains(&url), "no secret, no URL: {line}");
     let event_id = f["event_id"].as_str().unwrap();
     assert!(body.contains(event_id) && !line.contains(&body), "not the body: {line}");
+}
+
+/// Starts `strata serve` on a fresh data directory with `args`; returns the child, the API's and
+/// the metrics' base URLs (from its standard output) and its standard error.
+async fn serve_binary(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (tokio::process::Child, String, String, tokio::io::Lines<BufReader<tokio::process::ChildStderr>>) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(args)
+        .env_remove("STRATA_DATABASE_URL")
+        .env_remove("STRATA_SECRET_KEY")
+        .env_remove("STRATA_LOG_FORMAT")
+        .env_remove("STRATA_METRICS_LISTEN")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run strata serve");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut api, mut metrics) = (None, None);
+    while api.is_none() || metrics.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line()).await.expect("serve starts").unwrap().expect("a line");
+        if let Some(rest) = line.strip_prefix("strata listening on ") {
+            api = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.strip_prefix("metrics: ") {
+            metrics = rest.strip_suffix("/metrics").map(str::to_owned);
+        }
+    }
+    let stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, api.unwrap(), metrics.unwrap(), stderr)
+}
+
+/// The next line on `stderr` containing `needle`.
+async fn stderr_line(stderr: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>, needle: &str) -> String {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let line = stderr.next_line().await.unwrap().expect("the server is still running");
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no log line with {needle:?}"))
+}
+
+#[tokio::test]
+async fn serve_logs_text_when_asked_and_answers_metrics_only_on_its_metrics_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, api, metrics, mut stderr) =
+        serve_binary(dir.path(), &["--log-format", "text", "--metrics-listen", "127.0.0.1:0"]).await;
+    assert_ne!(api, metrics, "a listener of its own");
+    let client = reqwest::Client::new();
+
+    assert_eq!(client.get(format!("{api}/healthz")).send().await.unwrap().status(), 200);
+    let line = stderr_line(&mut stderr, "/healthz").await;
+    assert!(!line.starts_with('{') && line.contains("INFO") && line.contains("request_id=req_"), "a text line: {line}");
+    let scrape = client.get(format!("{metrics}/metrics")).send().await.unwrap();
+    assert_eq!(scrape.status(), 200);
+    let text = scrape.text().await.unwrap();
+    let healthz = text.lines().find(|l| l.starts_with("strata_http_requests_total{") && l.contains("route=\"/healthz\""));
+    assert!(healthz.is_some_and(|l| l.contains("status=\"200\"") && l.ends_with(" 1")), "{text}");
+    let on_api = client.get(format!("{api}/metrics")).send().await.unwrap();
+    assert_eq!(on_api.status(), 404, "not on the API listener");
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn serve_logs_json_lines_by_default_and_answers_metrics_beside_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, api, metrics, mut stderr) = serve_binary(dir.path(), &[]).await;
+    assert_eq!(api, metrics);
+    let client = reqwest::Client::new();
+
+    assert_eq!(client.get(format!("{api}/healthz")).send().await.unwrap().status(), 200);
+    let line: Value = serde_json::from_str(&stderr_line(&mut stderr, "/healthz").await).expect("a JSON line");
+    assert_eq!((line["fields"]["route"].as_str(), line["fields"]["status"].as_u64()), (Some("/healthz"), Some(200)));
+    let scrape = client.get(format!("{api}/metrics")).send().await.unwrap();
+    assert_eq!(scrape.status(), 200);
+    assert!(scrape.text().await.unwrap().contains("# TYPE strata_http_requests_total counter"));
+    child.kill().await.unwrap();
 }
