@@ -56,9 +56,10 @@ pub enum CoreError {
     #[error("{}", match .scope { KillScope::Key => "this API key has been killed", KillScope::Organization => "API access for this organization is suspended" })]
     KillSwitch { scope: KillScope },
     /// 500 INTERNAL: a bug or a storage failure. Logged with its cause chain and the place it
-    /// arose (see `InternalError`), never shown.
-    #[error("internal error: {0}")]
-    Internal(#[source] Box<InternalError>),
+    /// arose (see `InternalError`), never shown. Displayed with the whole chain, for the
+    /// operator's command line.
+    #[error("internal error: {}", chain(.0.as_ref()))]
+    Internal(Box<InternalError>),
 }
 
 /// What went wrong inside: a sentence, the error that caused it (kept whole, so its own chain of

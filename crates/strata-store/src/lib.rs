@@ -166,7 +166,7 @@ pub const SQLITE_FILE: &str = "strata.db";
 /// `strata.db` in it, so SQLite's own files (`-wal`, `-shm`), which take the database file's
 /// mode, are owner-only too. Returns the database's path.
 pub fn create_sqlite_files(dir: &Path) -> Result<PathBuf> {
-    let io = |what: &Path, e: std::io::Error| CoreError::internal(format!("cannot create {}: {e}", what.display()));
+    let io = |what: &Path, e: std::io::Error| CoreError::internal_from(format!("cannot create {}", what.display()), e);
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -195,7 +195,7 @@ pub fn owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
 /// waits nor shows up half-way), including what is still in the WAL. `dst` must not exist; it
 /// is created owner-only.
 pub fn sqlite_backup(src: &Path, dst: &Path) -> Result<()> {
-    owner_only_file(dst).map_err(|e| CoreError::internal(format!("cannot create {}: {e}", dst.display())))?;
+    owner_only_file(dst).map_err(|e| CoreError::internal_from(format!("cannot create {}", dst.display()), e))?;
     let copied = copy_sqlite(src, dst);
     if copied.is_err() {
         let _ = std::fs::remove_file(dst);
@@ -243,7 +243,7 @@ pub async fn create_scratch_postgres(url: &str, prefix: &str) -> Result<String> 
     let mut conn = sqlx::PgConnection::connect(url).await.map_err(db_err)?;
     conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
         .await
-        .map_err(|e| CoreError::internal(format!("cannot create a scratch database next to the configured one: {e}")))?;
+        .map_err(|e| CoreError::internal_from("cannot create a scratch database next to the configured one", e))?;
     let _ = conn.close().await;
     Ok(with_database(url, &name))
 }

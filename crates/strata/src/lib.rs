@@ -124,7 +124,7 @@ fn parse_secret(hex: &str, field: &str) -> Result<ServerSecret> {
 
 /// Reads the server secret from `path`, creating it (owner-only) on first start.
 fn secret_from_file(path: &std::path::Path) -> Result<ServerSecret> {
-    let io = |e: std::io::Error| CoreError::internal(format!("{}: {e}", path.display()));
+    let io = |e: std::io::Error| CoreError::internal_from(path.display().to_string(), e);
     match std::fs::read_to_string(path) {
         Ok(s) => ServerSecret::from_hex(&s).ok_or_else(|| CoreError::internal(format!("{} is not 64 hex characters", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
