@@ -100,7 +100,8 @@ impl Write {
             Err(err) => {
                 let stored = Reply { status: err.status(), body: envelope(&err, caller.request_id) };
                 if let Err(e) = app.strata.idem_fail(&claim, &err, stored.clone()).await {
-                    tracing::error!(error = %e, "could not settle an idempotency claim");
+                    let (error, request_id) = (strata_core::error::chain(&e), caller.request_id);
+                    tracing::error!(error, %request_id, "could not settle an idempotency claim");
                 }
                 if err.is_replayable() {
                     // Answer with exactly what a retry will be replayed.

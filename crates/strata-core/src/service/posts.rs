@@ -150,7 +150,7 @@ impl Strata {
             match self.publish_one(id, project).await {
                 Ok(true) => published += 1,
                 Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, post = %id, "could not publish a scheduled post"),
+                Err(e) => crate::telemetry::background_failure("publish a scheduled post", Some(&id), &e),
             }
         }
         Ok(published)
