@@ -1,6 +1,10 @@
 //! The one error type of the domain. Each variant names the status the HTTP layer gives it, so the
 //! mapping to the contract's error envelope (CONTRACT §1) is read off this file.
 
+use std::error::Error as StdError;
+use std::fmt;
+use std::panic::Location;
+
 use serde_json::{Map, Value, json};
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
@@ -56,9 +60,60 @@ pub enum CoreError {
     /// shown; the answer carries `Retry-After`. Never stored as an idempotent reply.
     #[error("service unavailable: {cause}")]
     Unavailable { cause: String, retry_after_secs: u64 },
-    /// 500 INTERNAL: a bug or a storage failure. The message is logged, never shown.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// 500 INTERNAL: a bug or a storage failure. Logged with its cause chain and the place it
+    /// arose (see `InternalError`), never shown. Displayed with the whole chain, for the
+    /// operator's command line.
+    #[error("internal error: {}", chain(.0.as_ref()))]
+    Internal(Box<InternalError>),
+}
+
+/// What went wrong inside: a sentence, the error that caused it (kept whole, so its own chain of
+/// causes can be logged) and the source location where it was turned into a `CoreError`.
+pub struct InternalError {
+    message: String,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+    location: &'static Location<'static>,
+}
+
+impl InternalError {
+    /// Where the error was made (file and line).
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+}
+
+impl fmt::Display for InternalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for InternalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (at {})", chain(self), self.location)
+    }
+}
+
+impl StdError for InternalError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// An error and its causes, outermost first, joined by `": "` (a cause whose text its parent
+/// already ends with is not repeated).
+pub fn chain(e: &dyn StdError) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 impl CoreError {
@@ -104,8 +159,25 @@ impl CoreError {
         Self::ForbiddenScope { message: format!("this API key lacks the {scope} scope"), scope }
     }
 
+    /// A 500 with no underlying error (a broken invariant); remembers where it was made.
+    #[track_caller]
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::Internal(message.into())
+        Self::Internal(Box::new(InternalError { message: message.into(), source: None, location: Location::caller() }))
+    }
+
+    /// A 500 caused by `source` (a database or decoding error…): `message` says what was being
+    /// done; the cause is kept whole and the place this was called is remembered.
+    #[track_caller]
+    pub fn internal_from(message: impl Into<String>, source: impl StdError + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(InternalError { message: message.into(), source: Some(Box::new(source)), location: Location::caller() }))
+    }
+
+    /// The internal cause of a 500, `None` for any other error.
+    pub fn as_internal(&self) -> Option<&InternalError> {
+        match self {
+            Self::Internal(e) => Some(e),
+            _ => None,
+        }
     }
 
     /// A dependency that did not answer (the database, mostly): 503 with `Retry-After: 1`.
@@ -236,5 +308,16 @@ mod tests {
         for e in [CoreError::internal("connection refused to 10.0.0.3"), CoreError::unavailable("connection refused to 10.0.0.3")] {
             assert!(!e.public_message().contains("10.0.0.3"));
         }
+    }
+
+    #[test]
+    fn an_internal_error_keeps_its_cause_chain_and_where_it_was_made() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let line = line!() + 1;
+        let e = CoreError::internal_from("database: SELECT 1", io);
+        let inner = e.as_internal().expect("an internal error");
+        assert_eq!(chain(&e), "internal error: database: SELECT 1: connection refused");
+        assert_eq!((inner.location().file(), inner.location().line()), (file!(), line));
+        assert!(CoreError::not_found("x").as_internal().is_none());
     }
 }

@@ -175,6 +175,9 @@ pub struct DeliveryAttempt {
 /// How much of a response body an attempt keeps.
 pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
 
+/// The error of an attempt that got no answer in time.
+pub const TIMED_OUT: &str = "timed out";
+
 /// The first `RESPONSE_EXCERPT_BYTES` of a body that are valid UTF-8.
 pub fn response_excerpt(body: &[u8]) -> String {
     let head = &body[..body.len().min(RESPONSE_EXCERPT_BYTES)];

@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use strata_core::error::CoreError;
+use strata_core::error::{CoreError, chain};
 use strata_core::id::RequestId;
 use utoipa::ToSchema;
 
@@ -27,11 +27,21 @@ pub(crate) struct PendingError {
     pub code: &'static str,
     pub message: String,
     pub details: Map<String, Value>,
+    /// For a 500, what the request's log line says of it (never the response).
+    pub internal: Option<InternalCause>,
+}
+
+/// An internal error as logged: its chain of causes and where it arose.
+#[derive(Clone, Debug)]
+pub(crate) struct InternalCause {
+    pub cause: String,
+    pub location: String,
 }
 
 impl PendingError {
     pub fn of(e: &CoreError) -> Self {
-        Self { code: e.code(), message: e.public_message(), details: e.details() }
+        let internal = e.as_internal().map(|i| InternalCause { cause: chain(i), location: i.location().to_string() });
+        Self { code: e.code(), message: e.public_message(), details: e.details(), internal }
     }
 
     pub fn body(&self, request_id: RequestId) -> Vec<u8> {
@@ -103,10 +113,10 @@ pub(crate) fn envelope(e: &CoreError, request_id: RequestId) -> Vec<u8> {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        match &self.0 {
-            CoreError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
-            CoreError::Unavailable { cause, .. } => tracing::warn!(cause = %cause, "service unavailable"),
-            _ => {}
+        // A 500 is not logged here: the request's one log line carries its cause (see `context`).
+        // A 503 SERVICE_UNAVAILABLE's cause (which dependency, how) is logged once, here.
+        if let CoreError::Unavailable { cause, .. } = &self.0 {
+            tracing::warn!(cause = %cause, "service unavailable");
         }
         let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = status.into_response();

@@ -55,9 +55,12 @@ impl<Q: DeserializeOwned + Send> FromRequestParts<AppState> for Auth<Q> {
         };
         // A header that is present but not visible ASCII is as malformed as a bad value.
         if parts.headers.get("authorization").is_some() && creds.authorization.is_none() {
-            return Err(CoreError::Unauthenticated { reason: "malformed_header" }.into());
+            let err = CoreError::Unauthenticated { reason: "malformed_header" };
+            strata_core::telemetry::auth_failed(&err);
+            return Err(err.into());
         }
         let caller = app.strata.authenticate(creds, request_id(parts)).await?;
+        crate::context::note_caller(&parts.extensions, &caller);
         let class = endpoint_class(&parts.method, parts.uri.path());
         let slot = parts.extensions.get::<RateSlot>().cloned();
         let outcome = app.strata.rate_limit(&caller, class).await;

@@ -112,11 +112,14 @@ impl Write {
             Err(err) => {
                 let stored = Reply { status: err.status(), body: envelope(&err, caller.request_id) };
                 if let Err(e) = app.strata.idem_fail(&claim, &err, stored.clone()).await {
-                    tracing::error!(error = %e, "could not settle an idempotency claim");
+                    let (error, request_id) = (strata_core::error::chain(&e), caller.request_id);
+                    tracing::error!(error, %request_id, "could not settle an idempotency claim");
                 }
                 if err.is_replayable() {
                     // Answer with exactly what a retry will be replayed.
-                    return Ok(reply_response(stored));
+                    let mut resp = reply_response(stored);
+                    resp.extensions_mut().insert(crate::context::ErrorCode(err.code()));
+                    return Ok(resp);
                 }
                 Err(HttpError(err))
             }

@@ -146,6 +146,7 @@ impl RedisLimiter {
     /// Counts a request that proceeds unlimited and logs it, at most once per `LOG_EVERY`.
     fn failed(&self, error: &str, pause: bool) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(strata_core::telemetry::RATE_LIMIT_FAIL_OPEN).increment(1);
         self.unlogged.fetch_add(1, Ordering::Relaxed);
         self.down.store(true, Ordering::Relaxed);
         if pause && let Ok(mut s) = self.skip_until.lock() {

@@ -6,41 +6,49 @@
 use std::sync::Arc;
 
 use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::{Column, PgPool, Postgres, Row as _, Transaction, TypeInfo};
+use sqlx::{Column, Postgres, Row as _, Transaction, TypeInfo};
 use strata_core::error::{CoreError, Result};
 
 use crate::db_err;
 use crate::lite::{LiteRead, LiteWrite};
+use crate::pool_use::{InUse, Pool};
 use crate::query::{Arg, Cell, Q, Row};
 
 pub(crate) enum Conn {
-    Pg(Transaction<'static, Postgres>),
+    /// A PostgreSQL transaction, and its connection's place in the in-use count.
+    Pg(Transaction<'static, Postgres>, InUse),
     /// A single statement on a pooled PostgreSQL connection, outside any transaction.
-    PgPool(PgPool),
+    PgPool(Pool),
     LiteWrite(LiteWrite),
     LiteRead(LiteRead),
 }
 
 impl Conn {
+    #[tracing::instrument(level = "debug", name = "statement", skip_all, fields(sql = %q.what()))]
     pub async fn execute(&mut self, q: &Q) -> Result<u64> {
         crate::plans::note(q);
         match self {
-            Conn::Pg(tx) => bind_pg(q).execute(&mut **tx).await.map(|r| r.rows_affected()).map_err(db_err),
-            Conn::PgPool(pool) => bind_pg(q).execute(&*pool).await.map(|r| r.rows_affected()).map_err(db_err),
+            Conn::Pg(tx, _) => bind_pg(q).execute(&mut **tx).await.map(|r| r.rows_affected()).map_err(|e| pg_failed(q, e)),
+            Conn::PgPool(pool) => {
+                let (mut conn, _in_use) = pool.acquire().await?;
+                bind_pg(q).execute(&mut *conn).await.map(|r| r.rows_affected()).map_err(|e| pg_failed(q, e))
+            }
             Conn::LiteWrite(w) => lite_execute(w.conn(), q),
             Conn::LiteRead(r) => lite_execute(r.conn(), q),
         }
     }
 
+    #[tracing::instrument(level = "debug", name = "statement", skip_all, fields(sql = %q.what()))]
     pub async fn fetch_all(&mut self, q: &Q) -> Result<Vec<Row>> {
         crate::plans::note(q);
         match self {
-            Conn::Pg(tx) => {
-                let rows = bind_pg(q).fetch_all(&mut **tx).await.map_err(db_err)?;
+            Conn::Pg(tx, _) => {
+                let rows = bind_pg(q).fetch_all(&mut **tx).await.map_err(|e| pg_failed(q, e))?;
                 rows.iter().map(pg_row).collect()
             }
             Conn::PgPool(pool) => {
-                let rows = bind_pg(q).fetch_all(&*pool).await.map_err(db_err)?;
+                let (mut conn, _in_use) = pool.acquire().await?;
+                let rows = bind_pg(q).fetch_all(&mut *conn).await.map_err(|e| pg_failed(q, e))?;
                 rows.iter().map(pg_row).collect()
             }
             Conn::LiteWrite(w) => lite_fetch(w.conn(), q),
@@ -50,7 +58,7 @@ impl Conn {
 
     pub async fn commit(self) -> Result<()> {
         match self {
-            Conn::Pg(tx) => tx.commit().await.map_err(db_err),
+            Conn::Pg(tx, _in_use) => tx.commit().await.map_err(db_err),
             Conn::PgPool(_) => Ok(()),
             Conn::LiteWrite(w) => w.commit().await,
             Conn::LiteRead(r) => r.finish(),
@@ -87,6 +95,17 @@ fn pg_row(r: &PgRow) -> Result<Row> {
 }
 
 pub(crate) fn lite_err(e: rusqlite::Error) -> CoreError {
+    lite_failed_at("database".to_owned(), e)
+}
+
+/// A failed statement: the error keeps the statement's kind and table (never its arguments).
+#[track_caller]
+fn lite_failed(q: &Q, e: rusqlite::Error) -> CoreError {
+    lite_failed_at(format!("database: {}", q.what()), e)
+}
+
+#[track_caller]
+fn lite_failed_at(what: String, e: rusqlite::Error) -> CoreError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e {
         // SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY.
         if f.extended_code == 2067 || f.extended_code == 1555 {
@@ -102,7 +121,12 @@ pub(crate) fn lite_err(e: rusqlite::Error) -> CoreError {
             return CoreError::unavailable(format!("database: {e}"));
         }
     }
-    CoreError::internal(format!("database: {e}"))
+    CoreError::internal_from(what, e)
+}
+
+#[track_caller]
+fn pg_failed(q: &Q, e: sqlx::Error) -> CoreError {
+    crate::db_failed(format!("database: {}", q.what()), e)
 }
 
 /// SQLite reads `$n` as a name; `?n` is the explicit index the arguments expect.
@@ -125,27 +149,27 @@ fn lite_bind(stmt: &mut rusqlite::CachedStatement<'_>, q: &Q) -> Result<()> {
             Arg::Int(v) => stmt.raw_bind_parameter(i + 1, v),
             Arg::Str(v) => stmt.raw_bind_parameter(i + 1, v),
         }
-        .map_err(lite_err)?;
+        .map_err(|e| lite_failed(q, e))?;
     }
     Ok(())
 }
 
 pub(crate) fn lite_execute(conn: &rusqlite::Connection, q: &Q) -> Result<u64> {
-    let mut stmt = conn.prepare_cached(&lite_sql(&q.sql)).map_err(lite_err)?;
+    let mut stmt = conn.prepare_cached(&lite_sql(&q.sql)).map_err(|e| lite_failed(q, e))?;
     lite_bind(&mut stmt, q)?;
-    stmt.raw_execute().map(|n| n as u64).map_err(lite_err)
+    stmt.raw_execute().map(|n| n as u64).map_err(|e| lite_failed(q, e))
 }
 
 pub(crate) fn lite_fetch(conn: &rusqlite::Connection, q: &Q) -> Result<Vec<Row>> {
-    let mut stmt = conn.prepare_cached(&lite_sql(&q.sql)).map_err(lite_err)?;
+    let mut stmt = conn.prepare_cached(&lite_sql(&q.sql)).map_err(|e| lite_failed(q, e))?;
     lite_bind(&mut stmt, q)?;
     let names: Arc<[String]> = stmt.column_names().iter().map(|s| (*s).to_owned()).collect();
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
-    while let Some(r) = rows.next().map_err(lite_err)? {
+    while let Some(r) = rows.next().map_err(|e| lite_failed(q, e))? {
         let mut cells = Vec::with_capacity(names.len());
         for i in 0..names.len() {
-            cells.push(match r.get_ref(i).map_err(lite_err)? {
+            cells.push(match r.get_ref(i).map_err(|e| lite_failed(q, e))? {
                 rusqlite::types::ValueRef::Null => Cell::Null,
                 rusqlite::types::ValueRef::Integer(v) => Cell::Int(v),
                 rusqlite::types::ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),

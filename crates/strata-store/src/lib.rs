@@ -15,6 +15,7 @@ pub mod faults;
 mod lite;
 pub mod notify;
 pub mod plans;
+mod pool_use;
 mod query;
 mod rows;
 mod sealed;
@@ -26,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use strata_core::clock::Timestamp;
@@ -41,6 +41,7 @@ use strata_core::store::{Store, Tx, Wake};
 use crate::conn::Conn;
 use crate::lite::LiteDb;
 use crate::notify::Hub;
+use crate::pool_use::Pool;
 use crate::query::Q;
 use crate::tx::SqlTx;
 
@@ -83,8 +84,8 @@ enum Db {
     /// The pool, and a small pool whose sessions commit without waiting for the disk (for
     /// idempotency claims only; see `Store::idem_claim_fresh`).
     Postgres {
-        pool: PgPool,
-        relaxed: PgPool,
+        pool: Pool,
+        relaxed: Pool,
     },
 }
 
@@ -109,6 +110,12 @@ impl Drop for SqlStore {
 const WORKER_CONNECTIONS: u32 = 6;
 
 pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
+    db_failed("database".to_owned(), e)
+}
+
+/// A database error while doing `what`: the cause is kept whole (see `CoreError::internal_from`).
+#[track_caller]
+pub(crate) fn db_failed(what: String, e: sqlx::Error) -> CoreError {
     // A unique index lost a race (two creates with one id or one customerExternalId): the
     // loser hears what a check before the insert would have told it.
     if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "23505" || c == "2067" || c == "1555") {
@@ -116,9 +123,9 @@ pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
     }
     if is_unavailable(&e) {
         connection_lost();
-        return CoreError::unavailable(format!("database: {e}"));
+        return CoreError::unavailable(format!("{what}: {e}"));
     }
-    CoreError::internal(format!("database: {e}"))
+    CoreError::internal_from(what, e)
 }
 
 /// Whether a PostgreSQL error says the database could not be reached or did not answer in time
@@ -336,7 +343,7 @@ pub const SQLITE_FILE: &str = "strata.db";
 /// `strata.db` in it, so SQLite's own files (`-wal`, `-shm`), which take the database file's
 /// mode, are owner-only too. Returns the database's path.
 pub fn create_sqlite_files(dir: &Path) -> Result<PathBuf> {
-    let io = |what: &Path, e: std::io::Error| CoreError::internal(format!("cannot create {}: {e}", what.display()));
+    let io = |what: &Path, e: std::io::Error| CoreError::internal_from(format!("cannot create {}", what.display()), e);
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -365,7 +372,7 @@ pub fn owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
 /// waits nor shows up half-way), including what is still in the WAL. `dst` must not exist; it
 /// is created owner-only.
 pub fn sqlite_backup(src: &Path, dst: &Path) -> Result<()> {
-    owner_only_file(dst).map_err(|e| CoreError::internal(format!("cannot create {}: {e}", dst.display())))?;
+    owner_only_file(dst).map_err(|e| CoreError::internal_from(format!("cannot create {}", dst.display()), e))?;
     let copied = copy_sqlite(src, dst);
     if copied.is_err() {
         let _ = std::fs::remove_file(dst);
@@ -413,7 +420,7 @@ pub async fn create_scratch_postgres(url: &str, prefix: &str) -> Result<String> 
     let mut conn = sqlx::PgConnection::connect(url).await.map_err(db_err)?;
     conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
         .await
-        .map_err(|e| CoreError::internal(format!("cannot create a scratch database next to the configured one: {e}")))?;
+        .map_err(|e| CoreError::internal_from("cannot create a scratch database next to the configured one", e))?;
     let _ = conn.close().await;
     Ok(with_database(url, &name))
 }
@@ -505,11 +512,11 @@ impl SqlStore {
         if let Some(t) = timeouts.statement {
             options = options.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
         }
-        let pool = pg_pool_options(32, timeouts).connect_with(options.clone()).await.map_err(db_err)?;
+        let pool = Pool::new(pg_pool_options(32, timeouts).connect_with(options.clone()).await.map_err(db_err)?, "requests");
         // sqlx holds a PostgreSQL advisory lock while it migrates, so N nodes starting together
         // migrate once; the others wait, then find nothing to apply.
         let migrator = sqlx::migrate!("migrations/postgres");
-        migrator.run(&pool).await.map_err(|e| migrate_err(&migrator, e))?;
+        migrator.run(&pool.pool).await.map_err(|e| migrate_err(&migrator, e))?;
         let relaxed = pg_pool_options(8, timeouts)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -520,11 +527,12 @@ impl SqlStore {
             .connect_with(options.clone())
             .await
             .map_err(db_err)?;
+        let relaxed = Pool::new(relaxed, "relaxed");
         let hub = Arc::new(Hub::default());
         let listener = vec![hub.spawn_listener(url.to_owned()), hub.spawn_publisher(url.to_owned())];
         // Requests waiting on a row lock hold their connections; the outbox must not wait
         // behind them for one.
-        let worker_pool = pg_pool_options(WORKER_CONNECTIONS, timeouts).connect_lazy_with(options);
+        let worker_pool = Pool::new(pg_pool_options(WORKER_CONNECTIONS, timeouts).connect_lazy_with(options), "workers");
         let workers: Arc<dyn Store> = Arc::new(Self {
             db: Db::Postgres { pool: worker_pool, relaxed: relaxed.clone() },
             hub: hub.clone(),
@@ -549,7 +557,10 @@ impl SqlStore {
         let (conn, dialect) = match &self.db {
             Db::Sqlite(db) if write => (Conn::LiteWrite(db.write().await?), Dialect::Sqlite),
             Db::Sqlite(db) => (Conn::LiteRead(db.read().await?), Dialect::Sqlite),
-            Db::Postgres { pool, .. } if write => (Conn::Pg(pool.begin().await.map_err(db_err)?), Dialect::Postgres),
+            Db::Postgres { pool, .. } if write => {
+                let (tx, in_use) = pool.begin().await?;
+                (Conn::Pg(tx, in_use), Dialect::Postgres)
+            }
             // Under READ COMMITTED a read-only transaction buys no consistency across
             // statements, only two round trips: reads go straight to the pool.
             Db::Postgres { pool, .. } => (Conn::PgPool(pool.clone()), Dialect::Postgres),
@@ -567,14 +578,17 @@ impl Store for SqlStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", name = "store.write", skip_all)]
     async fn write(&self) -> Result<Box<dyn Tx>> {
         Ok(Box::new(self.begin(true).await?))
     }
 
+    #[tracing::instrument(level = "debug", name = "store.read", skip_all)]
     async fn read(&self) -> Result<Box<dyn Tx>> {
         Ok(Box::new(self.begin(false).await?))
     }
 
+    #[tracing::instrument(level = "debug", name = "store.auth_lookup", skip_all)]
     async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org, Wallet)>> {
         let sql = format!(
             "SELECT {}, {}, {}, COALESCE(p.access_revoked, 0) AS parent_access_revoked \
@@ -599,6 +613,7 @@ impl Store for SqlStore {
         .transpose()
     }
 
+    #[tracing::instrument(level = "debug", name = "store.idem_claim_fresh", skip_all)]
     async fn idem_claim_fresh(&self, rec: &IdemRecord) -> Result<bool> {
         let mut tx = match &self.db {
             Db::Sqlite(db) => SqlTx::new(Conn::LiteWrite(db.write().await?), Dialect::Sqlite, true, self.hub.clone()),
@@ -609,12 +624,14 @@ impl Store for SqlStore {
         Ok(inserted)
     }
 
+    #[tracing::instrument(level = "debug", name = "store.touch_keys", skip_all)]
     async fn touch_keys(&self, used: &[(ApiKeyId, Timestamp)]) -> Result<()> {
         let mut tx = self.begin(true).await?;
         tx.touch_keys(used).await?;
         Tx::commit(Box::new(tx)).await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.ping", skip_all)]
     async fn ping(&self) -> Result<()> {
         if let Db::Sqlite(db) = &self.db {
             faults::check(db.path())?;

@@ -10,12 +10,14 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strata_core::error::{CoreError, Result};
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, watch};
+use strata_core::telemetry::GROUP_COMMIT_BATCH;
+use tokio::sync::{Mutex as AsyncMutex, watch};
 
 use crate::conn::lite_err;
+use crate::pool_use::Held;
 
 /// Transactions per batch at most, so a steady stream of writers still commits regularly.
 const MAX_BATCH: usize = 128;
@@ -54,11 +56,13 @@ impl Writer {
     /// Commits the open batch; publishes its outcome.
     fn commit_batch(&self, st: &mut WriterState) -> Result<()> {
         let Some(batch) = st.batch.take() else { return Ok(()) };
-        st.released = 0;
+        let size = std::mem::take(&mut st.released);
         let result = st.conn.execute_batch("COMMIT").map_err(lite_err);
         if result.is_err() {
             let _ = st.conn.execute_batch("ROLLBACK");
             self.mark_failed(batch);
+        } else {
+            metrics::histogram!(GROUP_COMMIT_BATCH).record(size as f64);
         }
         self.committed.send_replace(batch);
         result
@@ -175,14 +179,16 @@ impl LiteDb {
         let w = &self.writer;
         w.waiting.fetch_add(1, Ordering::SeqCst);
         let mut queued = Queued { writer: w.clone(), acquired: false };
+        let asked = Instant::now();
         let lock = w.state.clone().lock_owned();
-        let mut guard = match self.write_wait {
+        let locked = match self.write_wait {
             // Giving up drops `queued` unacquired: the watchdog commits what the batch holds.
             Some(wait) => tokio::time::timeout(wait, lock)
                 .await
                 .map_err(|_| CoreError::unavailable(format!("database: no turn at the SQLite writer within {} ms", wait.as_millis())))?,
             None => lock.await,
         };
+        let mut guard = Held::new(locked, "writer", asked);
         queued.acquired = true;
         drop(queued);
         w.check_batch_alive(&mut guard);
@@ -214,21 +220,22 @@ impl LiteDb {
         LiteRead { guard: Some(self.reader().await), in_tx: false }
     }
 
-    async fn reader(&self) -> OwnedMutexGuard<rusqlite::Connection> {
+    async fn reader(&self) -> Held<rusqlite::Connection> {
+        let asked = Instant::now();
         let n = self.readers.len();
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
             if let Ok(g) = self.readers[(start + i) % n].clone().try_lock_owned() {
-                return g;
+                return Held::new(g, "readers", asked);
             }
         }
-        self.readers[start % n].clone().lock_owned().await
+        Held::new(self.readers[start % n].clone().lock_owned().await, "readers", asked)
     }
 }
 
 /// A write transaction on the writer connection.
 pub(crate) struct LiteWrite {
-    guard: Option<OwnedMutexGuard<WriterState>>,
+    guard: Option<Held<WriterState>>,
     writer: Arc<Writer>,
 }
 
@@ -296,7 +303,7 @@ impl Drop for LiteWrite {
 
 /// A reader connection, optionally in a transaction.
 pub(crate) struct LiteRead {
-    guard: Option<OwnedMutexGuard<rusqlite::Connection>>,
+    guard: Option<Held<rusqlite::Connection>>,
     in_tx: bool,
 }
 

@@ -68,6 +68,22 @@ impl Q {
         self
     }
 
+    /// What the statement does, for logs and errors: its verb and first table
+    /// (`SELECT FROM organizations`). Never an argument, so never a tenant's value.
+    pub fn what(&self) -> String {
+        let words: Vec<&str> = self.sql.split_whitespace().collect();
+        let verb = words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default();
+        let table = if verb == "UPDATE" {
+            words.get(1)
+        } else {
+            words.iter().position(|w| w.eq_ignore_ascii_case("FROM") || w.eq_ignore_ascii_case("INTO")).and_then(|i| words.get(i + 1))
+        };
+        match table {
+            Some(t) => format!("{verb} {}", t.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))),
+            None => verb,
+        }
+    }
+
     pub async fn execute(&self, conn: &mut Conn) -> Result<u64> {
         conn.execute(self).await
     }
@@ -109,6 +125,7 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    #[track_caller]
     fn cell(&self, name: &str) -> Result<&Cell> {
         self.names
             .iter()
@@ -139,5 +156,19 @@ impl Row {
 
     pub fn text(&self, name: &str) -> Result<String> {
         self.opt_text(name)?.ok_or_else(|| CoreError::internal(format!("column {name} is null")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Q;
+
+    #[test]
+    fn a_statement_is_described_by_its_verb_and_table_only() {
+        assert_eq!(Q::new("SELECT a, b FROM organizations o JOIN x ON 1 WHERE id = $1").what(), "SELECT organizations");
+        assert_eq!(Q::new("INSERT INTO transfers (id) VALUES ($1)").what(), "INSERT transfers");
+        assert_eq!(Q::new("UPDATE wallets SET a = $2 WHERE org_id = $1").what(), "UPDATE wallets");
+        assert_eq!(Q::new("DELETE FROM events WHERE seq < $1").what(), "DELETE events");
+        assert_eq!(Q::new("SELECT 1 AS one").what(), "SELECT");
     }
 }

@@ -100,6 +100,7 @@ fn opt_ts(r: &Row, name: &str) -> Result<Option<Timestamp>> {
     Ok(opt_int(r, name)?.map(Timestamp))
 }
 
+#[track_caller]
 fn corrupt(what: &str, v: &str) -> CoreError {
     CoreError::internal(format!("corrupt stored {what}: {v:?}"))
 }
@@ -183,7 +184,7 @@ pub(crate) fn audit(r: &Row) -> Result<AuditEntry> {
         project_id: opt_text(r, "project_id")?.map(|s| ProjectId::from_stored(&s)).transpose()?,
         api_key_id: opt_text(r, "api_key_id")?.map(|s| ApiKeyId::from_stored(&s)).transpose()?,
         actor: Actor::parse(&actor).ok_or_else(|| corrupt("actor", &actor))?,
-        data: serde_json::from_str(&text(r, "data")?).map_err(|e| CoreError::internal(format!("audit data: {e}")))?,
+        data: serde_json::from_str(&text(r, "data")?).map_err(|e| CoreError::internal_from("audit data", e))?,
     })
 }
 
@@ -195,7 +196,7 @@ pub(crate) fn event(r: &Row) -> Result<Event> {
         event_type: EventType::parse(&ty).ok_or_else(|| corrupt("event type", &ty))?,
         org_id: OrgId::from_stored(&text(r, "org_id")?)?,
         project_id: opt_text(r, "project_id")?.map(|s| ProjectId::from_stored(&s)).transpose()?,
-        data: serde_json::from_str(&text(r, "data")?).map_err(|e| CoreError::internal(format!("event data: {e}")))?,
+        data: serde_json::from_str(&text(r, "data")?).map_err(|e| CoreError::internal_from("event data", e))?,
         created_at: Timestamp(int(r, "created_at")?),
     })
 }
@@ -238,7 +239,7 @@ pub(crate) fn transfer(r: &Row) -> Result<Transfer> {
         status: TransferStatus::parse(&status).ok_or_else(|| corrupt("transfer status", &status))?,
         pending_id: opt_text(r, "pending_id")?.map(|s| TxnId::from_stored(&s)).transpose()?,
         expires_at: opt_ts(r, "expires_at")?,
-        metadata: serde_json::from_str(&text(r, "metadata")?).map_err(|e| CoreError::internal(format!("transfer metadata: {e}")))?,
+        metadata: serde_json::from_str(&text(r, "metadata")?).map_err(|e| CoreError::internal_from("transfer metadata", e))?,
         created_at: Timestamp(int(r, "created_at")?),
     })
 }
@@ -259,13 +260,13 @@ pub(crate) fn credit_event(r: &Row) -> Result<CreditEvent> {
         workflow_id: opt_text(r, "workflow_id")?,
         balance_after_prepaid: int(r, "balance_after_prepaid")?,
         usage_after_period: int(r, "usage_after_period")?,
-        metadata: serde_json::from_str(&text(r, "metadata")?).map_err(|e| CoreError::internal(format!("credit event metadata: {e}")))?,
+        metadata: serde_json::from_str(&text(r, "metadata")?).map_err(|e| CoreError::internal_from("credit event metadata", e))?,
         created_at: Timestamp(int(r, "created_at")?),
     })
 }
 
 fn json(r: &Row, name: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(&text(r, name)?).map_err(|e| CoreError::internal(format!("column {name}: {e}")))
+    serde_json::from_str(&text(r, name)?).map_err(|e| CoreError::internal_from(format!("column {name}"), e))
 }
 
 pub(crate) fn project(r: &Row) -> Result<Project> {
@@ -294,8 +295,7 @@ pub(crate) fn job(r: &Row) -> Result<Job> {
         (Some(actual_cost), None) => Outcome::Complete { actual_cost },
         (None, None) => return Err(corrupt("job outcome", "none")),
     };
-    let ids: Vec<String> =
-        serde_json::from_str(&text(r, "container_ids")?).map_err(|e| CoreError::internal(format!("container ids: {e}")))?;
+    let ids: Vec<String> = serde_json::from_str(&text(r, "container_ids")?).map_err(|e| CoreError::internal_from("container ids", e))?;
     Ok(Job {
         id: JobId::from_stored(&text(r, "id")?)?,
         org_id: OrgId::from_stored(&text(r, "org_id")?)?,
@@ -352,8 +352,7 @@ pub(crate) fn post(r: &Row) -> Result<ScheduledPost> {
 pub(crate) fn endpoint(r: &Row) -> Result<Endpoint> {
     let status = text(r, "status")?;
     let scope = text(r, "scope")?;
-    let events: Vec<String> =
-        serde_json::from_str(&text(r, "events")?).map_err(|e| CoreError::internal(format!("endpoint events: {e}")))?;
+    let events: Vec<String> = serde_json::from_str(&text(r, "events")?).map_err(|e| CoreError::internal_from("endpoint events", e))?;
     Ok(Endpoint {
         seq: int(r, "seq")?,
         id: EndpointId::from_stored(&text(r, "id")?)?,

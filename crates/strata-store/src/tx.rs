@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use strata_core::audit::{AuditEntry, AuditFilter};
 use strata_core::clock::Timestamp;
 use strata_core::content::{Container, Job, Outcome};
-use strata_core::credits::{CreditEvent, CreditEventFilter, Transfer, Wallet};
+use strata_core::credits::{CreditEvent, CreditEventFilter, Transfer, TransferKind, Wallet};
 use strata_core::cursor::PageRequest;
 use strata_core::error::{CoreError, Result};
 use strata_core::event::{Event, EventFilter};
@@ -21,6 +21,8 @@ use strata_core::usage::{Bucket, UsageRow};
 use strata_core::webhook::{Delivery, DeliveryAttempt, DeliveryStatus, Endpoint, EndpointStatus};
 
 use std::sync::Arc;
+
+use strata_core::telemetry::LEDGER_TRANSFERS;
 
 use crate::Dialect;
 use crate::children;
@@ -39,11 +41,13 @@ pub(crate) struct SqlTx {
     hub: Arc<Hub>,
     /// Channels to signal once this transaction commits (it wrote their kind of work).
     signals: Vec<&'static str>,
+    /// Kinds of the transfers this transaction inserted, counted once it commits.
+    transfers: Vec<TransferKind>,
 }
 
 impl SqlTx {
     pub fn new(conn: Conn, dialect: Dialect, write: bool, hub: Arc<Hub>) -> Self {
-        Self { conn, dialect, write, hub, signals: Vec::new() }
+        Self { conn, dialect, write, hub, signals: Vec::new(), transfers: Vec::new() }
     }
 
     fn signal_on_commit(&mut self, channel: &'static str) {
@@ -327,9 +331,13 @@ pub(crate) fn page(q: Q, page: PageRequest) -> Q {
 
 #[async_trait]
 impl Tx for SqlTx {
+    #[tracing::instrument(level = "debug", name = "commit", skip_all)]
     async fn commit(self: Box<Self>) -> Result<()> {
-        let SqlTx { conn, hub, signals, .. } = *self;
+        let SqlTx { conn, hub, signals, transfers, .. } = *self;
         conn.commit().await?;
+        for kind in transfers {
+            metrics::counter!(LEDGER_TRANSFERS, "kind" => kind.as_str()).increment(1);
+        }
         // This process's workers at once; other processes through the publisher (PostgreSQL).
         for channel in signals {
             hub.signal(channel, "");
@@ -609,10 +617,14 @@ impl Tx for SqlTx {
         .map(|_| ())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(postings = batch.postings.len()))]
     async fn post_transfers(&mut self, batch: &LedgerBatch) -> Result<Option<Vec<Wallet>>> {
         for p in &batch.postings {
             match p {
-                Posting::Transfer(t) => self.insert_transfer(t).await?,
+                Posting::Transfer(t) => {
+                    self.insert_transfer(t).await?;
+                    self.transfers.push(t.kind);
+                }
                 Posting::Resolve { id, status, .. } => {
                     let n = Q::new("UPDATE transfers SET status = $2 WHERE id = $1 AND status = 'pending'")
                         .str(&id.uuid_string())
@@ -690,7 +702,8 @@ impl Tx for SqlTx {
         // transaction (SQLite's read transaction is already a snapshot).
         let mut snapshot = match &self.conn {
             Conn::PgPool(pool) => {
-                let mut tx = Conn::Pg(pool.begin().await.map_err(crate::db_err)?);
+                let (tx, in_use) = pool.begin().await?;
+                let mut tx = Conn::Pg(tx, in_use);
                 Q::new("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut tx).await?;
                 Some(tx)
             }

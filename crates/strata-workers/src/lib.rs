@@ -15,8 +15,10 @@ use std::sync::Arc;
 
 use strata_core::Strata;
 use strata_core::store::Wake;
+use strata_core::telemetry::background_failure;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// How often each loop runs.
 #[derive(Clone, Debug)]
@@ -53,73 +55,55 @@ impl Default for Cadence {
 
 /// Writes the batched `lastUsedAt` stamps.
 pub async fn flush_key_usage(strata: &Strata) -> usize {
-    strata.flush_key_usage().await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "key usage flush failed");
-        0
-    })
+    step("flush key usage", strata.flush_key_usage()).await
 }
 
 /// Deletes idempotency records past their 24 h retention.
 pub async fn prune_idempotency(strata: &Strata) -> u64 {
-    strata.prune_idempotency().await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "idempotency pruning failed");
-        0
-    })
+    step("prune idempotency records", strata.prune_idempotency()).await
 }
 
 /// Releases reservations past their timeout.
 pub async fn expire_reservations(strata: &Strata) -> usize {
-    strata.expire_reservations().await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "reservation expiry failed");
-        0
-    })
+    step("expire reservations", strata.expire_reservations()).await
 }
 
 /// Rolls wallets into the current monthly period (expiring unused included credits).
 pub async fn roll_over_periods(strata: &Strata) -> usize {
-    strata.roll_over_periods().await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "period rollover failed");
-        0
-    })
+    step("roll wallets over into the new period", strata.roll_over_periods()).await
 }
 
 /// Ends content jobs whose time has come (settling their credits).
 pub async fn advance_jobs(strata: &Strata) -> usize {
-    strata.advance_jobs().await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "advancing jobs failed");
-        0
-    })
+    step("advance jobs", strata.advance_jobs()).await
 }
 
 /// Publishes scheduled posts whose time has come (a suspended org's wait).
 pub async fn publish_due_posts(strata: &Strata) -> usize {
-    strata.publish_due_posts().await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "publishing posts failed");
-        0
-    })
+    step("publish scheduled posts", strata.publish_due_posts()).await
 }
 
 /// Turns outbox events into deliveries.
 pub async fn dispatch_events(strata: &Strata) -> usize {
-    strata.dispatch_events().await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "dispatching events failed");
-        0
-    })
+    step("dispatch events", strata.dispatch_events()).await
 }
 
 /// Sends due deliveries.
 pub async fn send_deliveries(strata: &Strata, sender: &dyn strata_core::service::WebhookSender) -> usize {
-    strata.send_deliveries(sender).await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "sending deliveries failed");
-        0
-    })
+    step("send deliveries", strata.send_deliveries(sender)).await
 }
 
 /// Deletes terminal deliveries, their attempts and dispatched events past the retention period.
 pub async fn purge_webhook_history(strata: &Strata) -> strata_core::service::Purged {
-    strata.purge_webhook_history().await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "purging webhook history failed");
-        Default::default()
+    step("purge webhook history", strata.purge_webhook_history()).await
+}
+
+/// Runs one step of background work: a failure is logged with its cause (the one way workers
+/// report one, `background_failure`) and counts as nothing done; the next step tries again.
+async fn step<T: Default>(what: &str, work: impl Future<Output = strata_core::Result<T>>) -> T {
+    work.await.unwrap_or_else(|e| {
+        background_failure(what, None, &e);
+        T::default()
     })
 }
 
@@ -230,11 +214,12 @@ where
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let span = || tracing::info_span!("worker", worker = name);
             tokio::select! {
-                _ = tick.tick() => step().await,
-                _ = wake.notified() => step().await,
+                _ = tick.tick() => step().instrument(span()).await,
+                _ = wake.notified() => step().instrument(span()).await,
                 _ = shutdown.changed() => {
-                    step().await;
+                    step().instrument(span()).await;
                     tracing::debug!(worker = name, "stopped");
                     return;
                 }

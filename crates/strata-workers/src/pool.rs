@@ -10,6 +10,7 @@ use std::time::Duration;
 use strata_core::Strata;
 use strata_core::id::{DeliveryId, EndpointId};
 use strata_core::service::{AttemptResult, SendSlots, WebhookSender};
+use strata_core::telemetry::background_failure;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{Id, JoinError, JoinHandle, JoinSet};
 
@@ -78,7 +79,7 @@ pub fn spawn_sender(
                 let claimed = match strata.claim_deliveries(slots).await {
                     Ok(c) => c,
                     Err(e) => {
-                        tracing::error!(error = %e, "claiming deliveries failed");
+                        background_failure("claim deliveries", None, &e);
                         break;
                     }
                 };
@@ -168,10 +169,10 @@ async fn record(strata: Strata, mut outcomes: mpsc::UnboundedReceiver<AttemptRes
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         if let Err(e) = strata.record_attempts(&batch).await {
-            tracing::warn!(error = %e, n = batch.len(), "recording a batch of attempts failed; recording them one by one");
+            tracing::warn!(error = %strata_core::error::chain(&e), n = batch.len(), "recording a batch of attempts failed; recording them one by one");
             for r in &batch {
                 if let Err(e) = strata.record_attempts(std::slice::from_ref(r)).await {
-                    tracing::error!(error = %e, delivery = %r.delivery.id, "could not record an attempt");
+                    background_failure("record an attempt", Some(&r.delivery.id), &e);
                 }
             }
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use strata_core::service::{SendOutcome, WebhookSender};
-use strata_core::webhook::{RESPONSE_EXCERPT_BYTES, is_internal, response_excerpt};
+use strata_core::webhook::{RESPONSE_EXCERPT_BYTES, TIMED_OUT, is_internal, response_excerpt};
 
 struct GuardedResolver {
     allow_private: bool,
@@ -68,7 +68,7 @@ impl WebhookSender for HttpSender {
         }
         let failed = |e: reqwest::Error| {
             if e.is_timeout() {
-                SendOutcome::Error("timed out".into())
+                SendOutcome::Error(TIMED_OUT.into())
             } else {
                 SendOutcome::Error(format!(
                     "could not reach the endpoint: {}",

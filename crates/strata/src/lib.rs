@@ -133,7 +133,7 @@ fn parse_secret(hex: &str, field: &str) -> Result<ServerSecret> {
 
 /// Reads the server secret from `path`, creating it (owner-only) on first start.
 fn secret_from_file(path: &std::path::Path) -> Result<ServerSecret> {
-    let io = |e: std::io::Error| CoreError::internal(format!("{}: {e}", path.display()));
+    let io = |e: std::io::Error| CoreError::internal_from(path.display().to_string(), e);
     match std::fs::read_to_string(path) {
         Ok(s) => ServerSecret::from_hex(&s).ok_or_else(|| CoreError::internal(format!("{} is not 64 hex characters", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -157,36 +157,57 @@ fn secret_from_file(path: &std::path::Path) -> Result<ServerSecret> {
 /// --drain-timeout-seconds`).
 pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
-/// How `serve` runs: the workers' cadence, the drain timeout and the bound on requests in
-/// flight (beyond it, 503 SERVICE_UNAVAILABLE at once: `serve --max-in-flight`).
-#[derive(Clone, Debug)]
+/// How `serve` runs: the workers' cadence, the drain timeout, the bound on requests in flight
+/// (beyond it, 503 SERVICE_UNAVAILABLE at once: `serve --max-in-flight`) and where `GET /metrics`
+/// answers (`--metrics-listen`: only on that listener, so scrapes stay off the public one; by
+/// default beside the API).
+#[derive(Debug)]
 pub struct ServeOptions {
     pub cadence: Cadence,
     pub drain: Duration,
     pub max_in_flight: usize,
+    pub metrics_listener: Option<TcpListener>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { cadence: Cadence::default(), drain: DEFAULT_DRAIN, max_in_flight: strata_http::DEFAULT_MAX_IN_FLIGHT }
+        Self {
+            cadence: Cadence::default(),
+            drain: DEFAULT_DRAIN,
+            max_in_flight: strata_http::DEFAULT_MAX_IN_FLIGHT,
+            metrics_listener: None,
+        }
     }
 }
 
-/// Serves the API and runs the workers until `shutdown` resolves. Then it stops accepting, lets
-/// requests in flight finish for up to `opts.drain` (a request still running after that is cut:
-/// its transaction rolls back, and it was never acknowledged), and lets each worker take one
-/// last step; the webhook sender gives its attempts in flight 2 s and releases the claims of
-/// those it cuts, so the next process retries them at once.
+/// Serves the API (with `GET /metrics`) and runs the workers until `shutdown` resolves. Then it
+/// stops accepting, lets requests in flight finish for up to `opts.drain` (a request still
+/// running after that is cut: its transaction rolls back, and it was never acknowledged), and
+/// lets each worker take one last step; the webhook sender gives its attempts in flight 2 s and
+/// releases the claims of those it cuts, so the next process retries them at once. Metric
+/// scrapes are neither logged nor counted as requests.
 pub async fn serve(
     strata: Strata,
     listener: TcpListener,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let ServeOptions { cadence, drain, max_in_flight } = opts;
+    let ServeOptions { cadence, drain, max_in_flight, metrics_listener } = opts;
+    telemetry::metrics();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = strata_workers::spawn_all(&strata, &cadence, stop_rx);
-    let app = strata_http::router(AppState::new(strata, max_in_flight));
+    let workers = strata_workers::spawn_all(&strata, &cadence, stop_rx.clone());
+    let mut app = strata_http::router(AppState::new(strata, max_in_flight));
+    let mut metrics_server = None;
+    match metrics_listener {
+        None => app = app.merge(telemetry::metrics_router()),
+        Some(l) => {
+            let mut stop = stop_rx;
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            metrics_server = Some(tokio::spawn(axum::serve(l, telemetry::metrics_router()).with_graceful_shutdown(stopped).into_future()));
+        }
+    }
     let signalled = Arc::new(tokio::sync::Notify::new());
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let signalled = signalled.clone();
@@ -209,6 +230,9 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     for w in workers {
         let _ = w.await;
+    }
+    if let Some(m) = metrics_server {
+        let _ = m.await;
     }
     result
 }

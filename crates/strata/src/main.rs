@@ -5,7 +5,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() {
-    strata::telemetry::init();
     let cli = strata::cli::Cli::parse();
+    strata::telemetry::init(cli.log_format);
     std::process::exit(strata::cli::run(cli).await);
 }

@@ -19,7 +19,8 @@ impl Strata {
         }
         .await;
         if let Err(e) = result {
-            tracing::error!(error = %e, event_type = %entry.event_type, "could not write an audit entry");
+            let request_id = entry.request_id.map(tracing::field::display);
+            tracing::error!(error = %crate::error::chain(&e), event_type = %entry.event_type, request_id, "could not write an audit entry");
         }
     }
 

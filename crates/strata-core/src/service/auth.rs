@@ -126,11 +126,13 @@ impl Strata {
     }
 
     /// Counts a request against the caller's rate limits; a refusal is audited.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn rate_limit(&self, caller: &Caller, class: EndpointClass) -> Result<Option<RateInfo>> {
         let limits = *self.config.tier_limits.get(caller.key.tier);
         match self.limiter.check(caller.key.id, &limits, class, self.now()).await {
             Ok(info) => Ok(info),
             Err(e) => {
+                crate::telemetry::rate_limited(class.as_str());
                 let entry = self.audit_entry(caller.stamp(), "rate_limit.hit", json!({ "class": class.as_str() }));
                 self.record_audit(entry).await;
                 Err(e)
@@ -139,10 +141,12 @@ impl Strata {
     }
 
     /// Authenticates a request and resolves its acting org (CONTRACT §2).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authenticate(&self, creds: Credentials<'_>, request_id: RequestId) -> Result<Caller> {
         match self.authenticate_inner(creds, request_id).await {
             Ok(c) => Ok(c),
             Err((err, key)) => {
+                crate::telemetry::auth_failed(&err);
                 if !matches!(err, CoreError::Internal(_) | CoreError::Unavailable { .. }) {
                     self.audit_rejection(&err, key, request_id).await;
                 }

@@ -55,6 +55,7 @@ impl Strata {
                 let soonest = ends.iter().min().copied().unwrap_or(now);
                 let wait_ms = u64::try_from((soonest.millis() - now.millis()).max(1000)).unwrap_or(1000);
                 let retry_after_secs = wait_ms.div_ceil(1000);
+                crate::telemetry::rate_limited("concurrent-jobs");
                 return Err(CoreError::RateLimited {
                     message: format!("this key already has {cap} jobs running, its tier's limit"),
                     retry_after_secs,
@@ -264,6 +265,7 @@ impl Strata {
 
     /// The scheduler's step: ends every running job whose time has come (up to 500 a step).
     /// A job that cannot be ended is logged and left for the next step; it never blocks others.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn advance_jobs(&self) -> Result<usize> {
         let mut tx = self.store.read().await?;
         let due = tx.due_jobs(self.now(), 500).await?;

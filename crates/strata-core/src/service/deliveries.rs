@@ -253,6 +253,7 @@ impl Strata {
     /// attempts) and dispatched events created more than the retention period ago, 500 rows per
     /// transaction and at most 20 transactions of each per step. An event with a pending
     /// delivery is never deleted.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn purge_webhook_history(&self) -> Result<Purged> {
         let before = self.now().plus_ms(-self.config.webhook_retention_ms);
         let mut done = Purged::default();

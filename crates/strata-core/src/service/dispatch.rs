@@ -77,9 +77,11 @@ impl Strata {
     /// event org's own endpoints, and its parent's firehoses). Returns how many events. A batch
     /// shares one transaction (the dispatcher must not cost the writer a commit per event); if
     /// the batch fails, its events are retried one by one so a bad one cannot hold up the rest.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn dispatch_events(&self) -> Result<usize> {
         let mut tx = self.store.read().await?;
         let events = tx.undispatched_events(500).await?;
+        crate::telemetry::outbox_lag(self.now(), events.first().map(|e| e.created_at));
         // Each org's endpoints and status, read before the write opens and without locking the
         // org: on PostgreSQL allocations hold their child org's row while they queue for the
         // parent's wallet, and a dispatcher waiting on those rows would fall seconds behind. An
@@ -112,7 +114,7 @@ impl Strata {
             };
             match one.await {
                 Ok(()) => done += 1,
-                Err(e) => tracing::error!(error = %e, event = %event.id, "could not dispatch an event"),
+                Err(e) => crate::telemetry::background_failure("dispatch an event", Some(&event.id), &e),
             }
         }
         Ok(done)
@@ -166,6 +168,7 @@ impl Strata {
     /// oldest due first) and signs them with every active secret of their endpoint. The claim
     /// counts the attempt and leases the delivery from now until a little past the request
     /// timeout, so no other sender takes it meanwhile and a crash retries it when the lease ends.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn claim_deliveries(&self, slots: SendSlots<'_>) -> Result<Vec<PreparedAttempt>> {
         if slots.free == 0 {
             return Ok(Vec::new());
@@ -194,7 +197,7 @@ impl Strata {
                 Ok(secrets) => {
                     endpoints.insert(*e, (endpoint, secrets));
                 }
-                Err(err) => tracing::error!(error = %err, endpoint = %e, "cannot open an endpoint's signing secret"),
+                Err(err) => crate::telemetry::background_failure("open an endpoint's signing secret", Some(e), &err),
             }
         }
         tx.commit().await?;
@@ -240,12 +243,17 @@ impl Strata {
     }
 
     /// The sender's second step: makes one HTTP attempt (no database work).
+    #[tracing::instrument(level = "debug", skip_all, fields(delivery_id = %p.delivery.id, attempt = p.delivery.attempts))]
     pub async fn attempt(&self, sender: &dyn WebhookSender, mut p: PreparedAttempt) -> AttemptResult {
         let started = Instant::now();
         let body = std::mem::take(&mut p.delivery.body);
+        let in_flight = crate::telemetry::AttemptInFlight::start();
         let outcome = sender.post(&p.url, p.headers, body).await;
+        drop(in_flight);
         let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        AttemptResult { delivery: p.delivery, started_at: p.started_at, duration_ms, outcome }
+        let result = AttemptResult { delivery: p.delivery, started_at: p.started_at, duration_ms, outcome };
+        crate::telemetry::attempt_made(&result);
+        result
     }
 
     /// The sender's third step: records a batch of attempts in one transaction. Each attempt
@@ -254,6 +262,7 @@ impl Strata {
     /// error, 5xx, 408 and 429 back on the ladder (or failed past its end); other 4xx failed at
     /// once. Failures count against an active endpoint, which is auto-paused at the 20th in a
     /// row. Returns how many outcomes were written.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn record_attempts(&self, results: &[AttemptResult]) -> Result<usize> {
         if results.is_empty() {
             return Ok(0);
@@ -314,6 +323,7 @@ impl Strata {
                 continue;
             }
             written += 1;
+            crate::telemetry::delivery_recorded(d.status);
             let Some((endpoint, changed)) = endpoints.get_mut(&d.endpoint_id) else { continue };
             *changed = true;
             if error.is_none() {
@@ -345,6 +355,7 @@ impl Strata {
     /// One sender step, for tests and tools: claims up to 200 due deliveries (no per-endpoint
     /// bound), makes their attempts one after another, and records them. Returns how many
     /// attempts were made.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn send_deliveries(&self, sender: &dyn WebhookSender) -> Result<usize> {
         let none = HashMap::new();
         let claimed = self.claim_deliveries(SendSlots { free: STEP_CLAIM, per_endpoint: usize::MAX, in_flight: &none }).await?;

@@ -5,6 +5,7 @@
 use super::{Caller, Strata};
 use crate::error::{CoreError, Result};
 use crate::idempotency::{CLAIM_LEASE_MS, IdemClaim, IdemRecord, RETENTION_MS, Reply};
+use crate::telemetry;
 
 /// The outcome of presenting an Idempotency-Key.
 #[derive(Debug)]
@@ -16,6 +17,7 @@ pub enum Claimed {
 }
 
 impl Strata {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn idem_claim(&self, caller: &Caller, key: String, fingerprint: String) -> Result<Claimed> {
         let now = self.now();
         let rec = IdemRecord {
@@ -36,15 +38,22 @@ impl Strata {
         } else {
             let existing = tx.idem_get(caller.key.id, &key).await?.ok_or_else(|| CoreError::internal("idempotency record vanished"))?;
             if existing.fingerprint != fingerprint {
+                telemetry::idempotency_conflict(false);
                 return Err(CoreError::IdempotencyConflict { in_progress: false });
             }
             match existing.reply {
-                Some(reply) => Claimed::Replay(self.open_reply(reply)?),
+                Some(reply) => {
+                    telemetry::idempotent_replay();
+                    Claimed::Replay(self.open_reply(reply)?)
+                }
                 None if existing.lease_until <= now => {
                     tx.idem_renew(caller.key.id, &key, now, now.plus_ms(CLAIM_LEASE_MS)).await?;
                     Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint, token: now, status: 200 })
                 }
-                None => return Err(CoreError::IdempotencyConflict { in_progress: true }),
+                None => {
+                    telemetry::idempotency_conflict(true);
+                    return Err(CoreError::IdempotencyConflict { in_progress: true });
+                }
             }
         };
         tx.commit().await?;
@@ -53,6 +62,7 @@ impl Strata {
 
     /// Ends a claim whose request failed: a business failure is stored to be replayed, anything
     /// else is forgotten so the client can correct the request and retry with the same key.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn idem_fail(&self, claim: &IdemClaim, err: &CoreError, reply: Reply) -> Result<()> {
         let mut tx = self.store.write().await?;
         if err.is_replayable() {
@@ -64,6 +74,7 @@ impl Strata {
     }
 
     /// Deletes records older than the retention window; returns how many.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn prune_idempotency(&self) -> Result<u64> {
         let cutoff = self.now().plus_ms(-RETENTION_MS);
         let mut tx = self.store.write().await?;

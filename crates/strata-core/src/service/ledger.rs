@@ -404,6 +404,7 @@ impl Strata {
 
     /// Releases reservations past their timeout (up to 500 a step); returns how many. One that
     /// fails is logged and retried next step, never blocking the rest.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn expire_reservations(&self) -> Result<usize> {
         let mut tx = self.store.read().await?;
         let due = tx.expired_reservations(self.now(), 500).await?;
@@ -412,6 +413,7 @@ impl Strata {
     }
 
     /// Rolls wallets still in an old period into the current one (up to 500 a step).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn roll_over_periods(&self) -> Result<usize> {
         let start = self.now().month_bounds().0;
         let mut tx = self.store.read().await?;

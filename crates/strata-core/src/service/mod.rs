@@ -155,7 +155,7 @@ where
     for item in items {
         match run(item).await {
             Ok(()) => done += 1,
-            Err(e) => tracing::error!(error = %e, item = %item, "could not {what}"),
+            Err(e) => crate::telemetry::background_failure(what, Some(&item), &e),
         }
     }
     done
@@ -269,6 +269,7 @@ impl Strata {
     }
 
     /// Writes the batched `lastUsedAt` stamps; returns how many keys were touched.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn flush_key_usage(&self) -> Result<usize> {
         let batch: Vec<(ApiKeyId, Timestamp)> = match self.key_usage.lock() {
             Ok(mut m) => m.drain().collect(),

@@ -146,6 +146,7 @@ impl Strata {
 
     /// The scheduler's step: publishes every post whose time has come, except in a suspended org
     /// (held until resume). Returns how many were published.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn publish_due_posts(&self) -> Result<usize> {
         let mut tx = self.store.read().await?;
         let due = tx.due_posts(self.now(), 500).await?;
@@ -155,7 +156,7 @@ impl Strata {
             match self.publish_one(id, project).await {
                 Ok(true) => published += 1,
                 Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, post = %id, "could not publish a scheduled post"),
+                Err(e) => crate::telemetry::background_failure("publish a scheduled post", Some(&id), &e),
             }
         }
         Ok(published)

@@ -31,6 +31,10 @@ pub struct Cli {
     /// there, or an explicit --data-dir or --database-url.
     #[arg(long, global = true, env = "STRATA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// How log lines (on standard error) are written: `json`, one JSON object per line, or
+    /// `text`, for a terminal (`pretty` is the same).
+    #[arg(long, global = true, env = "STRATA_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: crate::telemetry::LogFormat,
     /// A postgres:// URL; when set, strata runs on PostgreSQL instead of SQLite.
     #[arg(long, global = true, env = "STRATA_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -201,6 +205,10 @@ pub struct ServeArgs {
     /// replaced atomically) instead of printing it: a non-interactive bootstrap.
     #[arg(long, env = "STRATA_BOOTSTRAP_KEY_FILE")]
     pub bootstrap_key_file: Option<PathBuf>,
+    /// Answer `GET /metrics` (Prometheus text format, no authentication) only on this address,
+    /// e.g. 127.0.0.1:9090, and not on --listen. Without it, /metrics is served on --listen.
+    #[arg(long, env = "STRATA_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A duration flag given in seconds (fractions allowed, 0 or more).
@@ -348,7 +356,7 @@ pub async fn run(cli: Cli) -> i32 {
         Ok(s) => s,
         Err(e) => {
             // A refusal to start (no secret, …) is one clear line; a failure is also logged.
-            if matches!(e, CoreError::Internal(_)) {
+            if e.as_internal().is_some() {
                 tracing::error!(error = %e, "cannot open the database");
             }
             eprintln_error(&e);
@@ -677,14 +685,28 @@ async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
         .await
         .map_err(|e| CoreError::internal(format!("cannot listen on {}: {e}", args.listen)))?;
     let addr = listener.local_addr().map_err(|e| CoreError::internal(e.to_string()))?;
+    let metrics_listener = match args.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| CoreError::validation("--metrics-listen", format!("cannot listen on {at}: {e}")))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => l.local_addr().map_err(|e| CoreError::internal_from("the metrics listener's address", e))?,
+        None => addr,
+    };
     out(format!("strata listening on http://{addr} ({})", strata.store.backend()));
-    tracing::info!(%addr, backend = strata.store.backend(), "listening");
+    out(format!("metrics: http://{metrics_addr}/metrics"));
+    tracing::info!(%addr, %metrics_addr, backend = strata.store.backend(), "listening");
     let opts = crate::ServeOptions {
         cadence: Cadence::default(),
         drain: seconds(args.drain_timeout_seconds, "--drain-timeout-seconds")?,
         max_in_flight: args.max_in_flight.max(1),
+        metrics_listener,
     };
-    crate::serve(strata, listener, opts, shutdown_signal()).await.map_err(|e| CoreError::internal(e.to_string()))
+    crate::serve(strata, listener, opts, shutdown_signal()).await.map_err(|e| CoreError::internal_from("serving", e))
 }
 
 async fn shutdown_signal() {

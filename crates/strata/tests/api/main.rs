@@ -27,6 +27,7 @@ mod redis_limits;
 mod secrets;
 mod server_secret;
 mod shutdown;
+mod telemetry;
 mod usage;
 mod webhook_history;
 mod webhook_sending;
