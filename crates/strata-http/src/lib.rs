@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod context;
+mod docs;
 pub mod error;
 pub mod extract;
 mod handlers;

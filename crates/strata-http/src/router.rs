@@ -17,6 +17,8 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .route("/v1/whoami", get(meta::whoami))
+        // The human API reference (`/docs` and its two scripts).
+        .merge(crate::docs::routes())
         // Child organizations (org:admin).
         .route("/v1/organizations", post(orgs::create).get(orgs::list))
         .route("/v1/organizations/migrate", post(projects::migrate))

@@ -9,6 +9,7 @@ mod cli;
 mod content;
 mod conventions;
 mod credits;
+mod docs;
 mod idempotency;
 mod isolation;
 mod keys;
