@@ -1,10 +1,10 @@
-//! `GET /docs`: the API reference page and its two scripts, served by the binary itself with no
+//! `GET /docs`: the API reference page and its two assets, served by the binary itself with no
 //! authentication; the page is locked to this server by its Content-Security-Policy. (That it
 //! renders, offline, is checked in headless Chromium by `.ci/contract`.)
 
 use crate::helpers::TestApp;
 
-/// The `?v=` tag the page gives a script URL, e.g. `/docs/init.js?v=0123abcd…`.
+/// The `?v=` tag the page gives an asset URL, e.g. `/docs/elements.js?v=0123abcd…`.
 fn tag_after<'a>(text: &'a str, url: &str) -> &'a str {
     let start = text.find(url).unwrap_or_else(|| panic!("{url} not in {text}")) + url.len();
     let tag = &text[start..];
@@ -26,41 +26,34 @@ async fn the_docs_page_needs_no_key_and_allows_nothing_from_elsewhere() {
     assert!(!csp.contains("http"), "the CSP names no other origin: {csp}");
     let html = String::from_utf8(page.raw).unwrap();
     assert!(!html.contains("http://") && !html.contains("https://"), "the page links nowhere else: {html}");
-    assert!(html.contains(r#"<div id="reference">"#));
-    assert!(!tag_after(&html, r#"src="/docs/init.js?v="#).is_empty());
+    assert!(html.contains(r#"<elements-api apiDescriptionUrl="/openapi.json""#), "{html}");
+    // Both assets carry the same digest tag.
+    let tag = tag_after(&html, r#"src="/docs/elements.js?v="#);
+    assert_eq!(tag.len(), 16);
+    assert_eq!(tag_after(&html, r#"href="/docs/elements.css?v="#), tag);
 }
 
 #[tokio::test]
-async fn the_start_script_points_redoc_at_the_spec_with_telemetry_off() {
+async fn the_assets_are_the_vendored_renderer_cached_for_a_year() {
     let app = TestApp::spawn().await;
-    let html = String::from_utf8(app.get("/docs").send().await.raw).unwrap();
-    let init = app.get(&format!("/docs/init.js?v={}", tag_after(&html, r#"src="/docs/init.js?v="#))).send().await;
-    assert_eq!(init.status, 200);
-    assert_eq!(init.header("content-type"), Some("text/javascript; charset=utf-8"));
-    let script = String::from_utf8(init.raw).unwrap();
-    assert!(script.contains(r#"init("/openapi.json", { disableTelemetry: true }"#), "{script}");
-    // The start script imports the renderer under the same tag the page gave it.
-    assert_eq!(tag_after(&script, "/docs/renderer.js?v="), tag_after(&html, r#"src="/docs/init.js?v="#));
-}
+    let vendored: [(&str, &str, &[u8]); 2] = [
+        ("/docs/elements.js", "text/javascript; charset=utf-8", include_bytes!("../../../strata-http/assets/docs/web-components.min.js")),
+        ("/docs/elements.css", "text/css; charset=utf-8", include_bytes!("../../../strata-http/assets/docs/styles.min.css")),
+    ];
+    for (path, content_type, bytes) in vendored {
+        let r = app.get(path).send().await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-type"), Some(content_type));
+        assert_eq!(r.header("cache-control"), Some("public, max-age=31536000, immutable"));
+        assert_eq!(r.raw.len(), bytes.len(), "{path}");
+        assert!(r.raw == bytes, "{path}: served bytes differ from the vendored file");
 
-#[tokio::test]
-async fn the_renderer_is_the_vendored_redoc_cached_for_a_year() {
-    let app = TestApp::spawn().await;
-    let js = app.get("/docs/renderer.js").send().await;
-    assert_eq!(js.status, 200);
-    assert_eq!(js.header("content-type"), Some("text/javascript; charset=utf-8"));
-    assert_eq!(js.header("cache-control"), Some("public, max-age=31536000, immutable"));
-    let vendored = include_bytes!("../../../strata-http/assets/docs/redoc.standalone.js");
-    assert_eq!(js.raw.len(), vendored.len());
-    assert!(js.raw == vendored.as_slice(), "served bytes differ from the vendored bundle");
-    let version = include_str!("../../../strata-http/assets/docs/VERSION").trim();
-    assert!(String::from_utf8_lossy(&js.raw[..400]).contains(&format!("Version: {version}")));
-
-    let etag = js.header("etag").expect("an ETag").to_owned();
-    let again = app.get("/docs/renderer.js").header("If-None-Match", &etag).send().await;
-    assert_eq!(again.status, 304);
-    assert!(again.raw.is_empty());
-    assert_eq!(again.header("etag"), Some(etag.as_str()));
-    let other = app.get("/docs/renderer.js").header("If-None-Match", "\"something-else\"").send().await;
-    assert_eq!(other.status, 200);
+        let etag = r.header("etag").expect("an ETag").to_owned();
+        let again = app.get(path).header("If-None-Match", &etag).send().await;
+        assert_eq!(again.status, 304, "{path}");
+        assert!(again.raw.is_empty());
+        assert_eq!(again.header("etag"), Some(etag.as_str()));
+        let other = app.get(path).header("If-None-Match", "\"something-else\"").send().await;
+        assert_eq!(other.status, 200, "{path}");
+    }
 }
