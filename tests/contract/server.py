@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -44,6 +45,8 @@ class Server:
         return done.stdout
 
     def __enter__(self) -> "Server":
+        # A step's `timeout` sends SIGTERM: leave through __exit__ so the data directory goes.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         if not BINARY.exists():
             raise RuntimeError(f"{BINARY} is missing: run `cargo build -p strata` first")
         self._dir = tempfile.TemporaryDirectory(prefix=f"strata-{self.name}-")
