@@ -30,7 +30,7 @@ def schemathesis(srv: Server, key: str, phase: str, spec: Path, args: argparse.N
     here = Path(__file__).resolve().parent
     env = dict(os.environ, SCHEMATHESIS_HOOKS="schemathesis_hooks", PYTHONPATH=str(here))
     cmd = [
-        str(Path(sys.executable).with_name("st")), "run", str(spec),
+        str(Path(sys.executable).with_name("st")), "run", str(spec.resolve()),
         "--url", srv.base_url,
         "--header", f"Authorization: Bearer {key}",
         "--checks", CHECKS,
@@ -45,7 +45,8 @@ def schemathesis(srv: Server, key: str, phase: str, spec: Path, args: argparse.N
     if args.seed is not None:
         cmd += ["--seed", str(args.seed)]
     print(f"\n--- schemathesis: {phase} ---", flush=True)
-    return subprocess.run(cmd, env=env, check=False).returncode
+    # In target/: schemathesis keeps its replay store (.schemathesis/) in the working directory.
+    return subprocess.run(cmd, env=env, cwd=REPORTS, check=False).returncode
 
 
 def main() -> int:
