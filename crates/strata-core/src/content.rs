@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 use crate::clock::Timestamp;
 use crate::id::{ApiKeyId, ContainerId, JobId, OrgId, ProjectId, TxnId};
 
+/// What `Job::stage` answers: where a running job is, or how it ended.
+pub const STAGES: [&str; 7] = ["queued", "planning", "generating", "rendering", "done", "failed", "canceled"];
+
 pub const FORMATS: [&str; 5] = ["auto", "video_remix", "slideshow_remix", "ugc_remix", "slideshow_builder"];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -92,6 +95,7 @@ impl Job {
     }
 
     /// The stage a job is in at `now`.
+    /// One of [`STAGES`].
     pub fn stage(&self, now: Timestamp) -> &'static str {
         match self.status {
             JobStatus::Completed => "done",
@@ -216,21 +220,76 @@ impl ContentEngine for FixtureEngine {
 }
 
 /// The job as `GET /v1/jobs/:jobId` shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
     pub job_id: JobId,
+    /// Always `content_generate`.
+    #[schema(value_type = String, examples("content_generate"))]
     pub kind: &'static str,
+    #[schema(value_type = JobStatus)]
     pub status: &'static str,
+    #[schema(value_type = crate::schema::JobStage)]
     pub stage: &'static str,
+    /// From 0 to 1, two decimals.
+    #[schema(minimum = 0, maximum = 1)]
     pub progress: f64,
     pub project_id: ProjectId,
     pub container_ids: Vec<ContainerId>,
+    /// Where to poll the job: `/v1/jobs/<jobId>`.
     pub location_url: String,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
-    pub result: Option<Value>,
-    pub error: Option<Value>,
+    /// Set once the job completed.
+    pub result: Option<JobResult>,
+    /// Set when the job failed.
+    pub error: Option<JobError>,
+}
+
+/// A completed job's output.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobResult {
+    pub container_ids: Vec<ContainerId>,
+    pub assets: Vec<ContainerAssets>,
+}
+
+/// One container's assets in a job's result.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerAssets {
+    pub container_id: ContainerId,
+    #[schema(value_type = Vec<Object>)]
+    pub assets: Value,
+}
+
+/// Why a job failed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobError {
+    /// `GENERATION_FAILED`.
+    #[schema(value_type = String, examples("GENERATION_FAILED"))]
+    pub code: &'static str,
+    pub message: Option<String>,
+}
+
+/// The answer to starting a generation (202): the job, running.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StartedJob {
+    pub job_id: JobId,
+    /// Always `content_generate`.
+    #[schema(value_type = String, examples("content_generate"))]
+    pub kind: &'static str,
+    /// Always `running`.
+    #[schema(value_type = JobStatus)]
+    pub status: &'static str,
+    #[schema(value_type = crate::schema::JobStage)]
+    pub stage: &'static str,
+    pub project_id: ProjectId,
+    pub container_ids: Vec<ContainerId>,
+    /// Where to poll the job: `/v1/jobs/<jobId>`.
+    pub location_url: String,
+    pub started_at: Timestamp,
 }
 
 #[cfg(test)]

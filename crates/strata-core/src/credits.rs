@@ -347,7 +347,8 @@ impl Wallet {
         None
     }
 
-    /// `active`, `low` (below a low mark) or `exhausted` (nothing available).
+    /// `active`, `low` (below a low mark) or `exhausted` (nothing available): one of
+    /// [`BILLING_STATUSES`].
     pub fn billing_status(&self) -> &'static str {
         let available = self.available();
         if available == 0 {
@@ -359,6 +360,9 @@ impl Wallet {
         }
     }
 }
+
+/// What `Wallet::billing_status` answers.
+pub const BILLING_STATUSES: [&str; 3] = ["active", "low", "exhausted"];
 
 /// Whether moving from `before` to `after` available crosses below `mark`.
 pub fn crosses_below(before: i64, after: i64, mark: i64) -> bool {

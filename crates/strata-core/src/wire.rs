@@ -25,12 +25,13 @@ pub fn public_tier(t: Tier) -> &'static str {
     }
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Debug, Clone, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrgView {
     pub id: OrgId,
     pub parent_organization_id: Option<OrgId>,
     pub name: String,
+    #[schema(value_type = crate::org::OrgStatus)]
     pub status: &'static str,
     pub metadata: Metadata,
     pub billing_email: Option<String>,
@@ -55,16 +56,19 @@ impl From<&Org> for OrgView {
     }
 }
 
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, Debug, Clone, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyView {
     pub id: ApiKeyId,
     pub organization_id: OrgId,
     pub name: String,
+    /// `lp_<env>_<keyid>`: the public, log-safe part of the key.
     pub prefix: String,
     pub env: Env,
     pub scopes: Scopes,
+    #[schema(value_type = crate::schema::PublicTier)]
     pub rate_limit_tier: &'static str,
+    #[schema(value_type = crate::key::KeyStatus)]
     pub status: &'static str,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
@@ -106,10 +110,12 @@ impl From<&ApiKey> for KeyView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PageView<T: Serialize> {
+    /// Newest first.
     pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -119,17 +125,20 @@ impl<T: Serialize> From<Page<T>> for PageView<T> {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditView {
     pub event_id: String,
+    /// What was done, e.g. `organization.created`, `auth.rejected`, `rate_limit.hit`.
     pub event_type: String,
     pub occurred_at: Timestamp,
     pub request_id: Option<String>,
     pub organization_id: Option<OrgId>,
     pub project_id: Option<String>,
     pub api_key_id: Option<ApiKeyId>,
+    #[schema(value_type = crate::audit::Actor)]
     pub actor: &'static str,
+    /// What happened, by event type.
     pub data: Value,
 }
 
@@ -150,15 +159,19 @@ impl From<&AuditEntry> for AuditView {
 }
 
 /// An event as `GET /v1/events` shows it and as a webhook delivers it.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     pub id: String,
     #[serde(rename = "type")]
+    #[schema(value_type = crate::event::EventType)]
     pub event_type: &'static str,
     pub created_at: Timestamp,
     pub organization_id: OrgId,
+    #[schema(value_type = Option<crate::id::ProjectId>)]
     pub project_id: Option<String>,
+    /// The event's payload; always carries `organizationId`. Its fields per type are in the
+    /// document's `webhooks`.
     pub data: Value,
 }
 
@@ -175,17 +188,20 @@ impl From<&Event> for EventView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectView {
     pub id: crate::id::ProjectId,
     pub organization_id: OrgId,
     pub name: String,
+    #[schema(value_type = crate::project::ProjectStatus)]
     pub status: &'static str,
     pub customer_external_id: Option<String>,
     pub timezone: String,
     pub primary_language: String,
     pub owner_email: Option<String>,
+    /// An opaque JSON object of at most 8 KB, replaced whole on PATCH.
+    #[schema(value_type = Object)]
     pub metadata: Value,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -211,7 +227,7 @@ impl From<&Project> for ProjectView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PostView {
     pub id: crate::id::PostId,
@@ -220,6 +236,7 @@ pub struct PostView {
     pub container_id: crate::id::ContainerId,
     pub platform: String,
     pub scheduled_for: Timestamp,
+    #[schema(value_type = crate::post::PostStatus)]
     pub status: &'static str,
     pub published_at: Option<Timestamp>,
     pub canceled_at: Option<Timestamp>,
@@ -245,14 +262,17 @@ impl From<&ScheduledPost> for PostView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerView {
     pub id: crate::id::ContainerId,
     pub project_id: crate::id::ProjectId,
     pub job_id: crate::id::JobId,
+    #[schema(value_type = crate::content::ContainerStatus)]
     pub status: &'static str,
     pub format: String,
+    /// The generated assets (empty until the job completes).
+    #[schema(value_type = Vec<Object>)]
     pub assets: Value,
     pub created_at: Timestamp,
 }

@@ -7,13 +7,14 @@
 
 use std::sync::LazyLock;
 
-use axum::Router;
+use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use sha2::{Digest, Sha256};
+use strata_core::error::CoreError;
+use utoipa::ToSchema;
 
-use crate::AppState;
+use crate::error::HttpError;
 
 const SCRIPT: &[u8] = include_bytes!("../assets/docs/web-components.min.js");
 const STYLES: &[u8] = include_bytes!("../assets/docs/styles.min.css");
@@ -30,14 +31,6 @@ const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
 /// The assets change only with the binary and their URLs carry a digest of them, so they can be
 /// cached for a year while a new renderer gets new URLs (the page itself is revalidated).
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-
-/// `GET /docs`, `/docs/elements.js` and `/docs/elements.css`; no authentication.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/docs", get(page))
-        .route("/docs/elements.js", get(|headers: HeaderMap| asset(headers, "text/javascript; charset=utf-8", SCRIPT)))
-        .route("/docs/elements.css", get(|headers: HeaderMap| asset(headers, "text/css; charset=utf-8", STYLES)))
-}
 
 struct Page {
     /// Hex digest prefix of the script and stylesheet: the assets' `?v=` and their ETag.
@@ -60,9 +53,9 @@ static PAGE: LazyLock<Page> = LazyLock::new(|| {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="{renderer}">
 <title>strata API reference</title>
-<link rel="stylesheet" href="/docs/elements.css?v={tag}">
+<link rel="stylesheet" href="/docs/assets/elements.css?v={tag}">
 <style>html, body {{ height: 100%; margin: 0; }}</style>
-<script src="/docs/elements.js?v={tag}"></script>
+<script src="/docs/assets/elements.js?v={tag}"></script>
 </head>
 <body>
 <noscript>This reference needs JavaScript. The API description it renders is at <a href="/openapi.json">/openapi.json</a>.</noscript>
@@ -74,9 +67,15 @@ static PAGE: LazyLock<Page> = LazyLock::new(|| {
     Page { tag, html }
 });
 
-/// `GET /docs`: the HTML page (`text/html`) that loads the renderer and points it at
-/// `/openapi.json`, under a strict Content-Security-Policy.
-async fn page() -> Response {
+/// API reference.
+///
+/// This API's reference, for a browser: an HTML page that renders `/openapi.json` with a
+/// renderer served by this server, under a Content-Security-Policy that lets it load nothing from
+/// anywhere else. No key needed.
+#[utoipa::path(get, path = "/docs", tag = "Meta", operation_id = "apiReference", security(()),
+    responses((status = 200, description = "The reference page.", content_type = "text/html", body = String,
+        headers(("Content-Security-Policy" = String, description = "Scripts, styles, images, fonts and requests from this server only.")))))]
+pub async fn page() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -90,8 +89,39 @@ async fn page() -> Response {
         .into_response()
 }
 
-/// One embedded asset, cached for a year; `304` when `If-None-Match` names its ETag.
-async fn asset(headers: HeaderMap, content_type: &'static str, body: &'static [u8]) -> Response {
+/// The reference page's two assets.
+#[derive(ToSchema)]
+#[schema(as = DocsAsset)]
+#[expect(dead_code, reason = "describes the `file` path parameter in the OpenAPI document only")]
+enum Asset {
+    #[schema(rename = "elements.js")]
+    Script,
+    #[schema(rename = "elements.css")]
+    Styles,
+}
+
+/// API reference asset.
+///
+/// The script or stylesheet of the reference page's renderer (Stoplight Elements), cached for a
+/// year: the page links them with a `v` that changes with their content. No key needed.
+#[utoipa::path(get, path = "/docs/assets/{file}", tag = "Meta", operation_id = "apiReferenceAsset", security(()),
+    params(
+        ("file" = inline(Asset), Path, description = "`elements.js` or `elements.css`."),
+        ("v" = Option<String>, Query, description = "The page's cache-busting tag; any value serves the same file."),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a copy already held: 304 if it is current."),
+    ),
+    responses(
+        (status = 200, description = "The file.", headers(("ETag" = String, description = "Changes with the file.")),
+            content((String = "text/javascript"), (String = "text/css"))),
+        (status = 304, description = "The held copy is current.", headers(("ETag" = String, description = "Changes with the file."))),
+        (status = 404, description = "No such asset."),
+    ))]
+pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    let (content_type, body): (&str, &'static [u8]) = match file.as_str() {
+        "elements.js" => ("text/javascript; charset=utf-8", SCRIPT),
+        "elements.css" => ("text/css; charset=utf-8", STYLES),
+        _ => return HttpError(CoreError::not_found("asset")).into_response(),
+    };
     let etag = format!("\"{}\"", PAGE.tag);
     let matches = headers
         .get(header::IF_NONE_MATCH)
@@ -99,7 +129,9 @@ async fn asset(headers: HeaderMap, content_type: &'static str, body: &'static [u
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     let mut resp = if matches { StatusCode::NOT_MODIFIED.into_response() } else { body.into_response() };
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if !matches {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Ok(v) = HeaderValue::from_str(&etag) {

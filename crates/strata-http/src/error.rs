@@ -3,9 +3,11 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use strata_core::error::CoreError;
 use strata_core::id::RequestId;
+use utoipa::ToSchema;
 
 /// A handler error: any `CoreError`, answered in the envelope.
 #[derive(Debug)]
@@ -33,15 +35,66 @@ impl PendingError {
     }
 
     pub fn body(&self, request_id: RequestId) -> Vec<u8> {
-        let v = json!({ "error": {
-            "code": self.code,
-            "message": self.message,
-            "requestId": request_id.to_string(),
-            "details": self.details,
-        }});
+        let v = ErrorEnvelope { error: ErrorBody { code: self.code, message: &self.message, request_id, details: &self.details } };
         serde_json::to_vec(&v).unwrap_or_default()
     }
 }
+
+/// Every error code strata answers: the contract's, and two the framework itself produces (an
+/// unsupported method, a request it cannot read).
+pub const ERROR_CODES: [&str; 15] = [
+    "IDEMPOTENCY_REQUIRED",
+    "UNAUTHENTICATED",
+    "BILLING_EXHAUSTED",
+    "FORBIDDEN_SCOPE",
+    "NOT_FOUND",
+    "CONFLICT",
+    "IDEMPOTENCY_CONFLICT",
+    "PAYLOAD_TOO_LARGE",
+    "VALIDATION",
+    "RATE_LIMITED",
+    "KILL_SWITCH",
+    "SERVICE_UNAVAILABLE",
+    "INTERNAL",
+    "METHOD_NOT_ALLOWED",
+    "BAD_REQUEST",
+];
+
+/// The body of every 4xx and 5xx answer (CONTRACT §1).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "NOT_FOUND", "message": "organization not found", "requestId": "req_01J0Z5Q6M8W3D2V7K9X4T1B6C5", "details": {}}}))]
+pub struct ErrorEnvelope<'a> {
+    pub error: ErrorBody<'a>,
+}
+
+/// What went wrong.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody<'a> {
+    /// Stable, matches `^[A-Z][A-Z0-9_]{0,63}$`.
+    #[schema(value_type = ErrorCode)]
+    pub code: &'a str,
+    /// A human sentence.
+    pub message: &'a str,
+    /// The request's id, as in `X-Request-Id`.
+    pub request_id: RequestId,
+    /// Structured context when there is some: `field` (the field, parameter or header at fault),
+    /// `code`, `min`/`max`, `scope` (`key` or `organization` for KILL_SWITCH, the missing scope
+    /// for FORBIDDEN_SCOPE), `reason` (`monthly_cap`, `in_progress`, …), `retryAfterSeconds`.
+    #[schema(value_type = Object)]
+    pub details: &'a Map<String, Value>,
+}
+
+/// The error code, one of [`ERROR_CODES`].
+pub struct ErrorCode;
+
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        strata_core::schema::string_enum(ERROR_CODES, "The error code: stable, matches `^[A-Z][A-Z0-9_]{0,63}$`.").into()
+    }
+}
+
+impl ToSchema for ErrorCode {}
 
 /// The full error body for `e` in request `request_id` (used where it must be stored).
 pub(crate) fn envelope(e: &CoreError, request_id: RequestId) -> Vec<u8> {
@@ -62,5 +115,33 @@ impl IntoResponse for HttpError {
         }
         resp.extensions_mut().insert(PendingError::of(&self.0));
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_core::error::KillScope;
+
+    #[test]
+    fn every_code_the_server_answers_is_in_the_documented_list() {
+        let errors = [
+            CoreError::IdempotencyRequired,
+            CoreError::BillingExhausted { message: "short".into(), reason: "insufficient_credits" },
+            CoreError::RateLimited { message: "slow down".into(), retry_after_secs: 1 },
+            CoreError::Unauthenticated { reason: "unknown_key" },
+            CoreError::forbidden_scope("org:admin"),
+            CoreError::not_found("organization"),
+            CoreError::conflict("archived"),
+            CoreError::IdempotencyConflict { in_progress: true },
+            CoreError::PayloadTooLarge,
+            CoreError::validation("name", "is required"),
+            CoreError::ReadOnlyField { field: "id".into() },
+            CoreError::KillSwitch { scope: KillScope::Key },
+            CoreError::internal("a bug"),
+        ];
+        for e in &errors {
+            assert!(ERROR_CODES.contains(&e.code()), "{} is not in ERROR_CODES", e.code());
+        }
     }
 }

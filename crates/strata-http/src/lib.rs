@@ -7,6 +7,8 @@ mod docs;
 pub mod error;
 pub mod extract;
 mod handlers;
+pub mod openapi;
+mod params;
 mod router;
 mod write;
 

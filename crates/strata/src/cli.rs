@@ -123,6 +123,9 @@ pub enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Print the OpenAPI 3.1 document the server serves at `GET /openapi.json`; touches no
+    /// database. `strata openapi > openapi.json` regenerates the committed copy.
+    Openapi,
 }
 
 /// The data directory when neither --data-dir nor STRATA_DATA_DIR is given.
@@ -338,6 +341,11 @@ pub async fn run(cli: Cli) -> i32 {
             out(strata_core::cursor::ServerSecret::generate().to_hex());
             return 0;
         }
+        Command::Openapi => {
+            // The document ends in a newline already.
+            out(strata_http::openapi::json().trim_end());
+            return 0;
+        }
         Command::Secret(SecretCmd::Export) => {
             return finish(export_secret(&cli, &opts).await);
         }
@@ -387,7 +395,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Ledger(LedgerCmd::Check { json }) => ledger_check(strata, json).await,
         Command::Secret(_) => rotate_secret(strata).await,
         Command::Backup { to } => backup(strata, &opts, &to).await,
-        Command::Bench(_) | Command::Restore { .. } | Command::Drill(_) => Ok(()),
+        Command::Bench(_) | Command::Restore { .. } | Command::Drill(_) | Command::Openapi => Ok(()),
     };
     match result {
         Ok(()) => 0,

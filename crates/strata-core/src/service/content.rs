@@ -7,10 +7,13 @@ use serde_json::{Value, json};
 use super::credits::{SpendRequest, ensure_can_spend};
 use super::tenancy::project_in;
 use super::{Caller, Stamp, Strata};
-use crate::content::{Container, ContainerStatus, Job, JobSpec, JobStatus, JobView, Outcome};
+use crate::content::{
+    Container, ContainerAssets, ContainerStatus, Job, JobError, JobResult, JobSpec, JobStatus, JobView, Outcome, StartedJob,
+};
 use crate::credits::estimated_cost;
 use crate::error::{CoreError, Result};
 use crate::event::EventType;
+use crate::event_data::{ContentGeneratedData, JobEventData};
 use crate::id::{ContainerId, JobId, ProjectId};
 use crate::idempotency::{IdemClaim, Reply};
 use crate::project::ProjectStatus;
@@ -121,27 +124,27 @@ impl Strata {
         stamp.project_id = Some(p.id);
         let detail = json!({ "jobId": id, "format": job.format, "variantCount": job.variant_count, "reservedCredits": reserved, "testMode": test_mode });
         tx.insert_audit(&self.audit_entry(stamp, "content.generation_started", detail)).await?;
-        let envelope = json!({
-            "jobId": id,
-            "kind": "content_generate",
-            "status": "running",
-            "stage": job.stage(now),
-            "projectId": p.id,
-            "containerIds": container_ids,
-            "locationUrl": format!("/v1/jobs/{id}"),
-            "startedAt": now,
-        });
+        let envelope = StartedJob {
+            job_id: id,
+            kind: "content_generate",
+            status: JobStatus::Running.as_str(),
+            stage: job.stage(now),
+            project_id: p.id,
+            location_url: format!("/v1/jobs/{id}"),
+            container_ids,
+            started_at: now,
+        };
         self.finish(tx, idem, Reply::json(202, &envelope)).await
     }
 
     fn job_view(&self, job: &Job, containers: &[Container]) -> JobView {
         let now = self.now();
         let result = (job.status == JobStatus::Completed).then(|| {
-            let assets: Vec<Value> = containers.iter().map(|c| json!({ "containerId": c.id, "assets": c.assets })).collect();
-            json!({ "containerIds": job.container_ids, "assets": assets })
+            let assets = containers.iter().map(|c| ContainerAssets { container_id: c.id, assets: c.assets.clone() }).collect();
+            JobResult { container_ids: job.container_ids.clone(), assets }
         });
         let error = match job.status {
-            JobStatus::Failed => Some(json!({ "code": "GENERATION_FAILED", "message": job.error })),
+            JobStatus::Failed => Some(JobError { code: "GENERATION_FAILED", message: job.error.clone() }),
             _ => None,
         };
         JobView {
@@ -242,11 +245,16 @@ impl Strata {
             JobStatus::Failed => EventType::JobFailed,
             _ => EventType::JobCanceled,
         };
-        tx.insert_event(&self.event(event_type, job.org_id, Some(job.project_id), json!({ "job": view }))).await?;
+        tx.insert_event(&self.event(event_type, job.org_id, Some(job.project_id), JobEventData { job: view })).await?;
         if end == JobStatus::Completed {
             for c in &containers {
-                let data =
-                    json!({ "containerId": c.id, "jobId": job.id, "projectId": job.project_id, "format": c.format, "assets": c.assets });
+                let data = ContentGeneratedData {
+                    container_id: c.id,
+                    job_id: job.id,
+                    project_id: job.project_id,
+                    format: c.format.clone(),
+                    assets: c.assets.clone(),
+                };
                 tx.insert_event(&self.event(EventType::ContentGenerated, job.org_id, Some(job.project_id), data)).await?;
             }
         }

@@ -49,17 +49,17 @@ pub struct SpendRequest {
     pub hold_ms: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct PeriodView {
+pub struct PeriodView {
     start: Timestamp,
     end: Timestamp,
     used_credits: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CreditsView {
+pub struct CreditsView {
     organization_id: OrgId,
     balance: i64,
     available: i64,
@@ -69,13 +69,16 @@ struct CreditsView {
     included_this_period: i64,
     used_this_period: i64,
     current_period: PeriodView,
+    #[schema(value_type = crate::schema::BillingStatus)]
     billing_status: &'static str,
+    /// Credits reserved per variant by format.
+    #[schema(value_type = std::collections::BTreeMap<String, i64>, example = json!({"slideshow_builder": 50, "slideshow_remix": 50, "video_remix": 120, "ugc_remix": 120, "auto": 120}))]
     estimated_credits_per_format: Map<String, Value>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct ConfigView {
+pub struct ConfigView {
     monthly_credit_cap: Option<i64>,
     refill_threshold: Option<i64>,
     refill_amount: Option<i64>,
@@ -93,18 +96,19 @@ impl From<CreditConfig> for ConfigView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ConfigReplyView {
+pub struct ConfigReplyView {
     organization_id: OrgId,
     config: ConfigView,
+    /// The org's balance after the change.
     balance: i64,
     available: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct AllocationView {
+pub struct AllocationView {
     id: TxnId,
     organization_id: OrgId,
     allocated: i64,
@@ -113,21 +117,26 @@ struct AllocationView {
     description: Option<String>,
     metadata: Metadata,
     created: Timestamp,
+    /// True when this answer is the replay of an earlier request with the same Idempotency-Key.
     replayed: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreditEventView {
     event_id: String,
     project_id: Option<ProjectId>,
+    /// Signed: what this event added to (or took from) the wallet.
     credits: i64,
+    #[schema(value_type = crate::schema::CreditEventType)]
     event_type: &'static str,
     format: Option<String>,
     container_id: Option<String>,
     workflow_id: Option<String>,
     balance_after_prepaid: i64,
     usage_after_period: i64,
+    /// Context: `transferId`, `counterpartyOrgId`, `trigger` (`manual` or `auto_refill`), …
+    #[schema(value_type = Object)]
     metadata: Value,
     created_at: Timestamp,
 }
@@ -302,7 +311,13 @@ impl Strata {
             json!({ "transferId": t.id, "organizationId": child.id, "credits": req.credits }),
         ))
         .await?;
-        let data = json!({ "transferId": t.id, "credits": req.credits, "fromOrganizationId": caller.org_id(), "balance": child_w.balance(), "available": child_w.available() });
+        let data = crate::event_data::CreditsMovedData {
+            transfer_id: t.id,
+            credits: req.credits,
+            from_organization_id: caller.org_id(),
+            balance: child_w.balance(),
+            available: child_w.available(),
+        };
         tx.insert_event(&self.event(EventType::CreditsAllocated, child.id, None, data)).await?;
         let reply = Reply::json(201, &view);
         self.complete_claim(tx.as_mut(), idem, &reply).await?;

@@ -25,15 +25,36 @@ const PURGE_BATCHES_PER_STEP: usize = 20;
 /// The delivery object: `{id, endpointId, eventId, eventType, status, attempts (a count),
 /// nextRetryAt, deliveredAt, abandonedAt, lastResponseStatus, lastResponseAt, lastErrorMessage,
 /// createdAt}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
+    #[serde(flatten)]
+    delivery: DeliveryFields,
+    /// How many attempts were made.
+    attempts: i64,
+}
+
+/// `GET /v1/webhook-deliveries/:deliveryId`: the delivery object whose `attempts` lists its
+/// newest 100 attempts, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    delivery: DeliveryFields,
+    /// The newest 100 attempts, newest first.
+    attempts: Vec<AttemptView>,
+}
+
+/// What every view of a delivery shows.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryFields {
     id: DeliveryId,
     endpoint_id: EndpointId,
     event_id: EventId,
+    #[schema(value_type = crate::event::EventType)]
     event_type: &'static str,
+    #[schema(value_type = DeliveryStatus)]
     status: &'static str,
-    attempts: i64,
     next_retry_at: Option<Timestamp>,
     delivered_at: Option<Timestamp>,
     abandoned_at: Option<Timestamp>,
@@ -43,7 +64,7 @@ pub struct DeliveryView {
     created_at: Timestamp,
 }
 
-impl From<&Delivery> for DeliveryView {
+impl From<&Delivery> for DeliveryFields {
     fn from(d: &Delivery) -> Self {
         Self {
             id: d.id,
@@ -51,7 +72,6 @@ impl From<&Delivery> for DeliveryView {
             event_id: d.event_id,
             event_type: d.event_type.as_str(),
             status: d.status.as_str(),
-            attempts: d.attempts,
             next_retry_at: d.next_retry_at,
             delivered_at: d.delivered_at,
             abandoned_at: d.abandoned_at,
@@ -63,9 +83,15 @@ impl From<&Delivery> for DeliveryView {
     }
 }
 
+impl From<&Delivery> for DeliveryView {
+    fn from(d: &Delivery) -> Self {
+        Self { delivery: DeliveryFields::from(d), attempts: d.attempts }
+    }
+}
+
 /// One attempt: `{attemptedAt, durationMs, responseStatus, errorMessage, responseBodyExcerpt}`
 /// (`responseStatus` null when the endpoint never answered; the excerpt is at most 1 KiB).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     attempted_at: Timestamp,
@@ -85,6 +111,23 @@ impl From<&DeliveryAttempt> for AttemptView {
             response_body_excerpt: a.response_body_excerpt.clone(),
         }
     }
+}
+
+/// The answer to a replay: the new delivery of the same event under a new event id.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayView {
+    original_delivery_id: DeliveryId,
+    replay_delivery_id: DeliveryId,
+    scheduled_at: Option<Timestamp>,
+}
+
+/// The answer to a recover: how many deliveries went back on the ladder.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoverView {
+    endpoint_id: EndpointId,
+    requeued: u64,
 }
 
 /// What a retention sweep deleted.
@@ -133,8 +176,7 @@ impl Strata {
         let d = delivery_in(tx.as_mut(), caller.org_id(), id).await?;
         let attempts = tx.list_attempts(d.id, ATTEMPTS_SHOWN).await?;
         tx.commit().await?;
-        let mut body = serde_json::to_value(DeliveryView::from(&d)).map_err(|e| CoreError::internal(e.to_string()))?;
-        body["attempts"] = json!(attempts.iter().map(AttemptView::from).collect::<Vec<_>>());
+        let body = DeliveryDetail { delivery: DeliveryFields::from(&d), attempts: attempts.iter().map(AttemptView::from).collect() };
         Ok(Reply::json(200, &body))
     }
 
@@ -176,7 +218,7 @@ impl Strata {
             json!({ "deliveryId": original.id, "replayDeliveryId": d.id }),
         ))
         .await?;
-        let reply = json!({ "originalDeliveryId": original.id, "replayDeliveryId": d.id, "scheduledAt": d.next_retry_at });
+        let reply = ReplayView { original_delivery_id: original.id, replay_delivery_id: d.id, scheduled_at: d.next_retry_at };
         self.finish(tx, idem, Reply::json(200, &reply)).await
     }
 
@@ -198,7 +240,7 @@ impl Strata {
             json!({ "endpointId": e.id, "since": since, "requeued": requeued }),
         ))
         .await?;
-        self.finish(tx, idem, Reply::json(200, &json!({ "endpointId": e.id, "requeued": requeued }))).await
+        self.finish(tx, idem, Reply::json(200, &RecoverView { endpoint_id: e.id, requeued })).await
     }
 
     /// The retention worker's step: deletes deliveries in a terminal status (with their

@@ -11,6 +11,7 @@ use crate::clock::Timestamp;
 use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::event::EventType;
+use crate::event_data::ApiKeyEventData;
 use crate::id::{ApiKeyId, OrgId};
 use crate::idempotency::{IdemClaim, Reply};
 use crate::key::{ApiKey, KeyStatus};
@@ -31,12 +32,14 @@ pub struct NewKey {
     pub env: Env,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct MintedView {
+pub struct MintedView {
     api_key: KeyView,
+    /// `lp_<env>_<keyid>_<secret>`: shown only here (and in a replay of this request).
     secret: String,
     warning: &'static str,
+    /// The key this one supersedes (a child key's rotation only).
     #[serde(skip_serializing_if = "Option::is_none")]
     previous_key: Option<KeyView>,
 }
@@ -52,17 +55,19 @@ impl MintedView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct DeletedView {
+pub struct DeletedView {
     api_key: KeyView,
+    /// Always true.
     deleted: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct KilledView {
+pub struct KilledView {
     api_key: KeyView,
+    /// Always true.
     killed: bool,
 }
 
@@ -136,7 +141,13 @@ impl Strata {
             json!({ "keyId": key.id.to_string(), "prefix": key.prefix(), "scopes": key.scopes }),
         ))
         .await?;
-        tx.insert_event(&self.event(EventType::ApiKeyCreated, key.org_id, None, json!({ "apiKey": KeyView::from(key) }))).await
+        tx.insert_event(&self.event(
+            EventType::ApiKeyCreated,
+            key.org_id,
+            None,
+            ApiKeyEventData { api_key: KeyView::from(key), previous_key: None },
+        ))
+        .await
     }
 
     /// A child key's tier (CONTRACT §2): `standard` whatever the minting key's tier (`new_key`
@@ -204,7 +215,7 @@ impl Strata {
             EventType::ApiKeyRotated,
             child.id,
             None,
-            json!({ "apiKey": KeyView::from(&key), "previousKey": KeyView::from(&old) }),
+            ApiKeyEventData { api_key: KeyView::from(&key), previous_key: Some(KeyView::from(&old)) },
         ))
         .await?;
         let view = MintedView::of(&key, &minted.secret, Some(&old));
@@ -225,7 +236,13 @@ impl Strata {
             let mut stamp = caller.stamp();
             stamp.org_id = Some(child.id);
             tx.insert_audit(&self.audit_entry(stamp, "api_key.revoked", json!({ "keyId": key.id.to_string() }))).await?;
-            tx.insert_event(&self.event(EventType::ApiKeyRevoked, child.id, None, json!({ "apiKey": KeyView::from(&key) }))).await?;
+            tx.insert_event(&self.event(
+                EventType::ApiKeyRevoked,
+                child.id,
+                None,
+                ApiKeyEventData { api_key: KeyView::from(&key), previous_key: None },
+            ))
+            .await?;
         }
         self.finish(tx, idem, Reply::json(200, &DeletedView { api_key: KeyView::from(&key), deleted: true })).await
     }
@@ -270,7 +287,13 @@ impl Strata {
         tx.update_key(&key).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "api_key.rotated", json!({ "keyId": key.id.to_string(), "inPlace": true })))
             .await?;
-        tx.insert_event(&self.event(EventType::ApiKeyRotated, key.org_id, None, json!({ "apiKey": KeyView::from(&key) }))).await?;
+        tx.insert_event(&self.event(
+            EventType::ApiKeyRotated,
+            key.org_id,
+            None,
+            ApiKeyEventData { api_key: KeyView::from(&key), previous_key: None },
+        ))
+        .await?;
         let view = MintedView::of(&key, &minted.secret, None);
         self.finish(tx, idem, Reply::json(200, &view)).await
     }

@@ -196,7 +196,7 @@ impl Strata {
     pub(super) async fn note_low(&self, tx: &mut dyn Tx, w: &Wallet, before: i64) -> Result<()> {
         let after = w.available();
         if let Some(mark) = w.config.low_marks().into_iter().find(|m| crosses_below(before, after, *m)) {
-            let data = json!({ "available": after, "balance": w.balance(), "threshold": mark });
+            let data = crate::event_data::CreditsLowData { available: after, balance: w.balance(), threshold: mark };
             tx.insert_event(&self.event(EventType::CreditsLow, w.org_id, None, data)).await?;
         }
         Ok(())
@@ -262,7 +262,13 @@ impl Strata {
                     None,
                 );
                 self.post_locked(tx, vec![Posting::Transfer(t.clone())], entries.into(), &mut [&mut w, &mut pw]).await?;
-                let data = json!({ "transferId": t.id, "credits": amount, "fromOrganizationId": parent, "balance": w.balance(), "available": w.available() });
+                let data = crate::event_data::CreditsMovedData {
+                    transfer_id: t.id,
+                    credits: amount,
+                    from_organization_id: parent,
+                    balance: w.balance(),
+                    available: w.available(),
+                };
                 tx.insert_event(&self.event(EventType::CreditsRefilled, org.id, None, data)).await?;
                 tx.insert_audit(&self.audit_entry(
                     Stamp::system().in_org(org.id),

@@ -20,36 +20,41 @@ use crate::project::{Project, ProjectStatus};
 use crate::scope::Scope;
 use crate::wire::OrgView;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ArchivedView {
+pub struct ArchivedView {
     id: OrgId,
+    /// Always `archived`.
+    #[schema(value_type = crate::org::OrgStatus)]
     status: &'static str,
     archived_at: Option<crate::clock::Timestamp>,
+    /// Unspent, unreserved credits swept back to the parent.
     reclaimed_credits: i64,
     revoked_api_keys: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ArchivedProjectView {
+pub struct ArchivedProjectView {
     id: ProjectId,
+    /// Always `archived`.
+    #[schema(value_type = ProjectStatus)]
     status: &'static str,
     archived_at: Option<crate::clock::Timestamp>,
     canceled_scheduled_posts: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct MigratedChild {
+pub struct MigratedChild {
     id: OrgId,
     name: String,
     project_ids: Vec<ProjectId>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct MigrationView {
+pub struct MigrationView {
     projects_moved: usize,
     children_created: usize,
     children: Vec<MigratedChild>,
@@ -93,7 +98,13 @@ impl Strata {
             tx.insert_audit(&self.audit_entry(caller.stamp(), audit_type, detail)).await?;
             // A child's lifecycle events belong to the child's log: `data.organizationId` names
             // the customer, and the parent's firehose endpoint receives them.
-            tx.insert_event(&self.event(event_type, org.id, None, json!({ "organization": OrgView::from(&org) }))).await?;
+            tx.insert_event(&self.event(
+                event_type,
+                org.id,
+                None,
+                crate::event_data::OrganizationEventData { organization: OrgView::from(&org) },
+            ))
+            .await?;
         }
         let reply = if req == Lifecycle::Archive {
             let (reclaimed, revoked) = org.archive_stats.unwrap_or((0, 0));

@@ -29,17 +29,21 @@ use serde_json::Value;
 pub use crate::ledger::LedgerReport;
 pub use auth::{Caller, Credentials};
 pub use content::NewGeneration;
-pub use credits::{Allocation, CreditEventView, DEFAULT_RESERVATION_TIMEOUT_MS, SpendRequest};
-pub use deliveries::{AttemptView, DeliveryView, Purged};
+pub use credits::{
+    Allocation, AllocationView, ConfigReplyView, ConfigView, CreditEventView, CreditsView, DEFAULT_RESERVATION_TIMEOUT_MS, PeriodView,
+    SpendRequest,
+};
+pub use deliveries::{AttemptView, DeliveryDetail, DeliveryFields, DeliveryView, Purged, RecoverView, ReplayView};
 pub use dispatch::{AttemptResult, PreparedAttempt, SendOutcome, SendSlots, WebhookSender};
 pub use idempotency::Claimed;
-pub use keys::{KeyEnv, NewKey};
+pub use keys::{DeletedView, KeyEnv, KilledView, MintedView, NewKey};
+pub use lifecycle::{ArchivedProjectView, ArchivedView, MigratedChild, MigrationView};
 pub use operator::{NewPartner, PartnerCreated};
-pub use orgs::{NewChild, OrgPatch};
+pub use orgs::{NewChild, OrgPatch, OrgWithSummary, SummaryView, WhoamiView};
 pub use posts::NewPost;
 pub use projects::{NewProject, ProjectPatch};
 pub use secrets::{ResealReport, SECRET_CHECK_SETTING, SecretFit, init_secret_check, secret_fit};
-pub use webhooks::{EndpointPatch, EndpointView, NewEndpoint};
+pub use webhooks::{CreatedEndpoint, DeletedEndpoint, EndpointPatch, EndpointView, NewEndpoint, RotatedSecret, TestPingView};
 
 use crate::audit::{Actor, AuditEntry};
 use crate::clock::{Clock, Timestamp};
@@ -209,9 +213,12 @@ impl Strata {
         }
     }
 
-    /// Builds an event; `data` gets `organizationId` so a firehose receiver can route it.
-    pub(crate) fn event(&self, ty: EventType, org: OrgId, project: Option<ProjectId>, mut data: Value) -> Event {
+    /// Builds an event from its typed `data` (see `event_data`), which gets `organizationId`
+    /// so a firehose receiver can route it.
+    pub(crate) fn event(&self, ty: EventType, org: OrgId, project: Option<ProjectId>, data: impl serde::Serialize) -> Event {
         let now = self.now();
+        // The payload types are plain structs of serialisable fields; they cannot fail.
+        let mut data = serde_json::to_value(data).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut data {
             m.insert("organizationId".into(), Value::String(org.to_string()));
         }

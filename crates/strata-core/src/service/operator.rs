@@ -119,7 +119,13 @@ impl Strata {
             json!({ "keyId": key.id.to_string(), "prefix": key.prefix(), "scopes": key.scopes }),
         ))
         .await?;
-        tx.insert_event(&self.event(EventType::ApiKeyCreated, org, None, json!({ "apiKey": KeyView::from(&key) }))).await?;
+        tx.insert_event(&self.event(
+            EventType::ApiKeyCreated,
+            org,
+            None,
+            crate::event_data::ApiKeyEventData { api_key: KeyView::from(&key), previous_key: None },
+        ))
+        .await?;
         tx.commit().await?;
         Ok((key, minted.secret))
     }

@@ -34,33 +34,39 @@ pub struct OrgPatch {
     pub billing_email: Option<Option<String>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct SummaryView {
+pub struct SummaryView {
     project_count: i64,
     balance: i64,
     available: i64,
     credit_config: ConfigView,
 }
 
-#[derive(Serialize)]
-struct OrgWithSummary {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrgWithSummary {
     #[serde(flatten)]
     org: OrgView,
     summary: SummaryView,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct WhoamiView {
+pub struct WhoamiView {
     organization_id: OrgId,
+    /// The same as `organizationId` (Layers' name for it).
     workspace_id: OrgId,
     organization_name: String,
     parent_organization_id: Option<OrgId>,
+    #[schema(value_type = crate::org::OrgStatus)]
     organization_status: &'static str,
     scopes: crate::scope::Scopes,
+    #[schema(value_type = crate::schema::PublicTier)]
     rate_limit_tier: &'static str,
+    /// True for a killed key: every other route answers 503 KILL_SWITCH.
     kill_switch: bool,
+    /// True when the org is suspended or the operator revoked its access: every other route
+    /// answers 503 KILL_SWITCH.
     api_access_revoked: bool,
     api_key_id: crate::id::ApiKeyId,
     credit_balance: i64,
@@ -71,7 +77,13 @@ impl Strata {
     pub(crate) async fn insert_new_org(&self, tx: &mut dyn Tx, org: &Org) -> Result<()> {
         tx.insert_org(org).await?;
         tx.insert_wallet(&crate::credits::Wallet::empty(org.id, org.created_at)).await?;
-        tx.insert_event(&self.event(EventType::OrganizationCreated, org.id, None, json!({ "organization": OrgView::from(org) }))).await
+        tx.insert_event(&self.event(
+            EventType::OrganizationCreated,
+            org.id,
+            None,
+            crate::event_data::OrganizationEventData { organization: OrgView::from(org) },
+        ))
+        .await
     }
 
     /// `GET /v1/whoami`: answers for any valid key, even a killed or suspended one.

@@ -10,6 +10,7 @@ use crate::content::ContainerStatus;
 use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::event::EventType;
+use crate::event_data::PostEventData;
 use crate::id::{ContainerId, OrgId, PostId, ProjectId};
 use crate::idempotency::{IdemClaim, Reply};
 use crate::org::OrgStatus;
@@ -73,7 +74,7 @@ impl Strata {
         let mut stamp = caller.stamp();
         stamp.project_id = Some(p.id);
         tx.insert_audit(&self.audit_entry(stamp, "post.scheduled", json!({ "postId": post.id }))).await?;
-        tx.insert_event(&self.event(EventType::PostScheduled, p.org_id, Some(p.id), json!({ "post": view }))).await?;
+        tx.insert_event(&self.event(EventType::PostScheduled, p.org_id, Some(p.id), PostEventData { post: PostView::from(&post) })).await?;
         self.finish(tx, idem, Reply::json(201, &view)).await
     }
 
@@ -117,8 +118,13 @@ impl Strata {
         post.updated_at = now;
         tx.update_post(post).await?;
         tx.insert_audit(&self.audit_entry(stamp, "post.canceled", json!({ "postId": post.id }))).await?;
-        tx.insert_event(&self.event(EventType::PostCanceled, post.org_id, Some(post.project_id), json!({ "post": PostView::from(&*post) })))
-            .await
+        tx.insert_event(&self.event(
+            EventType::PostCanceled,
+            post.org_id,
+            Some(post.project_id),
+            PostEventData { post: PostView::from(&*post) },
+        ))
+        .await
     }
 
     /// Cancels every post still waiting in a project (or, with `project: None`, a whole org).
@@ -184,7 +190,7 @@ impl Strata {
                 post.updated_at = now;
                 tx.update_post(&post).await?;
                 tx.insert_audit(&self.audit_entry(stamp, "post.published", json!({ "postId": post.id }))).await?;
-                let data = json!({ "post": PostView::from(&post) });
+                let data = PostEventData { post: PostView::from(&post) };
                 tx.insert_event(&self.event(EventType::PostPublished, post.org_id, Some(post.project_id), data)).await?;
                 true
             }

@@ -42,7 +42,7 @@ pub struct EndpointPatch {
     pub scope: Option<EndpointScope>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointView {
     id: EndpointId,
@@ -50,16 +50,58 @@ pub struct EndpointView {
     project_id: Option<ProjectId>,
     url: String,
     description: Option<String>,
+    #[schema(value_type = EndpointStatus)]
     status: &'static str,
+    #[schema(value_type = Vec<EventType>)]
     events: Vec<&'static str>,
+    #[schema(value_type = EndpointScope)]
     scope: &'static str,
     metadata: Metadata,
+    /// Always `v1`.
+    #[schema(value_type = String, examples("v1"))]
     api_version: &'static str,
     created_at: Timestamp,
     updated_at: Timestamp,
     last_success_at: Option<Timestamp>,
     last_failure_at: Option<Timestamp>,
     consecutive_failure_count: i64,
+}
+
+/// A new endpoint and its signing secret, shown once.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedEndpoint {
+    endpoint: EndpointView,
+    /// `whsec_…`: shown only here.
+    signing_secret: String,
+}
+
+/// The answer to deleting an endpoint.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeletedEndpoint {
+    id: EndpointId,
+    /// Always true.
+    deleted: bool,
+}
+
+/// A new signing secret; the previous one also signs until `previousSecretExpiresAt`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedSecret {
+    endpoint_id: EndpointId,
+    /// `whsec_…`: shown only here.
+    signing_secret: String,
+    previous_secret_expires_at: Option<Timestamp>,
+    warning: &'static str,
+}
+
+/// The `test.ping` event and its delivery.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestPingView {
+    event_id: EventId,
+    delivery_id: DeliveryId,
+    scheduled_at: Option<Timestamp>,
 }
 
 impl From<&Endpoint> for EndpointView {
@@ -194,7 +236,7 @@ impl Strata {
             json!({ "endpointId": endpoint.id, "url": endpoint.url }),
         ))
         .await?;
-        let body = json!({ "endpoint": EndpointView::from(&endpoint), "signingSecret": secret });
+        let body = CreatedEndpoint { endpoint: EndpointView::from(&endpoint), signing_secret: secret };
         self.finish(tx, idem, Reply::json(201, &body)).await
     }
 
@@ -268,7 +310,7 @@ impl Strata {
         tx.abandon_deliveries(Some(e.id), None, self.now()).await?;
         tx.delete_endpoint(e.id).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "webhook_endpoint.deleted", json!({ "endpointId": e.id }))).await?;
-        self.finish(tx, idem, Reply::json(200, &json!({ "id": e.id, "deleted": true }))).await
+        self.finish(tx, idem, Reply::json(200, &DeletedEndpoint { id: e.id, deleted: true })).await
     }
 
     /// `POST /v1/webhook-endpoints/:id/rotate-secret`: both secrets sign for 24 h.
@@ -285,12 +327,12 @@ impl Strata {
         e.updated_at = now;
         tx.update_endpoint(&e).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "webhook_endpoint.secret_rotated", json!({ "endpointId": e.id }))).await?;
-        let body = json!({
-            "endpointId": e.id,
-            "signingSecret": secret,
-            "previousSecretExpiresAt": e.previous_expires_at,
-            "warning": "Store this secret now. It cannot be retrieved again. The previous secret also signs deliveries until previousSecretExpiresAt.",
-        });
+        let body = RotatedSecret {
+            endpoint_id: e.id,
+            signing_secret: secret,
+            previous_secret_expires_at: e.previous_expires_at,
+            warning: "Store this secret now. It cannot be retrieved again. The previous secret also signs deliveries until previousSecretExpiresAt.",
+        };
         self.finish(tx, idem, Reply::json(200, &body)).await
     }
 
@@ -301,19 +343,14 @@ impl Strata {
         self.guard_firehose(caller, id).await?;
         let mut tx = self.write_as(caller).await?;
         let e = endpoint_to_change(tx.as_mut(), caller, id).await?;
-        let event = self.event(
-            EventType::TestPing,
-            caller.org_id(),
-            None,
-            json!({ "endpointId": e.id, "payload": payload.unwrap_or(Value::Null) }),
-        );
+        let event = self.event(EventType::TestPing, caller.org_id(), None, crate::event_data::TestPingData { endpoint_id: e.id, payload });
         tx.insert_event(&event).await?;
         tx.mark_dispatched(&[event.id]).await?;
 
         let body = delivery_body(&event.id.to_string(), event.event_type, event.created_at, &event.data, None);
         let d = self.new_delivery(&e, event.org_id, event.id, event.event_type, body, None);
         tx.insert_deliveries(std::slice::from_ref(&d)).await?;
-        let reply = json!({ "eventId": event.id, "deliveryId": d.id, "scheduledAt": d.next_retry_at });
+        let reply = TestPingView { event_id: event.id, delivery_id: d.id, scheduled_at: d.next_retry_at };
         self.finish(tx, idem, Reply::json(200, &reply)).await
     }
 }

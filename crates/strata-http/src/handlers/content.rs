@@ -8,39 +8,58 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use strata_core::clock::Timestamp;
 use strata_core::content::FORMATS;
+use strata_core::content::{JobView, StartedJob};
 use strata_core::error::CoreError;
 use strata_core::id::{ContainerId, JobId, PostId};
 use strata_core::post::PLATFORMS;
+use strata_core::schema::{Format, Platform};
 use strata_core::service::{NewGeneration, NewPost};
+use strata_core::wire::{ContainerView, PageView, PostView};
+use utoipa::ToSchema;
 
 use super::projects::project_id;
 use super::{no_fields, page_reply, page_request};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap, parse_json};
+use crate::params::{ContainerPath, JobPath, PostListQuery, PostPath, ProjectPath};
 use crate::write::{Write, reply_response};
 
-#[derive(Deserialize, serde::Serialize)]
+/// What to make.
+#[derive(Deserialize, serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Brief {
     #[serde(default)]
+    #[schema(max_length = 2000)]
     topic: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     angle: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     cta: Option<String>,
+    /// At most 20, of at most 500 characters each.
     #[serde(default)]
+    #[schema(max_items = 20)]
     value_propositions: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
+/// A generation to start.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = GenerateContent)]
 struct GenerateBody {
+    /// The job id to use (`job_<ULID>`); one is made when absent.
     #[serde(default)]
+    #[schema(value_type = Option<JobId>)]
     id: Option<String>,
+    /// `auto` when absent.
     #[serde(default)]
+    #[schema(value_type = Option<Format>)]
     format: Option<String>,
+    /// 1–5; 1 when absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 5)]
     variant_count: Option<i64>,
     #[serde(default)]
     brief: Option<Brief>,
@@ -59,7 +78,21 @@ fn brief_value(b: Option<Brief>) -> Result<Value, CoreError> {
     serde_json::to_value(&b).map_err(|e| CoreError::internal(e.to_string()))
 }
 
-/// `POST /v1/projects/:projectId/content`: 202 with the job envelope.
+/// Start a content generation.
+///
+/// Reserves `estimatedCreditsPerFormat[format] × variantCount` from `available` and starts a job;
+/// poll it at `locationUrl`. Settling consumes the actual cost and releases the rest.
+#[utoipa::path(post, path = "/v1/projects/{projectId}/content", tag = "Content", operation_id = "generateContent",
+    security(("bearer" = ["content:write"])), params(ProjectPath),
+    request_body(content = GenerateBody, example = json!({"format": "slideshow_remix", "variantCount": 2,
+        "brief": {"topic": "Spring menu launch", "angle": "Seasonal", "cta": "Order ahead in the app", "valuePropositions": ["Fresh", "Local"]}})),
+    responses(
+        (status = 202, description = "The job, running.", body = StartedJob),
+        (status = 402, description = "BILLING_EXHAUSTED: `available` cannot cover the reservation, or it would go over the monthly cap (`details.reason: \"monthly_cap\"`)."),
+        (status = 409, description = "CONFLICT: the project is archived, or a job with this `id` exists; or IDEMPOTENCY_CONFLICT."),
+        (status = 429, description = "RATE_LIMITED: the long-running bucket is empty, or the key's concurrent-jobs cap is reached."),
+        (status = 503, description = "KILL_SWITCH: the key was killed, or the org is suspended or its access revoked (spending in a suspended org, by any key)."),
+    ))]
 pub async fn generate(State(app): State<AppState>, Path(project): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -84,7 +117,17 @@ pub async fn generate(State(app): State<AppState>, Path(project): Path<String>, 
     .await
 }
 
-/// `GET /v1/jobs/:jobId`, with an `ETag`; a matching `If-None-Match` is 304.
+/// Read a job.
+///
+/// Its `progress` (0..1), `stage`, terminal `status` and, once completed, its `result`. Answers
+/// with an `ETag`; a request whose `If-None-Match` matches it is 304 with no body.
+#[utoipa::path(get, path = "/v1/jobs/{jobId}", tag = "Content", operation_id = "getJob",
+    security(("bearer" = ["jobs:read"])),
+    params(JobPath, ("If-None-Match" = Option<String>, Header, description = "An `ETag` this job answered earlier: 304 while it still holds.")),
+    responses(
+        (status = 200, description = "The job.", body = JobView, headers(("ETag" = String, description = "The representation's tag."))),
+        (status = 304, description = "Not modified since the `ETag` sent.", headers(("ETag" = String, description = "The representation's tag."))),
+    ))]
 pub async fn job(State(app): State<AppState>, caller: Auth, Path(id): Path<String>, headers: HeaderMap) -> HttpResult {
     let id = JobId::parse_field(&id, "jobId")?;
     let view = app.strata.get_job(&caller, id).await?;
@@ -104,7 +147,13 @@ pub async fn job(State(app): State<AppState>, caller: Auth, Path(id): Path<Strin
     Ok(resp)
 }
 
-/// `POST /v1/jobs/:jobId/cancel`.
+/// Cancel a job.
+///
+/// Releases the job's reservation. A finished job is 409 (`details.status`); a canceled one
+/// answers its state again.
+#[utoipa::path(post, path = "/v1/jobs/{jobId}/cancel", tag = "Content", operation_id = "cancelJob",
+    security(("bearer" = ["content:write"])), params(JobPath),
+    responses((status = 200, description = "The job, canceled.", body = JobView)))]
 pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -115,22 +164,41 @@ pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>, w: Writ
     .await
 }
 
-/// `GET /v1/projects/:projectId/content/:containerId`.
+/// Read a content container.
+///
+/// One generated variant and its assets.
+#[utoipa::path(get, path = "/v1/projects/{projectId}/content/{containerId}", tag = "Content", operation_id = "getContainer",
+    security(("bearer" = ["content:read"])), params(ProjectPath, ContainerPath),
+    responses((status = 200, description = "The container.", body = ContainerView)))]
 pub async fn container(State(app): State<AppState>, caller: Auth, Path((project, id)): Path<(String, String)>) -> HttpResult {
     let project = project_id(&project)?;
     let id = ContainerId::parse_field(&id, "containerId")?;
     Ok(reply_response(app.strata.get_container(&caller, project, id).await?))
 }
 
-#[derive(Deserialize)]
+/// A post to publish later.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = SchedulePost)]
 struct PostBody {
+    /// A container of this project.
+    #[schema(value_type = ContainerId)]
     container_id: String,
+    /// When to publish (must end in `Z`).
+    #[schema(value_type = Timestamp)]
     scheduled_for: String,
+    #[schema(value_type = Platform)]
     platform: String,
 }
 
-/// `POST /v1/projects/:projectId/scheduled-posts`.
+/// Schedule a post.
+///
+/// At `scheduledFor` the post is published (`post.published`) unless its org is suspended (held
+/// until resume) or its project archived (canceled).
+#[utoipa::path(post, path = "/v1/projects/{projectId}/scheduled-posts", tag = "Content", operation_id = "schedulePost",
+    security(("bearer" = ["content:write"])), params(ProjectPath),
+    request_body(content = PostBody),
+    responses((status = 201, description = "The scheduled post.", body = PostView)))]
 pub async fn schedule(State(app): State<AppState>, Path(project): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -149,14 +217,20 @@ pub async fn schedule(State(app): State<AppState>, Path(project): Path<String>, 
     .await
 }
 
-/// `GET /v1/projects/:projectId/scheduled-posts`.
+/// List a project's scheduled posts.
+#[utoipa::path(get, path = "/v1/projects/{projectId}/scheduled-posts", tag = "Content", operation_id = "listScheduledPosts",
+    security(("bearer" = ["content:read"])), params(ProjectPath, PostListQuery),
+    responses((status = 200, description = "A page of posts, newest first.", body = PageView<PostView>)))]
 pub async fn posts(State(app): State<AppState>, caller: Auth, Path(project): Path<String>, q: QueryMap) -> HttpResult {
     let project = project_id(&project)?;
     let page = page_request(&app, &q, "posts", 25, 100)?;
     Ok(reply_response(page_reply(app.strata.list_posts(&caller, project, page).await?)))
 }
 
-/// `DELETE /v1/projects/:projectId/scheduled-posts/:postId`.
+/// Cancel a scheduled post.
+#[utoipa::path(delete, path = "/v1/projects/{projectId}/scheduled-posts/{postId}", tag = "Content", operation_id = "cancelScheduledPost",
+    security(("bearer" = ["content:write"])), params(ProjectPath, PostPath),
+    responses((status = 200, description = "The post, canceled.", body = PostView)))]
 pub async fn cancel_post(State(app): State<AppState>, Path((project, id)): Path<(String, String)>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {

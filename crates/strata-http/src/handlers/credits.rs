@@ -8,24 +8,36 @@ use strata_core::credits::{CREDIT_EVENT_TYPES, CreditConfigPatch, CreditEventFil
 use strata_core::error::CoreError;
 use strata_core::id::{OrgId, ProjectId};
 use strata_core::metadata::Metadata;
-use strata_core::service::Allocation;
+use strata_core::service::{Allocation, AllocationView, ConfigReplyView, CreditEventView, CreditsView};
+use strata_core::wire::PageView;
+use utoipa::ToSchema;
 
 use super::{only_fields, page_reply, page_request};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap, parse_json};
+use crate::params::{CreditEventsQuery, OrgPath};
 use crate::write::{Write, reply_response};
 
 fn org_id(raw: &str) -> Result<OrgId, CoreError> {
     OrgId::parse_field(raw, "orgId")
 }
 
-/// `GET /v1/credits`.
+/// Read the caller's wallet.
+///
+/// `balance` = `includedRemaining` + `prepaidBalance`; `available` = `balance` − `reservedCredits`
+/// (gate spending on it). Periods are calendar months, UTC.
+#[utoipa::path(get, path = "/v1/credits", tag = "Credits", operation_id = "getCredits",
+    security(("bearer" = ["credits:read"])),
+    responses((status = 200, description = "The wallet.", body = CreditsView)))]
 pub async fn own(State(app): State<AppState>, caller: Auth) -> HttpResult {
     Ok(reply_response(app.strata.own_credits(&caller).await?))
 }
 
-/// `GET /v1/organizations/:orgId/credits`.
+/// Read a child's wallet.
+#[utoipa::path(get, path = "/v1/organizations/{orgId}/credits", tag = "Credits", operation_id = "getChildCredits",
+    security(("bearer" = ["org:admin"])), params(OrgPath),
+    responses((status = 200, description = "The child's wallet.", body = CreditsView)))]
 pub async fn child(State(app): State<AppState>, caller: Auth, Path(org): Path<String>) -> HttpResult {
     let org = org_id(&org)?;
     Ok(reply_response(app.strata.child_credits(&caller, org).await?))
@@ -45,14 +57,22 @@ fn event_filter(q: &QueryMap) -> Result<CreditEventFilter, CoreError> {
     })
 }
 
-/// `GET /v1/credits/events`.
+/// List the caller's credit ledger.
+///
+/// Every movement of the wallet, newest first, with its signed `credits`.
+#[utoipa::path(get, path = "/v1/credits/events", tag = "Credits", operation_id = "listCreditEvents",
+    security(("bearer" = ["credits:read"])), params(CreditEventsQuery),
+    responses((status = 200, description = "A page of ledger events.", body = PageView<CreditEventView>)))]
 pub async fn own_events(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
     let filter = event_filter(&q)?;
     let page = page_request(&app, &q, "credit-events", 25, 100)?;
     Ok(reply_response(page_reply(app.strata.credit_events(&caller, None, &filter, page).await?)))
 }
 
-/// `GET /v1/organizations/:orgId/credits/events`.
+/// List a child's credit ledger.
+#[utoipa::path(get, path = "/v1/organizations/{orgId}/credits/events", tag = "Credits", operation_id = "listChildCreditEvents",
+    security(("bearer" = ["org:admin"])), params(OrgPath, CreditEventsQuery),
+    responses((status = 200, description = "A page of the child's ledger events.", body = PageView<CreditEventView>)))]
 pub async fn child_events(State(app): State<AppState>, caller: Auth, Path(org): Path<String>, q: QueryMap) -> HttpResult {
     let org = org_id(&org)?;
     let filter = event_filter(&q)?;
@@ -60,17 +80,61 @@ pub async fn child_events(State(app): State<AppState>, caller: Auth, Path(org): 
     Ok(reply_response(page_reply(app.strata.credit_events(&caller, Some(org), &filter, page).await?)))
 }
 
-#[derive(Deserialize)]
+/// Credits to move from the caller's prepaid balance into a child's.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AllocateCredits)]
 struct AllocateBody {
+    /// A whole number of credits above zero; above the largest accepted value is 422 naming it in
+    /// `details.max`.
+    #[schema(value_type = i64, minimum = 1)]
     credits: Value,
+    /// At most 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     description: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Metadata>)]
     metadata: Option<Value>,
 }
 
-/// `POST /v1/organizations/:orgId/credits/allocate` (Idempotency-Key required).
+/// The credit config: a number sets, `null` clears, an omitted field is unchanged.
+#[derive(ToSchema)]
+#[schema(as = UpdateCreditConfig)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[expect(dead_code, reason = "describes the body `update_config` reads as a map (absent and null differ)")]
+struct ConfigBody {
+    /// The credits the org may consume in one period; a generation over it is 402.
+    #[schema(minimum = 0)]
+    monthly_credit_cap: Option<Option<i64>>,
+    /// Refill when `available` drops below this. Set together with `refillAmount`, or neither
+    /// (else 422, `details.code: "REFILL_REQUIRES_THRESHOLD_AND_AMOUNT"`).
+    #[schema(minimum = 0)]
+    refill_threshold: Option<Option<i64>>,
+    /// Credits moved from the parent per refill.
+    #[schema(minimum = 1)]
+    refill_amount: Option<Option<i64>>,
+}
+
+/// Allocate credits to a child.
+///
+/// Moves credits out of the caller's prepaid balance into the child's, recorded on both ledgers
+/// as `allocation` events sharing `metadata.transferId`. `balance` and `available` are the
+/// child's after the move. The Idempotency-Key is required: a replay returns the same `txn_` id
+/// with `"replayed": true`.
+#[utoipa::path(post, path = "/v1/organizations/{orgId}/credits/allocate", tag = "Credits", operation_id = "allocateCredits",
+    security(("bearer" = ["org:admin"])),
+    params(OrgPath, ("Idempotency-Key" = String, Header, description = "Required.")),
+    request_body(content = AllocateBody, example = json!({"credits": 5000})),
+    responses(
+        (status = 201, description = "The transfer and the child's wallet after it.", body = AllocationView,
+            example = json!({"id": "txn_7f3a2b1c-9d8e-4f0a-b1c2-3d4e5f6a7b8c", "organizationId": "org_d4e5f6a7-8b9c-4d0e-9f2a-3b4c5d6e7f80",
+                "allocated": 5000, "balance": 5000, "available": 5000, "description": null, "metadata": {},
+                "created": "2026-06-03T18:14:02.187Z", "replayed": false})),
+        (status = 400, description = "IDEMPOTENCY_REQUIRED: no Idempotency-Key."),
+        (status = 402, description = "BILLING_EXHAUSTED: the caller's prepaid balance cannot cover it."),
+        (status = 409, description = "CONFLICT: the child is archived; or IDEMPOTENCY_CONFLICT."),
+    ))]
 pub async fn allocate(State(app): State<AppState>, Path(org): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run_keyed(app, |claim| async move {
@@ -86,7 +150,10 @@ pub async fn allocate(State(app): State<AppState>, Path(org): Path<String>, w: W
     .await
 }
 
-/// `GET /v1/organizations/:orgId/credit-config`.
+/// Read a child's credit config.
+#[utoipa::path(get, path = "/v1/organizations/{orgId}/credit-config", tag = "Credits", operation_id = "getCreditConfig",
+    security(("bearer" = ["org:admin"])), params(OrgPath),
+    responses((status = 200, description = "The config and the child's wallet.", body = ConfigReplyView)))]
 pub async fn config(State(app): State<AppState>, caller: Auth, Path(org): Path<String>) -> HttpResult {
     let org = org_id(&org)?;
     Ok(reply_response(app.strata.credit_config(&caller, org).await?))
@@ -101,7 +168,18 @@ fn config_field(obj: &Map<String, Value>, name: &str, min: i64) -> Result<Option
     }
 }
 
-/// `PATCH /v1/organizations/:orgId/credit-config`.
+/// Set a child's cap and auto-refill.
+///
+/// Caps the child's monthly spend and tops it up from the caller's wallet whenever its
+/// `available` drops below `refillThreshold` (one refill per crossing, in the same transaction as
+/// the spend that crossed it). `autoRefillEnabled` is derived: both refill fields set.
+#[utoipa::path(patch, path = "/v1/organizations/{orgId}/credit-config", tag = "Credits", operation_id = "updateCreditConfig",
+    security(("bearer" = ["org:admin"])), params(OrgPath),
+    request_body(content = ConfigBody, example = json!({"monthlyCreditCap": 5000, "refillThreshold": 1000, "refillAmount": 2000})),
+    responses((status = 200, description = "The config after the change and the child's wallet.", body = ConfigReplyView,
+        example = json!({"organizationId": "org_d4e5f6a7-8b9c-4d0e-9f2a-3b4c5d6e7f80",
+            "config": {"monthlyCreditCap": 5000, "refillThreshold": 1000, "refillAmount": 2000, "autoRefillEnabled": true},
+            "balance": 5000, "available": 5000}))))]
 pub async fn update_config(State(app): State<AppState>, Path(org): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {

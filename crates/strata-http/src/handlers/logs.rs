@@ -8,11 +8,13 @@ use strata_core::error::CoreError;
 use strata_core::event::{EventFilter, EventType};
 use strata_core::id::{ApiKeyId, EventId, ProjectId};
 use strata_core::idempotency::Reply;
+use strata_core::wire::{AuditView, EventView, PageView};
 
 use super::{page_reply, page_request};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap};
+use crate::params::{AuditQuery, EventPath, EventsQuery};
 use crate::write::reply_response;
 
 fn time_window(q: &QueryMap) -> Result<(Option<Timestamp>, Option<Timestamp>), CoreError> {
@@ -21,7 +23,13 @@ fn time_window(q: &QueryMap) -> Result<(Option<Timestamp>, Option<Timestamp>), C
     Ok((since, until))
 }
 
-/// `GET /v1/audit-log`.
+/// List the audit log.
+///
+/// Every write, rejected authentication, scope denial, rate-limit hit and kill-switch flip, newest
+/// first. With `X-Layers-Organization`, the child's log.
+#[utoipa::path(get, path = "/v1/audit-log", tag = "Logs", operation_id = "listAuditLog",
+    security(("bearer" = ["audit:read"])), params(AuditQuery),
+    responses((status = 200, description = "A page of audit entries.", body = PageView<AuditView>)))]
 pub async fn audit_log(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
     let (since, until) = time_window(&q)?;
     let filter = AuditFilter {
@@ -35,7 +43,13 @@ pub async fn audit_log(State(app): State<AppState>, caller: Auth, q: QueryMap) -
     Ok(reply_response(page_reply(app.strata.list_audit(&caller, &filter, page).await?)))
 }
 
-/// `GET /v1/events`.
+/// List the event log.
+///
+/// The org's events, newest first: a partner can reconcile without a webhook. Each event's
+/// `data` is described under `webhooks`.
+#[utoipa::path(get, path = "/v1/events", tag = "Logs", operation_id = "listEvents",
+    security(("bearer" = ["webhooks:read"])), params(EventsQuery),
+    responses((status = 200, description = "A page of events.", body = PageView<EventView>)))]
 pub async fn events(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
     let (since, until) = time_window(&q)?;
     let event_type = match q.get("type") {
@@ -47,7 +61,10 @@ pub async fn events(State(app): State<AppState>, caller: Auth, q: QueryMap) -> H
     Ok(reply_response(page_reply(app.strata.list_events(&caller, &filter, page).await?)))
 }
 
-/// `GET /v1/events/:eventId`.
+/// Read an event.
+#[utoipa::path(get, path = "/v1/events/{eventId}", tag = "Logs", operation_id = "getEvent",
+    security(("bearer" = ["webhooks:read"])), params(EventPath),
+    responses((status = 200, description = "The event.", body = EventView)))]
 pub async fn event(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult<Response> {
     let id = EventId::parse_field(&id, "eventId")?;
     Ok(reply_response(Reply::json(200, &app.strata.get_event(&caller, id).await?)))

@@ -7,29 +7,66 @@ use strata_core::error::CoreError;
 use strata_core::id::OrgId;
 use strata_core::metadata::{Metadata, MetadataPatch};
 use strata_core::org::{Lifecycle, OrgStatus, parse_email, parse_name};
+use strata_core::service::{ArchivedView, OrgWithSummary};
 use strata_core::service::{NewChild, OrgPatch};
+use strata_core::wire::{OrgView, PageView};
+use utoipa::ToSchema;
 
 use super::{no_fields, nullable_string, only_fields, page_reply, page_request};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap, parse_json};
+use crate::params::{OrgListQuery, OrgPath};
 use crate::write::{Write, reply_response};
 
-#[derive(Deserialize)]
+/// A new child organization.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = CreateOrganization)]
 struct CreateBody {
+    /// 1–128 characters.
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
     #[serde(default)]
+    #[schema(value_type = Option<Metadata>)]
     metadata: Option<Value>,
     #[serde(default)]
+    #[schema(format = Email)]
     billing_email: Option<String>,
 }
+
+/// A change to a child organization: only the fields sent change. `status` is not editable here
+/// (422; use suspend, resume or DELETE).
+#[derive(ToSchema)]
+#[schema(as = UpdateOrganization)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[expect(dead_code, reason = "describes the body `update` reads as a map (absent and null differ)")]
+struct UpdateBody {
+    /// 1–128 characters.
+    #[schema(min_length = 1, max_length = 128)]
+    name: Option<String>,
+    metadata: Option<MetadataPatch>,
+    /// `null` clears it.
+    #[schema(format = Email)]
+    billing_email: Option<Option<String>>,
+}
+
+const ORG_EXAMPLE: &str = r#"{"id": "org_d4e5f6a7-8b9c-4d0e-9f2a-3b4c5d6e7f80", "parentOrganizationId": "org_2481fa5c-a404-44ed-a561-565392499abc",
+  "name": "Acme Coffee", "status": "active", "metadata": {"externalId": "acme-coffee", "plan": "growth"}, "billingEmail": null,
+  "archivedAt": null, "createdAt": "2026-06-01T14:30:00.000Z", "updatedAt": "2026-06-01T14:30:00.000Z"}"#;
 
 fn org_id(raw: &str) -> Result<OrgId, CoreError> {
     OrgId::parse_field(raw, "orgId")
 }
 
-/// `POST /v1/organizations`.
+/// Create a child organization.
+///
+/// Creates a child org (one per end-customer) under the caller's partner org, with an empty
+/// wallet. A child cannot create children (the hierarchy is one level deep: 422).
+#[utoipa::path(post, path = "/v1/organizations", tag = "Organizations", operation_id = "createOrganization",
+    security(("bearer" = ["org:admin"])),
+    request_body(content = CreateBody, example = json!({"name": "Acme Coffee", "metadata": {"externalId": "acme-coffee", "plan": "growth"}})),
+    responses((status = 201, description = "The new child organization.", body = OrgView, example = json!(serde_json::from_str::<serde_json::Value>(ORG_EXAMPLE).unwrap_or_default()))))]
 pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -44,7 +81,12 @@ pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     .await
 }
 
-/// `GET /v1/organizations`.
+/// List child organizations.
+///
+/// The caller's direct children, newest first.
+#[utoipa::path(get, path = "/v1/organizations", tag = "Organizations", operation_id = "listOrganizations",
+    security(("bearer" = ["org:admin"])), params(OrgListQuery),
+    responses((status = 200, description = "A page of child organizations.", body = PageView<OrgView>)))]
 pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
     let status = match q.get("status") {
         None => None,
@@ -54,13 +96,31 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
     Ok(reply_response(page_reply(app.strata.list_children(&caller, status, page).await?)))
 }
 
-/// `GET /v1/organizations/:orgId`.
+/// Read a child organization.
+///
+/// The child with a `summary`: its project count, `balance` (gross wallet), `available` (net of
+/// reservations: gate spending on it) and credit config.
+#[utoipa::path(get, path = "/v1/organizations/{orgId}", tag = "Organizations", operation_id = "getOrganization",
+    security(("bearer" = ["org:admin"])), params(OrgPath),
+    responses((status = 200, description = "The child organization and its summary.", body = OrgWithSummary,
+        example = json!({"id": "org_d4e5f6a7-8b9c-4d0e-9f2a-3b4c5d6e7f80", "parentOrganizationId": "org_2481fa5c-a404-44ed-a561-565392499abc",
+            "name": "Acme Coffee", "status": "active", "metadata": {"externalId": "acme-coffee"}, "billingEmail": null, "archivedAt": null,
+            "createdAt": "2026-06-01T14:30:00.000Z", "updatedAt": "2026-06-01T14:30:00.000Z",
+            "summary": {"projectCount": 1, "balance": 5000, "available": 5000,
+                "creditConfig": {"monthlyCreditCap": 5000, "refillThreshold": 1000, "refillAmount": 2000, "autoRefillEnabled": true}}}))))]
 pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
     let id = org_id(&id)?;
     Ok(reply_response(app.strata.get_child(&caller, id).await?))
 }
 
-/// `PATCH /v1/organizations/:orgId`.
+/// Update a child organization.
+///
+/// Changes the name, merges metadata key by key, sets or clears the billing email. An archived
+/// child cannot be edited (409).
+#[utoipa::path(patch, path = "/v1/organizations/{orgId}", tag = "Organizations", operation_id = "updateOrganization",
+    security(("bearer" = ["org:admin"])), params(OrgPath),
+    request_body(content = UpdateBody, example = json!({"metadata": {"plan": "scale"}, "billingEmail": "billing@acme-coffee.example"})),
+    responses((status = 200, description = "The child organization after the change.", body = OrgView)))]
 pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -96,17 +156,40 @@ async fn lifecycle(app: &AppState, id: String, w: &Write, req: Lifecycle) -> Htt
     .await
 }
 
-/// `POST /v1/organizations/:orgId/suspend`.
+/// Suspend a child organization.
+///
+/// The kill switch for a customer: its own keys get 503 KILL_SWITCH (whoami still answers), no
+/// generation starts, its webhook deliveries and scheduled work hold. Suspending a suspended org
+/// answers its state; an archived one is 409.
+#[utoipa::path(post, path = "/v1/organizations/{orgId}/suspend", tag = "Organizations", operation_id = "suspendOrganization",
+    security(("bearer" = ["org:admin"])), params(OrgPath),
+    responses((status = 200, description = "The child organization, suspended.", body = OrgView)))]
 pub async fn suspend(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     lifecycle(&app, id, &w, Lifecycle::Suspend).await
 }
 
-/// `POST /v1/organizations/:orgId/resume`.
+/// Resume a child organization.
+///
+/// Lifts a suspension; held deliveries and scheduled work flow again. Resuming an active org
+/// answers its state; an archived one is 409.
+#[utoipa::path(post, path = "/v1/organizations/{orgId}/resume", tag = "Organizations", operation_id = "resumeOrganization",
+    security(("bearer" = ["org:admin"])), params(OrgPath),
+    responses((status = 200, description = "The child organization, active.", body = OrgView)))]
 pub async fn resume(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     lifecycle(&app, id, &w, Lifecycle::Resume).await
 }
 
-/// `DELETE /v1/organizations/:orgId`: archive.
+/// Archive a child organization.
+///
+/// Offboards a customer atomically: revokes every key of the child, sweeps its unspent,
+/// unreserved credits back to the parent (`reclaimedCredits`), cancels its scheduled posts,
+/// abandons its pending deliveries and moves it to the terminal `archived`. Archiving an archived
+/// org answers its terminal state.
+#[utoipa::path(delete, path = "/v1/organizations/{orgId}", tag = "Organizations", operation_id = "archiveOrganization",
+    security(("bearer" = ["org:admin"])), params(OrgPath),
+    responses((status = 200, description = "The archived organization.", body = ArchivedView,
+        example = json!({"id": "org_d4e5f6a7-8b9c-4d0e-9f2a-3b4c5d6e7f80", "status": "archived", "archivedAt": "2026-06-02T13:00:00.000Z",
+            "reclaimedCredits": 3200, "revokedApiKeys": 2}))))]
 pub async fn archive(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     lifecycle(&app, id, &w, Lifecycle::Archive).await
 }

@@ -9,36 +9,88 @@ use strata_core::error::CoreError;
 use strata_core::id::ProjectId;
 use strata_core::org::{parse_email, parse_name};
 use strata_core::project::{ProjectFilter, ProjectStatus, parse_external_id, parse_language, parse_metadata, parse_timezone};
-use strata_core::service::{NewProject, ProjectPatch};
+use strata_core::service::{ArchivedProjectView, MigrationView, NewProject, ProjectPatch};
+use strata_core::wire::{PageView, ProjectView};
+use utoipa::ToSchema;
 
 use super::{nullable_string, only_fields, page_reply, page_request};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap, parse_json};
+use crate::params::{ProjectListQuery, ProjectPath};
 use crate::write::{Write, reply_response};
 
 pub(crate) fn project_id(raw: &str) -> Result<ProjectId, CoreError> {
     ProjectId::parse_field(raw, "projectId")
 }
 
-#[derive(Deserialize)]
+/// A new project.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = CreateProject)]
 struct CreateBody {
+    /// The id to give the project (`prj_<uuid>` or a bare UUID); one is made when absent.
     #[serde(default)]
+    #[schema(value_type = Option<ProjectId>)]
     id: Option<String>,
+    /// 1–128 characters.
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
+    /// An IANA time zone name.
+    #[schema(examples("America/Los_Angeles"))]
     timezone: String,
+    /// Your id for the end-customer; unique per org (409).
     #[serde(default)]
     customer_external_id: Option<String>,
     #[serde(default)]
+    #[schema(format = Email)]
     owner_email: Option<String>,
+    /// A BCP-47 language tag; `en` when absent.
     #[serde(default)]
+    #[schema(examples("en"))]
     primary_language: Option<String>,
+    /// An opaque JSON object of at most 8 KB.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
 
-/// `POST /v1/projects`.
+/// A change to a project: only the fields sent change. A read-only field (`id`,
+/// `organizationId`, `createdAt`, `updatedAt`, `archivedAt`) is 400 VALIDATION with
+/// `details.code: "READ_ONLY_FIELD"` (as Layers answers).
+#[derive(ToSchema)]
+#[schema(as = UpdateProject)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[expect(dead_code, reason = "describes the body `update` reads as a map (absent and null differ)")]
+struct UpdateBody {
+    #[schema(min_length = 1, max_length = 128)]
+    name: Option<String>,
+    /// An IANA time zone name.
+    timezone: Option<String>,
+    /// `null` clears it.
+    customer_external_id: Option<Option<String>>,
+    /// `null` clears it.
+    #[schema(format = Email)]
+    owner_email: Option<Option<String>>,
+    primary_language: Option<String>,
+    /// Replaced whole.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+    /// Only `active`: reactivates an archived project (archive with DELETE).
+    #[schema(value_type = Option<ProjectStatus>)]
+    status: Option<String>,
+}
+
+/// Create a project.
+///
+/// One project per end-customer. With `X-Layers-Organization`, it is created inside that child.
+#[utoipa::path(post, path = "/v1/projects", tag = "Projects", operation_id = "createProject",
+    security(("bearer" = ["projects:write"])),
+    request_body(content = CreateBody, example = json!({"name": "Acme Coffee", "timezone": "America/Los_Angeles"})),
+    responses(
+        (status = 201, description = "The new project.", body = ProjectView),
+        (status = 409, description = "CONFLICT: another project of the org has that `customerExternalId` (or that `id`); or IDEMPOTENCY_CONFLICT."),
+    ))]
 pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -57,7 +109,10 @@ pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     .await
 }
 
-/// `GET /v1/projects`.
+/// List projects.
+#[utoipa::path(get, path = "/v1/projects", tag = "Projects", operation_id = "listProjects",
+    security(("bearer" = ["projects:read"])), params(ProjectListQuery),
+    responses((status = 200, description = "A page of projects, newest first.", body = PageView<ProjectView>)))]
 pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
     let filter = ProjectFilter {
         status: q
@@ -71,7 +126,12 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
     Ok(reply_response(page_reply(app.strata.list_projects(&caller, &filter, page).await?)))
 }
 
-/// `GET /v1/projects/:projectId`.
+/// Read a project.
+///
+/// A project of another org is 404.
+#[utoipa::path(get, path = "/v1/projects/{projectId}", tag = "Projects", operation_id = "getProject",
+    security(("bearer" = ["projects:read"])), params(ProjectPath),
+    responses((status = 200, description = "The project.", body = ProjectView)))]
 pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
     let id = project_id(&id)?;
     Ok(reply_response(app.strata.get_project(&caller, id).await?))
@@ -110,7 +170,16 @@ fn parse_patch(obj: &Map<String, Value>) -> Result<ProjectPatch, CoreError> {
     })
 }
 
-/// `PATCH /v1/projects/:projectId`.
+/// Update a project.
+///
+/// `status: "active"` reactivates an archived project.
+#[utoipa::path(patch, path = "/v1/projects/{projectId}", tag = "Projects", operation_id = "updateProject",
+    security(("bearer" = ["projects:write"])), params(ProjectPath),
+    request_body(content = UpdateBody, example = json!({"ownerEmail": "owner@acme-coffee.example"})),
+    responses(
+        (status = 200, description = "The project after the change.", body = ProjectView),
+        (status = 400, description = "VALIDATION: a read-only field was sent (`details.code: \"READ_ONLY_FIELD\"`)."),
+    ))]
 pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -122,7 +191,13 @@ pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Writ
     .await
 }
 
-/// `DELETE /v1/projects/:projectId`: soft archive.
+/// Archive a project.
+///
+/// A soft archive that cancels the project's scheduled posts; repeating it answers the archived
+/// state.
+#[utoipa::path(delete, path = "/v1/projects/{projectId}", tag = "Projects", operation_id = "archiveProject",
+    security(("bearer" = ["projects:write"])), params(ProjectPath),
+    responses((status = 200, description = "The archived project.", body = ArchivedProjectView)))]
 pub async fn archive(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -133,13 +208,25 @@ pub async fn archive(State(app): State<AppState>, Path(id): Path<String>, w: Wri
     .await
 }
 
-#[derive(Deserialize)]
+/// Which child each project moves into.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = MigrateProjects)]
 struct MigrateBody {
+    /// Project id → child organization name (1–1000 projects). Each distinct name becomes one new
+    /// child.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     mapping: Map<String, Value>,
 }
 
-/// `POST /v1/organizations/migrate`.
+/// Move flat projects into new child organizations.
+///
+/// All or nothing: each distinct name becomes one new child holding its projects. A project with
+/// a running job rejects the whole call (409, `details.projectIds`).
+#[utoipa::path(post, path = "/v1/organizations/migrate", tag = "Organizations", operation_id = "migrateProjects",
+    security(("bearer" = ["org:admin"])),
+    request_body(content = MigrateBody, example = json!({"mapping": {"prj_3f9a1c2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b": "Acme Coffee"}})),
+    responses((status = 201, description = "The children created and the projects moved.", body = MigrationView)))]
 pub async fn migrate(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {

@@ -8,13 +8,19 @@ use strata_core::error::CoreError;
 use strata_core::event::EventType;
 use strata_core::id::{DeliveryId, EndpointId, ProjectId};
 use strata_core::metadata::{Metadata, MetadataPatch};
-use strata_core::service::{EndpointPatch, NewEndpoint};
+use strata_core::service::{
+    CreatedEndpoint, DeletedEndpoint, DeliveryDetail, DeliveryView, EndpointPatch, EndpointView, NewEndpoint, RecoverView, ReplayView,
+    RotatedSecret, TestPingView,
+};
 use strata_core::webhook::{DeliveryStatus, EndpointScope, EndpointStatus};
+use strata_core::wire::PageView;
+use utoipa::ToSchema;
 
 use super::{nullable_string, only_fields, page_reply, page_request};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, QueryMap, parse_json};
+use crate::params::{DeliveryListQuery, DeliveryPath, EndpointListQuery, EndpointPath};
 use crate::write::{Write, reply_response};
 
 fn endpoint_id(raw: &str) -> Result<EndpointId, CoreError> {
@@ -48,22 +54,70 @@ fn parse_description(v: Option<String>) -> Result<Option<String>, CoreError> {
     }
 }
 
-#[derive(Deserialize)]
+/// A new webhook endpoint.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = CreateWebhookEndpoint)]
 struct CreateBody {
+    /// `https://…` (`http://localhost` or a loopback address only on a server in dev mode);
+    /// private and link-local addresses are refused unless the operator allows them.
+    #[schema(format = "uri")]
     url: String,
+    /// 1–50 event types of the catalog.
+    #[schema(value_type = Vec<EventType>, min_items = 1, max_items = 50)]
     events: Value,
+    /// At most 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     description: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Metadata>)]
     metadata: Option<Value>,
+    /// Only this project's events.
     #[serde(default)]
+    #[schema(value_type = Option<ProjectId>)]
     project_id: Option<String>,
+    /// `own` (the default) or `all_children` (the firehose; needs `org:admin`, else 403).
     #[serde(default)]
+    #[schema(value_type = Option<EndpointScope>)]
     scope: Option<String>,
 }
 
-/// `POST /v1/webhook-endpoints`.
+/// A change to an endpoint: only the fields sent change.
+#[derive(ToSchema)]
+#[schema(as = UpdateWebhookEndpoint)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[expect(dead_code, reason = "describes the body `update` reads as a map (absent and null differ)")]
+struct UpdateBody {
+    #[schema(format = "uri")]
+    url: Option<String>,
+    /// Replaces the list.
+    #[schema(min_items = 1, max_items = 50)]
+    events: Option<Vec<EventType>>,
+    /// `null` clears it.
+    #[schema(max_length = 500)]
+    description: Option<Option<String>>,
+    metadata: Option<MetadataPatch>,
+    /// `active` or `paused`; setting `active` on an `auto_paused` endpoint resets its failure
+    /// count.
+    #[schema(value_type = Option<EndpointStatus>)]
+    status: Option<String>,
+    #[schema(value_type = Option<EndpointScope>)]
+    scope: Option<String>,
+}
+
+/// Create a webhook endpoint.
+///
+/// The signing secret is shown once. `scope: "all_children"` makes the firehose: this org's
+/// events and every direct child's, each naming its org in `data.organizationId`.
+#[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "Webhooks", operation_id = "createWebhookEndpoint",
+    security(("bearer" = ["webhooks:write"])),
+    request_body(content = CreateBody, example = json!({"url": "https://quinns-crm.example.com/layers/webhooks",
+        "events": ["content.generated", "post.published"], "scope": "all_children"})),
+    responses(
+        (status = 201, description = "The endpoint and its signing secret, shown once.", body = CreatedEndpoint),
+        (status = 403, description = "FORBIDDEN_SCOPE: the key lacks `webhooks:write`, or `scope: \"all_children\"` without `org:admin`."),
+    ))]
 pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -81,7 +135,10 @@ pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     .await
 }
 
-/// `GET /v1/webhook-endpoints`.
+/// List webhook endpoints.
+#[utoipa::path(get, path = "/v1/webhook-endpoints", tag = "Webhooks", operation_id = "listWebhookEndpoints",
+    security(("bearer" = ["webhooks:read"])), params(EndpointListQuery),
+    responses((status = 200, description = "A page of endpoints, newest first.", body = PageView<EndpointView>)))]
 pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
     let project = q.get("projectId").map(|p| ProjectId::parse_field(p, "projectId")).transpose()?;
     let status = q
@@ -92,12 +149,21 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
     Ok(reply_response(page_reply(app.strata.list_endpoints(&caller, project, status, page).await?)))
 }
 
-/// `GET /v1/webhook-endpoints/:id`.
+/// Read a webhook endpoint.
+#[utoipa::path(get, path = "/v1/webhook-endpoints/{endpointId}", tag = "Webhooks", operation_id = "getWebhookEndpoint",
+    security(("bearer" = ["webhooks:read"])), params(EndpointPath),
+    responses((status = 200, description = "The endpoint.", body = EndpointView)))]
 pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
     Ok(reply_response(app.strata.get_endpoint(&caller, endpoint_id(&id)?).await?))
 }
 
-/// `PATCH /v1/webhook-endpoints/:id`.
+/// Update a webhook endpoint.
+///
+/// Changing a firehose endpoint, or making one, needs `org:admin`.
+#[utoipa::path(patch, path = "/v1/webhook-endpoints/{endpointId}", tag = "Webhooks", operation_id = "updateWebhookEndpoint",
+    security(("bearer" = ["webhooks:write"])), params(EndpointPath),
+    request_body(content = UpdateBody, example = json!({"status": "active"})),
+    responses((status = 200, description = "The endpoint after the change.", body = EndpointView)))]
 pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -128,7 +194,12 @@ pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Writ
     .await
 }
 
-/// `DELETE /v1/webhook-endpoints/:id`.
+/// Delete a webhook endpoint.
+///
+/// Its pending deliveries are abandoned.
+#[utoipa::path(delete, path = "/v1/webhook-endpoints/{endpointId}", tag = "Webhooks", operation_id = "deleteWebhookEndpoint",
+    security(("bearer" = ["webhooks:write"])), params(EndpointPath),
+    responses((status = 200, description = "The endpoint is gone.", body = DeletedEndpoint)))]
 pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -139,7 +210,12 @@ pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, w: Writ
     .await
 }
 
-/// `POST /v1/webhook-endpoints/:id/rotate-secret`.
+/// Rotate an endpoint's signing secret.
+///
+/// For 24 hours both secrets sign every delivery (one `v1=` each).
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{endpointId}/rotate-secret", tag = "Webhooks", operation_id = "rotateWebhookSecret",
+    security(("bearer" = ["webhooks:write"])), params(EndpointPath),
+    responses((status = 200, description = "The new secret, shown once.", body = RotatedSecret)))]
 pub async fn rotate(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -150,14 +226,23 @@ pub async fn rotate(State(app): State<AppState>, Path(id): Path<String>, w: Writ
     .await
 }
 
-#[derive(Deserialize)]
+/// A test ping.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TestWebhookEndpoint)]
 struct TestBody {
+    /// Any JSON, delivered as `data.payload`.
     #[serde(default)]
     payload: Option<Value>,
 }
 
-/// `POST /v1/webhook-endpoints/:id/test`.
+/// Send a test ping.
+///
+/// A `test.ping` delivery to this endpoint, whatever its event filter.
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{endpointId}/test", tag = "Webhooks", operation_id = "testWebhookEndpoint",
+    security(("bearer" = ["webhooks:write"])), params(EndpointPath),
+    request_body(content = TestBody, example = json!({"payload": {"hello": "world"}})),
+    responses((status = 200, description = "The ping's event and delivery.", body = TestPingView)))]
 pub async fn test(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -168,7 +253,10 @@ pub async fn test(State(app): State<AppState>, Path(id): Path<String>, w: Write)
     .await
 }
 
-/// `GET /v1/webhook-endpoints/:id/deliveries`.
+/// List an endpoint's deliveries.
+#[utoipa::path(get, path = "/v1/webhook-endpoints/{endpointId}/deliveries", tag = "Webhooks", operation_id = "listDeliveries",
+    security(("bearer" = ["webhooks:read"])), params(EndpointPath, DeliveryListQuery),
+    responses((status = 200, description = "A page of deliveries, newest first.", body = PageView<DeliveryView>)))]
 pub async fn deliveries(State(app): State<AppState>, caller: Auth, Path(id): Path<String>, q: QueryMap) -> HttpResult {
     let id = endpoint_id(&id)?;
     let event_type = match q.get("eventType") {
@@ -186,19 +274,35 @@ pub async fn deliveries(State(app): State<AppState>, caller: Auth, Path(id): Pat
     Ok(reply_response(page_reply(app.strata.list_deliveries(&caller, id, event_type, status, page).await?)))
 }
 
-/// `GET /v1/webhook-deliveries/:deliveryId`: the delivery with its attempts, newest first.
+/// Read a delivery with its attempts.
+///
+/// The delivery object whose `attempts` lists its newest 100 attempts, newest first.
+#[utoipa::path(get, path = "/v1/webhook-deliveries/{deliveryId}", tag = "Webhooks", operation_id = "getDelivery",
+    security(("bearer" = ["webhooks:read"])), params(DeliveryPath),
+    responses((status = 200, description = "The delivery and its attempts.", body = DeliveryDetail)))]
 pub async fn delivery(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
     let id = DeliveryId::parse_field(&id, "deliveryId")?;
     Ok(reply_response(app.strata.get_delivery(&caller, id).await?))
 }
 
-#[derive(Deserialize)]
+/// Which deliveries to re-queue.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RecoverDeliveries)]
 struct RecoverBody {
+    /// Failed and abandoned deliveries created at or after this instant (must end in `Z`).
+    #[schema(value_type = Timestamp)]
     since: String,
 }
 
-/// `POST /v1/webhook-endpoints/:id/recover` `{since}`: re-queues failed and abandoned deliveries.
+/// Re-queue failed deliveries.
+///
+/// Puts the endpoint's failed and abandoned deliveries created since `since` back on the first
+/// rung of the retry ladder.
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{endpointId}/recover", tag = "Webhooks", operation_id = "recoverDeliveries",
+    security(("bearer" = ["webhooks:write"])), params(EndpointPath),
+    request_body(content = RecoverBody, example = json!({"since": "2026-06-01T00:00:00.000Z"})),
+    responses((status = 200, description = "How many deliveries were re-queued.", body = RecoverView)))]
 pub async fn recover(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {
@@ -210,7 +314,12 @@ pub async fn recover(State(app): State<AppState>, Path(id): Path<String>, w: Wri
     .await
 }
 
-/// `POST /v1/webhook-deliveries/:id/replay`.
+/// Replay a delivery.
+///
+/// The same event, under a new event id with top-level `replayOf`, to the same endpoint only.
+#[utoipa::path(post, path = "/v1/webhook-deliveries/{deliveryId}/replay", tag = "Webhooks", operation_id = "replayDelivery",
+    security(("bearer" = ["webhooks:write"])), params(DeliveryPath),
+    responses((status = 200, description = "The new delivery.", body = ReplayView)))]
 pub async fn replay(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
     w.run(app, |claim| async move {

@@ -4,7 +4,7 @@
 
 use crate::helpers::TestApp;
 
-/// The `?v=` tag the page gives an asset URL, e.g. `/docs/elements.js?v=0123abcd…`.
+/// The `?v=` tag the page gives an asset URL, e.g. `/docs/assets/elements.js?v=0123abcd…`.
 fn tag_after<'a>(text: &'a str, url: &str) -> &'a str {
     let start = text.find(url).unwrap_or_else(|| panic!("{url} not in {text}")) + url.len();
     let tag = &text[start..];
@@ -28,17 +28,21 @@ async fn the_docs_page_needs_no_key_and_allows_nothing_from_elsewhere() {
     assert!(!html.contains("http://") && !html.contains("https://"), "the page links nowhere else: {html}");
     assert!(html.contains(r#"<elements-api apiDescriptionUrl="/openapi.json""#), "{html}");
     // Both assets carry the same digest tag.
-    let tag = tag_after(&html, r#"src="/docs/elements.js?v="#);
+    let tag = tag_after(&html, r#"src="/docs/assets/elements.js?v="#);
     assert_eq!(tag.len(), 16);
-    assert_eq!(tag_after(&html, r#"href="/docs/elements.css?v="#), tag);
+    assert_eq!(tag_after(&html, r#"href="/docs/assets/elements.css?v="#), tag);
 }
 
 #[tokio::test]
 async fn the_assets_are_the_vendored_renderer_cached_for_a_year() {
     let app = TestApp::spawn().await;
     let vendored: [(&str, &str, &[u8]); 2] = [
-        ("/docs/elements.js", "text/javascript; charset=utf-8", include_bytes!("../../../strata-http/assets/docs/web-components.min.js")),
-        ("/docs/elements.css", "text/css; charset=utf-8", include_bytes!("../../../strata-http/assets/docs/styles.min.css")),
+        (
+            "/docs/assets/elements.js",
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../../strata-http/assets/docs/web-components.min.js"),
+        ),
+        ("/docs/assets/elements.css", "text/css; charset=utf-8", include_bytes!("../../../strata-http/assets/docs/styles.min.css")),
     ];
     for (path, content_type, bytes) in vendored {
         let r = app.get(path).send().await;
@@ -56,4 +60,10 @@ async fn the_assets_are_the_vendored_renderer_cached_for_a_year() {
         let other = app.get(path).header("If-None-Match", "\"something-else\"").send().await;
         assert_eq!(other.status, 200, "{path}");
     }
+}
+
+#[tokio::test]
+async fn an_unknown_asset_is_404_with_the_envelope() {
+    let app = TestApp::spawn().await;
+    app.get("/docs/assets/elements.map").send().await.assert_error(404, "NOT_FOUND");
 }

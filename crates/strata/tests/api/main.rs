@@ -16,6 +16,7 @@ mod keys;
 mod ledger_concurrency;
 mod ledger_props;
 mod logs;
+mod openapi;
 mod operator_guards;
 mod orgs;
 mod projects;
