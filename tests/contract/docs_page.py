@@ -84,6 +84,8 @@ def main() -> int:
             except PlaywrightTimeout as e:
                 problems.append(f"the reference did not render: {e}")
                 missing = summaries
+            # Opening the groups scrolled the sidebar down: show it from the top.
+            page.evaluate("document.querySelectorAll('.sl-overflow-y-auto').forEach(e => { e.scrollTop = 0; })")
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
             browser.close()
