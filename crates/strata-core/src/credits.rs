@@ -15,14 +15,79 @@ pub const ESTIMATED_CREDITS_PER_FORMAT: [(&str, i64); 5] =
 
 /// The largest amount one request may move or set (an allocation, a cap, a refill, an operator
 /// grant): far above any real wallet, far below overflow. The one place this bound lives.
-pub const MAX_CREDITS: i64 = 1_000_000_000_000;
+/// A credit amount that came in from outside (a request body, an operator command): a whole
+/// number from its floor (0, or 1 where zero means nothing) to [`Credits::MAX`]. The bounds live
+/// here and nowhere else.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct Credits(i64);
 
-/// Reads a credit amount: an integer from `min` to `MAX_CREDITS`. Anything else (a fraction, a
-/// string, a number beyond the bound or beyond 64 bits) is 422 stating the bounds in the message
-/// and in `details.min` / `details.max`.
-pub fn credit_amount(field: &str, value: &Value, min: i64) -> Result<i64, CoreError> {
-    value.as_i64().filter(|n| (min..=MAX_CREDITS).contains(n)).ok_or_else(|| CoreError::out_of_range(field, min, MAX_CREDITS))
+impl Credits {
+    /// The largest amount accepted anywhere (a trillion credits): far above any real wallet, far
+    /// below where sums of amounts could overflow 64 bits.
+    pub const MAX: i64 = 1_000_000_000_000;
+
+    /// Reads an amount of at least 1. Anything else (zero, a fraction, a string, a number beyond
+    /// the bound or beyond 64 bits) is 422 stating the bounds in the message and in
+    /// `details.min` / `details.max`.
+    pub fn positive(field: &str, value: &Value) -> Result<Self, CoreError> {
+        Self::at_least(1, field, value)
+    }
+
+    /// Reads an amount of at least 0 (a cap or a threshold); out of bounds as for `positive`.
+    pub fn non_negative(field: &str, value: &Value) -> Result<Self, CoreError> {
+        Self::at_least(0, field, value)
+    }
+
+    fn at_least(min: i64, field: &str, value: &Value) -> Result<Self, CoreError> {
+        value.as_i64().filter(|n| (min..=Self::MAX).contains(n)).map(Self).ok_or_else(|| CoreError::out_of_range(field, min, Self::MAX))
+    }
+
+    /// The amount, as the ledger counts it.
+    pub fn get(self) -> i64 {
+        self.0
+    }
 }
+
+/// An amount from 0 to [`Credits::MAX`] (for callers holding a number already, such as tests).
+impl TryFrom<i64> for Credits {
+    type Error = CoreError;
+
+    fn try_from(n: i64) -> Result<Self, CoreError> {
+        Self::non_negative("credits", &Value::from(n))
+    }
+}
+
+impl utoipa::PartialSchema for Credits {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .format(Some(SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(Self::MAX as f64))
+            .description(Some("Whole credits, at most 1,000,000,000,000; above it is 422 naming the maximum in `details.max`."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Credits {}
+
+/// The schema of an amount read with `Credits::positive`.
+pub struct PositiveCredits;
+
+impl utoipa::PartialSchema for PositiveCredits {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        match <Credits as utoipa::PartialSchema>::schema() {
+            utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(mut o)) => {
+                o.minimum = Some(1f64.into());
+                utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(o))
+            }
+            other => other,
+        }
+    }
+}
+
+impl utoipa::ToSchema for PositiveCredits {}
 
 pub fn estimated_cost(format: &str) -> Option<i64> {
     ESTIMATED_CREDITS_PER_FORMAT.iter().find(|(f, _)| *f == format).map(|(_, c)| *c)
@@ -208,18 +273,18 @@ impl CreditConfig {
 /// A change to the credit config: each field `None` = unchanged, `Some(None)` = cleared.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CreditConfigPatch {
-    pub monthly_credit_cap: Option<Option<i64>>,
-    pub refill_threshold: Option<Option<i64>>,
-    pub refill_amount: Option<Option<i64>>,
+    pub monthly_credit_cap: Option<Option<Credits>>,
+    pub refill_threshold: Option<Option<Credits>>,
+    pub refill_amount: Option<Option<Credits>>,
 }
 
 impl CreditConfig {
     /// Applies a patch; the result must have both refill fields or neither.
     pub fn apply(self, p: CreditConfigPatch) -> Result<Self, CoreError> {
         let out = CreditConfig {
-            monthly_credit_cap: p.monthly_credit_cap.unwrap_or(self.monthly_credit_cap),
-            refill_threshold: p.refill_threshold.unwrap_or(self.refill_threshold),
-            refill_amount: p.refill_amount.unwrap_or(self.refill_amount),
+            monthly_credit_cap: p.monthly_credit_cap.map_or(self.monthly_credit_cap, |v| v.map(Credits::get)),
+            refill_threshold: p.refill_threshold.map_or(self.refill_threshold, |v| v.map(Credits::get)),
+            refill_amount: p.refill_amount.map_or(self.refill_amount, |v| v.map(Credits::get)),
         };
         if out.refill_threshold.is_some() != out.refill_amount.is_some() {
             return Err(CoreError::validation_code(
@@ -488,12 +553,16 @@ mod tests {
     #[test]
     fn refill_fields_are_both_or_neither() {
         let base = CreditConfig::default();
-        let one = CreditConfigPatch { refill_threshold: Some(Some(1000)), ..Default::default() };
+        let one = CreditConfigPatch { refill_threshold: Some(Some(Credits(1000))), ..Default::default() };
         match base.apply(one) {
             Err(CoreError::Validation { code, .. }) => assert_eq!(code, Some("REFILL_REQUIRES_THRESHOLD_AND_AMOUNT")),
             other => panic!("{other:?}"),
         }
-        let both = CreditConfigPatch { refill_threshold: Some(Some(1000)), refill_amount: Some(Some(2000)), ..Default::default() };
+        let both = CreditConfigPatch {
+            refill_threshold: Some(Some(Credits(1000))),
+            refill_amount: Some(Some(Credits(2000))),
+            ..Default::default()
+        };
         let set = base.apply(both).unwrap();
         assert!(set.auto_refill_enabled());
         let clear_one = CreditConfigPatch { refill_amount: Some(None), ..Default::default() };

@@ -19,8 +19,10 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn json(status: u16, body: &impl serde::Serialize) -> Self {
-        Self { status, body: serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()) }
+    /// `body` serialised as JSON, answered with `status`.
+    pub fn json(status: u16, body: &impl serde::Serialize) -> Result<Self, crate::error::CoreError> {
+        let body = serde_json::to_vec(body).map_err(|e| crate::error::CoreError::internal(format!("serialising a reply: {e}")))?;
+        Ok(Self { status, body })
     }
 }
 
@@ -44,6 +46,17 @@ pub struct IdemClaim {
     /// When this claim was taken: a request whose claim was taken over (its lease ran out)
     /// finds the token changed and may not complete it.
     pub token: Timestamp,
+    /// The status the HTTP layer answers a success with (200 unless it says otherwise): the
+    /// reply stored inside the effect's transaction carries it.
+    pub status: u16,
+}
+
+impl IdemClaim {
+    /// This claim, for a request whose success is answered with `status`.
+    pub fn answering(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
 }
 
 /// The identity of a request: method, path, acting org and body. Same key + other fingerprint

@@ -193,3 +193,51 @@ mod tests {
         assert_eq!(parse_json::<Body>(b"{").unwrap_err().code(), "VALIDATION");
     }
 }
+
+/// A typed id from the path parameter its type names (`orgId`, `keyId`, `projectId`, …). A
+/// prefixed or bare id parses; a malformed one is 422 VALIDATION naming the parameter.
+pub struct Id<T>(pub T);
+
+/// An id type a path parameter carries, and the parameter's name.
+pub trait PathParam: Sized {
+    const NAME: &'static str;
+    fn parse(raw: &str) -> Result<Self, CoreError>;
+}
+
+macro_rules! path_params {
+    ($($ty:ty => $name:literal),* $(,)?) => {$(
+        impl PathParam for $ty {
+            const NAME: &'static str = $name;
+            fn parse(raw: &str) -> Result<Self, CoreError> {
+                <$ty>::parse_field(raw, $name)
+            }
+        }
+    )*};
+}
+
+path_params! {
+    strata_core::id::OrgId => "orgId",
+    strata_core::id::ApiKeyId => "keyId",
+    strata_core::id::ProjectId => "projectId",
+    strata_core::id::ContainerId => "containerId",
+    strata_core::id::PostId => "postId",
+    strata_core::id::JobId => "jobId",
+    strata_core::id::EndpointId => "endpointId",
+    strata_core::id::DeliveryId => "deliveryId",
+    strata_core::id::EventId => "eventId",
+}
+
+impl<S: Send + Sync, T: PathParam> FromRequestParts<S> for Id<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
+        let unreadable = || CoreError::validation(T::NAME, "is not valid UTF-8 once percent-decoded");
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state).await.map_err(|_| unreadable())?;
+        let raw = params
+            .iter()
+            .find(|(name, _)| *name == T::NAME)
+            .map(|(_, value)| value)
+            .ok_or_else(|| CoreError::internal(format!("the route has no path parameter {}", T::NAME)))?;
+        T::parse(raw).map(Id).map_err(HttpError)
+    }
+}

@@ -224,6 +224,10 @@ fn add_components(c: &mut Components) {
         if name == "RateLimited" {
             r.headers.insert(names::RETRY_AFTER.into(), HeaderRef::of(names::RETRY_AFTER));
         }
+        // A CONFLICT is stored under the request's Idempotency-Key and replayed.
+        if name == "Conflict" {
+            r.headers.insert(names::REPLAYED.into(), HeaderRef::of(names::REPLAYED));
+        }
         c.responses.insert(name.into(), RefOr::T(r));
     }
 }
@@ -318,8 +322,11 @@ fn finish_operation(method: HttpMethod, op: &mut Operation) {
             ("422", "Validation"),
             ("429", "RateLimited"),
             ("500", "Internal"),
-            ("503", "KillSwitch"),
         ]);
+        // whoami answers for a killed key and a suspended org alike: it is how a client learns.
+        if op.operation_id.as_deref() != Some("whoami") {
+            shared.push(("503", "KillSwitch"));
+        }
         if scoped {
             shared.push(("403", "ForbiddenScope"));
         }

@@ -7,6 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+use serde::Serialize;
 use strata_core::error::CoreError;
 use strata_core::idempotency::{IdemClaim, Reply, fingerprint};
 use strata_core::service::Claimed;
@@ -44,7 +45,13 @@ impl FromRequest<AppState> for Write {
     }
 }
 
-/// A stored or fresh reply as a response.
+/// `body` as a JSON response with `status`.
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> HttpResult {
+    let reply = Reply::json(status.as_u16(), body)?;
+    Ok(reply_response(reply))
+}
+
+/// A stored reply (or an error envelope waiting to be stored) as a response.
 pub fn reply_response(reply: Reply) -> Response {
     let mut resp = Response::new(Body::from(reply.body));
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
@@ -53,36 +60,41 @@ pub fn reply_response(reply: Reply) -> Response {
 }
 
 impl Write {
-    /// Runs `work` under the request's Idempotency-Key, if it has one. `work` gets the claim to
-    /// hand to the service, whose transaction completes it.
-    pub async fn run<F, Fut>(&self, app: &AppState, work: F) -> HttpResult
+    /// Runs `work` under the request's Idempotency-Key, if it has one, and answers its result
+    /// with `status`. `work` gets the claim (which carries `status`) to hand to the service,
+    /// whose transaction stores the answer with it.
+    pub async fn run<T, F, Fut>(&self, app: &AppState, status: StatusCode, work: F) -> HttpResult
     where
+        T: Serialize,
         F: FnOnce(Option<IdemClaim>) -> Fut,
-        Fut: Future<Output = Result<Reply, CoreError>>,
+        Fut: Future<Output = Result<T, CoreError>>,
     {
-        self.run_inner(app, false, work).await
+        self.run_inner(app, status, false, work).await
     }
 
     /// For routes that require an Idempotency-Key (credit allocation): none is 400, and a replay
     /// says so in its body (`"replayed": true`) as well as in the header.
-    pub async fn run_keyed<F, Fut>(&self, app: &AppState, work: F) -> HttpResult
+    pub async fn run_keyed<T, F, Fut>(&self, app: &AppState, status: StatusCode, work: F) -> HttpResult
     where
+        T: Serialize,
         F: FnOnce(Option<IdemClaim>) -> Fut,
-        Fut: Future<Output = Result<Reply, CoreError>>,
+        Fut: Future<Output = Result<T, CoreError>>,
     {
         if self.idem.0.is_none() {
             return Err(HttpError(CoreError::IdempotencyRequired));
         }
-        self.run_inner(app, true, work).await
+        self.run_inner(app, status, true, work).await
     }
 
-    async fn run_inner<F, Fut>(&self, app: &AppState, mark_replayed: bool, work: F) -> HttpResult
+    async fn run_inner<T, F, Fut>(&self, app: &AppState, status: StatusCode, mark_replayed: bool, work: F) -> HttpResult
     where
+        T: Serialize,
         F: FnOnce(Option<IdemClaim>) -> Fut,
-        Fut: Future<Output = Result<Reply, CoreError>>,
+        Fut: Future<Output = Result<T, CoreError>>,
     {
         let Some(key) = self.idem.0.clone() else {
-            return work(None).await.map(reply_response).map_err(HttpError);
+            let answer = work(None).await?;
+            return json_response(status, &answer);
         };
         let caller = &self.caller;
         let fp = fingerprint(&self.method, &self.path, &caller.org_id().to_string(), &self.body);
@@ -93,10 +105,10 @@ impl Write {
                 resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
                 return Ok(resp);
             }
-            Claimed::Proceed(claim) => claim,
+            Claimed::Proceed(claim) => claim.answering(status.as_u16()),
         };
         match work(Some(claim.clone())).await {
-            Ok(reply) => Ok(reply_response(reply)),
+            Ok(answer) => json_response(status, &answer),
             Err(err) => {
                 let stored = Reply { status: err.status(), body: envelope(&err, caller.request_id) };
                 if let Err(e) = app.strata.idem_fail(&claim, &err, stored.clone()).await {

@@ -15,7 +15,7 @@ use crate::error::{CoreError, Result};
 use crate::event::EventType;
 use crate::event_data::{ContentGeneratedData, JobEventData};
 use crate::id::{ContainerId, JobId, ProjectId};
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::project::ProjectStatus;
 use crate::scope::Scope;
 use crate::store::{Owner, Tx};
@@ -37,7 +37,7 @@ impl Strata {
         project: ProjectId,
         cmd: NewGeneration,
         idem: Option<&IdemClaim>,
-    ) -> Result<Reply> {
+    ) -> Result<StartedJob> {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -134,7 +134,7 @@ impl Strata {
             container_ids,
             started_at: now,
         };
-        self.finish(tx, idem, Reply::json(202, &envelope)).await
+        self.finish(tx, idem, envelope).await
     }
 
     fn job_view(&self, job: &Job, containers: &[Container]) -> JobView {
@@ -175,7 +175,7 @@ impl Strata {
 
     /// `POST /v1/jobs/:jobId/cancel`: releases the reservation. A finished job is 409; a
     /// canceled one answers its state again.
-    pub async fn cancel_job(&self, caller: &Caller, id: JobId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn cancel_job(&self, caller: &Caller, id: JobId, idem: Option<&IdemClaim>) -> Result<JobView> {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -196,11 +196,11 @@ impl Strata {
         }
         let containers = tx.containers_of_job(id).await?;
         let view = self.job_view(&job, &containers);
-        self.finish(tx, idem, Reply::json(200, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     /// `GET /v1/projects/:projectId/content/:containerId`.
-    pub async fn get_container(&self, caller: &Caller, project: ProjectId, id: ContainerId) -> Result<Reply> {
+    pub async fn get_container(&self, caller: &Caller, project: ProjectId, id: ContainerId) -> Result<ContainerView> {
         caller.require(Scope::ContentRead).await?;
         let mut tx = self.store.read().await?;
         project_in(tx.as_mut(), caller.org_id(), project).await?;
@@ -210,7 +210,7 @@ impl Strata {
             .filter(|c| c.project_id == project)
             .ok_or(CoreError::not_found("container"))?;
         tx.commit().await?;
-        Ok(Reply::json(200, &ContainerView::from(&c)))
+        Ok(ContainerView::from(&c))
     }
 
     /// Ends a running job as completed, failed or canceled: settles its reservation, updates its

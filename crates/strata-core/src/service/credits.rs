@@ -17,7 +17,7 @@ use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, KillScope, Result};
 use crate::event::EventType;
 use crate::id::{OrgId, ProjectId, TxnId};
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::ledger::{LedgerReport, Posting, WalletChange, available_before};
 use crate::metadata::Metadata;
 use crate::org::{Org, OrgStatus};
@@ -30,7 +30,7 @@ pub const DEFAULT_RESERVATION_TIMEOUT_MS: i64 = 60 * 60 * 1000;
 /// `POST /v1/organizations/:orgId/credits/allocate`.
 #[derive(Debug, Clone)]
 pub struct Allocation {
-    pub credits: i64,
+    pub credits: crate::credits::Credits,
     pub description: Option<String>,
     pub metadata: Metadata,
 }
@@ -207,22 +207,22 @@ impl Strata {
     }
 
     /// `GET /v1/credits`.
-    pub async fn own_credits(&self, caller: &Caller) -> Result<Reply> {
+    pub async fn own_credits(&self, caller: &Caller) -> Result<CreditsView> {
         caller.require(Scope::CreditsRead).await?;
         let mut tx = self.store.read().await?;
         let w = self.read_wallet(tx.as_mut(), caller.org_id()).await?;
         tx.commit().await?;
-        Ok(Reply::json(200, &credits_view(&w)))
+        Ok(credits_view(&w))
     }
 
     /// `GET /v1/organizations/:orgId/credits`.
-    pub async fn child_credits(&self, caller: &Caller, org: OrgId) -> Result<Reply> {
+    pub async fn child_credits(&self, caller: &Caller, org: OrgId) -> Result<CreditsView> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
         let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
         let w = self.read_wallet(tx.as_mut(), child.id).await?;
         tx.commit().await?;
-        Ok(Reply::json(200, &credits_view(&w)))
+        Ok(credits_view(&w))
     }
 
     /// `GET /v1/credits/events` (own, `org: None`) or `GET /v1/organizations/:orgId/credits/events`.
@@ -245,13 +245,13 @@ impl Strata {
     }
 
     /// `GET /v1/organizations/:orgId/credit-config`.
-    pub async fn credit_config(&self, caller: &Caller, org: OrgId) -> Result<Reply> {
+    pub async fn credit_config(&self, caller: &Caller, org: OrgId) -> Result<ConfigReplyView> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
         let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
         let w = self.read_wallet(tx.as_mut(), child.id).await?;
         tx.commit().await?;
-        Ok(Reply::json(200, &config_reply(&w)))
+        Ok(config_reply(&w))
     }
 
     // ----- partner writes -----
@@ -259,7 +259,7 @@ impl Strata {
     /// `POST /v1/organizations/:orgId/credits/allocate`: parent prepaid → child prepaid. The
     /// child's wallet is locked; the parent's (contended: it funds every child) is read as last
     /// committed and its debit is posted last, guarded, so it is locked only until commit.
-    pub async fn allocate(&self, caller: &Caller, org: OrgId, req: Allocation, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn allocate(&self, caller: &Caller, org: OrgId, req: Allocation, idem: Option<&IdemClaim>) -> Result<AllocationView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -275,17 +275,17 @@ impl Strata {
             _ => self.contended_wallet(tx.as_mut(), caller.org_id()).await?,
         };
         let short = |spendable: i64| CoreError::BillingExhausted {
-            message: format!("allocating {} credits needs that much available prepaid balance; you have {spendable}", req.credits),
+            message: format!("allocating {} credits needs that much available prepaid balance; you have {spendable}", req.credits.get()),
             reason: "insufficient_credits",
         };
-        if req.credits > spendable_prepaid(&parent_w) {
+        if req.credits.get() > spendable_prepaid(&parent_w) {
             return Err(short(spendable_prepaid(&parent_w)));
         }
         let (t, entries) = self.bucket_move(
             Account::Prepaid,
             caller.org_id(),
             child.id,
-            req.credits,
+            req.credits.get(),
             TransferKind::Allocation,
             None,
             &req.metadata,
@@ -295,7 +295,7 @@ impl Strata {
         let view = AllocationView {
             id: t.id,
             organization_id: child.id,
-            allocated: req.credits,
+            allocated: req.credits.get(),
             balance: child_w.balance(),
             available: child_w.available(),
             description: req.description.clone(),
@@ -308,19 +308,18 @@ impl Strata {
         tx.insert_audit(&self.audit_entry(
             stamp,
             "credits.allocated",
-            json!({ "transferId": t.id, "organizationId": child.id, "credits": req.credits }),
+            json!({ "transferId": t.id, "organizationId": child.id, "credits": req.credits.get() }),
         ))
         .await?;
         let data = crate::event_data::CreditsMovedData {
             transfer_id: t.id,
-            credits: req.credits,
+            credits: req.credits.get(),
             from_organization_id: caller.org_id(),
             balance: child_w.balance(),
             available: child_w.available(),
         };
         tx.insert_event(&self.event(EventType::CreditsAllocated, child.id, None, data)).await?;
-        let reply = Reply::json(201, &view);
-        self.complete_claim(tx.as_mut(), idem, &reply).await?;
+        self.complete_claim(tx.as_mut(), idem, &view).await?;
         // Last, the contended debit: the parent's row is locked from here to commit.
         // `None`: the guard refused the parent's debit.
         let Some(after) = tx.post_transfers(&batch).await? else {
@@ -332,7 +331,7 @@ impl Strata {
             self.note_low(tx.as_mut(), &parent_after, available_before(&parent_after, &change)).await?;
         }
         tx.commit().await?;
-        Ok(reply)
+        Ok(view)
     }
 
     /// `PATCH /v1/organizations/:orgId/credit-config`.
@@ -342,7 +341,7 @@ impl Strata {
         org: OrgId,
         patch: CreditConfigPatch,
         idem: Option<&IdemClaim>,
-    ) -> Result<Reply> {
+    ) -> Result<ConfigReplyView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -363,14 +362,14 @@ impl Strata {
             json!({ "organizationId": child.id, "from": before, "to": w.config }),
         ))
         .await?;
-        self.finish(tx, idem, Reply::json(200, &config_reply(&w))).await
+        self.finish(tx, idem, config_reply(&w)).await
     }
 
     // ----- operator -----
 
     /// `strata credits grant`: credits enter the system from an operator account.
     pub async fn grant_credits(&self, org: OrgId, credits: i64, kind: GrantKind) -> Result<(TxnId, Wallet)> {
-        let credits = crate::credits::credit_amount("credits", &serde_json::json!(credits), 1)?;
+        let credits = crate::credits::Credits::positive("credits", &serde_json::json!(credits))?.get();
         let mut tx = self.store.write().await?;
         let target = tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
         if target.status == OrgStatus::Archived {

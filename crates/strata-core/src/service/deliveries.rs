@@ -11,7 +11,7 @@ use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::event::Event;
 use crate::id::{DeliveryId, EndpointId, EventId};
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::scope::Scope;
 use crate::store::Tx;
 use crate::webhook::{Delivery, DeliveryAttempt, DeliveryStatus, delivery_body};
@@ -170,21 +170,21 @@ impl Strata {
     /// `GET /v1/webhook-deliveries/:deliveryId` (`webhooks:read`): the delivery object whose
     /// `attempts` is the list of its newest 100 attempts (`AttemptView`), newest first; 404 when
     /// its endpoint is not the caller's org's (the same rule as the delivery list).
-    pub async fn get_delivery(&self, caller: &Caller, id: DeliveryId) -> Result<Reply> {
+    pub async fn get_delivery(&self, caller: &Caller, id: DeliveryId) -> Result<DeliveryDetail> {
         caller.require(Scope::WebhooksRead).await?;
         let mut tx = self.store.read().await?;
         let d = delivery_in(tx.as_mut(), caller.org_id(), id).await?;
         let attempts = tx.list_attempts(d.id, ATTEMPTS_SHOWN).await?;
         tx.commit().await?;
         let body = DeliveryDetail { delivery: DeliveryFields::from(&d), attempts: attempts.iter().map(AttemptView::from).collect() };
-        Ok(Reply::json(200, &body))
+        Ok(body)
     }
 
     /// `POST /v1/webhook-deliveries/:id/replay` (`webhooks:write`): the same event under a new
     /// event id, with `replayOf`, to the same endpoint only. The new event is written to the
     /// event log already dispatched (so `GET /v1/events/:eventId` answers it and the dispatcher
     /// never fans it out), with the original's `createdAt` and data. 404 as for `get_delivery`.
-    pub async fn replay_delivery(&self, caller: &Caller, id: DeliveryId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn replay_delivery(&self, caller: &Caller, id: DeliveryId, idem: Option<&IdemClaim>) -> Result<ReplayView> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -219,14 +219,20 @@ impl Strata {
         ))
         .await?;
         let reply = ReplayView { original_delivery_id: original.id, replay_delivery_id: d.id, scheduled_at: d.next_retry_at };
-        self.finish(tx, idem, Reply::json(200, &reply)).await
+        self.finish(tx, idem, reply).await
     }
 
     /// `POST /v1/webhook-endpoints/:id/recover` `{since}` (`webhooks:write`; a firehose
     /// endpoint needs `org:admin`): puts the endpoint's failed and abandoned deliveries created
     /// at or after `since` back on the first rung of the ladder, attempt count restarted (their
     /// attempt history stays). 200 `{endpointId, requeued}`; 404 for another org's endpoint.
-    pub async fn recover_endpoint(&self, caller: &Caller, id: EndpointId, since: Timestamp, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn recover_endpoint(
+        &self,
+        caller: &Caller,
+        id: EndpointId,
+        since: Timestamp,
+        idem: Option<&IdemClaim>,
+    ) -> Result<RecoverView> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
         self.guard_firehose(caller, id).await?;
@@ -240,7 +246,7 @@ impl Strata {
             json!({ "endpointId": e.id, "since": since, "requeued": requeued }),
         ))
         .await?;
-        self.finish(tx, idem, Reply::json(200, &RecoverView { endpoint_id: e.id, requeued })).await
+        self.finish(tx, idem, RecoverView { endpoint_id: e.id, requeued }).await
     }
 
     /// The retention worker's step: deletes deliveries in a terminal status (with their

@@ -28,11 +28,11 @@ impl Strata {
         };
         // The common case, a key never seen: one relaxed statement.
         if self.store.idem_claim_fresh(&rec).await? {
-            return Ok(Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint, token: now }));
+            return Ok(Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint, token: now, status: 200 }));
         }
         let mut tx = self.store.write().await?;
         let outcome = if tx.idem_insert(&rec).await? {
-            Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint, token: now })
+            Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint, token: now, status: 200 })
         } else {
             let existing = tx.idem_get(caller.key.id, &key).await?.ok_or_else(|| CoreError::internal("idempotency record vanished"))?;
             if existing.fingerprint != fingerprint {
@@ -42,7 +42,7 @@ impl Strata {
                 Some(reply) => Claimed::Replay(self.open_reply(reply)?),
                 None if existing.lease_until <= now => {
                     tx.idem_renew(caller.key.id, &key, now, now.plus_ms(CLAIM_LEASE_MS)).await?;
-                    Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint, token: now })
+                    Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint, token: now, status: 200 })
                 }
                 None => return Err(CoreError::IdempotencyConflict { in_progress: true }),
             }

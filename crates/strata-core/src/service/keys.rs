@@ -13,7 +13,7 @@ use crate::error::{CoreError, Result};
 use crate::event::EventType;
 use crate::event_data::ApiKeyEventData;
 use crate::id::{ApiKeyId, OrgId};
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::key::{ApiKey, KeyStatus};
 use crate::org::OrgStatus;
 use crate::scope::{Scope, Scopes};
@@ -157,7 +157,7 @@ impl Strata {
     }
 
     /// `POST /v1/organizations/:orgId/api-keys`.
-    pub async fn mint_child_key(&self, caller: &Caller, org: OrgId, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn mint_child_key(&self, caller: &Caller, org: OrgId, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<MintedView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -169,7 +169,7 @@ impl Strata {
         let (key, minted) = new_key(child.id, cmd.name, cmd.scopes, cmd.env, Self::child_tier(), self.now());
         self.insert_minted(tx.as_mut(), caller, &key).await?;
         let view = MintedView::of(&key, &minted.secret, None);
-        self.finish(tx, idem, Reply::json(201, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     /// `GET /v1/organizations/:orgId/api-keys`.
@@ -185,7 +185,7 @@ impl Strata {
 
     /// `POST /v1/organizations/:orgId/api-keys/:keyId/rotate`: a new key; the old one keeps
     /// working for the grace window.
-    pub async fn rotate_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn rotate_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<MintedView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -219,11 +219,11 @@ impl Strata {
         ))
         .await?;
         let view = MintedView::of(&key, &minted.secret, Some(&old));
-        self.finish(tx, idem, Reply::json(201, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     /// `DELETE /v1/organizations/:orgId/api-keys/:keyId`: revoked at once; repeatable.
-    pub async fn revoke_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn revoke_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<DeletedView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -244,7 +244,7 @@ impl Strata {
             ))
             .await?;
         }
-        self.finish(tx, idem, Reply::json(200, &DeletedView { api_key: KeyView::from(&key), deleted: true })).await
+        self.finish(tx, idem, DeletedView { api_key: KeyView::from(&key), deleted: true }).await
     }
 
     /// `GET /v1/api-keys`: the acting org's keys, masked. Any valid key of the org may list them.
@@ -257,7 +257,7 @@ impl Strata {
     }
 
     /// `POST /v1/api-keys`: another key of the acting org, within the caller's scopes.
-    pub async fn mint_own_key(&self, caller: &Caller, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn mint_own_key(&self, caller: &Caller, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<MintedView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         self.check_delegation(caller, &cmd.scopes, caller.acts_in_child())?;
@@ -266,12 +266,12 @@ impl Strata {
         let mut tx = self.write_as(caller).await?;
         self.insert_minted(tx.as_mut(), caller, &key).await?;
         let view = MintedView::of(&key, &minted.secret, None);
-        self.finish(tx, idem, Reply::json(201, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     /// `POST /v1/api-keys/:keyId/rotate`: same id, new secret; the old secret is dead at once.
     /// An admin key may rotate any key of its org; any key may rotate itself.
-    pub async fn rotate_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn rotate_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<MintedView> {
         if caller.key.id != id {
             caller.require(Scope::OrgAdmin).await?;
         }
@@ -295,11 +295,11 @@ impl Strata {
         ))
         .await?;
         let view = MintedView::of(&key, &minted.secret, None);
-        self.finish(tx, idem, Reply::json(200, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     /// `POST /v1/api-keys/:keyId/kill`: any key of an org may kill any key of the same org.
-    pub async fn kill_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn kill_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<KilledView> {
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
         let mut key = key_of(tx.as_mut(), caller.org_id(), id).await?;
@@ -308,6 +308,6 @@ impl Strata {
             tx.update_key(&key).await?;
             tx.insert_audit(&self.audit_entry(caller.stamp(), "api_key.killed", json!({ "keyId": key.id.to_string() }))).await?;
         }
-        self.finish(tx, idem, Reply::json(200, &KilledView { api_key: KeyView::from(&key), killed: true })).await
+        self.finish(tx, idem, KilledView { api_key: KeyView::from(&key), killed: true }).await
     }
 }

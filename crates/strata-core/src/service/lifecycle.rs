@@ -13,7 +13,7 @@ use super::{Caller, Strata};
 use crate::error::{CoreError, Result};
 use crate::event::EventType;
 use crate::id::{OrgId, ProjectId};
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::metadata::Metadata;
 use crate::org::{Lifecycle, Org, Transition};
 use crate::project::{Project, ProjectStatus};
@@ -31,6 +31,15 @@ pub struct ArchivedView {
     /// Unspent, unreserved credits swept back to the parent.
     reclaimed_credits: i64,
     revoked_api_keys: i64,
+}
+
+/// What a lifecycle change answers: the org after a suspend or resume, the archive's summary
+/// after an archive.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum LifecycleView {
+    Org(OrgView),
+    Archived(ArchivedView),
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -63,7 +72,13 @@ pub struct MigrationView {
 impl Strata {
     /// Suspend, resume or archive a child. Repeating a request in the state it leads to is a
     /// no-op that answers with the current state; archive is terminal.
-    pub async fn change_child_lifecycle(&self, caller: &Caller, id: OrgId, req: Lifecycle, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn change_child_lifecycle(
+        &self,
+        caller: &Caller,
+        id: OrgId,
+        req: Lifecycle,
+        idem: Option<&IdemClaim>,
+    ) -> Result<LifecycleView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -106,27 +121,24 @@ impl Strata {
             ))
             .await?;
         }
-        let reply = if req == Lifecycle::Archive {
+        let answer = if req == Lifecycle::Archive {
             let (reclaimed, revoked) = org.archive_stats.unwrap_or((0, 0));
-            Reply::json(
-                200,
-                &ArchivedView {
-                    id: org.id,
-                    status: "archived",
-                    archived_at: org.archived_at,
-                    reclaimed_credits: reclaimed,
-                    revoked_api_keys: revoked,
-                },
-            )
+            LifecycleView::Archived(ArchivedView {
+                id: org.id,
+                status: "archived",
+                archived_at: org.archived_at,
+                reclaimed_credits: reclaimed,
+                revoked_api_keys: revoked,
+            })
         } else {
-            Reply::json(200, &OrgView::from(&org))
+            LifecycleView::Org(OrgView::from(&org))
         };
-        self.finish(tx, idem, reply).await
+        self.finish(tx, idem, answer).await
     }
 
     /// `DELETE /v1/projects/:projectId`: a soft archive that cancels the project's scheduled
     /// posts. Repeating it answers the archived state.
-    pub async fn archive_project(&self, caller: &Caller, id: ProjectId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn archive_project(&self, caller: &Caller, id: ProjectId, idem: Option<&IdemClaim>) -> Result<ArchivedProjectView> {
         caller.require(Scope::ProjectsWrite).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -145,7 +157,7 @@ impl Strata {
                 .await?;
         }
         let view = ArchivedProjectView { id: p.id, status: "archived", archived_at: p.archived_at, canceled_scheduled_posts: canceled };
-        self.finish(tx, idem, Reply::json(200, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     /// `POST /v1/organizations/migrate`: moves flat projects into new child orgs, one per
@@ -155,7 +167,7 @@ impl Strata {
         caller: &Caller,
         mut mapping: Vec<(ProjectId, String)>,
         idem: Option<&IdemClaim>,
-    ) -> Result<Reply> {
+    ) -> Result<MigrationView> {
         // Lock projects in id order, so two overlapping migrations cannot deadlock.
         mapping.sort_by_key(|(id, _)| *id);
         caller.require(Scope::OrgAdmin).await?;
@@ -200,6 +212,6 @@ impl Strata {
             children.push(MigratedChild { id: org.id, name, project_ids: ids });
         }
         let view = MigrationView { projects_moved: moved, children_created: children.len(), children };
-        self.finish(tx, idem, Reply::json(201, &view)).await
+        self.finish(tx, idem, view).await
     }
 }

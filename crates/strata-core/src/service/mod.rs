@@ -37,7 +37,7 @@ pub use deliveries::{AttemptView, DeliveryDetail, DeliveryFields, DeliveryView, 
 pub use dispatch::{AttemptResult, PreparedAttempt, SendOutcome, SendSlots, WebhookSender};
 pub use idempotency::Claimed;
 pub use keys::{DeletedView, KeyEnv, KilledView, MintedView, NewKey};
-pub use lifecycle::{ArchivedProjectView, ArchivedView, MigratedChild, MigrationView};
+pub use lifecycle::{ArchivedProjectView, ArchivedView, LifecycleView, MigratedChild, MigrationView};
 pub use operator::{NewPartner, PartnerCreated};
 pub use orgs::{NewChild, OrgPatch, OrgWithSummary, SummaryView, WhoamiView};
 pub use posts::NewPost;
@@ -225,19 +225,22 @@ impl Strata {
         Event { id: EventId::at(now.millis()), event_type: ty, org_id: org, project_id: project, data, created_at: now, seq: 0 }
     }
 
-    /// Commits a write with its idempotency record (when the request carried a key).
-    pub(crate) async fn finish(&self, mut tx: Box<dyn Tx>, idem: Option<&IdemClaim>, reply: Reply) -> Result<Reply> {
-        self.complete_claim(tx.as_mut(), idem, &reply).await?;
+    /// Commits a write with its idempotency record (when the request carried a key) and hands
+    /// back its answer.
+    pub(crate) async fn finish<T: serde::Serialize>(&self, mut tx: Box<dyn Tx>, idem: Option<&IdemClaim>, answer: T) -> Result<T> {
+        self.complete_claim(tx.as_mut(), idem, &answer).await?;
         tx.commit().await?;
-        Ok(reply)
+        Ok(answer)
     }
 
-    /// Writes the reply into the request's idempotency claim inside the write's transaction.
-    pub(crate) async fn complete_claim(&self, tx: &mut dyn Tx, idem: Option<&IdemClaim>, reply: &Reply) -> Result<()> {
+    /// Writes the answer into the request's idempotency claim inside the write's transaction,
+    /// with the success status the claim carries.
+    pub(crate) async fn complete_claim(&self, tx: &mut dyn Tx, idem: Option<&IdemClaim>, answer: &impl serde::Serialize) -> Result<()> {
         if let Some(claim) = idem {
+            let reply = Reply::json(claim.status, answer)?;
             // Only the holder of the claim may complete it; a request that outlived its lease
             // was taken over, and its effect must not commit beside the retry's.
-            if tx.idem_complete(claim.api_key_id, &claim.key, claim.token, &self.seal_reply(reply)).await? != 1 {
+            if tx.idem_complete(claim.api_key_id, &claim.key, claim.token, &self.seal_reply(&reply)).await? != 1 {
                 return Err(crate::error::CoreError::IdempotencyConflict { in_progress: true });
             }
         }

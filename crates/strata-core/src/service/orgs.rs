@@ -12,7 +12,7 @@ use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::event::EventType;
 use crate::id::OrgId;
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::org::{Org, OrgStatus};
 use crate::scope::Scope;
@@ -87,7 +87,7 @@ impl Strata {
     }
 
     /// `GET /v1/whoami`: answers for any valid key, even a killed or suspended one.
-    pub async fn whoami(&self, caller: &Caller) -> Result<Reply> {
+    pub async fn whoami(&self, caller: &Caller) -> Result<WhoamiView> {
         let wallet = if caller.acts_in_child() {
             let mut tx = self.store.read().await?;
             let wallet = self.wallet_now(tx.as_mut(), caller.org_id()).await?;
@@ -109,10 +109,10 @@ impl Strata {
             api_key_id: caller.key.id,
             credit_balance: wallet.balance(),
         };
-        Ok(Reply::json(200, &view))
+        Ok(view)
     }
 
-    pub async fn create_child(&self, caller: &Caller, cmd: NewChild, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn create_child(&self, caller: &Caller, cmd: NewChild, idem: Option<&IdemClaim>) -> Result<OrgView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         if !caller.org.is_root() {
@@ -131,7 +131,7 @@ impl Strata {
             json!({ "organizationId": org.id.to_string(), "name": org.name }),
         ))
         .await?;
-        self.finish(tx, idem, Reply::json(201, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     pub async fn list_children(&self, caller: &Caller, status: Option<OrgStatus>, page: PageRequest) -> Result<Page<OrgView>> {
@@ -142,7 +142,7 @@ impl Strata {
         Ok(Page::from_rows(rows, page, &self.secret, "orgs", |o| o.seq).map(|o| OrgView::from(&o)))
     }
 
-    pub async fn get_child(&self, caller: &Caller, id: OrgId) -> Result<Reply> {
+    pub async fn get_child(&self, caller: &Caller, id: OrgId) -> Result<OrgWithSummary> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
         let (org, wallet, project_count) = tx.child_summary(caller.org_id(), id).await?.ok_or(CoreError::not_found("organization"))?;
@@ -154,10 +154,10 @@ impl Strata {
             available: wallet.available(),
             credit_config: ConfigView::from(wallet.config),
         };
-        Ok(Reply::json(200, &OrgWithSummary { org: OrgView::from(&org), summary }))
+        Ok(OrgWithSummary { org: OrgView::from(&org), summary })
     }
 
-    pub async fn update_child(&self, caller: &Caller, id: OrgId, patch: OrgPatch, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn update_child(&self, caller: &Caller, id: OrgId, patch: OrgPatch, idem: Option<&IdemClaim>) -> Result<OrgView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -177,6 +177,6 @@ impl Strata {
         org.updated_at = self.now();
         tx.update_org(&org).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "organization.updated", json!({ "organizationId": org.id.to_string() }))).await?;
-        self.finish(tx, idem, Reply::json(200, &OrgView::from(&org))).await
+        self.finish(tx, idem, OrgView::from(&org)).await
     }
 }

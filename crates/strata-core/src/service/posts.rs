@@ -12,7 +12,7 @@ use crate::error::{CoreError, Result};
 use crate::event::EventType;
 use crate::event_data::PostEventData;
 use crate::id::{ContainerId, OrgId, PostId, ProjectId};
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::org::OrgStatus;
 use crate::post::{PostStatus, ScheduledPost};
 use crate::project::ProjectStatus;
@@ -32,7 +32,7 @@ pub struct NewPost {
 
 impl Strata {
     /// `POST /v1/projects/:projectId/scheduled-posts`.
-    pub async fn schedule_post(&self, caller: &Caller, project: ProjectId, cmd: NewPost, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn schedule_post(&self, caller: &Caller, project: ProjectId, cmd: NewPost, idem: Option<&IdemClaim>) -> Result<PostView> {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
         let now = self.now();
@@ -75,7 +75,7 @@ impl Strata {
         stamp.project_id = Some(p.id);
         tx.insert_audit(&self.audit_entry(stamp, "post.scheduled", json!({ "postId": post.id }))).await?;
         tx.insert_event(&self.event(EventType::PostScheduled, p.org_id, Some(p.id), PostEventData { post: PostView::from(&post) })).await?;
-        self.finish(tx, idem, Reply::json(201, &view)).await
+        self.finish(tx, idem, view).await
     }
 
     /// `GET /v1/projects/:projectId/scheduled-posts`.
@@ -90,7 +90,7 @@ impl Strata {
 
     /// `DELETE /v1/projects/:projectId/scheduled-posts/:postId`: cancels; repeatable. A
     /// published post is 409.
-    pub async fn cancel_post(&self, caller: &Caller, project: ProjectId, id: PostId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn cancel_post(&self, caller: &Caller, project: ProjectId, id: PostId, idem: Option<&IdemClaim>) -> Result<PostView> {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -108,7 +108,7 @@ impl Strata {
                 return Err(CoreError::conflict_with(format!("the post is {}", done.as_str()), json!({ "status": done.as_str() })));
             }
         }
-        self.finish(tx, idem, Reply::json(200, &PostView::from(&post))).await
+        self.finish(tx, idem, PostView::from(&post)).await
     }
 
     async fn cancel_one(&self, tx: &mut dyn Tx, post: &mut ScheduledPost, stamp: Stamp) -> Result<()> {

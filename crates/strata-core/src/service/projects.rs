@@ -9,7 +9,7 @@ use super::{Caller, Strata};
 use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::id::ProjectId;
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::project::{Project, ProjectFilter, ProjectStatus};
 use crate::scope::Scope;
 use crate::store::Owner;
@@ -45,7 +45,7 @@ fn external_id_taken() -> CoreError {
 
 impl Strata {
     /// `POST /v1/projects`.
-    pub async fn create_project(&self, caller: &Caller, cmd: NewProject, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn create_project(&self, caller: &Caller, cmd: NewProject, idem: Option<&IdemClaim>) -> Result<ProjectView> {
         caller.require(Scope::ProjectsWrite).await?;
         caller.ensure_writable()?;
         let now = self.now();
@@ -78,7 +78,7 @@ impl Strata {
         let mut stamp = caller.stamp();
         stamp.project_id = Some(project.id);
         tx.insert_audit(&self.audit_entry(stamp, "project.created", json!({ "projectId": project.id, "name": project.name }))).await?;
-        self.finish(tx, idem, Reply::json(201, &ProjectView::from(&project))).await
+        self.finish(tx, idem, ProjectView::from(&project)).await
     }
 
     /// `GET /v1/projects`.
@@ -91,16 +91,22 @@ impl Strata {
     }
 
     /// `GET /v1/projects/:projectId`.
-    pub async fn get_project(&self, caller: &Caller, id: ProjectId) -> Result<Reply> {
+    pub async fn get_project(&self, caller: &Caller, id: ProjectId) -> Result<ProjectView> {
         caller.require(Scope::ProjectsRead).await?;
         let mut tx = self.store.read().await?;
         let p = project_in(tx.as_mut(), caller.org_id(), id).await?;
         tx.commit().await?;
-        Ok(Reply::json(200, &ProjectView::from(&p)))
+        Ok(ProjectView::from(&p))
     }
 
     /// `PATCH /v1/projects/:projectId`.
-    pub async fn update_project(&self, caller: &Caller, id: ProjectId, patch: ProjectPatch, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn update_project(
+        &self,
+        caller: &Caller,
+        id: ProjectId,
+        patch: ProjectPatch,
+        idem: Option<&IdemClaim>,
+    ) -> Result<ProjectView> {
         caller.require(Scope::ProjectsWrite).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
@@ -140,6 +146,6 @@ impl Strata {
         stamp.project_id = Some(p.id);
         let what = if reactivated { "project.reactivated" } else { "project.updated" };
         tx.insert_audit(&self.audit_entry(stamp, what, json!({ "projectId": p.id }))).await?;
-        self.finish(tx, idem, Reply::json(200, &ProjectView::from(&p))).await
+        self.finish(tx, idem, ProjectView::from(&p)).await
     }
 }

@@ -12,7 +12,7 @@ use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::event::EventType;
 use crate::id::{DeliveryId, EndpointId, EventId, OrgId, ProjectId};
-use crate::idempotency::{IdemClaim, Reply};
+use crate::idempotency::IdemClaim;
 use crate::metadata::{Metadata, MetadataPatch};
 use crate::scope::Scope;
 use crate::store::Tx;
@@ -194,7 +194,7 @@ impl Strata {
     }
 
     /// `POST /v1/webhook-endpoints`: 201 with the signing secret, shown once.
-    pub async fn create_endpoint(&self, caller: &Caller, cmd: NewEndpoint, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn create_endpoint(&self, caller: &Caller, cmd: NewEndpoint, idem: Option<&IdemClaim>) -> Result<CreatedEndpoint> {
         caller.require(Scope::WebhooksWrite).await?;
         if cmd.scope == EndpointScope::AllChildren {
             caller.require(Scope::OrgAdmin).await?;
@@ -237,7 +237,7 @@ impl Strata {
         ))
         .await?;
         let body = CreatedEndpoint { endpoint: EndpointView::from(&endpoint), signing_secret: secret };
-        self.finish(tx, idem, Reply::json(201, &body)).await
+        self.finish(tx, idem, body).await
     }
 
     pub async fn list_endpoints(
@@ -254,15 +254,21 @@ impl Strata {
         Ok(Page::from_rows(rows, page, &self.secret, "endpoints", |e| e.seq).map(|e| EndpointView::from(&e)))
     }
 
-    pub async fn get_endpoint(&self, caller: &Caller, id: EndpointId) -> Result<Reply> {
+    pub async fn get_endpoint(&self, caller: &Caller, id: EndpointId) -> Result<EndpointView> {
         caller.require(Scope::WebhooksRead).await?;
         let mut tx = self.store.read().await?;
         let e = endpoint_in(tx.as_mut(), caller.org_id(), id).await?;
         tx.commit().await?;
-        Ok(Reply::json(200, &EndpointView::from(&e)))
+        Ok(EndpointView::from(&e))
     }
 
-    pub async fn update_endpoint(&self, caller: &Caller, id: EndpointId, patch: EndpointPatch, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn update_endpoint(
+        &self,
+        caller: &Caller,
+        id: EndpointId,
+        patch: EndpointPatch,
+        idem: Option<&IdemClaim>,
+    ) -> Result<EndpointView> {
         caller.require(Scope::WebhooksWrite).await?;
         if patch.scope == Some(EndpointScope::AllChildren) {
             caller.require(Scope::OrgAdmin).await?;
@@ -297,11 +303,11 @@ impl Strata {
         e.updated_at = self.now();
         tx.update_endpoint(&e).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "webhook_endpoint.updated", json!({ "endpointId": e.id }))).await?;
-        self.finish(tx, idem, Reply::json(200, &EndpointView::from(&e))).await
+        self.finish(tx, idem, EndpointView::from(&e)).await
     }
 
     /// `DELETE /v1/webhook-endpoints/:id`: its pending deliveries are abandoned.
-    pub async fn delete_endpoint(&self, caller: &Caller, id: EndpointId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn delete_endpoint(&self, caller: &Caller, id: EndpointId, idem: Option<&IdemClaim>) -> Result<DeletedEndpoint> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
         self.guard_firehose(caller, id).await?;
@@ -310,11 +316,11 @@ impl Strata {
         tx.abandon_deliveries(Some(e.id), None, self.now()).await?;
         tx.delete_endpoint(e.id).await?;
         tx.insert_audit(&self.audit_entry(caller.stamp(), "webhook_endpoint.deleted", json!({ "endpointId": e.id }))).await?;
-        self.finish(tx, idem, Reply::json(200, &DeletedEndpoint { id: e.id, deleted: true })).await
+        self.finish(tx, idem, DeletedEndpoint { id: e.id, deleted: true }).await
     }
 
     /// `POST /v1/webhook-endpoints/:id/rotate-secret`: both secrets sign for 24 h.
-    pub async fn rotate_endpoint_secret(&self, caller: &Caller, id: EndpointId, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn rotate_endpoint_secret(&self, caller: &Caller, id: EndpointId, idem: Option<&IdemClaim>) -> Result<RotatedSecret> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
         self.guard_firehose(caller, id).await?;
@@ -333,11 +339,17 @@ impl Strata {
             previous_secret_expires_at: e.previous_expires_at,
             warning: "Store this secret now. It cannot be retrieved again. The previous secret also signs deliveries until previousSecretExpiresAt.",
         };
-        self.finish(tx, idem, Reply::json(200, &body)).await
+        self.finish(tx, idem, body).await
     }
 
     /// `POST /v1/webhook-endpoints/:id/test`: a `test.ping` delivery, whatever the filter.
-    pub async fn test_endpoint(&self, caller: &Caller, id: EndpointId, payload: Option<Value>, idem: Option<&IdemClaim>) -> Result<Reply> {
+    pub async fn test_endpoint(
+        &self,
+        caller: &Caller,
+        id: EndpointId,
+        payload: Option<Value>,
+        idem: Option<&IdemClaim>,
+    ) -> Result<TestPingView> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
         self.guard_firehose(caller, id).await?;
@@ -351,6 +363,6 @@ impl Strata {
         let d = self.new_delivery(&e, event.org_id, event.id, event.event_type, body, None);
         tx.insert_deliveries(std::slice::from_ref(&d)).await?;
         let reply = TestPingView { event_id: event.id, delivery_id: d.id, scheduled_at: d.next_retry_at };
-        self.finish(tx, idem, Reply::json(200, &reply)).await
+        self.finish(tx, idem, reply).await
     }
 }

@@ -1,6 +1,6 @@
 //! Content generation, jobs, containers and scheduled posts.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -10,20 +10,19 @@ use strata_core::clock::Timestamp;
 use strata_core::content::FORMATS;
 use strata_core::content::{JobView, StartedJob};
 use strata_core::error::CoreError;
-use strata_core::id::{ContainerId, JobId, PostId};
+use strata_core::id::{ContainerId, JobId, PostId, ProjectId};
 use strata_core::post::PLATFORMS;
 use strata_core::schema::{Format, Platform};
 use strata_core::service::{NewGeneration, NewPost};
 use strata_core::wire::{ContainerView, PageView, PostView};
 use utoipa::ToSchema;
 
-use super::projects::project_id;
-use super::{no_fields, page_reply, page_request};
+use super::{no_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, Id, QueryMap, parse_json};
 use crate::params::{ContainerPath, JobPath, PostListQuery, PostPath, ProjectPath};
-use crate::write::{Write, reply_response};
+use crate::write::{Write, json_response, reply_response};
 
 /// What to make.
 #[derive(Deserialize, serde::Serialize, ToSchema)]
@@ -93,10 +92,9 @@ fn brief_value(b: Option<Brief>) -> Result<Value, CoreError> {
         (status = 429, description = "RATE_LIMITED: the long-running bucket is empty, or the key's concurrent-jobs cap is reached."),
         (status = 503, description = "KILL_SWITCH: the key was killed, or the org is suspended or its access revoked (spending in a suspended org, by any key)."),
     ))]
-pub async fn generate(State(app): State<AppState>, Path(project): Path<String>, w: Write) -> HttpResult {
+pub async fn generate(State(app): State<AppState>, Id(project): Id<ProjectId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let project = project_id(&project)?;
+    w.run(app, StatusCode::ACCEPTED, |claim| async move {
         let b: GenerateBody = parse_json(&w.body)?;
         let format = b.format.unwrap_or_else(|| "auto".to_owned());
         if !FORMATS.contains(&format.as_str()) {
@@ -128,8 +126,7 @@ pub async fn generate(State(app): State<AppState>, Path(project): Path<String>, 
         (status = 200, description = "The job.", body = JobView, headers(("ETag" = String, description = "The representation's tag."))),
         (status = 304, description = "Not modified since the `ETag` sent.", headers(("ETag" = String, description = "The representation's tag."))),
     ))]
-pub async fn job(State(app): State<AppState>, caller: Auth, Path(id): Path<String>, headers: HeaderMap) -> HttpResult {
-    let id = JobId::parse_field(&id, "jobId")?;
+pub async fn job(State(app): State<AppState>, caller: Auth, Id(id): Id<JobId>, headers: HeaderMap) -> HttpResult {
     let view = app.strata.get_job(&caller, id).await?;
     let body = serde_json::to_vec(&view).map_err(|e| CoreError::internal(e.to_string()))?;
     let digest = Sha256::digest(&body);
@@ -154,10 +151,9 @@ pub async fn job(State(app): State<AppState>, caller: Auth, Path(id): Path<Strin
 #[utoipa::path(post, path = "/v1/jobs/{jobId}/cancel", tag = "Content", operation_id = "cancelJob",
     security(("bearer" = ["content:write"])), params(JobPath),
     responses((status = 200, description = "The job, canceled.", body = JobView)))]
-pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn cancel(State(app): State<AppState>, Id(id): Id<JobId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let id = JobId::parse_field(&id, "jobId")?;
+    w.run(app, StatusCode::OK, |claim| async move {
         no_fields(&w.body)?;
         app.strata.cancel_job(&w.caller, id, claim.as_ref()).await
     })
@@ -170,10 +166,8 @@ pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>, w: Writ
 #[utoipa::path(get, path = "/v1/projects/{projectId}/content/{containerId}", tag = "Content", operation_id = "getContainer",
     security(("bearer" = ["content:read"])), params(ProjectPath, ContainerPath),
     responses((status = 200, description = "The container.", body = ContainerView)))]
-pub async fn container(State(app): State<AppState>, caller: Auth, Path((project, id)): Path<(String, String)>) -> HttpResult {
-    let project = project_id(&project)?;
-    let id = ContainerId::parse_field(&id, "containerId")?;
-    Ok(reply_response(app.strata.get_container(&caller, project, id).await?))
+pub async fn container(State(app): State<AppState>, caller: Auth, Id(project): Id<ProjectId>, Id(id): Id<ContainerId>) -> HttpResult {
+    json_response(StatusCode::OK, &app.strata.get_container(&caller, project, id).await?)
 }
 
 /// A post to publish later.
@@ -199,10 +193,9 @@ struct PostBody {
     security(("bearer" = ["content:write"])), params(ProjectPath),
     request_body(content = PostBody),
     responses((status = 201, description = "The scheduled post.", body = PostView)))]
-pub async fn schedule(State(app): State<AppState>, Path(project): Path<String>, w: Write) -> HttpResult {
+pub async fn schedule(State(app): State<AppState>, Id(project): Id<ProjectId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let project = project_id(&project)?;
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let b: PostBody = parse_json(&w.body)?;
         if !PLATFORMS.contains(&b.platform.as_str()) {
             return Err(CoreError::validation("platform", format!("must be one of {}", PLATFORMS.join(", "))));
@@ -221,21 +214,18 @@ pub async fn schedule(State(app): State<AppState>, Path(project): Path<String>, 
 #[utoipa::path(get, path = "/v1/projects/{projectId}/scheduled-posts", tag = "Content", operation_id = "listScheduledPosts",
     security(("bearer" = ["content:read"])), params(ProjectPath, PostListQuery),
     responses((status = 200, description = "A page of posts, newest first.", body = PageView<PostView>)))]
-pub async fn posts(State(app): State<AppState>, caller: Auth, Path(project): Path<String>, q: QueryMap) -> HttpResult {
-    let project = project_id(&project)?;
+pub async fn posts(State(app): State<AppState>, caller: Auth, Id(project): Id<ProjectId>, q: QueryMap) -> HttpResult {
     let page = page_request(&app, &q, "posts", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.list_posts(&caller, project, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_posts(&caller, project, page).await?))
 }
 
 /// Cancel a scheduled post.
 #[utoipa::path(delete, path = "/v1/projects/{projectId}/scheduled-posts/{postId}", tag = "Content", operation_id = "cancelScheduledPost",
     security(("bearer" = ["content:write"])), params(ProjectPath, PostPath),
     responses((status = 200, description = "The post, canceled.", body = PostView)))]
-pub async fn cancel_post(State(app): State<AppState>, Path((project, id)): Path<(String, String)>, w: Write) -> HttpResult {
+pub async fn cancel_post(State(app): State<AppState>, Id(project): Id<ProjectId>, Id(id): Id<PostId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let project = project_id(&project)?;
-        let id = PostId::parse_field(&id, "postId")?;
+    w.run(app, StatusCode::OK, |claim| async move {
         no_fields(&w.body)?;
         app.strata.cancel_post(&w.caller, project, id, claim.as_ref()).await
     })

@@ -1,10 +1,11 @@
 //! Credits: wallets, the ledger, allocation and the credit config.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use strata_core::clock::Timestamp;
-use strata_core::credits::{CREDIT_EVENT_TYPES, CreditConfigPatch, CreditEventFilter, credit_amount};
+use strata_core::credits::{CREDIT_EVENT_TYPES, CreditConfigPatch, CreditEventFilter, Credits, PositiveCredits};
 use strata_core::error::CoreError;
 use strata_core::id::{OrgId, ProjectId};
 use strata_core::metadata::Metadata;
@@ -12,16 +13,12 @@ use strata_core::service::{Allocation, AllocationView, ConfigReplyView, CreditEv
 use strata_core::wire::PageView;
 use utoipa::ToSchema;
 
-use super::{only_fields, page_reply, page_request};
+use super::{only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, Id, QueryMap, parse_json};
 use crate::params::{CreditEventsQuery, OrgPath};
-use crate::write::{Write, reply_response};
-
-fn org_id(raw: &str) -> Result<OrgId, CoreError> {
-    OrgId::parse_field(raw, "orgId")
-}
+use crate::write::{Write, json_response};
 
 /// Read the caller's wallet.
 ///
@@ -31,16 +28,15 @@ fn org_id(raw: &str) -> Result<OrgId, CoreError> {
     security(("bearer" = ["credits:read"])),
     responses((status = 200, description = "The wallet.", body = CreditsView)))]
 pub async fn own(State(app): State<AppState>, caller: Auth) -> HttpResult {
-    Ok(reply_response(app.strata.own_credits(&caller).await?))
+    json_response(StatusCode::OK, &app.strata.own_credits(&caller).await?)
 }
 
 /// Read a child's wallet.
 #[utoipa::path(get, path = "/v1/organizations/{orgId}/credits", tag = "Credits", operation_id = "getChildCredits",
     security(("bearer" = ["org:admin"])), params(OrgPath),
     responses((status = 200, description = "The child's wallet.", body = CreditsView)))]
-pub async fn child(State(app): State<AppState>, caller: Auth, Path(org): Path<String>) -> HttpResult {
-    let org = org_id(&org)?;
-    Ok(reply_response(app.strata.child_credits(&caller, org).await?))
+pub async fn child(State(app): State<AppState>, caller: Auth, Id(org): Id<OrgId>) -> HttpResult {
+    json_response(StatusCode::OK, &app.strata.child_credits(&caller, org).await?)
 }
 
 fn event_filter(q: &QueryMap) -> Result<CreditEventFilter, CoreError> {
@@ -66,18 +62,17 @@ fn event_filter(q: &QueryMap) -> Result<CreditEventFilter, CoreError> {
 pub async fn own_events(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
     let filter = event_filter(&q)?;
     let page = page_request(&app, &q, "credit-events", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.credit_events(&caller, None, &filter, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.credit_events(&caller, None, &filter, page).await?))
 }
 
 /// List a child's credit ledger.
 #[utoipa::path(get, path = "/v1/organizations/{orgId}/credits/events", tag = "Credits", operation_id = "listChildCreditEvents",
     security(("bearer" = ["org:admin"])), params(OrgPath, CreditEventsQuery),
     responses((status = 200, description = "A page of the child's ledger events.", body = PageView<CreditEventView>)))]
-pub async fn child_events(State(app): State<AppState>, caller: Auth, Path(org): Path<String>, q: QueryMap) -> HttpResult {
-    let org = org_id(&org)?;
+pub async fn child_events(State(app): State<AppState>, caller: Auth, Id(org): Id<OrgId>, q: QueryMap) -> HttpResult {
     let filter = event_filter(&q)?;
     let page = page_request(&app, &q, "credit-events", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.credit_events(&caller, Some(org), &filter, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.credit_events(&caller, Some(org), &filter, page).await?))
 }
 
 /// Credits to move from the caller's prepaid balance into a child's.
@@ -87,7 +82,7 @@ pub async fn child_events(State(app): State<AppState>, caller: Auth, Path(org): 
 struct AllocateBody {
     /// A whole number of credits above zero; above the largest accepted value is 422 naming it in
     /// `details.max`.
-    #[schema(value_type = i64, minimum = 1)]
+    #[schema(value_type = PositiveCredits)]
     credits: Value,
     /// At most 500 characters.
     #[serde(default)]
@@ -105,14 +100,14 @@ struct AllocateBody {
 #[expect(dead_code, reason = "describes the body `update_config` reads as a map (absent and null differ)")]
 struct ConfigBody {
     /// The credits the org may consume in one period; a generation over it is 402.
-    #[schema(minimum = 0)]
+    #[schema(value_type = Option<Credits>)]
     monthly_credit_cap: Option<Option<i64>>,
     /// Refill when `available` drops below this. Set together with `refillAmount`, or neither
     /// (else 422, `details.code: "REFILL_REQUIRES_THRESHOLD_AND_AMOUNT"`).
-    #[schema(minimum = 0)]
+    #[schema(value_type = Option<Credits>)]
     refill_threshold: Option<Option<i64>>,
     /// Credits moved from the parent per refill.
-    #[schema(minimum = 1)]
+    #[schema(value_type = Option<PositiveCredits>)]
     refill_amount: Option<Option<i64>>,
 }
 
@@ -135,12 +130,11 @@ struct ConfigBody {
         (status = 402, description = "BILLING_EXHAUSTED: the caller's prepaid balance cannot cover it."),
         (status = 409, description = "CONFLICT: the child is archived; or IDEMPOTENCY_CONFLICT."),
     ))]
-pub async fn allocate(State(app): State<AppState>, Path(org): Path<String>, w: Write) -> HttpResult {
+pub async fn allocate(State(app): State<AppState>, Id(org): Id<OrgId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run_keyed(app, |claim| async move {
-        let org = org_id(&org)?;
+    w.run_keyed(app, StatusCode::CREATED, |claim| async move {
         let b: AllocateBody = parse_json(&w.body)?;
-        let credits = credit_amount("credits", &b.credits, 1)?;
+        let credits = Credits::positive("credits", &b.credits)?;
         if b.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
             return Err(CoreError::validation("description", "must be at most 500 characters"));
         }
@@ -154,17 +148,20 @@ pub async fn allocate(State(app): State<AppState>, Path(org): Path<String>, w: W
 #[utoipa::path(get, path = "/v1/organizations/{orgId}/credit-config", tag = "Credits", operation_id = "getCreditConfig",
     security(("bearer" = ["org:admin"])), params(OrgPath),
     responses((status = 200, description = "The config and the child's wallet.", body = ConfigReplyView)))]
-pub async fn config(State(app): State<AppState>, caller: Auth, Path(org): Path<String>) -> HttpResult {
-    let org = org_id(&org)?;
-    Ok(reply_response(app.strata.credit_config(&caller, org).await?))
+pub async fn config(State(app): State<AppState>, caller: Auth, Id(org): Id<OrgId>) -> HttpResult {
+    json_response(StatusCode::OK, &app.strata.credit_config(&caller, org).await?)
 }
 
-/// Reads one config field: absent → unchanged, null → cleared, a number within `min..`.
-fn config_field(obj: &Map<String, Value>, name: &str, min: i64) -> Result<Option<Option<i64>>, CoreError> {
+/// Reads one config field: absent → unchanged, null → cleared, else an amount `read` accepts.
+fn config_field(
+    obj: &Map<String, Value>,
+    name: &str,
+    read: fn(&str, &Value) -> Result<Credits, CoreError>,
+) -> Result<Option<Option<Credits>>, CoreError> {
     match obj.get(name) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
-        Some(v) => credit_amount(name, v, min).map(|n| Some(Some(n))),
+        Some(v) => read(name, v).map(|n| Some(Some(n))),
     }
 }
 
@@ -180,16 +177,15 @@ fn config_field(obj: &Map<String, Value>, name: &str, min: i64) -> Result<Option
         example = json!({"organizationId": "org_d4e5f6a7-8b9c-4d0e-9f2a-3b4c5d6e7f80",
             "config": {"monthlyCreditCap": 5000, "refillThreshold": 1000, "refillAmount": 2000, "autoRefillEnabled": true},
             "balance": 5000, "available": 5000}))))]
-pub async fn update_config(State(app): State<AppState>, Path(org): Path<String>, w: Write) -> HttpResult {
+pub async fn update_config(State(app): State<AppState>, Id(org): Id<OrgId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let org = org_id(&org)?;
+    w.run(app, StatusCode::OK, |claim| async move {
         let obj: Map<String, Value> = parse_json(&w.body)?;
         only_fields(&obj, &["monthlyCreditCap", "refillThreshold", "refillAmount"])?;
         let patch = CreditConfigPatch {
-            monthly_credit_cap: config_field(&obj, "monthlyCreditCap", 0)?,
-            refill_threshold: config_field(&obj, "refillThreshold", 0)?,
-            refill_amount: config_field(&obj, "refillAmount", 1)?,
+            monthly_credit_cap: config_field(&obj, "monthlyCreditCap", Credits::non_negative)?,
+            refill_threshold: config_field(&obj, "refillThreshold", Credits::non_negative)?,
+            refill_amount: config_field(&obj, "refillAmount", Credits::positive)?,
         };
         app.strata.update_credit_config(&w.caller, org, patch, claim.as_ref()).await
     })

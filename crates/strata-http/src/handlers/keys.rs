@@ -1,7 +1,8 @@
 //! API keys: a child's keys (`/v1/organizations/:orgId/api-keys…`) and the caller's own
 //! (`/v1/api-keys…`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Deserialize;
 use strata_core::apikey::Env;
 use strata_core::error::CoreError;
@@ -13,12 +14,12 @@ use strata_core::service::{DeletedView, KilledView, MintedView, NewKey};
 use strata_core::wire::{KeyView, PageView};
 use utoipa::ToSchema;
 
-use super::{no_fields, page_reply, page_request};
+use super::{no_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, Id, QueryMap, parse_json};
 use crate::params::{KeyListQuery, KeyPath, OrgPath};
-use crate::write::{Write, reply_response};
+use crate::write::{Write, json_response};
 
 /// A new API key.
 #[derive(Deserialize, ToSchema)]
@@ -61,14 +62,6 @@ fn parse_mint(body: &[u8]) -> Result<NewKey, CoreError> {
     Ok(NewKey { name: parse_name(&b.name, "name", 120)?, scopes: Scopes::parse_request(&b.scopes, "scopes")?, env })
 }
 
-fn org_id(raw: &str) -> Result<OrgId, CoreError> {
-    OrgId::parse_field(raw, "orgId")
-}
-
-fn key_id(raw: &str) -> Result<ApiKeyId, CoreError> {
-    ApiKeyId::parse_field(raw, "keyId")
-}
-
 /// Mint a child's API key.
 ///
 /// A key of the child org for the customer's own integration: it gets the `standard` tier
@@ -78,10 +71,9 @@ fn key_id(raw: &str) -> Result<ApiKeyId, CoreError> {
     security(("bearer" = ["org:admin"])), params(OrgPath),
     request_body(content = MintBody, example = json!(serde_json::from_str::<serde_json::Value>(MINT_EXAMPLE).unwrap_or_default())),
     responses((status = 201, description = "The new key and its secret, shown once.", body = MintedView, example = json!(minted_example()))))]
-pub async fn mint_child(State(app): State<AppState>, Path(org): Path<String>, w: Write) -> HttpResult {
+pub async fn mint_child(State(app): State<AppState>, Id(org): Id<OrgId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let org = org_id(&org)?;
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let cmd = parse_mint(&w.body)?;
         app.strata.mint_child_key(&w.caller, org, cmd, claim.as_ref()).await
     })
@@ -94,10 +86,9 @@ pub async fn mint_child(State(app): State<AppState>, Path(org): Path<String>, w:
 #[utoipa::path(get, path = "/v1/organizations/{orgId}/api-keys", tag = "API keys", operation_id = "listChildApiKeys",
     security(("bearer" = ["org:admin"])), params(OrgPath, KeyListQuery),
     responses((status = 200, description = "A page of the child's keys.", body = PageView<KeyView>)))]
-pub async fn list_child(State(app): State<AppState>, caller: Auth, Path(org): Path<String>, q: QueryMap) -> HttpResult {
-    let org = org_id(&org)?;
+pub async fn list_child(State(app): State<AppState>, caller: Auth, Id(org): Id<OrgId>, q: QueryMap) -> HttpResult {
     let page = page_request(&app, &q, "keys", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.list_child_keys(&caller, org, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_child_keys(&caller, org, page).await?))
 }
 
 /// Rotate a child's API key.
@@ -107,10 +98,9 @@ pub async fn list_child(State(app): State<AppState>, caller: Auth, Path(org): Pa
 #[utoipa::path(post, path = "/v1/organizations/{orgId}/api-keys/{keyId}/rotate", tag = "API keys", operation_id = "rotateChildApiKey",
     security(("bearer" = ["org:admin"])), params(OrgPath, KeyPath),
     responses((status = 201, description = "The new key, its secret (shown once) and the superseded key as `previousKey`.", body = MintedView)))]
-pub async fn rotate_child(State(app): State<AppState>, Path((org, id)): Path<(String, String)>, w: Write) -> HttpResult {
+pub async fn rotate_child(State(app): State<AppState>, Id(org): Id<OrgId>, Id(id): Id<ApiKeyId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let (org, id) = (org_id(&org)?, key_id(&id)?);
+    w.run(app, StatusCode::CREATED, |claim| async move {
         no_fields(&w.body)?;
         app.strata.rotate_child_key(&w.caller, org, id, claim.as_ref()).await
     })
@@ -123,10 +113,9 @@ pub async fn rotate_child(State(app): State<AppState>, Path((org, id)): Path<(St
 #[utoipa::path(delete, path = "/v1/organizations/{orgId}/api-keys/{keyId}", tag = "API keys", operation_id = "revokeChildApiKey",
     security(("bearer" = ["org:admin"])), params(OrgPath, KeyPath),
     responses((status = 200, description = "The revoked key.", body = DeletedView)))]
-pub async fn revoke_child(State(app): State<AppState>, Path((org, id)): Path<(String, String)>, w: Write) -> HttpResult {
+pub async fn revoke_child(State(app): State<AppState>, Id(org): Id<OrgId>, Id(id): Id<ApiKeyId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let (org, id) = (org_id(&org)?, key_id(&id)?);
+    w.run(app, StatusCode::OK, |claim| async move {
         no_fields(&w.body)?;
         app.strata.revoke_child_key(&w.caller, org, id, claim.as_ref()).await
     })
@@ -141,7 +130,7 @@ pub async fn revoke_child(State(app): State<AppState>, Path((org, id)): Path<(St
     responses((status = 200, description = "A page of the org's keys.", body = PageView<KeyView>)))]
 pub async fn list_own(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
     let page = page_request(&app, &q, "keys", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.list_own_keys(&caller, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_own_keys(&caller, page).await?))
 }
 
 /// Mint a key of the caller's own org.
@@ -153,7 +142,7 @@ pub async fn list_own(State(app): State<AppState>, caller: Auth, q: QueryMap) ->
     responses((status = 201, description = "The new key and its secret, shown once.", body = MintedView, example = json!(minted_example()))))]
 pub async fn mint_own(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let cmd = parse_mint(&w.body)?;
         app.strata.mint_own_key(&w.caller, cmd, claim.as_ref()).await
     })
@@ -169,10 +158,9 @@ pub async fn mint_own(State(app): State<AppState>, w: Write) -> HttpResult {
         (status = 200, description = "The key and its new secret, shown once.", body = MintedView),
         (status = 403, description = "FORBIDDEN_SCOPE: rotating another key than the caller's own needs `org:admin`."),
     ))]
-pub async fn rotate_own(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn rotate_own(State(app): State<AppState>, Id(id): Id<ApiKeyId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let id = key_id(&id)?;
+    w.run(app, StatusCode::OK, |claim| async move {
         no_fields(&w.body)?;
         app.strata.rotate_own_key(&w.caller, id, claim.as_ref()).await
     })
@@ -186,10 +174,9 @@ pub async fn rotate_own(State(app): State<AppState>, Path(id): Path<String>, w: 
 #[utoipa::path(post, path = "/v1/api-keys/{keyId}/kill", tag = "API keys", operation_id = "killApiKey",
     params(KeyPath),
     responses((status = 200, description = "The killed key.", body = KilledView)))]
-pub async fn kill_own(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn kill_own(State(app): State<AppState>, Id(id): Id<ApiKeyId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let id = key_id(&id)?;
+    w.run(app, StatusCode::OK, |claim| async move {
         no_fields(&w.body)?;
         app.strata.kill_own_key(&w.caller, id, claim.as_ref()).await
     })

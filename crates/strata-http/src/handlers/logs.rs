@@ -1,21 +1,21 @@
 //! The audit log and the event log.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use strata_core::audit::AuditFilter;
 use strata_core::clock::Timestamp;
 use strata_core::error::CoreError;
 use strata_core::event::{EventFilter, EventType};
 use strata_core::id::{ApiKeyId, EventId, ProjectId};
-use strata_core::idempotency::Reply;
 use strata_core::wire::{AuditView, EventView, PageView};
 
-use super::{page_reply, page_request};
+use super::{page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap};
+use crate::extract::{Auth, Id, QueryMap};
 use crate::params::{AuditQuery, EventPath, EventsQuery};
-use crate::write::reply_response;
+use crate::write::json_response;
 
 fn time_window(q: &QueryMap) -> Result<(Option<Timestamp>, Option<Timestamp>), CoreError> {
     let since = q.get("since").map(|s| Timestamp::parse_query(s, "since")).transpose()?;
@@ -40,7 +40,7 @@ pub async fn audit_log(State(app): State<AppState>, caller: Auth, q: QueryMap) -
         until,
     };
     let page = page_request(&app, &q, "audit", 50, 200)?;
-    Ok(reply_response(page_reply(app.strata.list_audit(&caller, &filter, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_audit(&caller, &filter, page).await?))
 }
 
 /// List the event log.
@@ -58,14 +58,13 @@ pub async fn events(State(app): State<AppState>, caller: Auth, q: QueryMap) -> H
     };
     let filter = EventFilter { event_type, since, until };
     let page = page_request(&app, &q, "events", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.list_events(&caller, &filter, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_events(&caller, &filter, page).await?))
 }
 
 /// Read an event.
 #[utoipa::path(get, path = "/v1/events/{eventId}", tag = "Logs", operation_id = "getEvent",
     security(("bearer" = ["webhooks:read"])), params(EventPath),
     responses((status = 200, description = "The event.", body = EventView)))]
-pub async fn event(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult<Response> {
-    let id = EventId::parse_field(&id, "eventId")?;
-    Ok(reply_response(Reply::json(200, &app.strata.get_event(&caller, id).await?)))
+pub async fn event(State(app): State<AppState>, caller: Auth, Id(id): Id<EventId>) -> HttpResult<Response> {
+    json_response(StatusCode::OK, &app.strata.get_event(&caller, id).await?)
 }

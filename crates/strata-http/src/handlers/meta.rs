@@ -8,9 +8,9 @@ use strata_core::service::WhoamiView;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::{HttpError, HttpResult};
+use crate::error::HttpResult;
 use crate::extract::Auth;
-use crate::write::reply_response;
+use crate::write::json_response;
 
 /// A health check's answer.
 #[derive(Serialize, ToSchema)]
@@ -72,5 +72,5 @@ pub async fn openapi_json() -> Response {
             "rateLimitTier": "standard", "killSwitch": false, "apiAccessRevoked": false,
             "apiKeyId": "key_c2037bb9-354d-4662-96b7-97a28ad6b6e1", "creditBalance": 2540}))))]
 pub async fn whoami(State(app): State<AppState>, caller: Auth) -> HttpResult {
-    app.strata.whoami(&caller).await.map(reply_response).map_err(HttpError)
+    json_response(StatusCode::OK, &app.strata.whoami(&caller).await?)
 }

@@ -14,7 +14,6 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use strata_core::cursor::{Page, PageRequest};
 use strata_core::error::CoreError;
-use strata_core::idempotency::Reply;
 use strata_core::wire::PageView;
 
 use crate::AppState;
@@ -25,8 +24,9 @@ pub(crate) fn page_request(app: &AppState, q: &QueryMap, kind: &str, default: u3
     PageRequest::parse(&app.strata.secret, kind, q.get("limit"), q.get("cursor"), default, max)
 }
 
-pub(crate) fn page_reply<T: Serialize>(page: Page<T>) -> Reply {
-    Reply::json(200, &PageView::from(page))
+/// A page as the contract shows it: `{items, nextCursor}`.
+pub(crate) fn page_view<T: Serialize>(page: Page<T>) -> PageView<T> {
+    PageView::from(page)
 }
 
 /// Refuses body fields outside `allowed` (for bodies read as a map, where absent and null differ).

@@ -1,6 +1,7 @@
 //! Child organizations: `/v1/organizations…`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use strata_core::error::CoreError;
@@ -12,12 +13,12 @@ use strata_core::service::{NewChild, OrgPatch};
 use strata_core::wire::{OrgView, PageView};
 use utoipa::ToSchema;
 
-use super::{no_fields, nullable_string, only_fields, page_reply, page_request};
+use super::{no_fields, nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, Id, QueryMap, parse_json};
 use crate::params::{OrgListQuery, OrgPath};
-use crate::write::{Write, reply_response};
+use crate::write::{Write, json_response};
 
 /// A new child organization.
 #[derive(Deserialize, ToSchema)]
@@ -43,7 +44,7 @@ struct CreateBody {
 #[expect(dead_code, reason = "describes the body `update` reads as a map (absent and null differ)")]
 struct UpdateBody {
     /// 1–128 characters.
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, nullable = false)]
     name: Option<String>,
     metadata: Option<MetadataPatch>,
     /// `null` clears it.
@@ -55,10 +56,6 @@ const ORG_EXAMPLE: &str = r#"{"id": "org_d4e5f6a7-8b9c-4d0e-9f2a-3b4c5d6e7f80", 
   "name": "Acme Coffee", "status": "active", "metadata": {"externalId": "acme-coffee", "plan": "growth"}, "billingEmail": null,
   "archivedAt": null, "createdAt": "2026-06-01T14:30:00.000Z", "updatedAt": "2026-06-01T14:30:00.000Z"}"#;
 
-fn org_id(raw: &str) -> Result<OrgId, CoreError> {
-    OrgId::parse_field(raw, "orgId")
-}
-
 /// Create a child organization.
 ///
 /// Creates a child org (one per end-customer) under the caller's partner org, with an empty
@@ -69,7 +66,7 @@ fn org_id(raw: &str) -> Result<OrgId, CoreError> {
     responses((status = 201, description = "The new child organization.", body = OrgView, example = json!(serde_json::from_str::<serde_json::Value>(ORG_EXAMPLE).unwrap_or_default()))))]
 pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let b: CreateBody = parse_json(&w.body)?;
         let cmd = NewChild {
             name: parse_name(&b.name, "name", 128)?,
@@ -93,7 +90,7 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
         Some(s) => Some(OrgStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active, suspended or archived"))?),
     };
     let page = page_request(&app, &q, "orgs", 25, 200)?;
-    Ok(reply_response(page_reply(app.strata.list_children(&caller, status, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_children(&caller, status, page).await?))
 }
 
 /// Read a child organization.
@@ -108,9 +105,8 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
             "createdAt": "2026-06-01T14:30:00.000Z", "updatedAt": "2026-06-01T14:30:00.000Z",
             "summary": {"projectCount": 1, "balance": 5000, "available": 5000,
                 "creditConfig": {"monthlyCreditCap": 5000, "refillThreshold": 1000, "refillAmount": 2000, "autoRefillEnabled": true}}}))))]
-pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
-    let id = org_id(&id)?;
-    Ok(reply_response(app.strata.get_child(&caller, id).await?))
+pub async fn get(State(app): State<AppState>, caller: Auth, Id(id): Id<OrgId>) -> HttpResult {
+    json_response(StatusCode::OK, &app.strata.get_child(&caller, id).await?)
 }
 
 /// Update a child organization.
@@ -121,10 +117,9 @@ pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<Strin
     security(("bearer" = ["org:admin"])), params(OrgPath),
     request_body(content = UpdateBody, example = json!({"metadata": {"plan": "scale"}, "billingEmail": "billing@acme-coffee.example"})),
     responses((status = 200, description = "The child organization after the change.", body = OrgView)))]
-pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn update(State(app): State<AppState>, Id(id): Id<OrgId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let id = org_id(&id)?;
+    w.run(app, StatusCode::OK, |claim| async move {
         let obj: Map<String, Value> = parse_json(&w.body)?;
         if obj.contains_key("status") {
             return Err(CoreError::validation("status", "is not editable here; use suspend, resume or DELETE"));
@@ -147,9 +142,8 @@ pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Writ
     .await
 }
 
-async fn lifecycle(app: &AppState, id: String, w: &Write, req: Lifecycle) -> HttpResult {
-    w.run(app, |claim| async move {
-        let id = org_id(&id)?;
+async fn lifecycle(app: &AppState, id: OrgId, w: &Write, req: Lifecycle) -> HttpResult {
+    w.run(app, StatusCode::OK, |claim| async move {
         no_fields(&w.body)?;
         app.strata.change_child_lifecycle(&w.caller, id, req, claim.as_ref()).await
     })
@@ -164,7 +158,7 @@ async fn lifecycle(app: &AppState, id: String, w: &Write, req: Lifecycle) -> Htt
 #[utoipa::path(post, path = "/v1/organizations/{orgId}/suspend", tag = "Organizations", operation_id = "suspendOrganization",
     security(("bearer" = ["org:admin"])), params(OrgPath),
     responses((status = 200, description = "The child organization, suspended.", body = OrgView)))]
-pub async fn suspend(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn suspend(State(app): State<AppState>, Id(id): Id<OrgId>, w: Write) -> HttpResult {
     lifecycle(&app, id, &w, Lifecycle::Suspend).await
 }
 
@@ -175,7 +169,7 @@ pub async fn suspend(State(app): State<AppState>, Path(id): Path<String>, w: Wri
 #[utoipa::path(post, path = "/v1/organizations/{orgId}/resume", tag = "Organizations", operation_id = "resumeOrganization",
     security(("bearer" = ["org:admin"])), params(OrgPath),
     responses((status = 200, description = "The child organization, active.", body = OrgView)))]
-pub async fn resume(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn resume(State(app): State<AppState>, Id(id): Id<OrgId>, w: Write) -> HttpResult {
     lifecycle(&app, id, &w, Lifecycle::Resume).await
 }
 
@@ -190,6 +184,6 @@ pub async fn resume(State(app): State<AppState>, Path(id): Path<String>, w: Writ
     responses((status = 200, description = "The archived organization.", body = ArchivedView,
         example = json!({"id": "org_d4e5f6a7-8b9c-4d0e-9f2a-3b4c5d6e7f80", "status": "archived", "archivedAt": "2026-06-02T13:00:00.000Z",
             "reclaimedCredits": 3200, "revokedApiKeys": 2}))))]
-pub async fn archive(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn archive(State(app): State<AppState>, Id(id): Id<OrgId>, w: Write) -> HttpResult {
     lifecycle(&app, id, &w, Lifecycle::Archive).await
 }

@@ -2,7 +2,8 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use strata_core::error::CoreError;
@@ -13,16 +14,12 @@ use strata_core::service::{ArchivedProjectView, MigrationView, NewProject, Proje
 use strata_core::wire::{PageView, ProjectView};
 use utoipa::ToSchema;
 
-use super::{nullable_string, only_fields, page_reply, page_request};
+use super::{nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, Id, QueryMap, parse_json};
 use crate::params::{ProjectListQuery, ProjectPath};
-use crate::write::{Write, reply_response};
-
-pub(crate) fn project_id(raw: &str) -> Result<ProjectId, CoreError> {
-    ProjectId::parse_field(raw, "projectId")
-}
+use crate::write::{Write, json_response};
 
 /// A new project.
 #[derive(Deserialize, ToSchema)]
@@ -63,21 +60,23 @@ struct CreateBody {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[expect(dead_code, reason = "describes the body `update` reads as a map (absent and null differ)")]
 struct UpdateBody {
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, nullable = false)]
     name: Option<String>,
     /// An IANA time zone name.
+    #[schema(nullable = false)]
     timezone: Option<String>,
     /// `null` clears it.
     customer_external_id: Option<Option<String>>,
     /// `null` clears it.
     #[schema(format = Email)]
     owner_email: Option<Option<String>>,
+    #[schema(nullable = false)]
     primary_language: Option<String>,
     /// Replaced whole.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     /// Only `active`: reactivates an archived project (archive with DELETE).
-    #[schema(value_type = Option<ProjectStatus>)]
+    #[schema(value_type = Option<ProjectStatus>, nullable = false)]
     status: Option<String>,
 }
 
@@ -93,7 +92,7 @@ struct UpdateBody {
     ))]
 pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let b: CreateBody = parse_json(&w.body)?;
         let cmd = NewProject {
             id: b.id.as_deref().map(|s| ProjectId::parse_field(s, "id")).transpose()?,
@@ -123,7 +122,7 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
         customer_external_id: q.get("customerExternalId").map(str::to_owned),
     };
     let page = page_request(&app, &q, "projects", 25, 200)?;
-    Ok(reply_response(page_reply(app.strata.list_projects(&caller, &filter, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_projects(&caller, &filter, page).await?))
 }
 
 /// Read a project.
@@ -132,9 +131,8 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
 #[utoipa::path(get, path = "/v1/projects/{projectId}", tag = "Projects", operation_id = "getProject",
     security(("bearer" = ["projects:read"])), params(ProjectPath),
     responses((status = 200, description = "The project.", body = ProjectView)))]
-pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
-    let id = project_id(&id)?;
-    Ok(reply_response(app.strata.get_project(&caller, id).await?))
+pub async fn get(State(app): State<AppState>, caller: Auth, Id(id): Id<ProjectId>) -> HttpResult {
+    json_response(StatusCode::OK, &app.strata.get_project(&caller, id).await?)
 }
 
 const READ_ONLY: [&str; 5] = ["id", "organizationId", "createdAt", "updatedAt", "archivedAt"];
@@ -180,10 +178,9 @@ fn parse_patch(obj: &Map<String, Value>) -> Result<ProjectPatch, CoreError> {
         (status = 200, description = "The project after the change.", body = ProjectView),
         (status = 400, description = "VALIDATION: a read-only field was sent (`details.code: \"READ_ONLY_FIELD\"`)."),
     ))]
-pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn update(State(app): State<AppState>, Id(id): Id<ProjectId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let id = project_id(&id)?;
+    w.run(app, StatusCode::OK, |claim| async move {
         let obj: Map<String, Value> = parse_json(&w.body)?;
         let patch = parse_patch(&obj)?;
         app.strata.update_project(&w.caller, id, patch, claim.as_ref()).await
@@ -198,10 +195,9 @@ pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Writ
 #[utoipa::path(delete, path = "/v1/projects/{projectId}", tag = "Projects", operation_id = "archiveProject",
     security(("bearer" = ["projects:write"])), params(ProjectPath),
     responses((status = 200, description = "The archived project.", body = ArchivedProjectView)))]
-pub async fn archive(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn archive(State(app): State<AppState>, Id(id): Id<ProjectId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let id = project_id(&id)?;
+    w.run(app, StatusCode::OK, |claim| async move {
         super::no_fields(&w.body)?;
         app.strata.archive_project(&w.caller, id, claim.as_ref()).await
     })
@@ -229,7 +225,7 @@ struct MigrateBody {
     responses((status = 201, description = "The children created and the projects moved.", body = MigrationView)))]
 pub async fn migrate(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let b: MigrateBody = parse_json(&w.body)?;
         if b.mapping.is_empty() || b.mapping.len() > 1000 {
             return Err(CoreError::validation("mapping", "must map 1–1000 projects"));

@@ -1,6 +1,7 @@
 //! Webhook endpoints and deliveries (`/v1/webhook-endpoints…`, `/v1/webhook-deliveries…`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use strata_core::clock::Timestamp;
@@ -16,16 +17,12 @@ use strata_core::webhook::{DeliveryStatus, EndpointScope, EndpointStatus};
 use strata_core::wire::PageView;
 use utoipa::ToSchema;
 
-use super::{nullable_string, only_fields, page_reply, page_request};
+use super::{nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, QueryMap, parse_json};
+use crate::extract::{Auth, Id, QueryMap, parse_json};
 use crate::params::{DeliveryListQuery, DeliveryPath, EndpointListQuery, EndpointPath};
-use crate::write::{Write, reply_response};
-
-fn endpoint_id(raw: &str) -> Result<EndpointId, CoreError> {
-    EndpointId::parse_field(raw, "endpointId")
-}
+use crate::write::{Write, json_response};
 
 fn parse_events(v: &Value) -> Result<Vec<EventType>, CoreError> {
     let list = v.as_array().ok_or_else(|| CoreError::validation("events", "must be a list of event types"))?;
@@ -89,10 +86,10 @@ struct CreateBody {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[expect(dead_code, reason = "describes the body `update` reads as a map (absent and null differ)")]
 struct UpdateBody {
-    #[schema(format = "uri")]
+    #[schema(format = "uri", nullable = false)]
     url: Option<String>,
     /// Replaces the list.
-    #[schema(min_items = 1, max_items = 50)]
+    #[schema(min_items = 1, max_items = 50, nullable = false)]
     events: Option<Vec<EventType>>,
     /// `null` clears it.
     #[schema(max_length = 500)]
@@ -100,9 +97,9 @@ struct UpdateBody {
     metadata: Option<MetadataPatch>,
     /// `active` or `paused`; setting `active` on an `auto_paused` endpoint resets its failure
     /// count.
-    #[schema(value_type = Option<EndpointStatus>)]
+    #[schema(value_type = Option<EndpointStatus>, nullable = false)]
     status: Option<String>,
-    #[schema(value_type = Option<EndpointScope>)]
+    #[schema(value_type = Option<EndpointScope>, nullable = false)]
     scope: Option<String>,
 }
 
@@ -120,7 +117,7 @@ struct UpdateBody {
     ))]
 pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
+    w.run(app, StatusCode::CREATED, |claim| async move {
         let b: CreateBody = parse_json(&w.body)?;
         let cmd = NewEndpoint {
             url: b.url,
@@ -146,15 +143,15 @@ pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> Htt
         .map(|s| EndpointStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active, paused or auto_paused")))
         .transpose()?;
     let page = page_request(&app, &q, "endpoints", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.list_endpoints(&caller, project, status, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_endpoints(&caller, project, status, page).await?))
 }
 
 /// Read a webhook endpoint.
 #[utoipa::path(get, path = "/v1/webhook-endpoints/{endpointId}", tag = "Webhooks", operation_id = "getWebhookEndpoint",
     security(("bearer" = ["webhooks:read"])), params(EndpointPath),
     responses((status = 200, description = "The endpoint.", body = EndpointView)))]
-pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
-    Ok(reply_response(app.strata.get_endpoint(&caller, endpoint_id(&id)?).await?))
+pub async fn get(State(app): State<AppState>, caller: Auth, Id(id): Id<EndpointId>) -> HttpResult {
+    json_response(StatusCode::OK, &app.strata.get_endpoint(&caller, id).await?)
 }
 
 /// Update a webhook endpoint.
@@ -164,10 +161,9 @@ pub async fn get(State(app): State<AppState>, caller: Auth, Path(id): Path<Strin
     security(("bearer" = ["webhooks:write"])), params(EndpointPath),
     request_body(content = UpdateBody, example = json!({"status": "active"})),
     responses((status = 200, description = "The endpoint after the change.", body = EndpointView)))]
-pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn update(State(app): State<AppState>, Id(id): Id<EndpointId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let id = endpoint_id(&id)?;
+    w.run(app, StatusCode::OK, |claim| async move {
         let obj: Map<String, Value> = parse_json(&w.body)?;
         only_fields(&obj, &["url", "events", "description", "metadata", "status", "scope"])?;
         let string = |name: &str| match obj.get(name) {
@@ -200,10 +196,9 @@ pub async fn update(State(app): State<AppState>, Path(id): Path<String>, w: Writ
 #[utoipa::path(delete, path = "/v1/webhook-endpoints/{endpointId}", tag = "Webhooks", operation_id = "deleteWebhookEndpoint",
     security(("bearer" = ["webhooks:write"])), params(EndpointPath),
     responses((status = 200, description = "The endpoint is gone.", body = DeletedEndpoint)))]
-pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn delete(State(app): State<AppState>, Id(id): Id<EndpointId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let id = endpoint_id(&id)?;
+    w.run(app, StatusCode::OK, |claim| async move {
         super::no_fields(&w.body)?;
         app.strata.delete_endpoint(&w.caller, id, claim.as_ref()).await
     })
@@ -216,10 +211,9 @@ pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, w: Writ
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{endpointId}/rotate-secret", tag = "Webhooks", operation_id = "rotateWebhookSecret",
     security(("bearer" = ["webhooks:write"])), params(EndpointPath),
     responses((status = 200, description = "The new secret, shown once.", body = RotatedSecret)))]
-pub async fn rotate(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn rotate(State(app): State<AppState>, Id(id): Id<EndpointId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let id = endpoint_id(&id)?;
+    w.run(app, StatusCode::OK, |claim| async move {
         super::no_fields(&w.body)?;
         app.strata.rotate_endpoint_secret(&w.caller, id, claim.as_ref()).await
     })
@@ -243,10 +237,9 @@ struct TestBody {
     security(("bearer" = ["webhooks:write"])), params(EndpointPath),
     request_body(content = TestBody, example = json!({"payload": {"hello": "world"}})),
     responses((status = 200, description = "The ping's event and delivery.", body = TestPingView)))]
-pub async fn test(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn test(State(app): State<AppState>, Id(id): Id<EndpointId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let id = endpoint_id(&id)?;
+    w.run(app, StatusCode::OK, |claim| async move {
         let b: TestBody = parse_json(&w.body)?;
         app.strata.test_endpoint(&w.caller, id, b.payload, claim.as_ref()).await
     })
@@ -257,8 +250,7 @@ pub async fn test(State(app): State<AppState>, Path(id): Path<String>, w: Write)
 #[utoipa::path(get, path = "/v1/webhook-endpoints/{endpointId}/deliveries", tag = "Webhooks", operation_id = "listDeliveries",
     security(("bearer" = ["webhooks:read"])), params(EndpointPath, DeliveryListQuery),
     responses((status = 200, description = "A page of deliveries, newest first.", body = PageView<DeliveryView>)))]
-pub async fn deliveries(State(app): State<AppState>, caller: Auth, Path(id): Path<String>, q: QueryMap) -> HttpResult {
-    let id = endpoint_id(&id)?;
+pub async fn deliveries(State(app): State<AppState>, caller: Auth, Id(id): Id<EndpointId>, q: QueryMap) -> HttpResult {
     let event_type = match q.get("eventType") {
         None => None,
         Some(t) => Some(EventType::parse(t).ok_or_else(|| CoreError::validation("eventType", "is not an event type"))?.as_str()),
@@ -271,7 +263,7 @@ pub async fn deliveries(State(app): State<AppState>, caller: Auth, Path(id): Pat
         })
         .transpose()?;
     let page = page_request(&app, &q, "deliveries", 25, 100)?;
-    Ok(reply_response(page_reply(app.strata.list_deliveries(&caller, id, event_type, status, page).await?)))
+    json_response(StatusCode::OK, &page_view(app.strata.list_deliveries(&caller, id, event_type, status, page).await?))
 }
 
 /// Read a delivery with its attempts.
@@ -280,9 +272,8 @@ pub async fn deliveries(State(app): State<AppState>, caller: Auth, Path(id): Pat
 #[utoipa::path(get, path = "/v1/webhook-deliveries/{deliveryId}", tag = "Webhooks", operation_id = "getDelivery",
     security(("bearer" = ["webhooks:read"])), params(DeliveryPath),
     responses((status = 200, description = "The delivery and its attempts.", body = DeliveryDetail)))]
-pub async fn delivery(State(app): State<AppState>, caller: Auth, Path(id): Path<String>) -> HttpResult {
-    let id = DeliveryId::parse_field(&id, "deliveryId")?;
-    Ok(reply_response(app.strata.get_delivery(&caller, id).await?))
+pub async fn delivery(State(app): State<AppState>, caller: Auth, Id(id): Id<DeliveryId>) -> HttpResult {
+    json_response(StatusCode::OK, &app.strata.get_delivery(&caller, id).await?)
 }
 
 /// Which deliveries to re-queue.
@@ -303,10 +294,9 @@ struct RecoverBody {
     security(("bearer" = ["webhooks:write"])), params(EndpointPath),
     request_body(content = RecoverBody, example = json!({"since": "2026-06-01T00:00:00.000Z"})),
     responses((status = 200, description = "How many deliveries were re-queued.", body = RecoverView)))]
-pub async fn recover(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn recover(State(app): State<AppState>, Id(id): Id<EndpointId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let id = endpoint_id(&id)?;
+    w.run(app, StatusCode::OK, |claim| async move {
         let b: RecoverBody = parse_json(&w.body)?;
         let since = Timestamp::parse_query(&b.since, "since")?;
         app.strata.recover_endpoint(&w.caller, id, since, claim.as_ref()).await
@@ -320,10 +310,9 @@ pub async fn recover(State(app): State<AppState>, Path(id): Path<String>, w: Wri
 #[utoipa::path(post, path = "/v1/webhook-deliveries/{deliveryId}/replay", tag = "Webhooks", operation_id = "replayDelivery",
     security(("bearer" = ["webhooks:write"])), params(DeliveryPath),
     responses((status = 200, description = "The new delivery.", body = ReplayView)))]
-pub async fn replay(State(app): State<AppState>, Path(id): Path<String>, w: Write) -> HttpResult {
+pub async fn replay(State(app): State<AppState>, Id(id): Id<DeliveryId>, w: Write) -> HttpResult {
     let (app, w) = (&app, &w);
-    w.run(app, |claim| async move {
-        let id = DeliveryId::parse_field(&id, "deliveryId")?;
+    w.run(app, StatusCode::OK, |claim| async move {
         super::no_fields(&w.body)?;
         app.strata.replay_delivery(&w.caller, id, claim.as_ref()).await
     })

@@ -461,7 +461,7 @@ async fn carried_over_included_credits_expire_when_their_reservation_releases_th
 }
 
 /// Every amount states its bounds when it is out of them, in the message and in `details`, and
-/// the bound is one constant (`MAX_CREDITS`) for allocations, the credit config and grants.
+/// the bound is one constant (`Credits::MAX`) for allocations, the credit config and grants.
 #[tokio::test]
 async fn out_of_range_amounts_state_their_bounds() {
     let app = TestApp::spawn().await;

@@ -54,6 +54,7 @@ async fn run(ops: Vec<Op>) {
                 let _ = app.strata.grant_credits(orgs[org], credits, kind).await;
             }
             Op::Allocate { child, credits } => {
+                let credits = strata_core::credits::Credits::try_from(credits).unwrap();
                 let req = Allocation { credits, description: None, metadata: Metadata::default() };
                 if let Err(e) = app.strata.allocate(&caller, orgs[child + 1], req, None).await {
                     assert!([402, 409].contains(&e.status()), "step {step} {op:?}: {e}");
@@ -99,10 +100,11 @@ async fn run(ops: Vec<Op>) {
                 app.strata.expire_reservations().await.unwrap();
             }
             Op::Config { child, cap, refill } => {
+                let amount = |n: i64| strata_core::credits::Credits::try_from(n).unwrap();
                 let patch = CreditConfigPatch {
-                    monthly_credit_cap: Some(cap),
-                    refill_threshold: Some(refill.map(|r| r.0)),
-                    refill_amount: Some(refill.map(|r| r.1)),
+                    monthly_credit_cap: Some(cap.map(amount)),
+                    refill_threshold: Some(refill.map(|r| amount(r.0))),
+                    refill_amount: Some(refill.map(|r| amount(r.1))),
                 };
                 if let Err(e) = app.strata.update_credit_config(&caller, orgs[child + 1], patch, None).await {
                     assert_eq!(e.status(), 409, "step {step} {op:?}: {e}");

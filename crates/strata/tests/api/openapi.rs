@@ -310,3 +310,23 @@ fn the_schema_check_catches_a_renamed_or_retyped_field() {
     assert_eq!(mismatches(&doc, &schema, &json!({ "job_id": "job_1" }), "e").len(), 2, "renamed: missing and undeclared");
     assert_eq!(mismatches(&doc, &schema, &json!({ "jobId": 7 }), "e").len(), 1, "retyped");
 }
+
+#[tokio::test]
+async fn a_malformed_path_id_is_422_naming_its_parameter_on_every_route() {
+    let app = TestApp::spawn().await;
+    let doc = served(&app).await;
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        let params: Vec<&str> = template.split('{').skip(1).filter_map(|p| p.split('}').next()).collect();
+        for param in params {
+            let path = fill(&template.replace(&format!("{{{param}}}"), "not-an-id"));
+            for method in METHODS.iter().filter(|m| item.get(**m).is_some()) {
+                let r = app.call(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(), &path).key(&app.admin_key).send().await;
+                r.assert_error(422, "VALIDATION");
+                assert_eq!(r.body["error"]["details"]["field"], *param, "{method} {template}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 40, "{checked} checks");
+}
