@@ -114,13 +114,14 @@ enum Asset {
         (status = 200, description = "The file.", headers(("ETag" = String, description = "Changes with the file.")),
             content((String = "text/javascript"), (String = "text/css"))),
         (status = 304, description = "The held copy is current.", headers(("ETag" = String, description = "Changes with the file."))),
-        (status = 404, description = "No such asset."),
+        (status = 422, description = "`file` is neither of the two: VALIDATION naming `file`."),
     ))]
 pub async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     let (content_type, body): (&str, &'static [u8]) = match file.as_str() {
         "elements.js" => ("text/javascript; charset=utf-8", SCRIPT),
         "elements.css" => ("text/css; charset=utf-8", STYLES),
-        _ => return HttpError(CoreError::not_found("asset")).into_response(),
+        // Like a malformed id, a name outside the two is 422 naming the parameter.
+        _ => return HttpError(CoreError::validation("file", "must be elements.js or elements.css")).into_response(),
     };
     let etag = format!("\"{}\"", PAGE.tag);
     let matches = headers

@@ -63,7 +63,9 @@ async fn the_assets_are_the_vendored_renderer_cached_for_a_year() {
 }
 
 #[tokio::test]
-async fn an_unknown_asset_is_404_with_the_envelope() {
+async fn an_unknown_asset_is_422_naming_the_file_parameter() {
     let app = TestApp::spawn().await;
-    app.get("/docs/assets/elements.map").send().await.assert_error(404, "NOT_FOUND");
+    let r = app.get("/docs/assets/elements.map").send().await;
+    r.assert_error(422, "VALIDATION");
+    assert_eq!(r.body["error"]["details"]["field"], "file");
 }
