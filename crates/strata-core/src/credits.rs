@@ -105,6 +105,9 @@ pub enum Account {
     IncludedSource,
     Usage,
     Expired,
+    /// The operator's corrections (`strata credits adjust`): a positive adjustment creates
+    /// credits from it, a negative one destroys credits into it.
+    Adjustments,
 }
 
 impl Account {
@@ -118,6 +121,7 @@ impl Account {
             Account::IncludedSource => "operator:included".into(),
             Account::Usage => "usage".into(),
             Account::Expired => "expired".into(),
+            Account::Adjustments => "operator:adjustments".into(),
         }
     }
 
@@ -129,6 +133,7 @@ impl Account {
             "operator:included" => Account::IncludedSource,
             "usage" => Account::Usage,
             "expired" => Account::Expired,
+            "operator:adjustments" => Account::Adjustments,
             _ => {
                 let rest = s.strip_prefix("wallet:").ok_or_else(bad)?;
                 match rest.split_once(':') {
@@ -190,6 +195,7 @@ pub enum TransferKind {
     Reservation,
     Usage,
     Expiry,
+    Adjustment,
 }
 
 impl TransferKind {
@@ -204,6 +210,7 @@ impl TransferKind {
             TransferKind::Reservation => "reservation",
             TransferKind::Usage => "usage",
             TransferKind::Expiry => "expiry",
+            TransferKind::Adjustment => "adjustment",
         }
     }
 
@@ -218,6 +225,7 @@ impl TransferKind {
             "reservation" => Self::Reservation,
             "usage" => Self::Usage,
             "expiry" => Self::Expiry,
+            "adjustment" => Self::Adjustment,
             _ => return None,
         })
     }

@@ -51,6 +51,11 @@ pub enum CoreError {
     /// 503 KILL_SWITCH.
     #[error("{}", match .scope { KillScope::Key => "this API key has been killed", KillScope::Organization => "API access for this organization is suspended" })]
     KillSwitch { scope: KillScope },
+    /// 503 SERVICE_UNAVAILABLE: the database (or another dependency strata cannot work
+    /// without) did not answer in time, or the server is shedding load. `cause` is logged, never
+    /// shown; the answer carries `Retry-After`. Never stored as an idempotent reply.
+    #[error("service unavailable: {cause}")]
+    Unavailable { cause: String, retry_after_secs: u64 },
     /// 500 INTERNAL: a bug or a storage failure. The message is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -103,6 +108,11 @@ impl CoreError {
         Self::Internal(message.into())
     }
 
+    /// A dependency that did not answer (the database, mostly): 503 with `Retry-After: 1`.
+    pub fn unavailable(cause: impl Into<String>) -> Self {
+        Self::Unavailable { cause: cause.into(), retry_after_secs: 1 }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             Self::IdempotencyRequired | Self::ReadOnlyField { .. } => 400,
@@ -114,7 +124,7 @@ impl CoreError {
             Self::PayloadTooLarge => 413,
             Self::Validation { .. } => 422,
             Self::RateLimited { .. } => 429,
-            Self::KillSwitch { .. } => 503,
+            Self::KillSwitch { .. } | Self::Unavailable { .. } => 503,
             Self::Internal(_) => 500,
         }
     }
@@ -132,6 +142,7 @@ impl CoreError {
             Self::Validation { .. } | Self::ReadOnlyField { .. } => "VALIDATION",
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::KillSwitch { .. } => "KILL_SWITCH",
+            Self::Unavailable { .. } => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -140,6 +151,11 @@ impl CoreError {
     pub fn public_message(&self) -> String {
         match self {
             Self::Internal(_) => "An internal error occurred. It has been logged.".to_owned(),
+            Self::Unavailable { retry_after_secs, .. } => {
+                format!(
+                    "The service is temporarily unavailable; nothing was changed. Retry in {retry_after_secs} s with the same Idempotency-Key."
+                )
+            }
             other => other.to_string(),
         }
     }
@@ -165,7 +181,9 @@ impl CoreError {
             Self::ReadOnlyField { field } => json!({ "field": field, "code": "READ_ONLY_FIELD" }),
             Self::BillingExhausted { reason, .. } => json!({ "reason": reason }),
             Self::IdempotencyConflict { in_progress: true } => json!({ "reason": "in_progress" }),
-            Self::RateLimited { retry_after_secs, .. } => json!({ "retryAfterSeconds": retry_after_secs }),
+            Self::RateLimited { retry_after_secs, .. } | Self::Unavailable { retry_after_secs, .. } => {
+                json!({ "retryAfterSeconds": retry_after_secs })
+            }
             Self::KillSwitch { scope } => json!({
                 "scope": match scope { KillScope::Key => "key", KillScope::Organization => "organization" }
             }),
@@ -203,6 +221,7 @@ mod tests {
             CoreError::validation("name", "x"),
             CoreError::RateLimited { message: "x".into(), retry_after_secs: 1 },
             CoreError::KillSwitch { scope: KillScope::Key },
+            CoreError::unavailable("x"),
             CoreError::internal("x"),
         ];
         for e in all {
@@ -214,7 +233,8 @@ mod tests {
 
     #[test]
     fn internal_errors_hide_their_cause() {
-        let e = CoreError::internal("connection refused to 10.0.0.3");
-        assert!(!e.public_message().contains("10.0.0.3"));
+        for e in [CoreError::internal("connection refused to 10.0.0.3"), CoreError::unavailable("connection refused to 10.0.0.3")] {
+            assert!(!e.public_message().contains("10.0.0.3"));
+        }
     }
 }

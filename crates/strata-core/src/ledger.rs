@@ -188,6 +188,8 @@ pub fn check(wallets: &[Wallet], transfers: &[Transfer]) -> LedgerReport {
     let mut usage_since: Vec<(OrgId, Timestamp, i64)> = Vec::new();
     let mut old_pending: Vec<(OrgId, Timestamp, i64)> = Vec::new();
     let mut report = LedgerReport { wallets: wallets.len(), transfers: transfers.len(), ..Default::default() };
+    // Credits the operator's adjustments (created, destroyed).
+    let mut adjusted = (0_i64, 0_i64);
     for t in transfers {
         if t.amount <= 0 {
             report.violations.push(format!("{} has a non-positive amount", t.id));
@@ -210,6 +212,11 @@ pub fn check(wallets: &[Wallet], transfers: &[Transfer]) -> LedgerReport {
         }
         *posted.entry(t.debit).or_default() -= t.amount;
         *posted.entry(t.credit).or_default() += t.amount;
+        if t.debit == Account::Adjustments {
+            adjusted.0 += t.amount;
+        } else if t.credit == Account::Adjustments {
+            adjusted.1 += t.amount;
+        }
         if t.credit == Account::Usage
             && let Account::Included(o) | Account::Prepaid(o) = t.debit
         {
@@ -248,6 +255,9 @@ pub fn check(wallets: &[Wallet], transfers: &[Transfer]) -> LedgerReport {
     }
     report.created = posted.iter().filter(|(a, _)| a.is_source()).map(|(_, v)| -v).sum();
     report.destroyed = posted.iter().filter(|(a, _)| a.is_sink()).map(|(_, v)| v).sum();
+    // The operator's adjustments go both ways: out of the account creates, into it destroys.
+    report.created += adjusted.0;
+    report.destroyed += adjusted.1;
     if report.held != report.created - report.destroyed {
         report
             .violations

@@ -25,6 +25,7 @@ pub mod scope;
 mod seal;
 pub mod service;
 pub mod store;
+pub mod usage;
 pub mod webhook;
 pub mod wire;
 

@@ -107,6 +107,68 @@ impl Org {
     pub fn is_root(&self) -> bool {
         self.parent_id.is_none()
     }
+
+    /// `metadata.externalId`: the partner's own id for this customer, if it set one.
+    pub fn external_id(&self) -> Option<&str> {
+        self.metadata.get(EXTERNAL_ID_KEY)
+    }
+}
+
+/// The metadata key partners keep their own customer id under (CONTRACT §2, children list).
+pub const EXTERNAL_ID_KEY: &str = "externalId";
+
+/// Filters of the children list (`GET /v1/organizations`); every one set must hold.
+#[derive(Clone, Debug, Default)]
+pub struct OrgFilter {
+    /// Any of these statuses; empty means every status.
+    pub statuses: Vec<OrgStatus>,
+    /// `metadata.externalId` exactly.
+    pub external_id: Option<String>,
+    /// A prefix of the name or of `metadata.externalId`, compared as `search_key`s.
+    pub search: Option<SearchPrefix>,
+}
+
+/// The form names and external ids are compared in for a case-insensitive prefix search: Unicode
+/// lower case. Stored beside the value (computed here, never by the database, whose `lower()`
+/// differs between engines), so both sides of a comparison are made the same way.
+pub fn search_key(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// A non-empty search prefix and the half-open range of `search_key`s that start with it, in
+/// code point order (a byte-wise collation): `from <= k < until` exactly when `k` starts with
+/// `from`, so an ordered index answers a prefix search with one range read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchPrefix {
+    pub from: String,
+    /// `None` when no string is greater than every string with the prefix (a prefix of only
+    /// U+10FFFF characters).
+    pub until: Option<String>,
+}
+
+impl SearchPrefix {
+    /// The prefix of a search term; an empty term searches nothing (`None`).
+    pub fn new(term: &str) -> Option<Self> {
+        let from = search_key(term);
+        if from.is_empty() {
+            return None;
+        }
+        // The least string greater than every extension of `from`: drop trailing characters
+        // that cannot be incremented, then increment the last one (skipping the surrogates).
+        let mut chars: Vec<char> = from.chars().collect();
+        let until = loop {
+            let Some(last) = chars.pop() else { break None };
+            let next = match last as u32 + 1 {
+                0xD800 => Some('\u{E000}'),
+                n => char::from_u32(n),
+            };
+            if let Some(next) = next {
+                chars.push(next);
+                break Some(chars.into_iter().collect());
+            }
+        };
+        Some(Self { from, until })
+    }
 }
 
 /// Validates an organization name: 1–128 characters after trimming.
@@ -155,6 +217,24 @@ mod tests {
                 (got, w) => panic!("{from:?} {req:?}: got {got:?}, want {w:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_search_prefix_covers_exactly_the_keys_that_start_with_it() {
+        let p = SearchPrefix::new("AcMe").unwrap();
+        assert_eq!((p.from.as_str(), p.until.as_deref()), ("acme", Some("acmf")));
+        let within = |k: &str| k >= p.from.as_str() && p.until.as_deref().is_none_or(|u| k < u);
+        for k in ["acme", "acme corp", "acme\u{10FFFF}x"] {
+            assert!(within(k), "{k}");
+        }
+        for k in ["acm", "acmf", "acn", "b", "Acme"] {
+            assert!(!within(k), "{k}");
+        }
+        assert_eq!(SearchPrefix::new("a\u{10FFFF}").unwrap().until.as_deref(), Some("b"));
+        assert_eq!(SearchPrefix::new("\u{D7FF}").unwrap().until.as_deref(), Some("\u{E000}"));
+        assert_eq!(SearchPrefix::new("\u{10FFFF}").unwrap().until, None);
+        assert_eq!(SearchPrefix::new("ÄRZTE").unwrap().from, "ärzte");
+        assert!(SearchPrefix::new("").is_none());
     }
 
     #[test]

@@ -17,9 +17,10 @@ use crate::id::{ApiKeyId, ContainerId, DeliveryId, EndpointId, EventId, JobId, O
 use crate::idempotency::{IdemRecord, Reply};
 use crate::key::ApiKey;
 use crate::ledger::LedgerBatch;
-use crate::org::{Org, OrgStatus};
+use crate::org::{Org, OrgFilter};
 use crate::post::ScheduledPost;
 use crate::project::{Project, ProjectFilter};
+use crate::usage::{Bucket, UsageRow};
 use crate::webhook::{Delivery, DeliveryAttempt, DeliveryStatus, Endpoint, EndpointStatus};
 
 /// Work a committed write may have left for a background worker: the store wakes the matching
@@ -58,7 +59,8 @@ pub trait Store: Send + Sync + 'static {
     async fn read(&self) -> Result<Box<dyn Tx>>;
 
     /// The auth hot path: the key with this public keyid, its org and the org's wallet (for
-    /// whoami), in one indexed read.
+    /// whoami), in one indexed read. The org's `access_revoked` is the effective cut-off: its own,
+    /// or its parent's (an operator's revocation of a partner holds for its children).
     async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org, Wallet)>>;
 
     /// Inserts an idempotency claim unless one exists, in a transaction of its own that need not
@@ -101,7 +103,10 @@ pub trait Tx: Send {
     /// An org; seen by `Owner::Org(parent)`, only a direct child of `parent`.
     async fn org(&mut self, owner: Owner, id: OrgId) -> Result<Option<Org>>;
     /// Newest first; `parent: None` lists root (partner) orgs.
-    async fn list_orgs(&mut self, parent: Option<OrgId>, status: Option<OrgStatus>, page: PageRequest) -> Result<Vec<Org>>;
+    async fn list_orgs(&mut self, parent: Option<OrgId>, filter: &OrgFilter, page: PageRequest) -> Result<Vec<Org>>;
+    /// `list_orgs` of `parent`'s children, each with its wallet and its project count (the
+    /// children list's `expand=summary`), in one statement for the whole page.
+    async fn list_child_summaries(&mut self, parent: OrgId, filter: &OrgFilter, page: PageRequest) -> Result<Vec<(Org, Wallet, i64)>>;
     async fn count_orgs(&mut self) -> Result<i64>;
     /// A direct child of `parent` with its wallet and its project count, in one read (the
     /// single-org read's `summary`).
@@ -160,6 +165,10 @@ pub trait Tx: Send {
     /// Wallets still counting a period that started before `period_start`.
     async fn stale_wallets(&mut self, period_start: Timestamp, limit: u32) -> Result<Vec<OrgId>>;
     async fn list_credit_events(&mut self, org: OrgId, filter: &CreditEventFilter, page: PageRequest) -> Result<Vec<CreditEvent>>;
+    /// The usage report's sums of `org`'s ledger entries (of `project` only, when given) in each
+    /// of `buckets`, per bucket and project, in one grouped read. Buckets and projects where
+    /// nothing counted have no row.
+    async fn usage_report(&mut self, org: OrgId, buckets: &[Bucket], project: Option<ProjectId>) -> Result<Vec<UsageRow>>;
     /// Every wallet and every transfer, for the ledger's invariant checks.
     async fn ledger_snapshot(&mut self) -> Result<(Vec<Wallet>, Vec<Transfer>)>;
 
@@ -239,6 +248,11 @@ pub trait Tx: Send {
     /// Writes an attempt's outcome onto a claimed delivery, only if the claim that made the
     /// attempt still holds it (`delivering` with the same attempt count); false when it does not.
     async fn finish_delivery(&mut self, delivery: &Delivery) -> Result<bool>;
+    /// Ends the lease of claims whose attempt was cut short (the process is stopping): each
+    /// delivery still held by that claim (`delivering` with the same attempt count) becomes due
+    /// at `now`, so the next sender retries it at once instead of when the lease would have run
+    /// out. Returns how many were released.
+    async fn release_deliveries(&mut self, claims: &[(DeliveryId, i64)], now: Timestamp) -> Result<u64>;
     async fn insert_attempts(&mut self, attempts: &[DeliveryAttempt]) -> Result<()>;
     /// A delivery's attempts, newest first, at most `limit`.
     async fn list_attempts(&mut self, delivery: DeliveryId, limit: u32) -> Result<Vec<DeliveryAttempt>>;

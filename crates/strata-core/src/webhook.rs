@@ -223,13 +223,20 @@ pub fn check_url(raw: &str, dev: bool, allow_private: bool) -> Result<String, Co
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("must not carry credentials"));
     }
+    // The WHATWG parser has already percent-decoded the host, mapped it through IDNA (so
+    // full-width and mixed-case letters are folded) and read every IPv4 spelling (`0x7f.1`,
+    // `2130706433`, `127.0.0.1.`) as an address. What is left is DNS's root label: `localhost.`
+    // names the same host as `localhost`, so the check reads the name without trailing dots.
     let ip = match host {
         url::Host::Ipv4(a) => Some(IpAddr::V4(a)),
         url::Host::Ipv6(a) => Some(IpAddr::V6(a)),
-        url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost") => {
-            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        url::Host::Domain(d) => {
+            let name = d.trim_end_matches('.').to_ascii_lowercase();
+            if name.is_empty() {
+                return Err(bad("must have a host"));
+            }
+            (name == "localhost" || name.ends_with(".localhost")).then_some(IpAddr::V4(Ipv4Addr::LOCALHOST))
         }
-        url::Host::Domain(_) => None,
     };
     let loopback = ip.is_some_and(|a| a.is_loopback());
     match url.scheme() {
@@ -355,9 +362,36 @@ mod tests {
             assert!(check_url(bad, false, false).is_err(), "{bad}");
         }
         assert!(check_url("http://localhost:9000/hook", true, false).is_ok());
+        assert!(check_url("http://LocalHost.:9000/hook", true, false).is_ok());
+        assert!(check_url("https://crm.example.com./hooks", false, false).is_ok());
         assert!(check_url("http://127.0.0.1:9000/hook", true, false).is_ok());
         assert!(check_url("http://10.0.0.5/x", true, false).is_err());
         assert!(check_url("https://10.0.0.5/x", false, true).is_ok());
+    }
+
+    #[test]
+    fn every_spelling_of_an_internal_host_is_refused() {
+        // Each names loopback or a private address through a spelling a naive check misses:
+        // the DNS root label, letter case, full-width letters (IDNA), percent-encoding, and the
+        // hexadecimal, integer and short IPv4 forms.
+        for bad in [
+            "https://localhost./x",
+            "https://LOCALHOST/x",
+            "https://LocalHost../x",
+            "https://api.localhost./x",
+            "https://\u{ff4c}\u{ff4f}\u{ff43}\u{ff41}\u{ff4c}\u{ff48}\u{ff4f}\u{ff53}\u{ff54}/x",
+            "https://%6c%6f%63%61%6c%68%6f%73%74/x",
+            "https://127.0.0.1./x",
+            "https://0x7f.1/x",
+            "https://2130706433/x",
+            "https://0177.0.0.1/x",
+            "https://10.1/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://./x",
+        ] {
+            let got = check_url(bad, false, false);
+            assert!(got.is_err(), "{bad} was accepted as {got:?}");
+        }
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub struct KeyView {
     pub rate_limit_tier: &'static str,
     #[schema(value_type = crate::key::KeyStatus)]
     pub status: &'static str,
+    /// Whether the key was killed (`POST /v1/api-keys/:keyId/kill`): it still authenticates but
+    /// every call but whoami answers 503 KILL_SWITCH until the operator lifts it. Independent of
+    /// `status`, which says whether the key authenticates at all.
+    pub kill_switch: bool,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
     pub rotated_at: Option<Timestamp>,
@@ -100,6 +104,7 @@ impl From<&ApiKey> for KeyView {
             scopes: k.scopes.clone(),
             rate_limit_tier: public_tier(k.tier),
             status: k.status.as_str(),
+            kill_switch: k.killed,
             created_at: k.created_at,
             last_used_at: k.last_used_at,
             rotated_at: k.rotated_at,

@@ -103,12 +103,14 @@ pub(crate) fn envelope(e: &CoreError, request_id: RequestId) -> Vec<u8> {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        if let CoreError::Internal(cause) = &self.0 {
-            tracing::error!(cause = %cause, "internal error");
+        match &self.0 {
+            CoreError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            CoreError::Unavailable { cause, .. } => tracing::warn!(cause = %cause, "service unavailable"),
+            _ => {}
         }
         let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = status.into_response();
-        if let CoreError::RateLimited { retry_after_secs, .. } = &self.0
+        if let CoreError::RateLimited { retry_after_secs, .. } | CoreError::Unavailable { retry_after_secs, .. } = &self.0
             && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -204,8 +204,8 @@ fn add_components(c: &mut Components) {
         ),
         ("RateLimited", "429 RATE_LIMITED: the class's bucket is empty, the daily write cap is reached, or the concurrent-jobs cap.", true),
         (
-            "KillSwitch",
-            "503 KILL_SWITCH: the key was killed (`details.scope: \"key\"`), or its org is suspended or its API access revoked (`details.scope: \"organization\"`).",
+            "Unavailable",
+            "503 KILL_SWITCH: the key was killed (`details.scope: \"key\"`), or its org is suspended or its API access revoked (`details.scope: \"organization\"`); never on whoami, which is how a client learns it. Or 503 SERVICE_UNAVAILABLE with `Retry-After`: the database did not answer in time or the server is shedding load; nothing was changed, and a retry with the same Idempotency-Key does the work once.",
             false,
         ),
         ("Internal", "500 INTERNAL: a bug; the body never leaks internals.", true),
@@ -221,7 +221,7 @@ fn add_components(c: &mut Components) {
                 r.headers.insert(h.into(), HeaderRef::of(h));
             }
         }
-        if name == "RateLimited" {
+        if name == "RateLimited" || name == "Unavailable" {
             r.headers.insert(names::RETRY_AFTER.into(), HeaderRef::of(names::RETRY_AFTER));
         }
         // A CONFLICT is stored under the request's Idempotency-Key and replayed.
@@ -304,7 +304,7 @@ fn finish_operation(method: HttpMethod, op: &mut Operation) {
             if write && authenticated && (status.starts_with('2') || status == "402" || status == "409") {
                 r.headers.insert(names::REPLAYED.into(), HeaderRef::of(names::REPLAYED));
             }
-            if status == "429" {
+            if status == "429" || status == "503" {
                 r.headers.insert(names::RETRY_AFTER.into(), HeaderRef::of(names::RETRY_AFTER));
             }
             if status.starts_with('4') || status.starts_with('5') {
@@ -323,10 +323,7 @@ fn finish_operation(method: HttpMethod, op: &mut Operation) {
             ("429", "RateLimited"),
             ("500", "Internal"),
         ]);
-        // whoami answers for a killed key and a suspended org alike: it is how a client learns.
-        if op.operation_id.as_deref() != Some("whoami") {
-            shared.push(("503", "KillSwitch"));
-        }
+        shared.push(("503", "Unavailable"));
         if scoped {
             shared.push(("403", "ForbiddenScope"));
         }

@@ -4,8 +4,6 @@
 
 #![expect(dead_code, reason = "read by the OpenAPI derive only; the handlers parse the same names from the request")]
 
-use strata_core::clock::Timestamp;
-use strata_core::id::{ApiKeyId, ProjectId};
 use utoipa::IntoParams;
 
 macro_rules! path_param {
@@ -77,94 +75,10 @@ macro_rules! list_query {
 }
 
 list_query!(
-    /// `GET /v1/organizations`.
-    OrgListQuery, max = 200, default = 25 {
-        /// Only children in this status.
-        status: strata_core::org::OrgStatus,
-    }
-);
-list_query!(
     /// A key list.
     KeyListQuery, max = 100, default = 25 {}
-);
-list_query!(
-    /// A credit ledger.
-    CreditEventsQuery, max = 100, default = 25 {
-        /// Only events of this project.
-        project_id: ProjectId,
-        /// Only events of this kind.
-        event_type: strata_core::schema::CreditEventType,
-        /// From this instant on (inclusive; must end in `Z`).
-        since: Timestamp,
-        /// Before this instant (must end in `Z`).
-        until: Timestamp,
-    }
-);
-list_query!(
-    /// `GET /v1/projects`.
-    ProjectListQuery, max = 200, default = 25 {
-        /// Only projects in this status.
-        status: strata_core::project::ProjectStatus,
-        /// A case-insensitive prefix of the name.
-        search: String,
-        /// Exactly this `customerExternalId`.
-        customer_external_id: String,
-    }
 );
 list_query!(
     /// `GET /v1/projects/{projectId}/scheduled-posts`.
     PostListQuery, max = 100, default = 25 {}
 );
-list_query!(
-    /// `GET /v1/webhook-endpoints`.
-    EndpointListQuery, max = 100, default = 25 {
-        /// Only endpoints of this project.
-        project_id: ProjectId,
-        /// Only endpoints in this status.
-        status: strata_core::webhook::EndpointStatus,
-    }
-);
-list_query!(
-    /// An endpoint's deliveries.
-    DeliveryListQuery, max = 100, default = 25 {
-        /// Only deliveries of this event type.
-        event_type: strata_core::event::EventType,
-        /// Only deliveries in this status.
-        status: strata_core::webhook::DeliveryStatus,
-    }
-);
-list_query!(
-    /// `GET /v1/audit-log`.
-    AuditQuery, max = 200, default = 50 {
-        /// Only entries of this type (e.g. `organization.created`).
-        event_type: String,
-        /// Only entries about this project.
-        project_id: ProjectId,
-        /// Only entries made with this key.
-        api_key_id: ApiKeyId,
-        /// From this instant on (must end in `Z`).
-        since: Timestamp,
-        /// Before this instant (must end in `Z`).
-        until: Timestamp,
-    }
-);
-
-/// `GET /v1/events`: the org's event log.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct EventsQuery {
-    /// Only events of this type.
-    #[param(inline, rename = "type")]
-    event_type: Option<strata_core::event::EventType>,
-    /// From this instant on (must end in `Z`).
-    #[param(inline)]
-    since: Option<Timestamp>,
-    /// Before this instant (must end in `Z`).
-    #[param(inline)]
-    until: Option<Timestamp>,
-    /// Page size.
-    #[param(minimum = 1, maximum = 100, default = 25)]
-    limit: Option<u32>,
-    /// The previous page's `nextCursor` (opaque; a tampered cursor is 422).
-    cursor: Option<String>,
-}

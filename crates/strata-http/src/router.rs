@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::context::request_context;
 use crate::docs;
-use crate::handlers::{content, credits, keys, logs, meta, orgs, projects, webhooks};
+use crate::handlers::{content, credits, keys, logs, meta, orgs, projects, usage, webhooks};
 
 /// Request bodies above this are 413 (CONTRACT §1).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -39,8 +39,10 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         // Credits.
         .routes(routes!(credits::own))
         .routes(routes!(credits::own_events))
+        .routes(routes!(usage::own))
         .routes(routes!(credits::child))
         .routes(routes!(credits::child_events))
+        .routes(routes!(usage::child))
         .routes(routes!(credits::allocate))
         .routes(routes!(credits::config, credits::update_config))
         // The caller's own keys.
@@ -74,8 +76,11 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
 pub fn router(app: AppState) -> Router {
     let (routes, _) = api_routes().split_for_parts();
     routes
+        // Not API routes (HTML and its assets), so not in the OpenAPI document.
+        .merge(crate::console::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn_with_state(app.clone(), crate::shed::shed))
         .layer(from_fn_with_state(app.clone(), request_context))
         .with_state(app)
 }
@@ -92,6 +97,8 @@ mod tests {
     fn every_route_is_registered_through_the_openapi_router() {
         let source = include_str!("router.rs");
         let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+        // The pages that are not API routes (the console, the API reference) are merged whole.
+        let code = code.replace(".merge(crate::console::routes())", "").replace(".merge(crate::docs::routes())", "");
         for bypass in [".route(", ".route_service(", ".nest(", ".nest_service(", ".merge("] {
             assert!(!code.contains(bypass), "router.rs registers a route with `{bypass}`: use `.routes(routes!(handler))`");
         }

@@ -92,6 +92,15 @@ pub(crate) fn lite_err(e: rusqlite::Error) -> CoreError {
         if f.extended_code == 2067 || f.extended_code == 1555 {
             return crate::unique_conflict();
         }
+        // Busy or locked past the busy timeout, an I/O failure, a full disk, a file that cannot
+        // be opened or written: the database is there but cannot answer now (503, retry).
+        use rusqlite::ErrorCode as C;
+        if matches!(
+            f.code,
+            C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::DiskFull | C::CannotOpen | C::ReadOnly | C::OutOfMemory
+        ) {
+            return CoreError::unavailable(format!("database: {e}"));
+        }
     }
     CoreError::internal(format!("database: {e}"))
 }

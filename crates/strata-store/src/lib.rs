@@ -9,7 +9,9 @@
 //!   transaction reads, so a read-modify-write is never a lost update.
 #![forbid(unsafe_code)]
 
+mod children;
 mod conn;
+pub mod faults;
 mod lite;
 pub mod notify;
 pub mod plans;
@@ -17,6 +19,7 @@ mod query;
 mod rows;
 mod sealed;
 mod tx;
+mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,6 +51,23 @@ pub enum Backend {
     Sqlite { dir: PathBuf },
     /// A PostgreSQL server.
     Postgres { url: String },
+}
+
+/// How long strata waits on its database before a request answers 503 SERVICE_UNAVAILABLE
+/// instead of hanging (`serve --database-timeout-seconds`, `--statement-timeout-seconds`).
+#[derive(Clone, Copy, Debug)]
+pub struct DbTimeouts {
+    /// Waiting for a PostgreSQL connection from the pool (and for the first one at start).
+    pub acquire: Duration,
+    /// One statement on PostgreSQL (`statement_timeout`), or the wait for SQLite's one writer;
+    /// `None` leaves statements unbounded (the operator's own commands).
+    pub statement: Option<Duration>,
+}
+
+impl Default for DbTimeouts {
+    fn default() -> Self {
+        Self { acquire: Duration::from_secs(2), statement: None }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,24 +112,116 @@ pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
     if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "23505" || c == "2067" || c == "1555") {
         return unique_conflict();
     }
+    if is_unavailable(&e) {
+        connection_lost();
+        return CoreError::unavailable(format!("database: {e}"));
+    }
     CoreError::internal(format!("database: {e}"))
 }
 
+/// Whether a PostgreSQL error says the database could not be reached or did not answer in time
+/// (503, retry) rather than that a statement is wrong (500): no connection from the pool in
+/// time, a broken connection, and the SQLSTATEs of a lost connection (class 08), a shutdown or
+/// restart (57P01–57P03), too many connections (53300), a full disk (53100), a statement
+/// timeout (57014) and a read-only server after a failover (25006).
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300" | "53100" | "57014" | "25006")
+        }),
+        _ => false,
+    }
+}
+
+/// Milliseconds since this process first asked, never 0.
+fn process_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    u64::try_from(START.get_or_init(std::time::Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+}
+
+/// When (`process_ms`) a statement last failed because the database could not be reached.
+static LAST_CONNECTION_LOSS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn connection_lost() {
+    LAST_CONNECTION_LOSS.store(process_ms(), std::sync::atomic::Ordering::Relaxed);
+}
+
 /// PostgreSQL pool settings. sqlx pings a connection (a round trip) on every acquire by default,
-/// which would double the round trips of a one-statement request; here only a connection idle
-/// for a while is pinged before use, and a broken one is dropped and replaced.
-fn pg_pool_options(max: u32) -> PgPoolOptions {
+/// which would double the round trips of a one-statement request; here a connection is pinged
+/// before use only when it sat idle for a while, or since before the database was last found
+/// unreachable (so after an outage each pooled connection is tested once, a broken one is
+/// replaced, and requests succeed again as soon as the database is back).
+fn pg_pool_options(max: u32, timeouts: DbTimeouts) -> PgPoolOptions {
     const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
-    PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(30)).test_before_acquire(false).before_acquire(
-        |conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_IF_IDLE_FOR {
-                    sqlx::Connection::ping(conn).await?;
+    PgPoolOptions::new().max_connections(max).acquire_timeout(timeouts.acquire).test_before_acquire(false).before_acquire(|conn, meta| {
+        Box::pin(async move {
+            let idle_ms = u64::try_from(meta.idle_for.as_millis()).unwrap_or(u64::MAX);
+            let last_used = process_ms().saturating_sub(idle_ms);
+            let outage_since = LAST_CONNECTION_LOSS.load(std::sync::atomic::Ordering::Relaxed) >= last_used;
+            if meta.idle_for >= PING_IF_IDLE_FOR || outage_since {
+                sqlx::Connection::ping(conn).await?;
+            }
+            Ok(true)
+        })
+    })
+}
+
+/// Opens one PostgreSQL connection before any pool is made, so that a server that cannot be
+/// reached is a refusal naming the cause at once (connection refused, authentication failed, no
+/// such database, no answer within `wait`, at least 1 s) rather than a pool's timeout. Returns
+/// the parsed options (for the pools) and the connection.
+async fn first_connection(url: &str, wait: Duration) -> Result<(sqlx::postgres::PgConnectOptions, sqlx::PgConnection)> {
+    use sqlx::Connection;
+    let where_ = redact_url(url);
+    let options: sqlx::postgres::PgConnectOptions =
+        url.parse().map_err(|e| refusal(format!("--database-url {where_} is not a PostgreSQL URL: {e}")))?;
+    let wait = wait.max(Duration::from_secs(1));
+    let conn = match tokio::time::timeout(wait, sqlx::PgConnection::connect_with(&options)).await {
+        Err(_) => return Err(refusal(format!("PostgreSQL at {where_} did not answer within {} s", wait.as_secs()))),
+        Ok(Err(e)) => {
+            let why = match &e {
+                sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    "connection refused (is PostgreSQL running and listening there?)".to_owned()
                 }
-                Ok(true)
-            })
-        },
-    )
+                sqlx::Error::Io(io) => format!("cannot connect: {io}"),
+                sqlx::Error::Database(d) if d.code().as_deref() == Some("28P01") || d.code().as_deref() == Some("28000") => {
+                    format!("authentication failed: {}", d.message())
+                }
+                sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000") => {
+                    format!("{} (create it, or point --database-url at another)", d.message())
+                }
+                other => other.to_string(),
+            };
+            return Err(refusal(format!("cannot open PostgreSQL at {where_}: {why}")));
+        }
+        Ok(Ok(conn)) => conn,
+    };
+    Ok((options, conn))
+}
+
+/// A database URL as it may be printed: without its password.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "the --database-url given".to_owned(),
+    }
+}
+
+/// An operator's mistake or a refusal to start: one line saying what to do (never "internal").
+fn refusal(message: String) -> CoreError {
+    CoreError::Validation { field: None, message, code: None, bounds: None }
+}
+
+/// The newest schema migration this binary ships, per backend: `(sqlite, postgres)`.
+pub fn schema_versions() -> (i64, i64) {
+    let newest = |m: sqlx::migrate::Migrator| m.iter().map(|m| m.version).max().unwrap_or(0);
+    (newest(sqlx::migrate!("migrations/sqlite")), newest(sqlx::migrate!("migrations/postgres")))
 }
 
 /// Says what to do when the schema cannot be brought to this binary's version: a database
@@ -140,7 +252,7 @@ pub async fn database_exists(backend: &Backend) -> Result<bool> {
         Backend::Sqlite { dir } => Ok(dir.join(SQLITE_FILE).exists()),
         Backend::Postgres { url } => {
             use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(url).await.map_err(db_err)?;
+            let (_, mut conn) = first_connection(url, DbTimeouts::default().acquire).await?;
             let row = sqlx::query("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL AS present")
                 .fetch_one(&mut conn)
                 .await
@@ -148,6 +260,65 @@ pub async fn database_exists(backend: &Backend) -> Result<bool> {
             let present: bool = sqlx::Row::try_get(&row, "present").map_err(db_err)?;
             let _ = conn.close().await;
             Ok(present)
+        }
+    }
+}
+
+/// The newest schema migration applied to the database (`None`: it holds no strata schema).
+/// Reads only; applies nothing.
+pub async fn schema_applied(backend: &Backend) -> Result<Option<i64>> {
+    const SQL: &str = "SELECT MAX(version) AS v FROM _sqlx_migrations WHERE success";
+    if !database_exists(backend).await? {
+        return Ok(None);
+    }
+    match backend {
+        Backend::Sqlite { dir } => {
+            let conn = rusqlite::Connection::open_with_flags(dir.join(SQLITE_FILE), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(conn::lite_err)?;
+            conn.query_row(SQL, [], |r| r.get::<_, Option<i64>>(0)).map_err(conn::lite_err)
+        }
+        Backend::Postgres { url } => {
+            let (_, mut conn) = first_connection(url, DbTimeouts::default().acquire).await?;
+            let row = sqlx::query(SQL).fetch_one(&mut conn).await.map_err(db_err)?;
+            let _ = sqlx::Connection::close(conn).await;
+            sqlx::Row::try_get::<Option<i64>, _>(&row, "v").map_err(db_err)
+        }
+    }
+}
+
+/// What the server's clock can be checked against: PostgreSQL's own clock, or (SQLite, one
+/// machine) the newest timestamp strata stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockReference {
+    /// The database server's `clock_timestamp()`, in Unix milliseconds.
+    DatabaseNow(i64),
+    /// The newest audit entry or event stored, in Unix milliseconds (`None`: nothing stored).
+    NewestStored(Option<i64>),
+}
+
+/// Reads the clock reference of the database (see `ClockReference`).
+pub async fn clock_reference(backend: &Backend) -> Result<ClockReference> {
+    match backend {
+        Backend::Sqlite { dir } => {
+            let conn = rusqlite::Connection::open_with_flags(dir.join(SQLITE_FILE), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(conn::lite_err)?;
+            let newest = conn
+                .query_row(
+                    "SELECT MAX(t) FROM (SELECT MAX(occurred_at) AS t FROM audit_log UNION ALL SELECT MAX(created_at) FROM events)",
+                    [],
+                    |r| r.get::<_, Option<i64>>(0),
+                )
+                .map_err(conn::lite_err)?;
+            Ok(ClockReference::NewestStored(newest))
+        }
+        Backend::Postgres { url } => {
+            let (_, mut conn) = first_connection(url, DbTimeouts::default().acquire).await?;
+            let row = sqlx::query("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(db_err)?;
+            let _ = sqlx::Connection::close(conn).await;
+            Ok(ClockReference::DatabaseNow(sqlx::Row::try_get::<i64, _>(&row, "now").map_err(db_err)?))
         }
     }
 }
@@ -281,15 +452,34 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 impl SqlStore {
-    /// Connects, applies the backend's migrations, and returns the store.
+    /// Connects, applies the backend's migrations (and fills in what a migration leaves to
+    /// the application), and returns the store (default timeouts: 2 s for a connection,
+    /// statements unbounded).
     pub async fn connect(backend: &Backend) -> Result<Self> {
-        match backend {
-            Backend::Sqlite { dir } => Self::connect_sqlite(dir).await,
-            Backend::Postgres { url } => Self::connect_postgres(url).await,
-        }
+        Self::connect_with(backend, DbTimeouts::default()).await
     }
 
-    async fn connect_sqlite(dir: &Path) -> Result<Self> {
+    /// As `connect`, with these timeouts.
+    pub async fn connect_with(backend: &Backend, timeouts: DbTimeouts) -> Result<Self> {
+        let store = match backend {
+            Backend::Sqlite { dir } => Self::connect_sqlite(dir, timeouts).await?,
+            Backend::Postgres { url } => Self::connect_postgres(url, timeouts).await?,
+        };
+        // Once per database (the setting marks it done), not a read of every org at each start.
+        const SEARCH_KEYS_FILLED: &str = "org_search_keys_filled";
+        let mut tx = store.begin(true).await?;
+        if tx.setting(SEARCH_KEYS_FILLED).await?.is_none() {
+            let filled = children::fill_search_keys(&mut tx.conn).await?;
+            tx.setting_init(SEARCH_KEYS_FILLED, "0007").await?;
+            if filled > 0 {
+                tracing::info!(organizations = filled, "filled in the search keys of organizations written before migration 0007");
+            }
+        }
+        Tx::commit(Box::new(tx)).await?;
+        Ok(store)
+    }
+
+    async fn connect_sqlite(dir: &Path, timeouts: DbTimeouts) -> Result<Self> {
         let path = create_sqlite_files(dir)?;
         // Migrations run through sqlx, on a connection of their own, before serving starts.
         let options = SqliteConnectOptions::new()
@@ -301,30 +491,35 @@ impl SqlStore {
         let migrator = sqlx::migrate!("migrations/sqlite");
         migrator.run(&pool).await.map_err(|e| migrate_err(&migrator, e))?;
         pool.close().await;
-        Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4)?), hub: Arc::default(), listener: Vec::new(), workers: None })
+        Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4, timeouts.statement)?), hub: Arc::default(), listener: Vec::new(), workers: None })
     }
 
-    async fn connect_postgres(url: &str) -> Result<Self> {
-        let pool = pg_pool_options(32).connect(url).await.map_err(db_err)?;
+    async fn connect_postgres(url: &str, timeouts: DbTimeouts) -> Result<Self> {
+        let (mut options, first) = first_connection(url, timeouts.acquire).await?;
+        let _ = sqlx::Connection::close(first).await;
+        if let Some(t) = timeouts.statement {
+            options = options.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
+        }
+        let pool = pg_pool_options(32, timeouts).connect_with(options.clone()).await.map_err(db_err)?;
         // sqlx holds a PostgreSQL advisory lock while it migrates, so N nodes starting together
         // migrate once; the others wait, then find nothing to apply.
         let migrator = sqlx::migrate!("migrations/postgres");
         migrator.run(&pool).await.map_err(|e| migrate_err(&migrator, e))?;
-        let relaxed = pg_pool_options(8)
+        let relaxed = pg_pool_options(8, timeouts)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     sqlx::Executor::execute(conn, "SET synchronous_commit = off").await?;
                     Ok(())
                 })
             })
-            .connect(url)
+            .connect_with(options.clone())
             .await
             .map_err(db_err)?;
         let hub = Arc::new(Hub::default());
         let listener = vec![hub.spawn_listener(url.to_owned()), hub.spawn_publisher(url.to_owned())];
         // Requests waiting on a row lock hold their connections; the outbox must not wait
         // behind them for one.
-        let worker_pool = pg_pool_options(WORKER_CONNECTIONS).connect_lazy(url).map_err(db_err)?;
+        let worker_pool = pg_pool_options(WORKER_CONNECTIONS, timeouts).connect_lazy_with(options);
         let workers: Arc<dyn Store> = Arc::new(Self {
             db: Db::Postgres { pool: worker_pool, relaxed: relaxed.clone() },
             hub: hub.clone(),
@@ -377,7 +572,9 @@ impl Store for SqlStore {
 
     async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org, Wallet)>> {
         let sql = format!(
-            "SELECT {}, {}, {} FROM api_keys k JOIN organizations o ON o.id = k.org_id JOIN wallets w ON w.org_id = o.id \
+            "SELECT {}, {}, {}, COALESCE(p.access_revoked, 0) AS parent_access_revoked \
+             FROM api_keys k JOIN organizations o ON o.id = k.org_id JOIN wallets w ON w.org_id = o.id \
+             LEFT JOIN organizations p ON p.id = o.parent_id \
              WHERE k.keyid = $1",
             rows::KEY_COLUMNS_K,
             rows::ORG_COLUMNS_O,
@@ -388,7 +585,13 @@ impl Store for SqlStore {
             Db::Sqlite(db) => q.fetch_optional(&mut Conn::LiteRead(db.read_one().await)).await?,
             Db::Postgres { pool, .. } => q.fetch_optional(&mut Conn::PgPool(pool.clone())).await?,
         };
-        row.map(|r| Ok((rows::key(&r, "")?, rows::org(&r, "o_")?, rows::wallet_prefixed(&r, "w_")?))).transpose()
+        row.map(|r| {
+            let mut home = rows::org(&r, "o_")?;
+            // The operator's cut-off of a partner holds for its children (CONTRACT §2).
+            home.access_revoked |= rows::int(&r, "parent_access_revoked")? != 0;
+            Ok((rows::key(&r, "")?, home, rows::wallet_prefixed(&r, "w_")?))
+        })
+        .transpose()
     }
 
     async fn idem_claim_fresh(&self, rec: &IdemRecord) -> Result<bool> {
@@ -408,6 +611,9 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> Result<()> {
+        if let Db::Sqlite(db) = &self.db {
+            faults::check(db.path())?;
+        }
         let mut tx = self.begin(false).await?;
         tx.ping().await?;
         Tx::commit(Box::new(tx)).await

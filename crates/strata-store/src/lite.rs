@@ -139,10 +139,15 @@ pub(crate) struct LiteDb {
     writer: Arc<Writer>,
     readers: Arc<Vec<Arc<AsyncMutex<rusqlite::Connection>>>>,
     next_reader: Arc<AtomicUsize>,
+    /// How long a write waits for the one writer before it answers 503 (`None`: as long as it
+    /// takes).
+    write_wait: Option<Duration>,
+    /// The database file (for the test-only fault injector).
+    path: std::path::PathBuf,
 }
 
 impl LiteDb {
-    pub fn open(path: &Path, readers: usize) -> Result<Self> {
+    pub fn open(path: &Path, readers: usize, write_wait: Option<Duration>) -> Result<Self> {
         let writer = Writer {
             state: Arc::new(AsyncMutex::new(WriterState { conn: open(path)?, batch: None, next_batch: 1, released: 0 })),
             waiting: AtomicUsize::new(0),
@@ -150,15 +155,34 @@ impl LiteDb {
             failed: Mutex::new(VecDeque::new()),
         };
         let readers = (0..readers.max(1)).map(|_| open(path).map(|c| Arc::new(AsyncMutex::new(c)))).collect::<Result<Vec<_>>>()?;
-        Ok(Self { writer: Arc::new(writer), readers: Arc::new(readers), next_reader: Arc::new(AtomicUsize::new(0)) })
+        Ok(Self {
+            writer: Arc::new(writer),
+            readers: Arc::new(readers),
+            next_reader: Arc::new(AtomicUsize::new(0)),
+            write_wait,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Starts a write transaction (a savepoint in the open batch).
     pub async fn write(&self) -> Result<LiteWrite> {
+        crate::faults::check(&self.path)?;
         let w = &self.writer;
         w.waiting.fetch_add(1, Ordering::SeqCst);
         let mut queued = Queued { writer: w.clone(), acquired: false };
-        let mut guard = w.state.clone().lock_owned().await;
+        let lock = w.state.clone().lock_owned();
+        let mut guard = match self.write_wait {
+            // Giving up drops `queued` unacquired: the watchdog commits what the batch holds.
+            Some(wait) => tokio::time::timeout(wait, lock)
+                .await
+                .map_err(|_| CoreError::unavailable(format!("database: no turn at the SQLite writer within {} ms", wait.as_millis())))?,
+            None => lock.await,
+        };
         queued.acquired = true;
         drop(queued);
         w.check_batch_alive(&mut guard);
@@ -305,7 +329,7 @@ mod tests {
     fn db() -> (tempfile::TempDir, LiteDb) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        let db = LiteDb::open(&path, 2).unwrap();
+        let db = LiteDb::open(&path, 2, None).unwrap();
         let w = db.writer.state.clone();
         w.try_lock().unwrap().conn.execute_batch("CREATE TABLE t (v INTEGER NOT NULL)").unwrap();
         (dir, db)

@@ -80,7 +80,7 @@ fn col(prefix: &str, name: &str) -> String {
     format!("{prefix}{name}")
 }
 
-fn int(r: &Row, name: &str) -> Result<i64> {
+pub(crate) fn int(r: &Row, name: &str) -> Result<i64> {
     r.int(name)
 }
 

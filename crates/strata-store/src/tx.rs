@@ -13,15 +13,17 @@ use strata_core::id::{ApiKeyId, ContainerId, DeliveryId, EndpointId, EventId, Jo
 use strata_core::idempotency::{IdemRecord, Reply};
 use strata_core::key::ApiKey;
 use strata_core::ledger::{LedgerBatch, Posting, WalletChange};
-use strata_core::org::{Org, OrgStatus};
+use strata_core::org::{Org, OrgFilter};
 use strata_core::post::ScheduledPost;
 use strata_core::project::{Project, ProjectFilter};
 use strata_core::store::{Owner, SealedColumn, SealedRow, SealedValue, Tx};
+use strata_core::usage::{Bucket, UsageRow};
 use strata_core::webhook::{Delivery, DeliveryAttempt, DeliveryStatus, Endpoint, EndpointStatus};
 
 use std::sync::Arc;
 
 use crate::Dialect;
+use crate::children;
 use crate::conn::Conn;
 use crate::notify::{self, Hub};
 use crate::query::{Q, ROWS_PER_INSERT, Row, values_placeholders};
@@ -31,7 +33,7 @@ use crate::rows::{
 };
 
 pub(crate) struct SqlTx {
-    conn: Conn,
+    pub(crate) conn: Conn,
     dialect: Dialect,
     write: bool,
     hub: Arc<Hub>,
@@ -313,7 +315,9 @@ fn job_args(q: Q, j: &Job) -> Q {
 }
 
 /// Appends the keyset condition, the order and the limit (one extra row says "more").
-fn page(q: Q, page: PageRequest) -> Q {
+/// Appends a keyset page, newest first, to a list's `WHERE`: rows before the cursor's `seq`,
+/// one more than the limit (it says whether a next page exists).
+pub(crate) fn page(q: Q, page: PageRequest) -> Q {
     let q = match page.before_seq {
         Some(s) => q.and_int(" AND seq < $?", s),
         None => q,
@@ -336,18 +340,20 @@ impl Tx for SqlTx {
 
     async fn insert_org(&mut self, o: &Org) -> Result<()> {
         let q = Q::new(&format!(
-            "INSERT INTO organizations ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            &ORG_COLUMNS["seq, ".len()..]
+            "INSERT INTO organizations ({}, {}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            &ORG_COLUMNS["seq, ".len()..],
+            children::SEARCH_KEY_COLUMNS.join(", ")
         ));
-        org_args(q, o).execute(&mut self.conn).await.map(|_| ())
+        children::bind_search_keys(org_args(q, o), o).execute(&mut self.conn).await.map(|_| ())
     }
 
     async fn update_org(&mut self, o: &Org) -> Result<()> {
         let q = Q::new(
             "UPDATE organizations SET parent_id = $2, name = $3, status = $4, metadata = $5, billing_email = $6, access_revoked = $7, \
-             archived_at = $8, archive_reclaimed = $9, archive_revoked = $10, created_at = $11, updated_at = $12 WHERE id = $1",
+             archived_at = $8, archive_reclaimed = $9, archive_revoked = $10, created_at = $11, updated_at = $12, \
+             name_key = $13, external_id = $14, external_id_key = $15 WHERE id = $1",
         );
-        org_args(q, o).execute(&mut self.conn).await.map(|_| ())
+        children::bind_search_keys(org_args(q, o), o).execute(&mut self.conn).await.map(|_| ())
     }
 
     async fn acting_org(&mut self, id: OrgId) -> Result<Option<Org>> {
@@ -361,17 +367,12 @@ impl Tx for SqlTx {
         self.owned(ORG_COLUMNS, "organizations", &id.uuid_string(), "parent_id", owner, |r| rows::org(r, "")).await
     }
 
-    async fn list_orgs(&mut self, parent: Option<OrgId>, status: Option<OrgStatus>, req: PageRequest) -> Result<Vec<Org>> {
-        let base = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE ");
-        let mut q = match parent {
-            Some(p) => Q::new(&base).and_str("parent_id = $?", &p.uuid_string()),
-            None => Q::new(&base).push("parent_id IS NULL"),
-        };
-        if let Some(s) = status {
-            q = q.and_str(" AND status = $?", s.as_str());
-        }
-        let rows = page(q, req).fetch_all(&mut self.conn).await?;
-        rows.iter().map(|r| rows::org(r, "")).collect()
+    async fn list_orgs(&mut self, parent: Option<OrgId>, filter: &OrgFilter, req: PageRequest) -> Result<Vec<Org>> {
+        children::list(&mut self.conn, parent, filter, req).await
+    }
+
+    async fn list_child_summaries(&mut self, parent: OrgId, filter: &OrgFilter, req: PageRequest) -> Result<Vec<(Org, Wallet, i64)>> {
+        children::list_with_summaries(&mut self.conn, parent, filter, req).await
     }
 
     async fn child_summary(&mut self, parent: OrgId, id: OrgId) -> Result<Option<(Org, Wallet, i64)>> {
@@ -678,6 +679,10 @@ impl Tx for SqlTx {
         }
         let rows = page(q, req).fetch_all(&mut self.conn).await?;
         rows.iter().map(rows::credit_event).collect()
+    }
+
+    async fn usage_report(&mut self, org: OrgId, buckets: &[Bucket], project: Option<ProjectId>) -> Result<Vec<UsageRow>> {
+        crate::usage::report(&mut self.conn, self.dialect, org, buckets, project).await
     }
 
     async fn ledger_snapshot(&mut self) -> Result<(Vec<Wallet>, Vec<Transfer>)> {
@@ -1114,6 +1119,20 @@ impl Tx for SqlTx {
         .str(d.status.as_str());
         let n = outcome_args(q, d).int(d.attempts).execute(&mut self.conn).await?;
         Ok(n == 1)
+    }
+
+    async fn release_deliveries(&mut self, claims: &[(DeliveryId, i64)], now: Timestamp) -> Result<u64> {
+        let mut released = 0;
+        for (id, attempts) in claims {
+            released +=
+                Q::new("UPDATE webhook_deliveries SET next_retry_at = $1 WHERE id = $2 AND status = 'delivering' AND attempts = $3")
+                    .int(now.millis())
+                    .str(&id.to_string())
+                    .int(*attempts)
+                    .execute(&mut self.conn)
+                    .await?;
+        }
+        Ok(released)
     }
 
     async fn insert_attempts(&mut self, attempts: &[DeliveryAttempt]) -> Result<()> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_core::Strata;
-use strata_core::id::EndpointId;
+use strata_core::id::{DeliveryId, EndpointId};
 use strata_core::service::{AttemptResult, SendSlots, WebhookSender};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{Id, JoinError, JoinHandle, JoinSet};
@@ -16,7 +16,7 @@ use tokio::task::{Id, JoinError, JoinHandle, JoinSet};
 /// Outcomes written per recording transaction at most.
 const RECORD_BATCH: usize = 512;
 /// How long attempts still in flight at shutdown may finish before they are dropped (their
-/// leases run out and they are retried after the restart).
+/// claims are released, so the next sender retries them at once).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Bounds of the sender loop.
@@ -30,8 +30,8 @@ pub struct SendBounds {
 
 /// Starts the sender loop. It claims when woken (`wake`: a commit wrote deliveries), when an
 /// attempt ends (a slot is free), and every `every` (retries coming due); it stops claiming when
-/// `shutdown` turns true, lets attempts in flight finish for up to 2 s, records what finished and
-/// returns.
+/// `shutdown` turns true, lets attempts in flight finish for up to 2 s, records what finished,
+/// releases the claims of the attempts it had to drop and returns.
 pub fn spawn_sender(
     strata: Strata,
     sender: Arc<dyn WebhookSender>,
@@ -84,14 +84,14 @@ pub fn spawn_sender(
                 };
                 let n = claimed.len();
                 for p in claimed {
-                    let endpoint = p.delivery.endpoint_id;
+                    let claim = Claim { endpoint: p.delivery.endpoint_id, delivery: p.delivery.id, attempts: p.delivery.attempts };
                     let (strata, sender, results) = (strata.clone(), sender.clone(), results.clone());
                     let task = tasks.spawn(async move {
                         let r = strata.attempt(sender.as_ref(), p).await;
                         // The recorder outlives every attempt task but the ones dropped at shutdown.
                         let _ = results.send(r);
                     });
-                    in_flight.take(task.id(), endpoint);
+                    in_flight.take(task.id(), claim);
                 }
                 // Fewer than the free slots: all that was due and allowed is taken. Work may still
                 // wait behind an endpoint's bound; a slot it frees then claims again.
@@ -101,25 +101,49 @@ pub fn spawn_sender(
                 }
             }
         }
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while let Some(done) = tasks.join_next_with_id().await {
+                in_flight.release(done);
+            }
+        })
+        .await;
         tasks.abort_all();
         drop(results);
         let _ = recorder.await;
+        // What is still held was cut short: due again now, for the next process.
+        let cut: Vec<(DeliveryId, i64)> = in_flight.by_task.values().map(|c| (c.delivery, c.attempts)).collect();
+        match strata.release_deliveries(&cut).await {
+            Ok(n) if n > 0 => tracing::info!(worker = "webhook_sender", released = n, "released the claims of attempts cut short"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, n = cut.len(), "could not release claims at shutdown; they are retried when their leases end")
+            }
+        }
         tracing::debug!(worker = "webhook_sender", "stopped");
     })
 }
 
-/// Which endpoint each attempt task holds a slot of.
+/// The delivery an attempt task holds, as claimed.
+#[derive(Clone, Copy)]
+struct Claim {
+    endpoint: EndpointId,
+    delivery: DeliveryId,
+    /// The attempt count the claim set: a release only touches the delivery while this claim
+    /// still holds it.
+    attempts: i64,
+}
+
+/// Which claim (and so which endpoint's slot) each attempt task holds.
 #[derive(Default)]
 struct InFlight {
-    by_task: HashMap<Id, EndpointId>,
+    by_task: HashMap<Id, Claim>,
     by_endpoint: HashMap<EndpointId, usize>,
 }
 
 impl InFlight {
-    fn take(&mut self, task: Id, endpoint: EndpointId) {
-        self.by_task.insert(task, endpoint);
-        *self.by_endpoint.entry(endpoint).or_default() += 1;
+    fn take(&mut self, task: Id, claim: Claim) {
+        self.by_task.insert(task, claim);
+        *self.by_endpoint.entry(claim.endpoint).or_default() += 1;
     }
 
     /// Frees the slot of a task that ended, however it ended.
@@ -128,11 +152,11 @@ impl InFlight {
             Ok((id, ())) => id,
             Err(e) => e.id(),
         };
-        let Some(endpoint) = self.by_task.remove(&task) else { return };
-        if let Some(n) = self.by_endpoint.get_mut(&endpoint) {
+        let Some(claim) = self.by_task.remove(&task) else { return };
+        if let Some(n) = self.by_endpoint.get_mut(&claim.endpoint) {
             *n -= 1;
             if *n == 0 {
-                self.by_endpoint.remove(&endpoint);
+                self.by_endpoint.remove(&claim.endpoint);
             }
         }
     }

@@ -15,7 +15,6 @@ use strata_core::credits::GrantKind;
 use strata_core::error::{CoreError, Result};
 use strata_core::service::NewPartner;
 use strata_store::Backend;
-use strata_workers::Cadence;
 
 use crate::OpenOptions;
 
@@ -121,7 +120,7 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
         let base = format!("http://{}", listener.local_addr().map_err(err)?);
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::serve(strata.clone(), listener, Cadence::default(), async move {
+        let server = tokio::spawn(crate::serve(strata.clone(), listener, crate::ServeOptions::default(), async move {
             let _ = stop_rx.await;
         }));
         let client = reqwest::Client::builder().pool_max_idle_per_host(clients).build().map_err(err)?;

@@ -9,9 +9,10 @@ pub mod cli;
 pub mod drill;
 pub mod telemetry;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use strata_core::Strata;
 use strata_core::clock::Clock;
@@ -19,7 +20,7 @@ use strata_core::cursor::ServerSecret;
 use strata_core::error::{CoreError, Result};
 use strata_core::service::{CoreConfig, SecretFit, init_secret_check, secret_fit};
 use strata_http::AppState;
-use strata_store::{Backend, SqlStore};
+use strata_store::{Backend, DbTimeouts, SqlStore};
 use strata_workers::Cadence;
 use tokio::net::TcpListener;
 
@@ -37,11 +38,19 @@ pub struct OpenOptions {
     /// sealed, and `strata secret rotate` re-seals that under `secret_hex`.
     pub previous_secret_hex: Option<String>,
     pub core: CoreConfig,
+    /// How long to wait on the database before answering 503.
+    pub db: DbTimeouts,
 }
 
 impl OpenOptions {
     pub fn sqlite(dir: impl Into<PathBuf>) -> Self {
-        Self { backend: Backend::Sqlite { dir: dir.into() }, secret_hex: None, previous_secret_hex: None, core: CoreConfig::default() }
+        Self {
+            backend: Backend::Sqlite { dir: dir.into() },
+            secret_hex: None,
+            previous_secret_hex: None,
+            core: CoreConfig::default(),
+            db: DbTimeouts::default(),
+        }
     }
 }
 
@@ -56,7 +65,7 @@ pub const LEGACY_SECRET_SETTING: &str = "server_secret";
 /// missing while it holds sealed data; on first use the check value is written.
 pub async fn open(opts: &OpenOptions, clock: Arc<dyn Clock>) -> Result<Strata> {
     let configured = opts.secret_hex.as_deref().map(|h| parse_secret(h, "STRATA_SECRET_KEY")).transpose()?;
-    let store = SqlStore::connect(&opts.backend).await?.into_port();
+    let store = SqlStore::connect_with(&opts.backend, opts.db).await?.into_port();
     let secret = match (&opts.backend, configured) {
         (Backend::Sqlite { .. }, Some(secret)) => secret,
         (Backend::Sqlite { dir }, None) => {
@@ -144,18 +153,59 @@ fn secret_from_file(path: &std::path::Path) -> Result<ServerSecret> {
     }
 }
 
-/// Serves the API and runs the workers until `shutdown` resolves, then drains in-flight
-/// requests and lets each worker take one last step.
+/// How long in-flight requests may run after a shutdown signal before they are cut (`serve
+/// --drain-timeout-seconds`).
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+
+/// How `serve` runs: the workers' cadence, the drain timeout and the bound on requests in
+/// flight (beyond it, 503 SERVICE_UNAVAILABLE at once: `serve --max-in-flight`).
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub cadence: Cadence,
+    pub drain: Duration,
+    pub max_in_flight: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self { cadence: Cadence::default(), drain: DEFAULT_DRAIN, max_in_flight: strata_http::DEFAULT_MAX_IN_FLIGHT }
+    }
+}
+
+/// Serves the API and runs the workers until `shutdown` resolves. Then it stops accepting, lets
+/// requests in flight finish for up to `opts.drain` (a request still running after that is cut:
+/// its transaction rolls back, and it was never acknowledged), and lets each worker take one
+/// last step; the webhook sender gives its attempts in flight 2 s and releases the claims of
+/// those it cuts, so the next process retries them at once.
 pub async fn serve(
     strata: Strata,
     listener: TcpListener,
-    cadence: Cadence,
+    opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let ServeOptions { cadence, drain, max_in_flight } = opts;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = strata_workers::spawn_all(&strata, &cadence, stop_rx);
-    let app = strata_http::router(AppState { strata });
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let app = strata_http::router(AppState::new(strata, max_in_flight));
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let signalled = signalled.clone();
+        async move {
+            shutdown.await;
+            signalled.notify_one();
+        }
+    });
+    let deadline = async {
+        signalled.notified().await;
+        tokio::time::sleep(drain).await;
+    };
+    let result = tokio::select! {
+        r = server.into_future() => r,
+        () = deadline => {
+            tracing::warn!(drain_ms = drain.as_millis() as u64, "requests still in flight after the drain timeout were cut");
+            Ok(())
+        }
+    };
     let _ = stop_tx.send(true);
     for w in workers {
         let _ = w.await;

@@ -143,7 +143,7 @@ impl Strata {
         match self.authenticate_inner(creds, request_id).await {
             Ok(c) => Ok(c),
             Err((err, key)) => {
-                if !matches!(err, CoreError::Internal(_)) {
+                if !matches!(err, CoreError::Internal(_) | CoreError::Unavailable { .. }) {
                     self.audit_rejection(&err, key, request_id).await;
                 }
                 Err(err)

@@ -175,7 +175,7 @@ fn spendable_prepaid(w: &Wallet) -> i64 {
     w.available().min(w.prepaid_balance)
 }
 
-fn credits_view(w: &Wallet) -> CreditsView {
+pub fn credits_view(w: &Wallet) -> CreditsView {
     let (start, end) = w.period_start.month_bounds();
     CreditsView {
         organization_id: w.org_id,
@@ -399,6 +399,62 @@ impl Strata {
         ))
         .await?;
         Ok((t.id, w))
+    }
+
+    /// The operator's signed correction of a wallet (`strata credits adjust`, CONTRACT §3): a
+    /// positive `credits` moves that many from `operator:adjustments` into the prepaid bucket; a
+    /// negative one moves them out, prepaid first and then included, and never below the
+    /// wallet's `available` (422 naming the most that can be taken). `reason` (1–500
+    /// characters) is required and kept on the ledger entry and the audit entry. Returns the
+    /// transfer ids and the wallet after.
+    pub async fn adjust_credits(&self, org: OrgId, credits: i64, reason: &str) -> Result<(Vec<TxnId>, Wallet)> {
+        let amount = crate::credits::Credits::positive("credits", &json!(credits.unsigned_abs()))?.get();
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(CoreError::validation("reason", "must say why, in 1 to 500 characters"));
+        }
+        let mut tx = self.store.write().await?;
+        let target = tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
+        if target.status == OrgStatus::Archived {
+            return Err(CoreError::conflict("the organization is archived"));
+        }
+        let mut w = self.lock_wallet(tx.as_mut(), org).await?;
+        let meta = |t: &TxnId| json!({ "reason": reason, "transferId": t });
+        let transfers = if credits > 0 {
+            vec![self.transfer(
+                org,
+                Account::Adjustments,
+                Account::Prepaid(org),
+                amount,
+                TransferKind::Adjustment,
+                json!({ "reason": reason }),
+            )]
+        } else {
+            if amount > w.available() {
+                return Err(CoreError::out_of_range("credits", -w.available(), crate::credits::Credits::MAX));
+            }
+            let from_prepaid = amount.min(w.prepaid_balance);
+            [(Account::Prepaid(org), from_prepaid), (Account::Included(org), amount - from_prepaid)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(bucket, n)| {
+                    self.transfer(org, bucket, Account::Adjustments, n, TransferKind::Adjustment, json!({ "reason": reason }))
+                })
+                .collect()
+        };
+        let ids: Vec<TxnId> = transfers.iter().map(|t| t.id).collect();
+        let sign = credits.signum();
+        let entries =
+            transfers.iter().map(|t| self.ledger_entry(org, sign * t.amount, "adjustment", meta(&t.id), EntryContext::default())).collect();
+        self.post_locked(tx.as_mut(), transfers.into_iter().map(Posting::Transfer).collect(), entries, &mut [&mut w]).await?;
+        tx.insert_audit(&self.audit_entry(
+            Stamp::operator().in_org(org),
+            "credits.adjusted",
+            json!({ "transferIds": ids, "credits": credits, "reason": reason }),
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok((ids, w))
     }
 
     /// Checks the ledger's invariants over every wallet and transfer (CONTRACT §3

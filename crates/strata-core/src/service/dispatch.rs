@@ -15,7 +15,7 @@ use super::{Stamp, Strata};
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::event::{Event, EventType};
-use crate::id::{EndpointId, EventId, OrgId};
+use crate::id::{DeliveryId, EndpointId, EventId, OrgId};
 use crate::store::Tx;
 use crate::webhook::{
     AUTO_PAUSE_AFTER, Delivery, DeliveryAttempt, DeliveryStatus, Endpoint, EndpointScope, EndpointStatus, delivery_body, signature_headers,
@@ -148,6 +148,18 @@ impl Strata {
             }
         }
         tx.insert_deliveries(&deliveries).await
+    }
+
+    /// Releases the claims of attempts cut short at shutdown (`(delivery, attempts)` as claimed):
+    /// they become due now, for whichever sender runs next. Returns how many were released.
+    pub async fn release_deliveries(&self, claims: &[(DeliveryId, i64)]) -> Result<u64> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.store.write().await?;
+        let n = tx.release_deliveries(claims, self.now()).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// The sender's first step: claims due deliveries that can start now (within `slots`,

@@ -14,11 +14,13 @@ mod keys;
 mod ledger;
 mod lifecycle;
 mod operator;
+mod operator_views;
 mod orgs;
 mod posts;
 mod projects;
 mod secrets;
 mod tenancy;
+mod usage;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -31,7 +33,7 @@ pub use auth::{Caller, Credentials};
 pub use content::NewGeneration;
 pub use credits::{
     Allocation, AllocationView, ConfigReplyView, ConfigView, CreditEventView, CreditsView, DEFAULT_RESERVATION_TIMEOUT_MS, PeriodView,
-    SpendRequest,
+    SpendRequest, credits_view,
 };
 pub use deliveries::{AttemptView, DeliveryDetail, DeliveryFields, DeliveryView, Purged, RecoverView, ReplayView};
 pub use dispatch::{AttemptResult, PreparedAttempt, SendOutcome, SendSlots, WebhookSender};
@@ -39,10 +41,12 @@ pub use idempotency::Claimed;
 pub use keys::{DeletedView, KeyEnv, KilledView, MintedView, NewKey};
 pub use lifecycle::{ArchivedProjectView, ArchivedView, LifecycleView, MigratedChild, MigrationView};
 pub use operator::{NewPartner, PartnerCreated};
-pub use orgs::{NewChild, OrgPatch, OrgWithSummary, SummaryView, WhoamiView};
+pub use operator_views::{OPERATOR_LIST_MAX, OrgDetail};
+pub use orgs::{ChildView, NewChild, OrgPatch, OrgWithSummary, SummaryView, WhoamiView};
 pub use posts::NewPost;
 pub use projects::{NewProject, ProjectPatch};
 pub use secrets::{ResealReport, SECRET_CHECK_SETTING, SecretFit, init_secret_check, secret_fit};
+pub use usage::UsageQuery;
 pub use webhooks::{CreatedEndpoint, DeletedEndpoint, EndpointPatch, EndpointView, NewEndpoint, RotatedSecret, TestPingView};
 
 use crate::audit::{Actor, AuditEntry};

@@ -86,7 +86,7 @@ impl Strata {
         let mut before = None;
         loop {
             let page = PageRequest { limit: 200, before_seq: before };
-            let rows = tx.list_orgs(None, None, page).await?;
+            let rows = tx.list_orgs(None, &crate::org::OrgFilter::default(), page).await?;
             let done = rows.len() < 200;
             before = rows.last().map(|o| o.seq);
             out.extend(rows);
@@ -131,7 +131,7 @@ impl Strata {
     }
 
     /// Finds a key by its id (`key_…` or bare UUID) or its public prefix (`lp_<env>_<keyid>`).
-    async fn find_key(&self, tx: &mut dyn Tx, handle: &str) -> Result<ApiKey> {
+    pub(super) async fn find_key(&self, tx: &mut dyn Tx, handle: &str) -> Result<ApiKey> {
         let found = if let Some(rest) = handle.strip_prefix("lp_") {
             let keyid = rest.split('_').nth(1).unwrap_or_default();
             tx.key_by_keyid(keyid).await?

@@ -8,13 +8,14 @@ use serde_json::json;
 use super::credits::ConfigView;
 use super::tenancy::child_of;
 use super::{Caller, Strata};
+use crate::credits::Wallet;
 use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
 use crate::event::EventType;
 use crate::id::OrgId;
 use crate::idempotency::IdemClaim;
 use crate::metadata::{Metadata, MetadataPatch};
-use crate::org::{Org, OrgStatus};
+use crate::org::{Org, OrgFilter, OrgStatus};
 use crate::scope::Scope;
 use crate::store::Tx;
 use crate::wire::{OrgView, public_tier};
@@ -34,20 +35,49 @@ pub struct OrgPatch {
     pub billing_email: Option<Option<String>>,
 }
 
+/// A child's `summary` (the single-org read, and the children list with `expand=summary`):
+/// the contract's `projectCount`, `balance`, `available` and `creditConfig` (which holds the
+/// monthly cap), plus `usedThisPeriod`, the credits consumed this period, so a list shows usage
+/// against the cap without a call per row.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SummaryView {
     project_count: i64,
     balance: i64,
     available: i64,
+    used_this_period: i64,
     credit_config: ConfigView,
 }
 
+impl SummaryView {
+    /// The summary of a child with this wallet (as stored) and project count, at `now`.
+    fn of(wallet: Wallet, project_count: i64, now: crate::clock::Timestamp) -> Self {
+        let wallet = super::credits::wallet_as_of(wallet, now);
+        Self {
+            project_count,
+            balance: wallet.balance(),
+            available: wallet.available(),
+            used_this_period: wallet.used_this_period,
+            credit_config: ConfigView::from(wallet.config),
+        }
+    }
+}
+
+/// The single-org read: the org object and its `summary`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct OrgWithSummary {
     #[serde(flatten)]
     org: OrgView,
     summary: SummaryView,
+}
+
+/// An org object, with its `summary` when one was asked for (`expand=summary`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ChildView {
+    #[serde(flatten)]
+    org: OrgView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<SummaryView>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -134,12 +164,23 @@ impl Strata {
         self.finish(tx, idem, view).await
     }
 
-    pub async fn list_children(&self, caller: &Caller, status: Option<OrgStatus>, page: PageRequest) -> Result<Page<OrgView>> {
+    /// `GET /v1/organizations`: the acting org's direct children matching `filter`, newest
+    /// first; with `summaries`, each with its `summary`, read in the same statement.
+    pub async fn list_children(&self, caller: &Caller, filter: &OrgFilter, summaries: bool, page: PageRequest) -> Result<Page<ChildView>> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
-        let rows = tx.list_orgs(Some(caller.org_id()), status, page).await?;
+        let page = if summaries {
+            let rows = tx.list_child_summaries(caller.org_id(), filter, page).await?;
+            Page::from_rows(rows, page, &self.secret, "orgs", |(o, _, _)| o.seq).map(|(org, wallet, projects)| ChildView {
+                org: OrgView::from(&org),
+                summary: Some(SummaryView::of(wallet, projects, self.now())),
+            })
+        } else {
+            let rows = tx.list_orgs(Some(caller.org_id()), filter, page).await?;
+            Page::from_rows(rows, page, &self.secret, "orgs", |o| o.seq).map(|o| ChildView { org: OrgView::from(&o), summary: None })
+        };
         tx.commit().await?;
-        Ok(Page::from_rows(rows, page, &self.secret, "orgs", |o| o.seq).map(|o| OrgView::from(&o)))
+        Ok(page)
     }
 
     pub async fn get_child(&self, caller: &Caller, id: OrgId) -> Result<OrgWithSummary> {
@@ -147,14 +188,7 @@ impl Strata {
         let mut tx = self.store.read().await?;
         let (org, wallet, project_count) = tx.child_summary(caller.org_id(), id).await?.ok_or(CoreError::not_found("organization"))?;
         tx.commit().await?;
-        let wallet = super::credits::wallet_as_of(wallet, self.now());
-        let summary = SummaryView {
-            project_count,
-            balance: wallet.balance(),
-            available: wallet.available(),
-            credit_config: ConfigView::from(wallet.config),
-        };
-        Ok(OrgWithSummary { org: OrgView::from(&org), summary })
+        Ok(OrgWithSummary { org: OrgView::from(&org), summary: SummaryView::of(wallet, project_count, self.now()) })
     }
 
     pub async fn update_child(&self, caller: &Caller, id: OrgId, patch: OrgPatch, idem: Option<&IdemClaim>) -> Result<OrgView> {

@@ -17,10 +17,10 @@ use strata_core::service::{NewGeneration, NewPost};
 use strata_core::wire::{ContainerView, PageView, PostView};
 use utoipa::ToSchema;
 
-use super::{no_fields, page_request, page_view};
+use super::{PageQuery, no_fields, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, Id, QueryMap, parse_json};
+use crate::extract::{Auth, Id, parse_json};
 use crate::params::{ContainerPath, JobPath, PostListQuery, PostPath, ProjectPath};
 use crate::write::{Write, json_response, reply_response};
 
@@ -214,8 +214,8 @@ pub async fn schedule(State(app): State<AppState>, Id(project): Id<ProjectId>, w
 #[utoipa::path(get, path = "/v1/projects/{projectId}/scheduled-posts", tag = "Content", operation_id = "listScheduledPosts",
     security(("bearer" = ["content:read"])), params(ProjectPath, PostListQuery),
     responses((status = 200, description = "A page of posts, newest first.", body = PageView<PostView>)))]
-pub async fn posts(State(app): State<AppState>, caller: Auth, Id(project): Id<ProjectId>, q: QueryMap) -> HttpResult {
-    let page = page_request(&app, &q, "posts", 25, 100)?;
+pub async fn posts(State(app): State<AppState>, caller: Auth<PageQuery>, Id(project): Id<ProjectId>) -> HttpResult {
+    let page = caller.query.page(&app, "posts", 25, 100)?;
     json_response(StatusCode::OK, &page_view(app.strata.list_posts(&caller, project, page).await?))
 }
 

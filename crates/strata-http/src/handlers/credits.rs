@@ -11,13 +11,13 @@ use strata_core::id::{OrgId, ProjectId};
 use strata_core::metadata::Metadata;
 use strata_core::service::{Allocation, AllocationView, ConfigReplyView, CreditEventView, CreditsView};
 use strata_core::wire::PageView;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, Id, QueryMap, parse_json};
-use crate::params::{CreditEventsQuery, OrgPath};
+use crate::extract::{Auth, Id, parse_json};
+use crate::params::OrgPath;
 use crate::write::{Write, json_response};
 
 /// Read the caller's wallet.
@@ -39,17 +39,42 @@ pub async fn child(State(app): State<AppState>, caller: Auth, Id(org): Id<OrgId>
     json_response(StatusCode::OK, &app.strata.child_credits(&caller, org).await?)
 }
 
-fn event_filter(q: &QueryMap) -> Result<CreditEventFilter, CoreError> {
-    let event_type = match q.get("eventType") {
+/// The query of the credit ledger (`GET …/credits/events`; parsed strictly, and read by the
+/// OpenAPI document).
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct EventsQuery {
+    /// Only events of this project.
+    #[param(value_type = Option<ProjectId>)]
+    project_id: Option<String>,
+    /// Only events of this kind.
+    #[param(value_type = Option<strata_core::schema::CreditEventType>, inline)]
+    event_type: Option<String>,
+    /// From this instant on (inclusive; must end in `Z`).
+    #[param(value_type = Option<Timestamp>)]
+    since: Option<String>,
+    /// Before this instant (must end in `Z`).
+    #[param(value_type = Option<Timestamp>)]
+    until: Option<String>,
+    /// Page size.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 25)]
+    limit: Option<String>,
+    /// The previous page's `nextCursor` (opaque; a tampered cursor is 422).
+    cursor: Option<String>,
+}
+
+fn event_filter(q: &EventsQuery) -> Result<CreditEventFilter, CoreError> {
+    let event_type = match q.event_type.as_deref() {
         None => None,
         Some(t) if CREDIT_EVENT_TYPES.contains(&t) => Some(t.to_owned()),
         Some(_) => return Err(CoreError::validation("eventType", "must be usage, refund, grant, purchase, adjustment or allocation")),
     };
     Ok(CreditEventFilter {
-        project_id: q.get("projectId").map(|s| ProjectId::parse_field(s, "projectId")).transpose()?,
+        project_id: q.project_id.as_deref().map(|s| ProjectId::parse_field(s, "projectId")).transpose()?,
         event_type,
-        since: q.get("since").map(|s| Timestamp::parse_query(s, "since")).transpose()?,
-        until: q.get("until").map(|s| Timestamp::parse_query(s, "until")).transpose()?,
+        since: q.since.as_deref().map(|s| Timestamp::parse_query(s, "since")).transpose()?,
+        until: q.until.as_deref().map(|s| Timestamp::parse_query(s, "until")).transpose()?,
     })
 }
 
@@ -57,21 +82,23 @@ fn event_filter(q: &QueryMap) -> Result<CreditEventFilter, CoreError> {
 ///
 /// Every movement of the wallet, newest first, with its signed `credits`.
 #[utoipa::path(get, path = "/v1/credits/events", tag = "Credits", operation_id = "listCreditEvents",
-    security(("bearer" = ["credits:read"])), params(CreditEventsQuery),
+    security(("bearer" = ["credits:read"])), params(EventsQuery),
     responses((status = 200, description = "A page of ledger events.", body = PageView<CreditEventView>)))]
-pub async fn own_events(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
-    let filter = event_filter(&q)?;
-    let page = page_request(&app, &q, "credit-events", 25, 100)?;
+pub async fn own_events(State(app): State<AppState>, caller: Auth<EventsQuery>) -> HttpResult {
+    let q = &caller.query;
+    let filter = event_filter(q)?;
+    let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "credit-events", 25, 100)?;
     json_response(StatusCode::OK, &page_view(app.strata.credit_events(&caller, None, &filter, page).await?))
 }
 
 /// List a child's credit ledger.
 #[utoipa::path(get, path = "/v1/organizations/{orgId}/credits/events", tag = "Credits", operation_id = "listChildCreditEvents",
-    security(("bearer" = ["org:admin"])), params(OrgPath, CreditEventsQuery),
+    security(("bearer" = ["org:admin"])), params(OrgPath, EventsQuery),
     responses((status = 200, description = "A page of the child's ledger events.", body = PageView<CreditEventView>)))]
-pub async fn child_events(State(app): State<AppState>, caller: Auth, Id(org): Id<OrgId>, q: QueryMap) -> HttpResult {
-    let filter = event_filter(&q)?;
-    let page = page_request(&app, &q, "credit-events", 25, 100)?;
+pub async fn child_events(State(app): State<AppState>, caller: Auth<EventsQuery>, Id(org): Id<OrgId>) -> HttpResult {
+    let q = &caller.query;
+    let filter = event_filter(q)?;
+    let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "credit-events", 25, 100)?;
     json_response(StatusCode::OK, &page_view(app.strata.credit_events(&caller, Some(org), &filter, page).await?))
 }
 

@@ -14,10 +14,10 @@ use strata_core::service::{DeletedView, KilledView, MintedView, NewKey};
 use strata_core::wire::{KeyView, PageView};
 use utoipa::ToSchema;
 
-use super::{no_fields, page_request, page_view};
+use super::{PageQuery, no_fields, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, Id, QueryMap, parse_json};
+use crate::extract::{Auth, Id, parse_json};
 use crate::params::{KeyListQuery, KeyPath, OrgPath};
 use crate::write::{Write, json_response};
 
@@ -86,8 +86,8 @@ pub async fn mint_child(State(app): State<AppState>, Id(org): Id<OrgId>, w: Writ
 #[utoipa::path(get, path = "/v1/organizations/{orgId}/api-keys", tag = "API keys", operation_id = "listChildApiKeys",
     security(("bearer" = ["org:admin"])), params(OrgPath, KeyListQuery),
     responses((status = 200, description = "A page of the child's keys.", body = PageView<KeyView>)))]
-pub async fn list_child(State(app): State<AppState>, caller: Auth, Id(org): Id<OrgId>, q: QueryMap) -> HttpResult {
-    let page = page_request(&app, &q, "keys", 25, 100)?;
+pub async fn list_child(State(app): State<AppState>, caller: Auth<PageQuery>, Id(org): Id<OrgId>) -> HttpResult {
+    let page = caller.query.page(&app, "keys", 25, 100)?;
     json_response(StatusCode::OK, &page_view(app.strata.list_child_keys(&caller, org, page).await?))
 }
 
@@ -128,8 +128,8 @@ pub async fn revoke_child(State(app): State<AppState>, Id(org): Id<OrgId>, Id(id
 #[utoipa::path(get, path = "/v1/api-keys", tag = "API keys", operation_id = "listApiKeys",
     params(KeyListQuery),
     responses((status = 200, description = "A page of the org's keys.", body = PageView<KeyView>)))]
-pub async fn list_own(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
-    let page = page_request(&app, &q, "keys", 25, 100)?;
+pub async fn list_own(State(app): State<AppState>, caller: Auth<PageQuery>) -> HttpResult {
+    let page = caller.query.page(&app, "keys", 25, 100)?;
     json_response(StatusCode::OK, &page_view(app.strata.list_own_keys(&caller, page).await?))
 }
 

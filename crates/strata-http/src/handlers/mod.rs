@@ -8,20 +8,41 @@ pub mod logs;
 pub mod meta;
 pub mod orgs;
 pub mod projects;
+pub mod usage;
 pub mod webhooks;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use strata_core::cursor::{Page, PageRequest};
 use strata_core::error::CoreError;
 use strata_core::wire::PageView;
 
 use crate::AppState;
-use crate::extract::QueryMap;
 
-/// Parses `limit` and `cursor` for list `kind`.
-pub(crate) fn page_request(app: &AppState, q: &QueryMap, kind: &str, default: u32, max: u32) -> Result<PageRequest, CoreError> {
-    PageRequest::parse(&app.strata.secret, kind, q.get("limit"), q.get("cursor"), default, max)
+/// The query of a list that takes nothing but its page: `limit` and `cursor`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn page(&self, app: &AppState, kind: &str, default: u32, max: u32) -> Result<PageRequest, CoreError> {
+        page_request(app, self.limit.as_deref(), self.cursor.as_deref(), kind, default, max)
+    }
+}
+
+/// Parses `limit` (`default` when absent, at most `max`) and `cursor` for list `kind`.
+pub(crate) fn page_request(
+    app: &AppState,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+    kind: &str,
+    default: u32,
+    max: u32,
+) -> Result<PageRequest, CoreError> {
+    PageRequest::parse(&app.strata.secret, kind, limit, cursor, default, max)
 }
 
 /// A page as the contract shows it: `{items, nextCursor}`.

@@ -7,17 +7,17 @@ use serde_json::{Map, Value};
 use strata_core::error::CoreError;
 use strata_core::id::OrgId;
 use strata_core::metadata::{Metadata, MetadataPatch};
-use strata_core::org::{Lifecycle, OrgStatus, parse_email, parse_name};
-use strata_core::service::{ArchivedView, OrgWithSummary};
+use strata_core::org::{Lifecycle, OrgFilter, OrgStatus, SearchPrefix, parse_email, parse_name};
+use strata_core::service::{ArchivedView, ChildView, OrgWithSummary};
 use strata_core::service::{NewChild, OrgPatch};
 use strata_core::wire::{OrgView, PageView};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{no_fields, nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, Id, QueryMap, parse_json};
-use crate::params::{OrgListQuery, OrgPath};
+use crate::extract::{Auth, Id, parse_json};
+use crate::params::OrgPath;
 use crate::write::{Write, json_response};
 
 /// A new child organization.
@@ -78,19 +78,53 @@ pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     .await
 }
 
+/// The query of `GET /v1/organizations` (parsed strictly; the OpenAPI document reads the same
+/// struct).
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct ListQuery {
+    /// Only children in any of these statuses (the parameter may repeat).
+    #[serde(default)]
+    #[param(value_type = Option<Vec<OrgStatus>>, inline)]
+    status: Vec<String>,
+    /// Exactly this `metadata.externalId`.
+    external_id: Option<String>,
+    /// A case-insensitive prefix of the name or of `metadata.externalId`.
+    search: Option<String>,
+    /// `summary`: each child with its `summary`, from the same read.
+    #[param(pattern = "^summary$")]
+    expand: Option<String>,
+    /// Page size.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200, default = 25)]
+    limit: Option<String>,
+    /// The previous page's `nextCursor` (opaque; a tampered cursor is 422).
+    cursor: Option<String>,
+}
+
 /// List child organizations.
 ///
-/// The caller's direct children, newest first.
+/// The caller's direct children, newest first, filtered by status (any of several), by
+/// `metadata.externalId` exactly, or by a case-insensitive prefix of the name or the external id;
+/// `expand=summary` adds each child's `summary` from the same read.
 #[utoipa::path(get, path = "/v1/organizations", tag = "Organizations", operation_id = "listOrganizations",
-    security(("bearer" = ["org:admin"])), params(OrgListQuery),
-    responses((status = 200, description = "A page of child organizations.", body = PageView<OrgView>)))]
-pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
-    let status = match q.get("status") {
-        None => None,
-        Some(s) => Some(OrgStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active, suspended or archived"))?),
+    security(("bearer" = ["org:admin"])), params(ListQuery),
+    responses((status = 200, description = "A page of child organizations.", body = PageView<ChildView>)))]
+pub async fn list(State(app): State<AppState>, caller: Auth<ListQuery>) -> HttpResult {
+    let q = &caller.query;
+    let statuses = q
+        .status
+        .iter()
+        .map(|s| OrgStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active, suspended or archived")))
+        .collect::<Result<_, _>>()?;
+    let filter = OrgFilter { statuses, external_id: q.external_id.clone(), search: q.search.as_deref().and_then(SearchPrefix::new) };
+    let summaries = match q.expand.as_deref() {
+        None => false,
+        Some("summary") => true,
+        Some(_) => return Err(CoreError::validation("expand", "must be summary").into()),
     };
-    let page = page_request(&app, &q, "orgs", 25, 200)?;
-    json_response(StatusCode::OK, &page_view(app.strata.list_children(&caller, status, page).await?))
+    let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "orgs", 25, 200)?;
+    json_response(StatusCode::OK, &page_view(app.strata.list_children(&caller, &filter, summaries, page).await?))
 }
 
 /// Read a child organization.

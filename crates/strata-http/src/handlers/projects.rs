@@ -12,13 +12,13 @@ use strata_core::org::{parse_email, parse_name};
 use strata_core::project::{ProjectFilter, ProjectStatus, parse_external_id, parse_language, parse_metadata, parse_timezone};
 use strata_core::service::{ArchivedProjectView, MigrationView, NewProject, ProjectPatch};
 use strata_core::wire::{PageView, ProjectView};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, Id, QueryMap, parse_json};
-use crate::params::{ProjectListQuery, ProjectPath};
+use crate::extract::{Auth, Id, parse_json};
+use crate::params::ProjectPath;
 use crate::write::{Write, json_response};
 
 /// A new project.
@@ -108,20 +108,41 @@ pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     .await
 }
 
+/// The query of `GET /v1/projects` (parsed strictly, and read by the OpenAPI document).
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct ListQuery {
+    /// Only projects in this status.
+    #[param(value_type = Option<ProjectStatus>, inline)]
+    status: Option<String>,
+    /// A case-insensitive prefix of the name.
+    search: Option<String>,
+    /// Exactly this `customerExternalId`.
+    customer_external_id: Option<String>,
+    /// Page size.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200, default = 25)]
+    limit: Option<String>,
+    /// The previous page's `nextCursor` (opaque; a tampered cursor is 422).
+    cursor: Option<String>,
+}
+
 /// List projects.
 #[utoipa::path(get, path = "/v1/projects", tag = "Projects", operation_id = "listProjects",
-    security(("bearer" = ["projects:read"])), params(ProjectListQuery),
+    security(("bearer" = ["projects:read"])), params(ListQuery),
     responses((status = 200, description = "A page of projects, newest first.", body = PageView<ProjectView>)))]
-pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
+pub async fn list(State(app): State<AppState>, caller: Auth<ListQuery>) -> HttpResult {
+    let q = &caller.query;
     let filter = ProjectFilter {
         status: q
-            .get("status")
+            .status
+            .as_deref()
             .map(|s| ProjectStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active or archived")))
             .transpose()?,
-        search: q.get("search").filter(|s| !s.is_empty()).map(str::to_owned),
-        customer_external_id: q.get("customerExternalId").map(str::to_owned),
+        search: q.search.clone().filter(|s| !s.is_empty()),
+        customer_external_id: q.customer_external_id.clone(),
     };
-    let page = page_request(&app, &q, "projects", 25, 200)?;
+    let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "projects", 25, 200)?;
     json_response(StatusCode::OK, &page_view(app.strata.list_projects(&caller, &filter, page).await?))
 }
 

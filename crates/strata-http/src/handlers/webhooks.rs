@@ -15,13 +15,13 @@ use strata_core::service::{
 };
 use strata_core::webhook::{DeliveryStatus, EndpointScope, EndpointStatus};
 use strata_core::wire::PageView;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
-use crate::extract::{Auth, Id, QueryMap, parse_json};
-use crate::params::{DeliveryListQuery, DeliveryPath, EndpointListQuery, EndpointPath};
+use crate::extract::{Auth, Id, parse_json};
+use crate::params::{DeliveryPath, EndpointPath};
 use crate::write::{Write, json_response};
 
 fn parse_events(v: &Value) -> Result<Vec<EventType>, CoreError> {
@@ -132,17 +132,37 @@ pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
     .await
 }
 
+/// The query of `GET /v1/webhook-endpoints` (parsed strictly, and read by the OpenAPI document).
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct ListQuery {
+    /// Only endpoints of this project.
+    #[param(value_type = Option<ProjectId>)]
+    project_id: Option<String>,
+    /// Only endpoints in this status.
+    #[param(value_type = Option<EndpointStatus>, inline)]
+    status: Option<String>,
+    /// Page size.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 25)]
+    limit: Option<String>,
+    /// The previous page's `nextCursor` (opaque; a tampered cursor is 422).
+    cursor: Option<String>,
+}
+
 /// List webhook endpoints.
 #[utoipa::path(get, path = "/v1/webhook-endpoints", tag = "Webhooks", operation_id = "listWebhookEndpoints",
-    security(("bearer" = ["webhooks:read"])), params(EndpointListQuery),
+    security(("bearer" = ["webhooks:read"])), params(ListQuery),
     responses((status = 200, description = "A page of endpoints, newest first.", body = PageView<EndpointView>)))]
-pub async fn list(State(app): State<AppState>, caller: Auth, q: QueryMap) -> HttpResult {
-    let project = q.get("projectId").map(|p| ProjectId::parse_field(p, "projectId")).transpose()?;
+pub async fn list(State(app): State<AppState>, caller: Auth<ListQuery>) -> HttpResult {
+    let q = &caller.query;
+    let project = q.project_id.as_deref().map(|p| ProjectId::parse_field(p, "projectId")).transpose()?;
     let status = q
-        .get("status")
+        .status
+        .as_deref()
         .map(|s| EndpointStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active, paused or auto_paused")))
         .transpose()?;
-    let page = page_request(&app, &q, "endpoints", 25, 100)?;
+    let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "endpoints", 25, 100)?;
     json_response(StatusCode::OK, &page_view(app.strata.list_endpoints(&caller, project, status, page).await?))
 }
 
@@ -246,23 +266,44 @@ pub async fn test(State(app): State<AppState>, Id(id): Id<EndpointId>, w: Write)
     .await
 }
 
+/// The query of `GET /v1/webhook-endpoints/:id/deliveries` (parsed strictly, and read by the
+/// OpenAPI document).
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct DeliveriesQuery {
+    /// Only deliveries of this event type.
+    #[param(value_type = Option<EventType>, inline)]
+    event_type: Option<String>,
+    /// Only deliveries in this status.
+    #[param(value_type = Option<DeliveryStatus>, inline)]
+    status: Option<String>,
+    /// Page size.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 25)]
+    limit: Option<String>,
+    /// The previous page's `nextCursor` (opaque; a tampered cursor is 422).
+    cursor: Option<String>,
+}
+
 /// List an endpoint's deliveries.
 #[utoipa::path(get, path = "/v1/webhook-endpoints/{endpointId}/deliveries", tag = "Webhooks", operation_id = "listDeliveries",
-    security(("bearer" = ["webhooks:read"])), params(EndpointPath, DeliveryListQuery),
+    security(("bearer" = ["webhooks:read"])), params(EndpointPath, DeliveriesQuery),
     responses((status = 200, description = "A page of deliveries, newest first.", body = PageView<DeliveryView>)))]
-pub async fn deliveries(State(app): State<AppState>, caller: Auth, Id(id): Id<EndpointId>, q: QueryMap) -> HttpResult {
-    let event_type = match q.get("eventType") {
+pub async fn deliveries(State(app): State<AppState>, caller: Auth<DeliveriesQuery>, Id(id): Id<EndpointId>) -> HttpResult {
+    let q = &caller.query;
+    let event_type = match q.event_type.as_deref() {
         None => None,
         Some(t) => Some(EventType::parse(t).ok_or_else(|| CoreError::validation("eventType", "is not an event type"))?.as_str()),
     };
     let status = q
-        .get("status")
+        .status
+        .as_deref()
         .map(|s| {
             DeliveryStatus::parse(s)
                 .ok_or_else(|| CoreError::validation("status", "must be pending, delivering, delivered, failed or abandoned"))
         })
         .transpose()?;
-    let page = page_request(&app, &q, "deliveries", 25, 100)?;
+    let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "deliveries", 25, 100)?;
     json_response(StatusCode::OK, &page_view(app.strata.list_deliveries(&caller, id, event_type, status, page).await?))
 }
 

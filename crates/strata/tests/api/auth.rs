@@ -115,6 +115,24 @@ async fn revoked_api_access_is_503_until_the_operator_restores_it() {
     app.get("/v1/api-keys").key(&key).send().await.assert_status(200);
 }
 
+/// The operator's revocation of a partner's access holds for its children: their own keys stop
+/// too, and come back when the partner's access is restored.
+#[tokio::test]
+async fn revoking_a_partners_access_cuts_off_its_childrens_keys_too() {
+    let app = TestApp::spawn().await;
+    let child = app.create_child("Acme").await;
+    let (_, child_key) = app.child_key(&child, &["projects:read"]).await;
+    app.get("/v1/projects").key(&child_key).send().await.assert_status(200);
+    app.strata.set_org_access(app.partner_org.parse().unwrap(), true).await.unwrap();
+    let r = app.get("/v1/projects").key(&child_key).send().await;
+    r.assert_error(503, "KILL_SWITCH");
+    assert_eq!(r.body["error"]["details"]["scope"], "organization");
+    assert_eq!(app.get("/v1/whoami").key(&child_key).send().await.assert_status(200)["apiAccessRevoked"], true);
+    app.strata.set_org_access(app.partner_org.parse().unwrap(), false).await.unwrap();
+    app.get("/v1/projects").key(&child_key).send().await.assert_status(200);
+    assert_eq!(app.get("/v1/whoami").key(&child_key).send().await.assert_status(200)["apiAccessRevoked"], false);
+}
+
 #[tokio::test]
 async fn a_rotated_child_key_works_until_its_grace_window_ends() {
     let app = TestApp::spawn().await;

@@ -275,6 +275,32 @@ async fn suspension_stops_new_jobs_and_holds_posts_until_resume() {
     generate(&app, &child, &project, json!({})).await.assert_status(202);
 }
 
+/// A job already running when its org is suspended is not stranded with its reservation: it
+/// finishes, settles at its actual cost and reports, while new work in the org is refused.
+#[tokio::test]
+async fn a_job_running_when_its_org_is_suspended_finishes_and_settles() {
+    let app = TestApp::spawn().await;
+    let (child, project) = funded_project(&app, 1000).await;
+    let r = generate(&app, &child, &project, json!({ "format": "video_remix" })).await;
+    let job = r.assert_status(202)["jobId"].as_str().unwrap().to_owned();
+    assert_eq!(credits(&app, &child).await, (1000, 880), "120 reserved");
+    app.post(&format!("/v1/organizations/{child}/suspend")).key(&app.admin_key).send().await.assert_status(200);
+    generate(&app, &child, &project, json!({})).await.assert_error(503, "KILL_SWITCH");
+
+    assert_eq!(finish_jobs(&app).await, 1, "the running job is advanced while its org is suspended");
+    let done = app.get(&format!("/v1/organizations/{child}/credits/events?eventType=usage")).key(&app.admin_key).send().await;
+    let usage = &done.assert_status(200)["items"][0];
+    assert_eq!((usage["credits"].as_i64(), usage["workflowId"].as_str()), (Some(-100), Some(job.as_str())));
+    // Settled at the actual cost (100 of the 120 held); nothing stays reserved.
+    assert_eq!(credits(&app, &child).await, (900, 900));
+    app.post(&format!("/v1/organizations/{child}/resume")).key(&app.admin_key).send().await.assert_status(200);
+    let j = app.get(&format!("/v1/jobs/{job}")).key(&app.admin_key).acting(&child).send().await;
+    assert_eq!(j.assert_status(200)["status"], "completed");
+    let events = app.get("/v1/events?type=job.completed").key(&app.admin_key).acting(&child).send().await;
+    assert_eq!(events.body["items"].as_array().unwrap().len(), 1, "its completion is an event, delivered on resume");
+    app.assert_ledger().await;
+}
+
 #[tokio::test]
 async fn archiving_a_project_or_its_org_cancels_its_scheduled_posts() {
     let app = TestApp::spawn().await;

@@ -1,5 +1,5 @@
 //! Conventions that hold on every route (CONTRACT §1): the envelope, request ids, body limits,
-//! strict bodies, id forms, pagination.
+//! strict bodies and query parameters, id forms, pagination.
 
 use serde_json::json;
 
@@ -140,4 +140,60 @@ async fn time_filters_must_end_in_z() {
     let r = app.get("/v1/audit-log?since=2026-06-01T00:00:00%2B00:00").key(&app.admin_key).send().await;
     r.assert_error(422, "VALIDATION");
     assert_eq!(r.body["error"]["details"]["field"], "since");
+}
+
+#[tokio::test]
+async fn an_unknown_query_parameter_is_422_naming_it_on_every_kind_of_route() {
+    let app = TestApp::spawn().await;
+    let child = app.create_child("Acme").await;
+    let gets = [
+        "/v1/whoami".to_owned(),
+        "/v1/credits".to_owned(),
+        format!("/v1/organizations/{child}"),
+        "/v1/organizations".to_owned(),
+        "/v1/credits/events".to_owned(),
+        "/v1/api-keys".to_owned(),
+        "/v1/projects".to_owned(),
+        "/v1/webhook-endpoints".to_owned(),
+        "/v1/audit-log".to_owned(),
+        "/v1/events".to_owned(),
+    ];
+    for path in &gets {
+        let r = app.get(&format!("{path}?colour=red")).key(&app.admin_key).send().await;
+        r.assert_error(422, "VALIDATION");
+        assert_eq!(r.body["error"]["details"]["field"], "colour", "{path}");
+    }
+    // Beside known parameters too: a list that takes `limit` still names the unknown one.
+    let r = app.get("/v1/organizations?limit=5&colour=red").key(&app.admin_key).send().await;
+    assert_eq!((r.status, r.body["error"]["details"]["field"].as_str()), (422, Some("colour")));
+    // A route without a page refuses `limit` like any other parameter it does not take.
+    let r = app.get("/v1/whoami?limit=5").key(&app.admin_key).send().await;
+    assert_eq!((r.status, r.body["error"]["details"]["field"].as_str()), (422, Some("limit")));
+    // Writes take no query parameters at all, and a refused one changes nothing.
+    let r = app.post("/v1/organizations?dryRun=true").key(&app.admin_key).json(&json!({ "name": "Ghost" })).send().await;
+    r.assert_error(422, "VALIDATION");
+    assert_eq!(r.body["error"]["details"]["field"], "dryRun");
+    let list = app.get("/v1/organizations").key(&app.admin_key).send().await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    let r = app.post(&format!("/v1/organizations/{child}/suspend?force=1")).key(&app.admin_key).send().await;
+    r.assert_error(422, "VALIDATION");
+    assert_eq!(app.get(&format!("/v1/organizations/{child}")).key(&app.admin_key).send().await.body["status"], "active");
+    // Authentication still comes first.
+    app.get("/v1/credits?colour=red").send().await.assert_error(401, "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn a_repeated_single_valued_parameter_is_422_not_last_one_wins() {
+    let app = TestApp::spawn().await;
+    for query in
+        ["limit=1&limit=2", "cursor=a&cursor=b", "since=2026-06-01T00:00:00Z&since=2026-06-02T00:00:00Z", "eventType=usage&eventType=grant"]
+    {
+        let field = query.split('=').next().unwrap();
+        let r = app.get(&format!("/v1/credits/events?{query}")).key(&app.admin_key).send().await;
+        r.assert_error(422, "VALIDATION");
+        assert_eq!(r.body["error"]["details"]["field"], field, "{query}");
+    }
+    let r = app.get("/v1/projects?status=active&status=archived").key(&app.admin_key).send().await;
+    r.assert_error(422, "VALIDATION");
+    assert_eq!(r.body["error"]["details"]["field"], "status");
 }

@@ -366,7 +366,7 @@ async fn open_test(
     limiter: Option<Arc<dyn RateLimiter>>,
 ) -> Strata {
     let core = strata_core::service::CoreConfig { dev_mode: true, retry_ladder_ms: vec![0, 1_000, 2_000], ..Default::default() };
-    let opts = OpenOptions { backend: backend.clone(), secret_hex, previous_secret_hex, core };
+    let opts = OpenOptions { backend: backend.clone(), secret_hex, previous_secret_hex, core, db: Default::default() };
     let strata = strata::open(&opts, Arc::new(clock.clone())).await.expect("open");
     match limiter {
         Some(l) => strata.with_limiter(l),
@@ -390,7 +390,7 @@ pub async fn serve_test(strata: Strata) -> (String, oneshot::Sender<()>, tokio::
         retention: hour,
         wake_on_commit: false,
     };
-    let served = tokio::spawn(strata::serve(strata, listener, cadence, async move {
+    let served = tokio::spawn(strata::serve(strata, listener, strata::ServeOptions { cadence, ..Default::default() }, async move {
         let _ = stopped.await;
     }));
     (base, stop, served)

@@ -132,7 +132,14 @@ async fn revoked_and_killed_keys_cannot_be_rotated() {
     assert_eq!(b["apiKey"]["status"], "revoked");
     // Deleting again is idempotent.
     app.delete(&format!("/v1/organizations/{org}/api-keys/{revoked}")).key(&app.admin_key).send().await.assert_status(200);
-    app.post(&format!("/v1/api-keys/{killed}/kill")).key(&app.admin_key).acting(&org).send().await.assert_status(200);
+    let k = app.post(&format!("/v1/api-keys/{killed}/kill")).key(&app.admin_key).acting(&org).send().await;
+    assert_eq!(k.assert_status(200)["apiKey"]["killSwitch"], true);
+    // A killed key is listed as killed (its status says it still authenticates, to answer 503).
+    let list = app.get(&format!("/v1/organizations/{org}/api-keys")).key(&app.admin_key).send().await;
+    let items = list.assert_status(200)["items"].as_array().unwrap().clone();
+    let state = |id: &str| items.iter().find(|k| k["id"] == id).map(|k| (k["status"].clone(), k["killSwitch"].clone())).unwrap();
+    assert_eq!(state(&killed), (serde_json::json!("active"), serde_json::json!(true)));
+    assert_eq!(state(&revoked), (serde_json::json!("revoked"), serde_json::json!(false)));
     for id in [revoked, killed] {
         let r = app.post(&format!("/v1/organizations/{org}/api-keys/{id}/rotate")).key(&app.admin_key).send().await;
         r.assert_error(409, "CONFLICT");

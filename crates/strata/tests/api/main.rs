@@ -5,7 +5,9 @@
 mod helpers;
 
 mod auth;
+mod children;
 mod cli;
+mod console;
 mod content;
 mod conventions;
 mod credits;
@@ -19,11 +21,14 @@ mod logs;
 mod openapi;
 mod operator_guards;
 mod orgs;
+mod outage;
 mod projects;
 mod ratelimit;
 mod redis_limits;
 mod secrets;
 mod server_secret;
+mod shutdown;
+mod usage;
 mod webhook_history;
 mod webhook_sending;
 mod webhooks;

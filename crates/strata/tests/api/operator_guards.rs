@@ -282,24 +282,27 @@ async fn bench_never_touches_the_configured_database() {
     let key = ServerSecret::generate().to_hex();
     let (code, _, err) = strata(&["--database-url", &url, "--secret-key", &key, "partners", "create", "--name", "Acme"]);
     assert_eq!(code, 0, "{err}");
-    let scratch = || async {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname ~ '^strata_bench_[0-9]+_[0-9]+$'")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        n
-    };
-    let before = scratch().await;
-    let (code, out, err) = strata(&[&["--database-url", &url, "--secret-key", &key][..], &bench].concat());
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("on postgres"), "{out}");
+    // The bench names its scratch database after its process id: look for that one only (other
+    // runs may be benching on the same server meanwhile).
+    let args: Vec<&str> = [&["--database-url", &url, "--secret-key", &key][..], &bench].concat();
+    let child = command(None).args(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("on postgres"), "{stdout}");
     let (code, out, err) = strata(&["--database-url", &url, "--secret-key", &key, "partners", "list", "--json"]);
     assert_eq!(code, 0, "{err}");
     let partners: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(partners.as_array().unwrap().len(), 1, "no bench partner in the configured database: {partners}");
-    assert_eq!(scratch().await, before, "the scratch database was dropped");
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname LIKE $1")
+        .bind(format!("strata\\_bench\\_{pid}\\_%"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the scratch database strata_bench_{pid}_… was dropped");
 }
 
 // Backups: one taken under write load restores to a server whose ledger holds and whose

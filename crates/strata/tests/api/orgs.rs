@@ -37,7 +37,7 @@ async fn quickstart_call_6_reads_the_child_with_its_summary() {
     assert_eq!(
         b["summary"],
         json!({
-            "projectCount": 0, "balance": 0, "available": 0,
+            "projectCount": 0, "balance": 0, "available": 0, "usedThisPeriod": 0,
             "creditConfig": { "monthlyCreditCap": null, "refillThreshold": null, "refillAmount": null, "autoRefillEnabled": false }
         })
     );
@@ -339,6 +339,7 @@ async fn nodes_starting_together_on_an_empty_database_provision_one_first_partne
         secret_hex: Some(strata_core::cursor::ServerSecret::generate().to_hex()),
         previous_secret_hex: None,
         core: strata_core::service::CoreConfig::default(),
+        db: Default::default(),
     };
     let clock = std::sync::Arc::new(strata_core::clock::SystemClock);
     let mut nodes = Vec::new();

@@ -60,6 +60,10 @@ async fn an_endpoint_that_never_answers_does_not_delay_another_endpoints_deliver
     for d in r.assert_status(200)["items"].as_array().unwrap() {
         assert!(d["lastErrorMessage"].is_null() && d["status"] != "failed", "{d}");
     }
+    let r = app.get(&format!("/v1/webhook-endpoints/{a}/deliveries?status=delivering&limit=100")).key(&app.admin_key).send().await;
+    let held: HashSet<String> =
+        r.assert_status(200)["items"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_owned()).collect();
+    assert!(!held.is_empty());
     // Shutting down does not wait for A's timeouts.
     let _ = stop.send(true);
     let shutdown = Instant::now();
@@ -67,6 +71,12 @@ async fn an_endpoint_that_never_answers_does_not_delay_another_endpoints_deliver
         tokio::time::timeout(Duration::from_secs(8), l).await.expect("the loops stop within the grace period").unwrap();
     }
     assert!(shutdown.elapsed() < Duration::from_secs(5));
+    // The attempts it cut are released: the next sender takes them at once (the clock has not
+    // moved), not when their leases would have run out.
+    let none = Default::default();
+    let next = app.strata.claim_deliveries(SendSlots { free: 1_000, per_endpoint: usize::MAX, in_flight: &none }).await.unwrap();
+    let retaken: HashSet<String> = next.iter().map(|p| p.delivery.id.to_string()).collect();
+    assert!(held.is_subset(&retaken), "cut attempts still leased: {:?}", held.difference(&retaken).collect::<Vec<_>>());
 }
 
 #[tokio::test]

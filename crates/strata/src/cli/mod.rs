@@ -9,17 +9,18 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use strata_core::Strata;
-use strata_core::apikey::{Env, Tier};
 use strata_core::clock::SystemClock;
-use strata_core::credits::GrantKind;
 use strata_core::error::CoreError;
-use strata_core::id::OrgId;
-use strata_core::scope::Scopes;
-use strata_core::service::{CoreConfig, NewPartner};
+use strata_core::service::CoreConfig;
 use strata_store::Backend;
 use strata_workers::Cadence;
 
 use crate::OpenOptions;
+
+mod doctor;
+mod operator;
+
+pub use operator::{AuditArgs, CreditsCmd, KeysCmd, OrgsCmd, PartnersCmd};
 
 #[derive(Parser, Debug)]
 #[command(name = "strata", version, about = "The Layers Partner API control plane")]
@@ -84,15 +85,31 @@ pub enum Command {
     /// Partner (root) organizations.
     #[command(subcommand)]
     Partners(PartnersCmd),
-    /// Operator credit grants.
+    /// Credits: grant, balance, history and signed adjustments.
     #[command(subcommand)]
     Credits(CreditsCmd),
     /// API keys.
     #[command(subcommand)]
     Keys(KeysCmd),
-    /// Organizations.
+    /// Organizations: list, show, revoke or restore API access.
     #[command(subcommand)]
     Orgs(OrgsCmd),
+    /// An org's audit log, newest first, with the API's filters.
+    Audit(AuditArgs),
+    /// Check what a server needs (database, schema, secret, Redis, disk, clock) without starting
+    /// one or changing anything; exits 1 when a check fails.
+    Doctor {
+        /// Also check this Redis (the one `serve --redis-url` would use).
+        #[arg(long, env = "STRATA_REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print strata's version and the newest database schema it knows.
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the credit ledger's invariants over the whole database.
     #[command(subcommand)]
     Ledger(LedgerCmd),
@@ -164,6 +181,31 @@ pub struct ServeArgs {
     /// node (without it, each process counts on its own).
     #[arg(long, env = "STRATA_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Seconds requests in flight may run after SIGTERM or Ctrl-C before they are cut (new
+    /// connections are refused from the signal on).
+    #[arg(long, env = "STRATA_DRAIN_TIMEOUT_SECONDS", default_value_t = crate::DEFAULT_DRAIN.as_secs_f64())]
+    pub drain_timeout_seconds: f64,
+    /// API requests in flight at once; beyond it a request is answered 503 SERVICE_UNAVAILABLE
+    /// with Retry-After at once (load shedding) rather than queued.
+    #[arg(long, env = "STRATA_MAX_IN_FLIGHT", default_value_t = strata_http::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+    /// Seconds to wait for a database connection (PostgreSQL) before a request answers 503, and
+    /// for the first connection at start.
+    #[arg(long, env = "STRATA_DATABASE_TIMEOUT_SECONDS", default_value_t = 2.0)]
+    pub database_timeout_seconds: f64,
+    /// Seconds one statement may run (PostgreSQL's statement_timeout), or a write may wait for
+    /// SQLite's writer, before the request answers 503; 0 leaves them unbounded.
+    #[arg(long, env = "STRATA_STATEMENT_TIMEOUT_SECONDS", default_value_t = 10.0)]
+    pub statement_timeout_seconds: f64,
+    /// On an empty database, write the first partner's admin key to this file (created 0600,
+    /// replaced atomically) instead of printing it: a non-interactive bootstrap.
+    #[arg(long, env = "STRATA_BOOTSTRAP_KEY_FILE")]
+    pub bootstrap_key_file: Option<PathBuf>,
+}
+
+/// A duration flag given in seconds (fractions allowed, 0 or more).
+fn seconds(value: f64, flag: &str) -> Result<std::time::Duration, CoreError> {
+    std::time::Duration::try_from_secs_f64(value).map_err(|_| CoreError::validation(flag, "must be a number of seconds, 0 or more"))
 }
 
 /// Reads a secret from `--secret-key` or the file `--secret-key-file` names (at most one is set).
@@ -175,87 +217,6 @@ fn secret_source(hex: &Option<String>, file: &Option<PathBuf>, flag: &str) -> Re
             .map_err(|e| CoreError::validation(flag, format!("cannot read {}: {e}", path.display()))),
         (None, None) => Ok(None),
     }
-}
-
-#[derive(Subcommand, Debug)]
-pub enum PartnersCmd {
-    /// Create a partner org with an org:admin + * key.
-    Create {
-        #[arg(long)]
-        name: String,
-        #[arg(long, default_value = "standard")]
-        tier: String,
-        /// Credits to grant at creation.
-        #[arg(long)]
-        credits: Option<i64>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// List partner orgs.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum CreditsCmd {
-    /// Grant credits to an org.
-    Grant {
-        #[arg(long)]
-        org: String,
-        #[arg(long)]
-        credits: i64,
-        #[arg(long, default_value = "grant")]
-        kind: String,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum KeysCmd {
-    /// Mint a key for any org.
-    Create {
-        #[arg(long)]
-        org: String,
-        /// Comma-separated scopes, e.g. `projects:read,content:write`.
-        #[arg(long)]
-        scopes: String,
-        #[arg(long, default_value = "operator")]
-        name: String,
-        #[arg(long, default_value = "standard")]
-        tier: String,
-        #[arg(long, default_value = "live")]
-        env: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Change a key's rate-limit tier.
-    Tier {
-        #[arg(long)]
-        key: String,
-        #[arg(long)]
-        tier: String,
-    },
-    /// Lift a key's kill switch.
-    Unkill {
-        #[arg(long)]
-        key: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum OrgsCmd {
-    /// Revoke or restore an org's API access.
-    Access {
-        #[arg(long)]
-        org: String,
-        #[arg(long, conflicts_with = "restore", required_unless_present = "restore")]
-        revoke: bool,
-        #[arg(long)]
-        restore: bool,
-    },
 }
 
 impl Cli {
@@ -283,18 +244,21 @@ impl Cli {
             secret_hex: secret_source(&self.secret_key, &self.secret_key_file, "--secret-key-file")?,
             previous_secret_hex: secret_source(&self.previous_secret_key, &self.previous_secret_key_file, "--previous-secret-key-file")?,
             core,
+            db: match &self.command {
+                Command::Serve(a) => strata_store::DbTimeouts {
+                    acquire: seconds(a.database_timeout_seconds, "--database-timeout-seconds")?,
+                    statement: Some(seconds(a.statement_timeout_seconds, "--statement-timeout-seconds")?).filter(|t| !t.is_zero()),
+                },
+                _ => strata_store::DbTimeouts::default(),
+            },
         })
     }
 }
 
 /// Writes one line of command output to stdout.
-fn out(line: impl std::fmt::Display) {
+pub(crate) fn out(line: impl std::fmt::Display) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
-}
-
-fn parse_tier(s: &str) -> Result<Tier, CoreError> {
-    Tier::parse(s).ok_or_else(|| CoreError::validation("tier", "must be sandbox, standard, pilot, partner or internal"))
 }
 
 /// Runs the command; returns the process exit code.
@@ -337,6 +301,11 @@ pub async fn run(cli: Cli) -> i32 {
         return crate::drill::run(cmd).await;
     }
     match &cli.command {
+        Command::Version { json } => {
+            version(*json);
+            return 0;
+        }
+        Command::Doctor { redis_url, json } => return doctor::run(&opts, redis_url.as_deref(), *json).await,
         Command::Secret(SecretCmd::Generate) => {
             out(strata_core::cursor::ServerSecret::generate().to_hex());
             return 0;
@@ -388,14 +357,20 @@ pub async fn run(cli: Cli) -> i32 {
     };
     let result = match cli.command {
         Command::Serve(args) => serve(strata, args).await,
-        Command::Partners(cmd) => partners(strata, cmd).await,
-        Command::Credits(CreditsCmd::Grant { org, credits, kind, json }) => grant(strata, &org, credits, &kind, json).await,
-        Command::Keys(cmd) => keys(strata, cmd).await,
-        Command::Orgs(OrgsCmd::Access { org, revoke, .. }) => access(strata, &org, revoke).await,
+        Command::Partners(cmd) => operator::partners(strata, cmd).await,
+        Command::Credits(cmd) => operator::credits(strata, cmd).await,
+        Command::Keys(cmd) => operator::keys(strata, cmd).await,
+        Command::Orgs(cmd) => operator::orgs(strata, cmd).await,
+        Command::Audit(args) => operator::audit(strata, args).await,
         Command::Ledger(LedgerCmd::Check { json }) => ledger_check(strata, json).await,
         Command::Secret(_) => rotate_secret(strata).await,
         Command::Backup { to } => backup(strata, &opts, &to).await,
-        Command::Bench(_) | Command::Restore { .. } | Command::Drill(_) | Command::Openapi => Ok(()),
+        Command::Bench(_)
+        | Command::Restore { .. }
+        | Command::Drill(_)
+        | Command::Version { .. }
+        | Command::Doctor { .. }
+        | Command::Openapi => Ok(()),
     };
     match result {
         Ok(()) => 0,
@@ -403,6 +378,17 @@ pub async fn run(cli: Cli) -> i32 {
             eprintln_error(&e);
             1
         }
+    }
+}
+
+/// `strata version`: the build and the newest schema migration it carries (a database migrated
+/// past it is refused at start).
+fn version(json: bool) {
+    let (sqlite, postgres) = strata_store::schema_versions();
+    if json {
+        out(json!({ "version": env!("CARGO_PKG_VERSION"), "schema": { "sqlite": sqlite, "postgres": postgres } }));
+    } else {
+        out(format!("strata {} (schema: sqlite {sqlite}, postgres {postgres})", env!("CARGO_PKG_VERSION")));
     }
 }
 
@@ -419,15 +405,7 @@ fn finish(r: Result<(), CoreError>) -> i32 {
 
 /// A database URL as it may be printed: without its password.
 pub fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "the --database-url given".to_owned(),
-    }
+    strata_store::redact_url(url)
 }
 
 /// Refuses, saying where it looked and how to point elsewhere, when there is no database.
@@ -684,8 +662,16 @@ async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
     };
     if let Some(created) = strata.bootstrap("My Partner Org").await? {
         out(format!("provisioned partner org: {}", created.org.id));
-        out(format!("admin key: {}", created.secret.expose()));
-        out("(shown once; store it now)");
+        match &args.bootstrap_key_file {
+            Some(path) => {
+                write_key_file(path, created.secret.expose())?;
+                out(format!("admin key: written to {} (owner-only)", path.display()));
+            }
+            None => {
+                out(format!("admin key: {}", created.secret.expose()));
+                out("(shown once; store it now)");
+            }
+        }
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -693,12 +679,33 @@ async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
     let addr = listener.local_addr().map_err(|e| CoreError::internal(e.to_string()))?;
     out(format!("strata listening on http://{addr} ({})", strata.store.backend()));
     tracing::info!(%addr, backend = strata.store.backend(), "listening");
-    crate::serve(strata, listener, Cadence::default(), shutdown_signal()).await.map_err(|e| CoreError::internal(e.to_string()))
+    let opts = crate::ServeOptions {
+        cadence: Cadence::default(),
+        drain: seconds(args.drain_timeout_seconds, "--drain-timeout-seconds")?,
+        max_in_flight: args.max_in_flight.max(1),
+    };
+    crate::serve(strata, listener, opts, shutdown_signal()).await.map_err(|e| CoreError::internal(e.to_string()))
 }
 
 async fn shutdown_signal() {
     terminated().await;
     tracing::info!("shutting down");
+}
+
+/// Writes a secret into `path`, owner-only: into a new temporary file beside it, synced, then
+/// renamed over `path`, so the file is never seen half-written or with wider permissions.
+fn write_key_file(path: &std::path::Path, secret: &str) -> Result<(), CoreError> {
+    let fail = |e: std::io::Error| {
+        crate::refusal(format!(
+            "cannot write the admin key to {}: {e} (the partner was made; mint it another admin key with `strata keys create`)",
+            path.display()
+        ))
+    };
+    let tmp = path.with_extension("partial");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = strata_store::owner_only_file(&tmp).map_err(fail)?;
+    f.write_all(format!("{secret}\n").as_bytes()).and_then(|()| f.sync_all()).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -718,86 +725,6 @@ pub(crate) async fn terminated() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-async fn partners(strata: Strata, cmd: PartnersCmd) -> Result<(), CoreError> {
-    match cmd {
-        PartnersCmd::Create { name, tier, credits, json } => {
-            if credits.is_some_and(|c| c < 0) {
-                return Err(CoreError::validation("credits", "must not be negative"));
-            }
-            let name = strata_core::org::parse_name(&name, "name", 128)?;
-            let created = strata.create_partner(NewPartner { name, tier: parse_tier(&tier)? }).await?;
-            if let Some(c) = credits.filter(|c| *c > 0) {
-                strata.grant_credits(created.org.id, c, GrantKind::Grant).await?;
-            }
-            if json {
-                out(json!({ "organizationId": created.org.id, "apiKey": created.secret.expose() }));
-            } else {
-                out(format!("partner org: {}", created.org.id));
-                out(format!("admin key: {}", created.secret.expose()));
-            }
-        }
-        PartnersCmd::List { json } => {
-            let orgs = strata.list_partners().await?;
-            if json {
-                let items: Vec<_> = orgs.iter().map(strata_core::wire::OrgView::from).collect();
-                out(serde_json::to_string(&items).unwrap_or_default());
-            } else {
-                for o in orgs {
-                    out(format!("{}  {:<10} {}", o.id, o.status.as_str(), o.name));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn keys(strata: Strata, cmd: KeysCmd) -> Result<(), CoreError> {
-    match cmd {
-        KeysCmd::Create { org, scopes, name, tier, env, json } => {
-            let org = OrgId::parse_field(&org, "org")?;
-            let list: Vec<String> = scopes.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
-            let scopes = Scopes::parse_request(&list, "scopes")?;
-            let env = Env::parse(&env).ok_or_else(|| CoreError::validation("env", "must be live or test"))?;
-            let name = strata_core::org::parse_name(&name, "name", 120)?;
-            let (key, secret) = strata.operator_create_key(org, name, scopes, parse_tier(&tier)?, env).await?;
-            if json {
-                out(json!({ "apiKeyId": key.id, "organizationId": key.org_id, "apiKey": secret.expose() }));
-            } else {
-                out(format!("key: {} ({})", key.id, key.prefix()));
-                out(format!("api key: {}", secret.expose()));
-            }
-        }
-        KeysCmd::Tier { key, tier } => {
-            let k = strata.set_key_tier(&key, parse_tier(&tier)?).await?;
-            out(format!("{} tier is now {}", k.id, k.tier.as_str()));
-        }
-        KeysCmd::Unkill { key } => {
-            let k = strata.unkill_key(&key).await?;
-            out(format!("{} is no longer killed", k.id));
-        }
-    }
-    Ok(())
-}
-
-async fn access(strata: Strata, org: &str, revoke: bool) -> Result<(), CoreError> {
-    let org = strata.set_org_access(OrgId::parse_field(org, "org")?, revoke).await?;
-    out(format!("{} API access {}", org.id, if org.access_revoked { "revoked" } else { "restored" }));
-    Ok(())
-}
-
-async fn grant(strata: Strata, org: &str, credits: i64, kind: &str, json: bool) -> Result<(), CoreError> {
-    let org = OrgId::parse_field(org, "org")?;
-    let kind = GrantKind::parse(kind).ok_or_else(|| CoreError::validation("kind", "must be grant, purchase or included"))?;
-    let (txn, w) = strata.grant_credits(org, credits, kind).await?;
-    if json {
-        out(json!({ "transferId": txn, "organizationId": org, "balance": w.balance(), "available": w.available(),
-                    "prepaidBalance": w.prepaid_balance, "includedRemaining": w.included_remaining }));
-    } else {
-        out(format!("{txn}: {org} balance {} (available {})", w.balance(), w.available()));
-    }
-    Ok(())
 }
 
 async fn ledger_check(strata: Strata, json: bool) -> Result<(), CoreError> {
