@@ -4,6 +4,7 @@
 
 mod console;
 mod context;
+mod docs;
 pub mod error;
 pub mod extract;
 mod handlers;

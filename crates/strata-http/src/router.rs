@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::context::request_context;
+use crate::docs;
 use crate::handlers::{content, credits, keys, logs, meta, orgs, projects, usage, webhooks};
 
 /// Request bodies above this are 413 (CONTRACT §1).
@@ -23,6 +24,9 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(meta::readyz))
         .routes(routes!(meta::openapi_json))
         .routes(routes!(meta::whoami))
+        // The human API reference and its renderer's two files.
+        .routes(routes!(docs::page))
+        .routes(routes!(docs::asset))
         // Child organizations (org:admin).
         .routes(routes!(orgs::create, orgs::list))
         .routes(routes!(projects::migrate))

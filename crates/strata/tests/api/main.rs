@@ -11,6 +11,7 @@ mod console;
 mod content;
 mod conventions;
 mod credits;
+mod docs;
 mod idempotency;
 mod isolation;
 mod keys;

@@ -57,6 +57,7 @@ fn fill(template: &str) -> String {
         ("{endpointId}", format!("whe_{ulid}")),
         ("{deliveryId}", format!("dlv_{ulid}")),
         ("{eventId}", format!("evt_{ulid}")),
+        ("{file}", "elements.js".to_owned()),
     ] {
         out = out.replace(param, &value);
     }
