@@ -69,6 +69,7 @@ macro_rules! list_query {
             #[param(minimum = 1, maximum = $max, default = $default)]
             limit: Option<u32>,
             /// The previous page's `nextCursor` (opaque; a tampered cursor is 422).
+            #[param(min_length = 1)]
             cursor: Option<String>,
         }
     };

@@ -61,6 +61,7 @@ pub struct EventsQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 25)]
     limit: Option<String>,
     /// The previous page's `nextCursor` (opaque; a tampered cursor is 422).
+    #[param(min_length = 1)]
     cursor: Option<String>,
 }
 

@@ -48,6 +48,7 @@ pub struct AuditQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200, default = 50)]
     limit: Option<String>,
     /// The previous page's `nextCursor` (opaque; a tampered cursor is 422).
+    #[param(min_length = 1)]
     cursor: Option<String>,
 }
 
@@ -90,6 +91,7 @@ pub struct EventsQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 25)]
     limit: Option<String>,
     /// The previous page's `nextCursor` (opaque; a tampered cursor is 422).
+    #[param(min_length = 1)]
     cursor: Option<String>,
 }
 
