@@ -25,6 +25,7 @@ impl Strata {
     }
 
     /// `GET /v1/audit-log`: the acting org's log, newest first.
+    #[tracing::instrument(level = "debug", name = "service.list_audit", skip_all)]
     pub async fn list_audit(&self, caller: &Caller, filter: &AuditFilter, page: PageRequest) -> Result<Page<AuditView>> {
         caller.require(Scope::AuditRead).await?;
         let mut tx = self.store.read().await?;

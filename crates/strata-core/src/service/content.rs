@@ -165,6 +165,7 @@ impl Strata {
     }
 
     /// `GET /v1/jobs/:jobId`.
+    #[tracing::instrument(level = "debug", name = "service.get_job", skip_all)]
     pub async fn get_job(&self, caller: &Caller, id: JobId) -> Result<JobView> {
         caller.require(Scope::JobsRead).await?;
         let mut tx = self.store.read().await?;
@@ -176,6 +177,7 @@ impl Strata {
 
     /// `POST /v1/jobs/:jobId/cancel`: releases the reservation. A finished job is 409; a
     /// canceled one answers its state again.
+    #[tracing::instrument(level = "debug", name = "service.cancel_job", skip_all)]
     pub async fn cancel_job(&self, caller: &Caller, id: JobId, idem: Option<&IdemClaim>) -> Result<JobView> {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
@@ -201,6 +203,7 @@ impl Strata {
     }
 
     /// `GET /v1/projects/:projectId/content/:containerId`.
+    #[tracing::instrument(level = "debug", name = "service.get_container", skip_all)]
     pub async fn get_container(&self, caller: &Caller, project: ProjectId, id: ContainerId) -> Result<ContainerView> {
         caller.require(Scope::ContentRead).await?;
         let mut tx = self.store.read().await?;

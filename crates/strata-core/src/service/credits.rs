@@ -207,6 +207,7 @@ impl Strata {
     }
 
     /// `GET /v1/credits`.
+    #[tracing::instrument(level = "debug", name = "service.own_credits", skip_all)]
     pub async fn own_credits(&self, caller: &Caller) -> Result<CreditsView> {
         caller.require(Scope::CreditsRead).await?;
         let mut tx = self.store.read().await?;
@@ -216,6 +217,7 @@ impl Strata {
     }
 
     /// `GET /v1/organizations/:orgId/credits`.
+    #[tracing::instrument(level = "debug", name = "service.child_credits", skip_all)]
     pub async fn child_credits(&self, caller: &Caller, org: OrgId) -> Result<CreditsView> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
@@ -245,6 +247,7 @@ impl Strata {
     }
 
     /// `GET /v1/organizations/:orgId/credit-config`.
+    #[tracing::instrument(level = "debug", name = "service.credit_config", skip_all)]
     pub async fn credit_config(&self, caller: &Caller, org: OrgId) -> Result<ConfigReplyView> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
@@ -259,6 +262,7 @@ impl Strata {
     /// `POST /v1/organizations/:orgId/credits/allocate`: parent prepaid → child prepaid. The
     /// child's wallet is locked; the parent's (contended: it funds every child) is read as last
     /// committed and its debit is posted last, guarded, so it is locked only until commit.
+    #[tracing::instrument(level = "debug", name = "service.allocate", skip_all)]
     pub async fn allocate(&self, caller: &Caller, org: OrgId, req: Allocation, idem: Option<&IdemClaim>) -> Result<AllocationView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
@@ -368,6 +372,7 @@ impl Strata {
     // ----- operator -----
 
     /// `strata credits grant`: credits enter the system from an operator account.
+    #[tracing::instrument(level = "debug", name = "service.grant_credits", skip_all)]
     pub async fn grant_credits(&self, org: OrgId, credits: i64, kind: GrantKind) -> Result<(TxnId, Wallet)> {
         let credits = crate::credits::Credits::positive("credits", &serde_json::json!(credits))?.get();
         let mut tx = self.store.write().await?;
@@ -407,6 +412,7 @@ impl Strata {
     /// wallet's `available` (422 naming the most that can be taken). `reason` (1–500
     /// characters) is required and kept on the ledger entry and the audit entry. Returns the
     /// transfer ids and the wallet after.
+    #[tracing::instrument(level = "debug", name = "service.adjust_credits", skip_all)]
     pub async fn adjust_credits(&self, org: OrgId, credits: i64, reason: &str) -> Result<(Vec<TxnId>, Wallet)> {
         let amount = crate::credits::Credits::positive("credits", &json!(credits.unsigned_abs()))?.get();
         let reason = reason.trim();
@@ -461,6 +467,7 @@ impl Strata {
     /// "Conservation"): each wallet equals the sum of its transfers, the sum of all wallets equals
     /// credits created minus destroyed, nothing is reserved beyond the balance, and period usage
     /// equals the period's usage transfers.
+    #[tracing::instrument(level = "debug", name = "service.check_ledger", skip_all)]
     pub async fn check_ledger(&self) -> Result<LedgerReport> {
         let mut tx = self.store.read().await?;
         let (wallets, transfers) = tx.ledger_snapshot().await?;

@@ -170,6 +170,7 @@ impl Strata {
     /// `GET /v1/webhook-deliveries/:deliveryId` (`webhooks:read`): the delivery object whose
     /// `attempts` is the list of its newest 100 attempts (`AttemptView`), newest first; 404 when
     /// its endpoint is not the caller's org's (the same rule as the delivery list).
+    #[tracing::instrument(level = "debug", name = "service.get_delivery", skip_all)]
     pub async fn get_delivery(&self, caller: &Caller, id: DeliveryId) -> Result<DeliveryDetail> {
         caller.require(Scope::WebhooksRead).await?;
         let mut tx = self.store.read().await?;
@@ -184,6 +185,7 @@ impl Strata {
     /// event id, with `replayOf`, to the same endpoint only. The new event is written to the
     /// event log already dispatched (so `GET /v1/events/:eventId` answers it and the dispatcher
     /// never fans it out), with the original's `createdAt` and data. 404 as for `get_delivery`.
+    #[tracing::instrument(level = "debug", name = "service.replay_delivery", skip_all)]
     pub async fn replay_delivery(&self, caller: &Caller, id: DeliveryId, idem: Option<&IdemClaim>) -> Result<ReplayView> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;

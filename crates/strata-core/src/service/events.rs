@@ -10,6 +10,7 @@ use crate::wire::EventView;
 
 impl Strata {
     /// `GET /v1/events` (`webhooks:read`, CONTRACT §6).
+    #[tracing::instrument(level = "debug", name = "service.list_events", skip_all)]
     pub async fn list_events(&self, caller: &Caller, filter: &EventFilter, page: PageRequest) -> Result<Page<EventView>> {
         caller.require(Scope::WebhooksRead).await?;
         let mut tx = self.store.read().await?;
@@ -19,6 +20,7 @@ impl Strata {
     }
 
     /// `GET /v1/events/:eventId`; another org's event is 404.
+    #[tracing::instrument(level = "debug", name = "service.get_event", skip_all)]
     pub async fn get_event(&self, caller: &Caller, id: EventId) -> Result<EventView> {
         caller.require(Scope::WebhooksRead).await?;
         let mut tx = self.store.read().await?;

@@ -157,6 +157,7 @@ impl Strata {
     }
 
     /// `POST /v1/organizations/:orgId/api-keys`.
+    #[tracing::instrument(level = "debug", name = "service.mint_child_key", skip_all)]
     pub async fn mint_child_key(&self, caller: &Caller, org: OrgId, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<MintedView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
@@ -173,6 +174,7 @@ impl Strata {
     }
 
     /// `GET /v1/organizations/:orgId/api-keys`.
+    #[tracing::instrument(level = "debug", name = "service.list_child_keys", skip_all)]
     pub async fn list_child_keys(&self, caller: &Caller, org: OrgId, page: PageRequest) -> Result<Page<KeyView>> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
@@ -185,6 +187,7 @@ impl Strata {
 
     /// `POST /v1/organizations/:orgId/api-keys/:keyId/rotate`: a new key; the old one keeps
     /// working for the grace window.
+    #[tracing::instrument(level = "debug", name = "service.rotate_child_key", skip_all)]
     pub async fn rotate_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<MintedView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
@@ -223,6 +226,7 @@ impl Strata {
     }
 
     /// `DELETE /v1/organizations/:orgId/api-keys/:keyId`: revoked at once; repeatable.
+    #[tracing::instrument(level = "debug", name = "service.revoke_child_key", skip_all)]
     pub async fn revoke_child_key(&self, caller: &Caller, org: OrgId, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<DeletedView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
@@ -248,6 +252,7 @@ impl Strata {
     }
 
     /// `GET /v1/api-keys`: the acting org's keys, masked. Any valid key of the org may list them.
+    #[tracing::instrument(level = "debug", name = "service.list_own_keys", skip_all)]
     pub async fn list_own_keys(&self, caller: &Caller, page: PageRequest) -> Result<Page<KeyView>> {
         let mut tx = self.store.read().await?;
         let rows = tx.list_keys(caller.org_id(), page).await?;
@@ -257,6 +262,7 @@ impl Strata {
     }
 
     /// `POST /v1/api-keys`: another key of the acting org, within the caller's scopes.
+    #[tracing::instrument(level = "debug", name = "service.mint_own_key", skip_all)]
     pub async fn mint_own_key(&self, caller: &Caller, cmd: NewKey, idem: Option<&IdemClaim>) -> Result<MintedView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
@@ -271,6 +277,7 @@ impl Strata {
 
     /// `POST /v1/api-keys/:keyId/rotate`: same id, new secret; the old secret is dead at once.
     /// An admin key may rotate any key of its org; any key may rotate itself.
+    #[tracing::instrument(level = "debug", name = "service.rotate_own_key", skip_all)]
     pub async fn rotate_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<MintedView> {
         if caller.key.id != id {
             caller.require(Scope::OrgAdmin).await?;
@@ -299,6 +306,7 @@ impl Strata {
     }
 
     /// `POST /v1/api-keys/:keyId/kill`: any key of an org may kill any key of the same org.
+    #[tracing::instrument(level = "debug", name = "service.kill_own_key", skip_all)]
     pub async fn kill_own_key(&self, caller: &Caller, id: ApiKeyId, idem: Option<&IdemClaim>) -> Result<KilledView> {
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;

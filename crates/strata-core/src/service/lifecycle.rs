@@ -138,6 +138,7 @@ impl Strata {
 
     /// `DELETE /v1/projects/:projectId`: a soft archive that cancels the project's scheduled
     /// posts. Repeating it answers the archived state.
+    #[tracing::instrument(level = "debug", name = "service.archive_project", skip_all)]
     pub async fn archive_project(&self, caller: &Caller, id: ProjectId, idem: Option<&IdemClaim>) -> Result<ArchivedProjectView> {
         caller.require(Scope::ProjectsWrite).await?;
         caller.ensure_writable()?;

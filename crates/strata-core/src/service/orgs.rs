@@ -117,6 +117,7 @@ impl Strata {
     }
 
     /// `GET /v1/whoami`: answers for any valid key, even a killed or suspended one.
+    #[tracing::instrument(level = "debug", name = "service.whoami", skip_all)]
     pub async fn whoami(&self, caller: &Caller) -> Result<WhoamiView> {
         let wallet = if caller.acts_in_child() {
             let mut tx = self.store.read().await?;
@@ -142,6 +143,7 @@ impl Strata {
         Ok(view)
     }
 
+    #[tracing::instrument(level = "debug", name = "service.create_child", skip_all)]
     pub async fn create_child(&self, caller: &Caller, cmd: NewChild, idem: Option<&IdemClaim>) -> Result<OrgView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
@@ -166,6 +168,7 @@ impl Strata {
 
     /// `GET /v1/organizations`: the acting org's direct children matching `filter`, newest
     /// first; with `summaries`, each with its `summary`, read in the same statement.
+    #[tracing::instrument(level = "debug", name = "service.list_children", skip_all)]
     pub async fn list_children(&self, caller: &Caller, filter: &OrgFilter, summaries: bool, page: PageRequest) -> Result<Page<ChildView>> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
@@ -183,6 +186,7 @@ impl Strata {
         Ok(page)
     }
 
+    #[tracing::instrument(level = "debug", name = "service.get_child", skip_all)]
     pub async fn get_child(&self, caller: &Caller, id: OrgId) -> Result<OrgWithSummary> {
         caller.require(Scope::OrgAdmin).await?;
         let mut tx = self.store.read().await?;
@@ -191,6 +195,7 @@ impl Strata {
         Ok(OrgWithSummary { org: OrgView::from(&org), summary: SummaryView::of(wallet, project_count, self.now()) })
     }
 
+    #[tracing::instrument(level = "debug", name = "service.update_child", skip_all)]
     pub async fn update_child(&self, caller: &Caller, id: OrgId, patch: OrgPatch, idem: Option<&IdemClaim>) -> Result<OrgView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;

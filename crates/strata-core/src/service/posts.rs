@@ -32,6 +32,7 @@ pub struct NewPost {
 
 impl Strata {
     /// `POST /v1/projects/:projectId/scheduled-posts`.
+    #[tracing::instrument(level = "debug", name = "service.schedule_post", skip_all)]
     pub async fn schedule_post(&self, caller: &Caller, project: ProjectId, cmd: NewPost, idem: Option<&IdemClaim>) -> Result<PostView> {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
@@ -79,6 +80,7 @@ impl Strata {
     }
 
     /// `GET /v1/projects/:projectId/scheduled-posts`.
+    #[tracing::instrument(level = "debug", name = "service.list_posts", skip_all)]
     pub async fn list_posts(&self, caller: &Caller, project: ProjectId, page: PageRequest) -> Result<Page<PostView>> {
         caller.require(Scope::ContentRead).await?;
         let mut tx = self.store.read().await?;
@@ -90,6 +92,7 @@ impl Strata {
 
     /// `DELETE /v1/projects/:projectId/scheduled-posts/:postId`: cancels; repeatable. A
     /// published post is 409.
+    #[tracing::instrument(level = "debug", name = "service.cancel_post", skip_all)]
     pub async fn cancel_post(&self, caller: &Caller, project: ProjectId, id: PostId, idem: Option<&IdemClaim>) -> Result<PostView> {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;

@@ -45,6 +45,7 @@ fn external_id_taken() -> CoreError {
 
 impl Strata {
     /// `POST /v1/projects`.
+    #[tracing::instrument(level = "debug", name = "service.create_project", skip_all)]
     pub async fn create_project(&self, caller: &Caller, cmd: NewProject, idem: Option<&IdemClaim>) -> Result<ProjectView> {
         caller.require(Scope::ProjectsWrite).await?;
         caller.ensure_writable()?;
@@ -82,6 +83,7 @@ impl Strata {
     }
 
     /// `GET /v1/projects`.
+    #[tracing::instrument(level = "debug", name = "service.list_projects", skip_all)]
     pub async fn list_projects(&self, caller: &Caller, filter: &ProjectFilter, page: PageRequest) -> Result<Page<ProjectView>> {
         caller.require(Scope::ProjectsRead).await?;
         let mut tx = self.store.read().await?;
@@ -91,6 +93,7 @@ impl Strata {
     }
 
     /// `GET /v1/projects/:projectId`.
+    #[tracing::instrument(level = "debug", name = "service.get_project", skip_all)]
     pub async fn get_project(&self, caller: &Caller, id: ProjectId) -> Result<ProjectView> {
         caller.require(Scope::ProjectsRead).await?;
         let mut tx = self.store.read().await?;

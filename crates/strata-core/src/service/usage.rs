@@ -24,6 +24,7 @@ impl Strata {
     /// `GET /v1/credits/usage` (own, `org: None`) or `GET /v1/organizations/:orgId/credits/usage`.
     /// Returns the org the report is of and the report. 422 when `until` is before `since` or
     /// the range holds too many buckets.
+    #[tracing::instrument(level = "debug", name = "service.usage_report", skip_all)]
     pub async fn usage_report(&self, caller: &Caller, org: Option<OrgId>, q: &UsageQuery) -> Result<(OrgId, UsageReport)> {
         caller.require(if org.is_some() { Scope::OrgAdmin } else { Scope::CreditsRead }).await?;
         let now = self.now();

@@ -194,6 +194,7 @@ impl Strata {
     }
 
     /// `POST /v1/webhook-endpoints`: 201 with the signing secret, shown once.
+    #[tracing::instrument(level = "debug", name = "service.create_endpoint", skip_all)]
     pub async fn create_endpoint(&self, caller: &Caller, cmd: NewEndpoint, idem: Option<&IdemClaim>) -> Result<CreatedEndpoint> {
         caller.require(Scope::WebhooksWrite).await?;
         if cmd.scope == EndpointScope::AllChildren {
@@ -254,6 +255,7 @@ impl Strata {
         Ok(Page::from_rows(rows, page, &self.secret, "endpoints", |e| e.seq).map(|e| EndpointView::from(&e)))
     }
 
+    #[tracing::instrument(level = "debug", name = "service.get_endpoint", skip_all)]
     pub async fn get_endpoint(&self, caller: &Caller, id: EndpointId) -> Result<EndpointView> {
         caller.require(Scope::WebhooksRead).await?;
         let mut tx = self.store.read().await?;
@@ -307,6 +309,7 @@ impl Strata {
     }
 
     /// `DELETE /v1/webhook-endpoints/:id`: its pending deliveries are abandoned.
+    #[tracing::instrument(level = "debug", name = "service.delete_endpoint", skip_all)]
     pub async fn delete_endpoint(&self, caller: &Caller, id: EndpointId, idem: Option<&IdemClaim>) -> Result<DeletedEndpoint> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
@@ -320,6 +323,7 @@ impl Strata {
     }
 
     /// `POST /v1/webhook-endpoints/:id/rotate-secret`: both secrets sign for 24 h.
+    #[tracing::instrument(level = "debug", name = "service.rotate_endpoint_secret", skip_all)]
     pub async fn rotate_endpoint_secret(&self, caller: &Caller, id: EndpointId, idem: Option<&IdemClaim>) -> Result<RotatedSecret> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
