@@ -1,0 +1,193 @@
+//! What the crash and chaos drills share: one `strata serve` on a scratch database (either
+//! backend) that can be killed and started again on the same port, a funded partner, the
+//! webhook receiver, the mixed clients, and the checks run once the traffic has stopped.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::api::{Api, Receiver};
+use super::checks::{self, Check};
+use super::db::Db;
+use super::effects;
+use super::mixed::{self, Traffic};
+use super::processes::{Backend, Fail, Launcher, Node, Scratch, free_port};
+use super::workload::{self, Log};
+
+/// The options both single-server drills take.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// The CI form: bounded to well under a minute.
+    #[arg(long)]
+    pub short: bool,
+    /// The database the server runs on.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    pub backend: Backend,
+    /// With `--backend postgres`: an existing PostgreSQL database to connect to; the drill
+    /// creates `strata_drill_<ulid>` beside it and drops it at the end.
+    #[arg(long, env = "STRATA_DRILL_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub postgres: String,
+    /// The seed of the drill's random choices (default: from the clock; printed either way).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The strata binary the server runs (default: this one).
+    #[arg(long)]
+    pub strata_bin: Option<PathBuf>,
+    /// Keep the drill's database at the end (to look into it after a failure).
+    #[arg(long)]
+    pub keep_database: bool,
+}
+
+impl Common {
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64))
+    }
+}
+
+/// The server's settings: 1 s jobs, 2 s webhook attempts (so a delivery cut by a kill is
+/// leased for 7 s), and a 2 s idempotency claim lease (so a write cut by a kill can be retried
+/// 2 s later rather than after the default 60 s).
+const SETTINGS: [&str; 6] = ["--engine-job-seconds", "1", "--webhook-timeout-seconds", "2", "--idempotency-lease-seconds", "2"];
+
+/// One server on a scratch database, and everything the clients need.
+pub struct Session {
+    pub launcher: Launcher,
+    listen: String,
+    pub server: Option<Node>,
+    pub db: Db,
+    pub receiver: Receiver,
+    pub traffic: Traffic,
+}
+
+impl Session {
+    /// Starts the server on `scratch`, makes a funded `internal`-tier partner (never rate
+    /// limited) with the operator command line, starts the receiver (it answers 503 to every
+    /// 20th post) and makes `children` children, `doomed` of them to be archived in the run.
+    pub async fn start(common: &Common, scratch: &Scratch, dir: &Path, children: usize, doomed: usize) -> Result<Self, Fail> {
+        let bin = match &common.strata_bin {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?,
+        };
+        let launcher = Launcher {
+            bin,
+            store: scratch.store(),
+            secret_hex: strata_core::cursor::ServerSecret::generate().to_hex(),
+            dir: dir.to_owned(),
+        };
+        let listen = format!("127.0.0.1:{}", free_port()?);
+        let server = Some(start_server(&launcher, &listen).await?);
+        let db = scratch.connect().await?;
+        let out = launcher.operator(&["partners", "create", "--name", "drill partner", "--tier", "internal", "--json"]).await?;
+        let p: serde_json::Value = serde_json::from_str(out.trim()).map_err(|e| format!("partners create printed no JSON ({e}): {out}"))?;
+        let (partner, admin) =
+            (p["organizationId"].as_str().unwrap_or_default().to_owned(), p["apiKey"].as_str().unwrap_or_default().to_owned());
+        launcher.operator(&["credits", "grant", "--org", &partner, "--credits", "100000000", "--kind", "purchase"]).await?;
+        let receiver = Receiver::default();
+        let hook = receiver.start(20).await?;
+        let api = Api::new(vec![format!("http://{listen}")])?;
+        let traffic = mixed::setup(&api, Arc::new(Log::default()), &admin, &hook, children, doomed).await?;
+        super::say(format!(
+            "  server on http://{listen} ({}); partner {partner}; {children} children ({doomed} to be archived under racing writes); webhooks to {hook}",
+            scratch.name()
+        ));
+        Ok(Session { launcher, listen, server, db, receiver, traffic })
+    }
+
+    /// `kill -9` the server.
+    pub async fn kill(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.kill9().await;
+        }
+    }
+
+    /// Starts the server again on the same database and port.
+    pub async fn restart(&mut self) -> Result<(), Fail> {
+        self.server = Some(start_server(&self.launcher, &self.listen).await?);
+        Ok(())
+    }
+
+    /// Spawns `clients` mixed clients.
+    pub fn spawn_clients(&self, clients: usize, seed: u64) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..clients).map(|c| tokio::spawn(mixed::client(self.traffic.clone(), c, clients, seed))).collect()
+    }
+
+    /// Stops the clients and waits for each to finish its turn (and its retries).
+    pub async fn stop_clients(&self, tasks: Vec<tokio::task::JoinHandle<()>>) -> Result<(), Fail> {
+        self.traffic.stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.map_err(|e| format!("a client task failed: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The checks after the traffic: the answers seen (no 5xx but the kill switch's; without
+    /// kills, no request unanswered either), every acknowledged write in the database, one
+    /// effect per key, replays, archived children, webhooks delivered, the ledger. Waits at most
+    /// `settle` for jobs, dispatch and deliveries to finish first. Returns the checks and the
+    /// figures line.
+    pub async fn checks(&mut self, settle: Duration, kills: usize) -> Result<(Vec<Check>, String), Fail> {
+        let (waited, settled) = effects::settle(&mut self.db, settle).await?;
+        let t = &self.traffic;
+        let fresh = super::api::Tally { per_node: vec![0; t.api.nodes.len()], ..Default::default() };
+        let tally = std::mem::replace(&mut *workload::lock(&t.api.tally), fresh);
+        let keyed = std::mem::take(&mut *workload::lock(&t.stats.keyed));
+        let mut during = workload::lock(&t.log.violations).clone();
+        if tally.server_errors > 0 || (kills == 0 && tally.transport_errors > 0) {
+            during.push(format!(
+                "{} 5xx other than KILL_SWITCH, {} requests without a response",
+                tally.server_errors, tally.transport_errors
+            ));
+            during.extend(tally.samples.iter().cloned());
+        }
+        let unanswered = keyed.iter().filter(|k| k.status == 0).count();
+        if unanswered > 0 {
+            during.push(format!("{unanswered} writes were never answered, though sent again for 90 s"));
+        }
+        if !settled {
+            during.push(format!("jobs, dispatch or deliveries still busy after {waited:.1?}"));
+        }
+        let statuses: Vec<String> = tally.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        let mut out = vec![Check::new(
+            "no 5xx but KILL_SWITCH (no SERVICE_UNAVAILABLE, no INTERNAL); every write answered",
+            &during,
+            format!("responses by status {{{}}}; settled {waited:.1?} after the traffic", statuses.join(", ")),
+        )];
+        let writes = workload::lock(&t.log.writes).clone();
+        out.push(checks::writes(&mut self.db, &writes).await?);
+        out.push(effects::exactly_once(&mut self.db, &keyed).await?);
+        // Every retried write, and an even spread of the others (at most 1,500 in all).
+        let retried: Vec<_> = keyed.iter().filter(|k| k.retried).cloned().collect();
+        let others: Vec<_> = keyed.iter().filter(|k| !k.retried).collect();
+        let step = (others.len() / 1_500usize.saturating_sub(retried.len()).max(1)).max(1);
+        let sample: Vec<_> = retried.into_iter().chain(others.into_iter().step_by(step).cloned()).collect();
+        out.push(effects::replays(&t.api, &t.world.admin, &sample).await?);
+        out.push(effects::archived(&mut self.db).await?);
+        out.push(effects::delivered(&mut self.db, &t.world, &self.receiver.snapshot()).await?);
+        out.push(checks::ledger(&self.launcher).await?);
+        let acked = keyed.iter().filter(|k| (200..300).contains(&k.status)).count();
+        let retries = t.stats.retries.load(Ordering::Relaxed);
+        let in_progress = t.stats.in_progress.load(Ordering::Relaxed);
+        let figures = format!(
+            "{} requests, {} keyed writes, {acked} acked writes, {kills} kills, {retries} retries after no answer, {in_progress} retries after 409 in progress",
+            tally.requests,
+            keyed.len()
+        );
+        Ok((out, figures))
+    }
+
+    /// Stops the server gracefully (SIGTERM); false when it did not exit cleanly.
+    pub async fn stop(&mut self) -> bool {
+        match self.server.take() {
+            Some(s) => s.stop().await,
+            None => true,
+        }
+    }
+}
+
+async fn start_server(launcher: &Launcher, listen: &str) -> Result<Node, Fail> {
+    let settings: Vec<String> = SETTINGS.iter().map(|s| (*s).to_owned()).collect();
+    launcher.serve(1, listen, &settings, &[]).await
+}
