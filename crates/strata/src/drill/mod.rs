@@ -89,7 +89,7 @@ pub async fn run(cmd: DrillCmd) -> i32 {
         }
         DrillCmd::Chaos(args) => {
             let seed = args.common.seed();
-            let seconds = args.seconds.unwrap_or(if args.common.short { 20 } else { 120 });
+            let seconds = args.seconds.unwrap_or(if args.common.short { 15 } else { 120 });
             let title = format!("chaos: {seconds} s of traffic, {} clients, {} children", args.clients.max(1), args.children.max(3));
             let common = args.common.clone();
             run_single(&common, seed, title, |scratch, dir| Box::pin(async move { chaos::drive(&args, seed, scratch, dir).await })).await

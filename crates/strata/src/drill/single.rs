@@ -129,7 +129,7 @@ impl Session {
     /// `settle` for jobs, dispatch and deliveries to finish first. Returns the checks and the
     /// figures line.
     pub async fn checks(&mut self, settle: Duration, kills: usize) -> Result<(Vec<Check>, String), Fail> {
-        let (waited, settled) = effects::settle(&mut self.db, settle).await?;
+        let (waited, busy) = effects::settle(&mut self.db, settle).await?;
         let t = &self.traffic;
         let fresh = super::api::Tally { per_node: vec![0; t.api.nodes.len()], ..Default::default() };
         let tally = std::mem::replace(&mut *workload::lock(&t.api.tally), fresh);
@@ -146,8 +146,8 @@ impl Session {
         if unanswered > 0 {
             during.push(format!("{unanswered} writes were never answered, though sent again for 90 s"));
         }
-        if !settled {
-            during.push(format!("jobs, dispatch or deliveries still busy after {waited:.1?}"));
+        if let Some(busy) = busy {
+            during.push(format!("still busy {waited:.1?} after the traffic: {busy}"));
         }
         let statuses: Vec<String> = tally.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
         let mut out = vec![Check::new(
