@@ -16,7 +16,7 @@ use super::single::{Common, Session};
 pub struct ChaosArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Seconds of traffic (default: 15 with --short, else 120).
+    /// Seconds of traffic (default: 12 with --short, else 120).
     #[arg(long)]
     pub seconds: Option<u64>,
     /// Concurrent clients.
@@ -27,9 +27,15 @@ pub struct ChaosArgs {
     pub children: usize,
 }
 
+impl ChaosArgs {
+    pub fn seconds(&self) -> u64 {
+        self.seconds.unwrap_or(if self.common.short { 12 } else { 120 })
+    }
+}
+
 /// Runs the traffic, then the checks.
 pub async fn drive(args: &ChaosArgs, seed: u64, scratch: &Scratch, dir: &std::path::Path) -> Result<(Vec<Check>, String), Fail> {
-    let seconds = args.seconds.unwrap_or(if args.common.short { 15 } else { 120 });
+    let seconds = args.seconds();
     let children = args.children.max(3);
     let mut s = Session::start(&args.common, scratch, dir, children, children / 3).await?;
     let traffic = Instant::now();
@@ -37,7 +43,7 @@ pub async fn drive(args: &ChaosArgs, seed: u64, scratch: &Scratch, dir: &std::pa
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     s.stop_clients(clients).await?;
     let secs = traffic.elapsed().as_secs_f64();
-    let (mut checks, figures) = s.checks(Duration::from_secs(if args.common.short { 20 } else { 60 }), 0).await?;
+    let (mut checks, figures) = s.checks(Duration::from_secs(if args.common.short { 15 } else { 60 }), 0).await?;
     if !s.stop().await {
         checks.push(Check::new(
             "the server stops cleanly on SIGTERM after the drill",

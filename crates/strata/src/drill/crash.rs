@@ -26,9 +26,15 @@ pub struct CrashArgs {
     pub children: usize,
 }
 
+impl CrashArgs {
+    pub fn kills(&self) -> usize {
+        self.kills.unwrap_or(if self.common.short { 3 } else { 20 })
+    }
+}
+
 /// Runs the traffic and the kills, then the checks.
 pub async fn drive(args: &CrashArgs, seed: u64, scratch: &Scratch, dir: &std::path::Path) -> Result<(Vec<Check>, String), Fail> {
-    let kills = args.kills.unwrap_or(if args.common.short { 3 } else { 20 });
+    let kills = args.kills();
     let mut s = Session::start(&args.common, scratch, dir, args.children.max(2), if args.common.short { 1 } else { 3 }).await?;
     let mut rng = Rng::new(seed);
     let clients = s.spawn_clients(args.clients.max(1), seed);

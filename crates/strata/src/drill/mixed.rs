@@ -189,38 +189,51 @@ pub async fn setup(api: &Api, log: Arc<Log>, admin: &str, hook: &str, children: 
         firehose: String::new(),
     };
     let mut t = Traffic { api: api.clone(), log, stats: Arc::default(), world: Arc::new(world), stop: Arc::default() };
-    let must = |what: String, r: Option<Reply>| match r {
-        Some(r) if r.ok() => Ok(r),
-        Some(r) => Err(format!("setup: {what} answered {} {}", r.status, r.body)),
-        None => Err(format!("setup: {what} got no answer")),
-    };
     let body = json!({ "url": hook, "events": EVENTS, "scope": "all_children", "description": "drill firehose" });
     let r = t.write(Req::write(0, Method::POST, "/v1/webhook-endpoints", admin, Some(body)), Effect::None).await;
     let firehose = must("creating the firehose endpoint".into(), r)?.str("/endpoint/id");
     t.log.write(0, Write::Endpoint { id: firehose.clone() });
+    // Ten children at a time: a child, its project, its first credits.
     let mut made = Vec::new();
-    for i in 0..children {
-        let body = json!({ "name": format!("drill child {i}"), "metadata": { "drillKey": "setup" } });
-        let r = must(
-            format!("creating child {i}"),
-            t.write(Req::write(0, Method::POST, "/v1/organizations", admin, Some(body)), Effect::None).await,
-        )?;
-        let child = r.str("/id");
-        t.log.write(0, Write::Org { id: child.clone() });
-        let body = json!({ "name": format!("drill project {i}"), "timezone": "UTC" });
-        let req = Req::write(0, Method::POST, "/v1/projects", admin, Some(body)).acting(&child);
-        let project = must(format!("creating child {i}'s project"), t.write(req, Effect::None).await)?.str("/id");
-        t.log.write(0, Write::Project { id: project.clone() });
-        let path = format!("/v1/organizations/{child}/credits/allocate");
-        let r = t.write(Req::write(0, Method::POST, path, admin, Some(json!({ "credits": 5_000 }))), Effect::None).await;
-        let txn = must(format!("funding child {i}"), r)?.str("/id");
-        t.log.write(0, Write::Allocation { txn, child: child.clone(), credits: 5_000 });
-        made.push((child, project));
+    for batch in (0..children).collect::<Vec<_>>().chunks(10) {
+        for child in futures::future::join_all(batch.iter().map(|&i| make_child(&t, i))).await {
+            made.push(child?);
+        }
     }
     let w = Arc::get_mut(&mut t.world).ok_or("setup: the world is shared already")?;
     w.children = made;
     w.firehose = firehose;
     Ok(t)
+}
+
+/// A setup step's answer, which must be 2xx.
+fn must(what: String, r: Option<Reply>) -> Result<Reply, String> {
+    match r {
+        Some(r) if r.ok() => Ok(r),
+        Some(r) => Err(format!("setup: {what} answered {} {}", r.status, r.body)),
+        None => Err(format!("setup: {what} got no answer")),
+    }
+}
+
+/// Makes child `i` with a project and 5,000 credits; returns (child id, project id).
+async fn make_child(t: &Traffic, i: usize) -> Result<(String, String), String> {
+    let admin = t.world.admin.as_str();
+    let body = json!({ "name": format!("drill child {i}"), "metadata": { "drillKey": "setup" } });
+    let r = must(
+        format!("creating child {i}"),
+        t.write(Req::write(0, Method::POST, "/v1/organizations", admin, Some(body)), Effect::None).await,
+    )?;
+    let child = r.str("/id");
+    t.log.write(0, Write::Org { id: child.clone() });
+    let body = json!({ "name": format!("drill project {i}"), "timezone": "UTC" });
+    let req = Req::write(0, Method::POST, "/v1/projects", admin, Some(body)).acting(&child);
+    let project = must(format!("creating child {i}'s project"), t.write(req, Effect::None).await)?.str("/id");
+    t.log.write(0, Write::Project { id: project.clone() });
+    let path = format!("/v1/organizations/{child}/credits/allocate");
+    let r = t.write(Req::write(0, Method::POST, path, admin, Some(json!({ "credits": 5_000 }))), Effect::None).await;
+    let txn = must(format!("funding child {i}"), r)?.str("/id");
+    t.log.write(0, Write::Allocation { txn, child: child.clone(), credits: 5_000 });
+    Ok((child, project))
 }
 
 /// What one client remembers of what it made, to work on it later.

@@ -82,15 +82,14 @@ pub async fn run(cmd: DrillCmd) -> i32 {
         DrillCmd::Nodes(args) => run_nodes(args).await,
         DrillCmd::Crash(args) => {
             let seed = args.common.seed();
-            let kills = args.kills.unwrap_or(if args.common.short { 3 } else { 20 });
-            let title = format!("crash: {kills} kills, {} clients, {} children", args.clients.max(1), args.children.max(2));
+            let title = format!("crash: {} kills, {} clients, {} children", args.kills(), args.clients.max(1), args.children.max(2));
             let common = args.common.clone();
             run_single(&common, seed, title, |scratch, dir| Box::pin(async move { crash::drive(&args, seed, scratch, dir).await })).await
         }
         DrillCmd::Chaos(args) => {
             let seed = args.common.seed();
-            let seconds = args.seconds.unwrap_or(if args.common.short { 15 } else { 120 });
-            let title = format!("chaos: {seconds} s of traffic, {} clients, {} children", args.clients.max(1), args.children.max(3));
+            let title =
+                format!("chaos: {} s of traffic, {} clients, {} children", args.seconds(), args.clients.max(1), args.children.max(3));
             let common = args.common.clone();
             run_single(&common, seed, title, |scratch, dir| Box::pin(async move { chaos::drive(&args, seed, scratch, dir).await })).await
         }
@@ -130,8 +129,12 @@ where
     // The server was dropped with `drive` (killed on drop).
     if common.keep_database {
         say(format!("kept database {}", scratch.name()));
-    } else if let Err(e) = scratch.drop_now().await {
-        say(format!("warning: {e}"));
+    } else {
+        let t = Instant::now();
+        match scratch.drop_now().await {
+            Ok(()) => say(format!("  dropped {} in {:.1} s", scratch.name(), t.elapsed().as_secs_f64())),
+            Err(e) => say(format!("warning: {e}")),
+        }
     }
     report(outcome, started, &dir)
 }

@@ -85,13 +85,15 @@ impl Session {
         let (partner, admin) =
             (p["organizationId"].as_str().unwrap_or_default().to_owned(), p["apiKey"].as_str().unwrap_or_default().to_owned());
         launcher.operator(&["credits", "grant", "--org", &partner, "--credits", "100000000", "--kind", "purchase"]).await?;
+        let t0 = std::time::Instant::now();
         let receiver = Receiver::default();
         let hook = receiver.start(20).await?;
         let api = Api::new(vec![format!("http://{listen}")])?;
         let traffic = mixed::setup(&api, Arc::new(Log::default()), &admin, &hook, children, doomed).await?;
         super::say(format!(
-            "  server on http://{listen} ({}); partner {partner}; {children} children ({doomed} to be archived under racing writes); webhooks to {hook}",
-            scratch.name()
+            "  server on http://{listen} ({}); partner {partner}; {children} children made in {:.1} s ({doomed} to be archived under racing writes); webhooks to {hook}",
+            scratch.name(),
+            t0.elapsed().as_secs_f64()
         ));
         Ok(Session { launcher, listen, server, db, receiver, traffic })
     }
@@ -180,10 +182,13 @@ impl Session {
 
     /// Stops the server gracefully (SIGTERM); false when it did not exit cleanly.
     pub async fn stop(&mut self) -> bool {
-        match self.server.take() {
+        let t = std::time::Instant::now();
+        let clean = match self.server.take() {
             Some(s) => s.stop().await,
             None => true,
-        }
+        };
+        super::say(format!("  server stopped (SIGTERM) in {:.1} s", t.elapsed().as_secs_f64()));
+        clean
     }
 }
 
