@@ -142,20 +142,6 @@ async fn another_nodes_commit_wakes_this_node() {
     }
 }
 
-/// Counts the sessions of the test's database waiting for a row lock, until there are `n`.
-async fn until_lock_waiters(url: &str, n: i64) {
-    use sqlx::Connection;
-    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    let mut probe = sqlx::PgConnection::connect(url).await.unwrap();
-    for _ in 0..2_000 {
-        if sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut probe).await.unwrap() >= n {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("never saw {n} sessions waiting for a lock");
-}
-
 /// Found by `strata drill chaos` on PostgreSQL: recording a batch of attempts locked its
 /// deliveries in the batch's order while an archive abandoned the child's deliveries in table
 /// order; the two deadlocked and the archive answered 500. Both now lock deliveries in id order.
@@ -192,10 +178,10 @@ async fn archiving_a_child_while_its_deliveries_are_recorded_does_not_deadlock()
     assert_eq!(held.len(), 1);
     let archive = reqwest::Client::new().delete(format!("{}/v1/organizations/{child}", app.base)).bearer_auth(&app.admin_key);
     let archive = tokio::spawn(async move { archive.send().await.map(|r| r.status().as_u16()) });
-    until_lock_waiters(&url, 1).await;
+    crate::helpers::until_lock_waiters(&url, 1).await;
     let strata = app.strata.clone();
     let record = tokio::spawn(async move { strata.record_attempts(&results).await });
-    until_lock_waiters(&url, 2).await;
+    crate::helpers::until_lock_waiters(&url, 2).await;
     holder.execute("COMMIT").await.unwrap();
     assert_eq!(archive.await.unwrap().unwrap(), 200, "the archive went through");
     assert!(record.await.unwrap().is_ok(), "the recording went through");
