@@ -206,9 +206,31 @@ pub async fn settle(db: &mut Db, limit: Duration) -> Result<(Duration, Option<St
     }
 }
 
+/// The ids of every event `GET /v1/events` lists for the caller's org (or `acting`), page by page.
+async fn listed_events(api: &Api, admin: &str, acting: Option<&str>) -> Result<HashSet<String>, Fail> {
+    let mut ids = HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let path = if cursor.is_empty() { "/v1/events?limit=100".to_owned() } else { format!("/v1/events?limit=100&cursor={cursor}") };
+        let mut req = Req::get(0, path, admin);
+        req.acting = acting;
+        let r =
+            api.send(req).await.filter(|r| r.status == 200).ok_or_else(|| format!("GET /v1/events as {acting:?} did not answer 200"))?;
+        for item in r.body["items"].as_array().into_iter().flatten() {
+            ids.insert(bare(item["id"].as_str().unwrap_or_default()).to_owned());
+        }
+        match r.body["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => return Ok(ids),
+        }
+    }
+}
+
 /// Every committed event (after the firehose was made) of the partner or of a child that is
-/// not archived was accepted at least once by the firehose's receiver, under its own event id.
-pub async fn delivered(db: &mut Db, world: &World, receipts: &[Receipt]) -> Result<Check, Fail> {
+/// not archived was accepted at least once by the firehose's receiver, under its own event id;
+/// and `GET /v1/events` of the partner and of each working child that is not archived lists
+/// every one of theirs.
+pub async fn delivered(db: &mut Db, api: &Api, world: &World, receipts: &[Receipt]) -> Result<Check, Fail> {
     let start = db
         .rows(&format!(
             "SELECT CAST(start_seq AS TEXT) FROM webhook_endpoints WHERE id = '{}' OR id = '{}'",
@@ -223,12 +245,13 @@ pub async fn delivered(db: &mut Db, world: &World, receipts: &[Receipt]) -> Resu
         .ok_or("the firehose endpoint is not in the database")?;
     let events = db
         .rows(&format!(
-            "SELECT e.id, e.event_type, o.status FROM events e JOIN organizations o ON o.id = e.org_id WHERE e.seq > {start} AND e.event_type <> 'test.ping'"
+            "SELECT e.id, e.event_type, o.status, e.org_id FROM events e JOIN organizations o ON o.id = e.org_id WHERE e.seq > {start} AND e.event_type <> 'test.ping'"
         ))
         .await?;
     let accepted: HashSet<&str> = receipts.iter().filter(|r| r.accepted && r.tag.is_empty()).map(|r| bare(&r.event_id)).collect();
     let mut v = Vec::new();
     let (mut live, mut skipped) = (0, 0);
+    let mut by_org: HashMap<String, Vec<String>> = HashMap::new();
     for e in &events {
         let f = |i: usize| e.get(i).cloned().flatten().unwrap_or_default();
         if f(2) == "archived" {
@@ -239,10 +262,25 @@ pub async fn delivered(db: &mut Db, world: &World, receipts: &[Receipt]) -> Resu
         if !accepted.contains(bare(&f(0))) {
             v.push(format!("event {} ({}) was committed but never reached the firehose", f(0), f(1)));
         }
+        by_org.entry(bare(&f(3)).to_owned()).or_default().push(bare(&f(0)).to_owned());
+    }
+    // The API's view: the partner's own log, and each working child's that is still live.
+    let mut orgs: Vec<Option<&str>> = vec![None];
+    orgs.extend(world.children.iter().map(|(c, _)| Some(c.as_str())).filter(|c| c.is_some_and(|c| by_org.contains_key(bare(c)))));
+    let mut listed = 0;
+    for org in orgs {
+        let ids = listed_events(api, &world.admin, org).await?;
+        let key = bare(org.unwrap_or(&world.partner)).to_owned();
+        for id in by_org.get(&key).into_iter().flatten() {
+            listed += 1;
+            if !ids.contains(id) {
+                v.push(format!("event {id} of {key} is committed but GET /v1/events does not list it"));
+            }
+        }
     }
     let copies = receipts.iter().filter(|r| r.accepted && r.tag.is_empty()).count();
     let detail = format!(
-        "{live} events of live orgs, each accepted by the receiver under its event id ({copies} accepted posts, {} duplicates); {skipped} events of archived children not required",
+        "{live} events of live orgs, each accepted by the receiver under its event id ({copies} accepted posts, {} duplicates), {listed} of them found in GET /v1/events of their org; {skipped} events of archived children not required",
         copies.saturating_sub(accepted.len())
     );
     Ok(Check::new("every committed event of a live org is delivered at least once", &v, detail))

@@ -97,6 +97,8 @@ pub struct Stats {
 /// What the clients work on.
 pub struct World {
     pub admin: String,
+    /// The partner's organization id.
+    pub partner: String,
     /// Children with their first project.
     pub children: Vec<(String, String)>,
     /// Children `doomed..` are archived during the run, each while other writes race it.
@@ -106,6 +108,21 @@ pub struct World {
     pub hook: String,
     /// The partner's firehose endpoint.
     pub firehose: String,
+}
+
+impl World {
+    /// No children yet (setup adds them); children from `doomed` on will be archived.
+    pub fn new(admin: &str, partner: &str, hook: &str, doomed: usize) -> Self {
+        World {
+            admin: admin.to_owned(),
+            partner: partner.to_owned(),
+            children: Vec::new(),
+            doomed,
+            next_doomed: AtomicUsize::new(0),
+            hook: hook.to_owned(),
+            firehose: String::new(),
+        }
+    }
 }
 
 /// The mixed clients' shared handles.
@@ -174,66 +191,6 @@ pub fn named_id(r: &Reply) -> String {
         .map(|p| r.str(p))
         .find(|s| !s.is_empty())
         .unwrap_or_default()
-}
-
-/// Makes `children` children (each with a project and 5,000 credits) and the partner's firehose
-/// endpoint to the receiver, through `t` (so a kill during setup is retried like any write).
-/// Children `children - doomed..` will be archived during the run.
-pub async fn setup(api: &Api, log: Arc<Log>, admin: &str, hook: &str, children: usize, doomed: usize) -> Result<Traffic, String> {
-    let world = World {
-        admin: admin.to_owned(),
-        children: Vec::new(),
-        doomed: children - doomed.min(children),
-        next_doomed: AtomicUsize::new(0),
-        hook: hook.to_owned(),
-        firehose: String::new(),
-    };
-    let mut t = Traffic { api: api.clone(), log, stats: Arc::default(), world: Arc::new(world), stop: Arc::default() };
-    let body = json!({ "url": hook, "events": EVENTS, "scope": "all_children", "description": "drill firehose" });
-    let r = t.write(Req::write(0, Method::POST, "/v1/webhook-endpoints", admin, Some(body)), Effect::None).await;
-    let firehose = must("creating the firehose endpoint".into(), r)?.str("/endpoint/id");
-    t.log.write(0, Write::Endpoint { id: firehose.clone() });
-    // Ten children at a time: a child, its project, its first credits.
-    let mut made = Vec::new();
-    for batch in (0..children).collect::<Vec<_>>().chunks(10) {
-        for child in futures::future::join_all(batch.iter().map(|&i| make_child(&t, i))).await {
-            made.push(child?);
-        }
-    }
-    let w = Arc::get_mut(&mut t.world).ok_or("setup: the world is shared already")?;
-    w.children = made;
-    w.firehose = firehose;
-    Ok(t)
-}
-
-/// A setup step's answer, which must be 2xx.
-fn must(what: String, r: Option<Reply>) -> Result<Reply, String> {
-    match r {
-        Some(r) if r.ok() => Ok(r),
-        Some(r) => Err(format!("setup: {what} answered {} {}", r.status, r.body)),
-        None => Err(format!("setup: {what} got no answer")),
-    }
-}
-
-/// Makes child `i` with a project and 5,000 credits; returns (child id, project id).
-async fn make_child(t: &Traffic, i: usize) -> Result<(String, String), String> {
-    let admin = t.world.admin.as_str();
-    let body = json!({ "name": format!("drill child {i}"), "metadata": { "drillKey": "setup" } });
-    let r = must(
-        format!("creating child {i}"),
-        t.write(Req::write(0, Method::POST, "/v1/organizations", admin, Some(body)), Effect::None).await,
-    )?;
-    let child = r.str("/id");
-    t.log.write(0, Write::Org { id: child.clone() });
-    let body = json!({ "name": format!("drill project {i}"), "timezone": "UTC" });
-    let req = Req::write(0, Method::POST, "/v1/projects", admin, Some(body)).acting(&child);
-    let project = must(format!("creating child {i}'s project"), t.write(req, Effect::None).await)?.str("/id");
-    t.log.write(0, Write::Project { id: project.clone() });
-    let path = format!("/v1/organizations/{child}/credits/allocate");
-    let r = t.write(Req::write(0, Method::POST, path, admin, Some(json!({ "credits": 5_000 }))), Effect::None).await;
-    let txn = must(format!("funding child {i}"), r)?.str("/id");
-    t.log.write(0, Write::Allocation { txn, child: child.clone(), credits: 5_000 });
-    Ok((child, project))
 }
 
 /// What one client remembers of what it made, to work on it later.
@@ -439,8 +396,10 @@ pub async fn client(t: Traffic, c: usize, clients: usize, seed: u64) {
                 .await;
             }
             67 => migrate(&t).await,
-            68 => {
-                let since = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+            // Recovering requeues every failed delivery since then: a partner does it now and
+            // then, for the last moments; so does the drill.
+            68 if rng.below(8) == 0 => {
+                let since = time::OffsetDateTime::now_utc() - time::Duration::seconds(10);
                 let since = since.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
                 let path = format!("/v1/webhook-endpoints/{}/recover", w.firehose);
                 t.logged(Req::write(0, Method::POST, path, admin, Some(json!({ "since": since }))), Effect::None, |_| None).await;

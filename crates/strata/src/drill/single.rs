@@ -10,12 +10,16 @@ use std::time::Duration;
 use clap::Args;
 
 use super::api::{Api, Receiver};
+use super::api::{Reply, Req};
 use super::checks::{self, Check};
 use super::db::Db;
 use super::effects;
-use super::mixed::{self, Traffic};
+use super::mixed::{self, EVENTS, Effect, Traffic, World};
 use super::processes::{Backend, Fail, Launcher, Node, Scratch, free_port};
+use super::workload::Write;
 use super::workload::{self, Log};
+use reqwest::Method;
+use serde_json::json;
 
 /// The options both single-server drills take.
 #[derive(Args, Debug, Clone)]
@@ -89,7 +93,7 @@ impl Session {
         let receiver = Receiver::default();
         let hook = receiver.start(20).await?;
         let api = Api::new(vec![format!("http://{listen}")])?;
-        let traffic = mixed::setup(&api, Arc::new(Log::default()), &admin, &hook, children, doomed).await?;
+        let traffic = setup(&api, Arc::new(Log::default()), &admin, &partner, &hook, children, doomed).await?;
         super::say(format!(
             "  server on http://{listen} ({}); partner {partner}; {children} children made in {:.1} s ({doomed} to be archived under racing writes); webhooks to {hook}",
             scratch.name(),
@@ -167,7 +171,7 @@ impl Session {
         let sample: Vec<_> = retried.into_iter().chain(others.into_iter().step_by(step).cloned()).collect();
         out.push(effects::replays(&t.api, &t.world.admin, &sample).await?);
         out.push(effects::archived(&mut self.db).await?);
-        out.push(effects::delivered(&mut self.db, &t.world, &self.receiver.snapshot()).await?);
+        out.push(effects::delivered(&mut self.db, &t.api, &t.world, &self.receiver.snapshot()).await?);
         out.push(checks::ledger(&self.launcher).await?);
         let acked = keyed.iter().filter(|k| (200..300).contains(&k.status)).count();
         let retries = t.stats.retries.load(Ordering::Relaxed);
@@ -190,6 +194,67 @@ impl Session {
         super::say(format!("  server stopped (SIGTERM) in {:.1} s", t.elapsed().as_secs_f64()));
         clean
     }
+}
+
+/// Makes `children` children (each with a project and 5,000 credits) and the partner's firehose
+/// endpoint to the receiver, through `t` (so a kill during setup is retried like any write).
+/// Children `children - doomed..` will be archived during the run.
+async fn setup(
+    api: &Api,
+    log: Arc<Log>,
+    admin: &str,
+    partner: &str,
+    hook: &str,
+    children: usize,
+    doomed: usize,
+) -> Result<Traffic, String> {
+    let world = World::new(admin, partner, hook, children - doomed.min(children));
+    let mut t = Traffic { api: api.clone(), log, stats: Arc::default(), world: Arc::new(world), stop: Arc::default() };
+    let body = json!({ "url": hook, "events": EVENTS, "scope": "all_children", "description": "drill firehose" });
+    let r = t.write(Req::write(0, Method::POST, "/v1/webhook-endpoints", admin, Some(body)), Effect::None).await;
+    let firehose = must("creating the firehose endpoint".into(), r)?.str("/endpoint/id");
+    t.log.write(0, Write::Endpoint { id: firehose.clone() });
+    // Ten children at a time: a child, its project, its first credits.
+    let mut made = Vec::new();
+    for batch in (0..children).collect::<Vec<_>>().chunks(10) {
+        for child in futures::future::join_all(batch.iter().map(|&i| make_child(&t, i))).await {
+            made.push(child?);
+        }
+    }
+    let w = Arc::get_mut(&mut t.world).ok_or("setup: the world is shared already")?;
+    w.children = made;
+    w.firehose = firehose;
+    Ok(t)
+}
+
+/// A setup step's answer, which must be 2xx.
+fn must(what: String, r: Option<Reply>) -> Result<Reply, String> {
+    match r {
+        Some(r) if r.ok() => Ok(r),
+        Some(r) => Err(format!("setup: {what} answered {} {}", r.status, r.body)),
+        None => Err(format!("setup: {what} got no answer")),
+    }
+}
+
+/// Makes child `i` with a project and 5,000 credits; returns (child id, project id).
+async fn make_child(t: &Traffic, i: usize) -> Result<(String, String), String> {
+    let admin = t.world.admin.as_str();
+    let body = json!({ "name": format!("drill child {i}"), "metadata": { "drillKey": "setup" } });
+    let r = must(
+        format!("creating child {i}"),
+        t.write(Req::write(0, Method::POST, "/v1/organizations", admin, Some(body)), Effect::None).await,
+    )?;
+    let child = r.str("/id");
+    t.log.write(0, Write::Org { id: child.clone() });
+    let body = json!({ "name": format!("drill project {i}"), "timezone": "UTC" });
+    let req = Req::write(0, Method::POST, "/v1/projects", admin, Some(body)).acting(&child);
+    let project = must(format!("creating child {i}'s project"), t.write(req, Effect::None).await)?.str("/id");
+    t.log.write(0, Write::Project { id: project.clone() });
+    let path = format!("/v1/organizations/{child}/credits/allocate");
+    let r = t.write(Req::write(0, Method::POST, path, admin, Some(json!({ "credits": 5_000 }))), Effect::None).await;
+    let txn = must(format!("funding child {i}"), r)?.str("/id");
+    t.log.write(0, Write::Allocation { txn, child: child.clone(), credits: 5_000 });
+    Ok((child, project))
 }
 
 async fn start_server(launcher: &Launcher, listen: &str) -> Result<Node, Fail> {
