@@ -43,7 +43,7 @@ pub async fn drive(args: &ChaosArgs, seed: u64, scratch: &Scratch, dir: &std::pa
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     s.stop_clients(clients).await?;
     let secs = traffic.elapsed().as_secs_f64();
-    let (mut checks, figures) = s.checks(Duration::from_secs(if args.common.short { 15 } else { 60 }), 0).await?;
+    let (mut checks, figures) = s.checks(Duration::from_secs(if args.common.short { 15 } else { 120 }), 0).await?;
     if !s.stop().await {
         checks.push(Check::new(
             "the server stops cleanly on SIGTERM after the drill",

@@ -64,7 +64,7 @@ pub async fn drive(args: &CrashArgs, seed: u64, scratch: &Scratch, dir: &std::pa
     tokio::time::sleep(Duration::from_secs(1)).await;
     s.stop_clients(clients).await?;
     let secs = traffic.elapsed().as_secs_f64();
-    let (mut checks, figures) = s.checks(Duration::from_secs(if args.common.short { 25 } else { 60 }), kills).await?;
+    let (mut checks, figures) = s.checks(Duration::from_secs(if args.common.short { 25 } else { 120 }), kills).await?;
     // How long after a restart a delivery cut by the kill reached the receiver again.
     let receipts = s.receiver.snapshot();
     let mut gaps: Vec<u128> = cut

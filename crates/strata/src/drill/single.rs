@@ -259,5 +259,6 @@ async fn make_child(t: &Traffic, i: usize) -> Result<(String, String), String> {
 
 async fn start_server(launcher: &Launcher, listen: &str) -> Result<Node, Fail> {
     let settings: Vec<String> = SETTINGS.iter().map(|s| (*s).to_owned()).collect();
-    launcher.serve(1, listen, &settings, &[]).await
+    // A 5 s drain, so the SIGTERM at the end is answered within the drill's 10 s.
+    launcher.serve(1, listen, &settings, &["--drain-timeout-seconds", "5"]).await
 }
