@@ -24,8 +24,7 @@ fn json_str(text: &str, pointer: &str) -> Option<String> {
     serde_json::from_str::<Value>(text).ok()?.pointer(pointer)?.as_str().map(str::to_owned)
 }
 
-/// Counts rows per key: (key, transfer ids seen) from `sql`'s (id, json) rows, keyed by the
-/// string at `pointer` in the JSON.
+/// Groups the first column of `sql`'s (value, json) rows by the string at `pointer` in the JSON.
 async fn per_key(db: &mut Db, sql: &str, pointer: &str) -> Result<HashMap<String, Vec<String>>, Fail> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for (id, json) in db.pairs(sql).await? {
@@ -39,6 +38,7 @@ async fn per_key(db: &mut Db, sql: &str, pointer: &str) -> Result<HashMap<String
 /// Each key answered 2xx made exactly one thing (an allocation: one transfer with two ledger
 /// entries naming it); each key answered otherwise made nothing.
 pub async fn exactly_once(db: &mut Db, keyed: &[Keyed]) -> Result<Check, Fail> {
+    // Keyed by drillKey, each allocation entry's metadata (which names its transfer).
     let ledger = per_key(db, "SELECT metadata, metadata FROM credit_events WHERE event_type = 'allocation'", "/drillKey").await?;
     let orgs = per_key(db, "SELECT id, metadata FROM organizations", "/drillKey").await?;
     let projects = per_key(db, "SELECT id, metadata FROM projects", "/drillKey").await?;
