@@ -6,7 +6,8 @@ use sha2::{Digest, Sha256};
 use crate::clock::Timestamp;
 use crate::id::ApiKeyId;
 
-/// How long an unfinished claim blocks retries before it is presumed dead (its process crashed).
+/// How long an unfinished claim blocks retries before it is presumed dead (its process crashed),
+/// by default (`CoreConfig::idempotency_lease_ms`).
 pub const CLAIM_LEASE_MS: i64 = 60_000;
 /// How long records are kept before pruning.
 pub const RETENTION_MS: i64 = 24 * 60 * 60 * 1000;

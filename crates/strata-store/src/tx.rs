@@ -1111,14 +1111,16 @@ impl Tx for SqlTx {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        // Locked in id order, like every other write of several deliveries (see abandon_deliveries).
         let q = Q::new(
-            "UPDATE webhook_deliveries SET status = 'delivering', attempts = attempts + 1, next_retry_at = $1 \
-             WHERE status IN ('pending', 'delivering') AND next_retry_at <= $2 AND id IN (",
+            "UPDATE webhook_deliveries SET status = 'delivering', attempts = attempts + 1, next_retry_at = $1 WHERE id IN \
+             (SELECT id FROM webhook_deliveries WHERE status IN ('pending', 'delivering') AND next_retry_at <= $2 AND id IN (",
         )
         .int(lease_until.millis())
         .int(now.millis());
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let rows = q.list(&ids).push(&format!(") RETURNING {DELIVERY_COLUMNS}")).fetch_all(&mut self.conn).await?;
+        let tail = format!(") ORDER BY id{}) RETURNING {DELIVERY_COLUMNS}", self.lock());
+        let rows = q.list(&ids).push(&tail).fetch_all(&mut self.conn).await?;
         rows.iter().map(rows::delivery).collect()
     }
 
@@ -1240,14 +1242,19 @@ impl Tx for SqlTx {
     }
 
     async fn abandon_deliveries(&mut self, endpoint: Option<EndpointId>, event_org: Option<OrgId>, at: Timestamp) -> Result<u64> {
-        let q = Q::new("UPDATE webhook_deliveries SET status = 'abandoned', abandoned_at = $1, next_retry_at = NULL WHERE status IN ('pending', 'delivering')")
-            .int(at.millis());
-        let q = match (endpoint, event_org) {
-            (Some(e), _) => q.and_str(" AND endpoint_id = $?", &e.to_string()),
-            (None, Some(o)) => q.and_str(" AND event_org_id = $?", &o.uuid_string()),
+        let (column, value) = match (endpoint, event_org) {
+            (Some(e), _) => ("endpoint_id", e.to_string()),
+            (None, Some(o)) => ("event_org_id", o.uuid_string()),
             (None, None) => return Ok(0),
         };
-        q.execute(&mut self.conn).await
+        // The rows are locked in id order, the order the sender records attempts in: a bulk
+        // UPDATE would lock them in table order and deadlock against it on PostgreSQL.
+        let sql = format!(
+            "UPDATE webhook_deliveries SET status = 'abandoned', abandoned_at = $1, next_retry_at = NULL WHERE id IN \
+             (SELECT id FROM webhook_deliveries WHERE status IN ('pending', 'delivering') AND {column} = $2 ORDER BY id{})",
+            self.lock()
+        );
+        Q::new(&sql).int(at.millis()).str(&value).execute(&mut self.conn).await
     }
 
     async fn setting(&mut self, name: &str) -> Result<Option<String>> {

@@ -189,9 +189,15 @@ impl Strata {
     pub async fn replay_delivery(&self, caller: &Caller, id: DeliveryId, idem: Option<&IdemClaim>) -> Result<ReplayView> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
+        // Lock the endpoint before the delivery, the order the sender recording an attempt takes
+        // them in; the other order deadlocks against it on PostgreSQL. A delivery never changes
+        // endpoint, so an unlocked read finds which one to lock.
+        let mut read = self.store.read().await?;
+        let endpoint_id = delivery_in(read.as_mut(), caller.org_id(), id).await?.endpoint_id;
+        read.commit().await?;
         let mut tx = self.write_as(caller).await?;
+        let e = endpoint_in(tx.as_mut(), caller.org_id(), endpoint_id).await?;
         let original = delivery_in(tx.as_mut(), caller.org_id(), id).await?;
-        let e = endpoint_in(tx.as_mut(), caller.org_id(), original.endpoint_id).await?;
         let stored: Value = serde_json::from_str(&original.body).map_err(|e| CoreError::internal(format!("stored delivery body: {e}")))?;
         let source = tx.event(original.event_org_id, original.event_id).await?;
         let created_at = source

@@ -281,6 +281,9 @@ impl Strata {
         }
         let mut written = 0;
         let mut attempts = Vec::with_capacity(results.len());
+        // Deliveries are locked in id order too, as an archive abandoning them locks them.
+        let mut results: Vec<&AttemptResult> = results.iter().collect();
+        results.sort_by_key(|r| r.delivery.id);
         for r in results {
             let (status, error, retryable, excerpt) = match &r.outcome {
                 SendOutcome::Response { status, body_excerpt } => {

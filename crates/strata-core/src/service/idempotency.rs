@@ -4,7 +4,7 @@
 
 use super::{Caller, Strata};
 use crate::error::{CoreError, Result};
-use crate::idempotency::{CLAIM_LEASE_MS, IdemClaim, IdemRecord, RETENTION_MS, Reply};
+use crate::idempotency::{IdemClaim, IdemRecord, RETENTION_MS, Reply};
 use crate::telemetry;
 
 /// The outcome of presenting an Idempotency-Key.
@@ -26,7 +26,7 @@ impl Strata {
             fingerprint: fingerprint.clone(),
             reply: None,
             created_at: now,
-            lease_until: now.plus_ms(CLAIM_LEASE_MS),
+            lease_until: now.plus_ms(self.config.idempotency_lease_ms),
         };
         // The common case, a key never seen: one relaxed statement.
         if self.store.idem_claim_fresh(&rec).await? {
@@ -47,7 +47,7 @@ impl Strata {
                     Claimed::Replay(self.open_reply(reply)?)
                 }
                 None if existing.lease_until <= now => {
-                    tx.idem_renew(caller.key.id, &key, now, now.plus_ms(CLAIM_LEASE_MS)).await?;
+                    tx.idem_renew(caller.key.id, &key, now, now.plus_ms(self.config.idempotency_lease_ms)).await?;
                     Claimed::Proceed(IdemClaim { api_key_id: caller.key.id, key, fingerprint, token: now, status: 200 })
                 }
                 None => {

@@ -86,6 +86,9 @@ pub struct CoreConfig {
     pub webhook_endpoint_concurrency: usize,
     /// How long terminal deliveries (with their attempts) and dispatched events are kept.
     pub webhook_retention_ms: i64,
+    /// How long an unfinished idempotency claim blocks retries of its key before it is presumed
+    /// dead (its process crashed) and a retry may take it over.
+    pub idempotency_lease_ms: i64,
 }
 
 impl Default for CoreConfig {
@@ -102,6 +105,7 @@ impl Default for CoreConfig {
             webhook_concurrency: 512,
             webhook_endpoint_concurrency: 128,
             webhook_retention_ms: 30 * crate::clock::DAY_MS,
+            idempotency_lease_ms: crate::idempotency::CLAIM_LEASE_MS,
         }
     }
 }

@@ -166,12 +166,17 @@ impl Strata {
     }
 
     /// Publishes one due post (or cancels it if its project or org was archived). Locks in the
-    /// order every other writer uses: project, org, post.
+    /// order every other writer uses: org (for share, as a caller's write holds it, `write_as`),
+    /// project, post. Taking the project first deadlocked against an archive, which locks the
+    /// org, then its projects.
     async fn publish_one(&self, id: PostId, project: ProjectId) -> Result<bool> {
+        let mut read = self.store.read().await?;
+        let Some(owner) = read.project(Owner::System, project).await?.map(|p| p.org_id) else { return Ok(false) };
+        read.commit().await?;
         let mut tx = self.store.write().await?;
-        let Some(project) = tx.project(Owner::System, project).await? else { return Ok(false) };
-        // For share, as every caller's write holds its org (`write_as`): never a lock-order cycle.
-        let org = tx.acting_org(project.org_id).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
+        let org = tx.acting_org(owner).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
+        // A migration may have moved the project meanwhile: the next step takes it from there.
+        let Some(project) = tx.project(Owner::System, project).await?.filter(|p| p.org_id == org.id) else { return Ok(false) };
         let Some(mut post) =
             tx.post(Owner::Org(project.org_id), id).await?.filter(|p| p.status == PostStatus::Scheduled && p.project_id == project.id)
         else {

@@ -78,6 +78,11 @@ pub struct Cli {
     /// How long the built-in content engine takes per job, in seconds.
     #[arg(long, global = true, env = "STRATA_ENGINE_JOB_SECONDS", default_value_t = 5.0)]
     pub engine_job_seconds: f64,
+    /// Seconds a request's Idempotency-Key stays claimed when its process dies before answering:
+    /// until then a retry with that key is 409 IDEMPOTENCY_CONFLICT (in progress), after it the
+    /// retry runs the request (a claim taken over can no longer complete the first attempt).
+    #[arg(long, global = true, env = "STRATA_IDEMPOTENCY_LEASE_SECONDS", default_value_t = 60.0)]
+    pub idempotency_lease_seconds: f64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -242,6 +247,7 @@ impl Cli {
             webhook_concurrency: self.webhook_concurrency.max(1),
             webhook_endpoint_concurrency: self.webhook_endpoint_concurrency.max(1),
             webhook_retention_ms: (self.webhook_retention_days.max(0.0) * strata_core::clock::DAY_MS as f64) as i64,
+            idempotency_lease_ms: (self.idempotency_lease_seconds.max(0.001) * 1000.0) as i64,
             ..CoreConfig::default()
         };
         if let Some(ladder) = self.webhook_retry_schedule.as_deref().and_then(strata_core::webhook::parse_ladder) {

@@ -55,25 +55,27 @@ pub struct Api {
     pub tally: Arc<Mutex<Tally>>,
 }
 
-/// One request to send.
+/// One request to send. A clone is the same request: a retry sends the same Idempotency-Key.
+#[derive(Clone)]
 pub struct Req<'a> {
     pub node: usize,
     pub method: Method,
     pub path: String,
     pub key: &'a str,
     pub acting: Option<&'a str>,
-    pub idem: bool,
+    /// The Idempotency-Key, chosen when the request is made.
+    pub idem: Option<String>,
     pub body: Option<Value>,
 }
 
 impl<'a> Req<'a> {
     pub fn get(node: usize, path: impl Into<String>, key: &'a str) -> Self {
-        Req { node, method: Method::GET, path: path.into(), key, acting: None, idem: false, body: None }
+        Req { node, method: Method::GET, path: path.into(), key, acting: None, idem: None, body: None }
     }
 
     /// A write with a fresh Idempotency-Key.
     pub fn write(node: usize, method: Method, path: impl Into<String>, key: &'a str, body: Option<Value>) -> Self {
-        Req { node, method, path: path.into(), key, acting: None, idem: true, body }
+        Req { node, method, path: path.into(), key, acting: None, idem: Some(ulid::Ulid::new().to_string()), body }
     }
 
     pub fn acting(mut self, org: &'a str) -> Self {
@@ -97,8 +99,8 @@ impl Api {
         if let Some(org) = r.acting {
             b = b.header("X-Layers-Organization", org);
         }
-        if r.idem {
-            b = b.header("Idempotency-Key", ulid::Ulid::new().to_string());
+        if let Some(idem) = &r.idem {
+            b = b.header("Idempotency-Key", idem);
         }
         if let Some(body) = &r.body {
             b = b.json(body);
@@ -145,6 +147,10 @@ pub struct Receipt {
     pub accepted: bool,
     /// Milliseconds from the event's `createdAt` to its arrival here.
     pub lag_ms: Option<i64>,
+    /// What follows `/hook/` in the URL the endpoint posted to (empty for `/hook`).
+    pub tag: String,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// The local webhook receiver: it answers 503 to every `fail_every`-th delivery (to exercise
@@ -155,29 +161,38 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Serves on a free 127.0.0.1 port until the process ends; returns the hook's URL.
+    /// Serves on a free 127.0.0.1 port until the process ends; returns the hook's URL
+    /// (`…/hook`; `…/hook/<tag>` is recorded with its tag).
     pub async fn start(&self, fail_every: usize) -> Result<String, Fail> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot bind the receiver: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let receipts = self.receipts.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-                let receipts = receipts.clone();
-                async move {
-                    let event_id = headers.get("x-layers-event-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let event_type = body["type"].as_str().unwrap_or_default().to_owned();
-                    let rfc3339 = &time::format_description::well_known::Rfc3339;
-                    let created = body["createdAt"].as_str().and_then(|t| time::OffsetDateTime::parse(t, rfc3339).ok());
-                    let lag_ms = created.map(|t| ((time::OffsetDateTime::now_utc() - t).whole_milliseconds()) as i64);
-                    let mut r = receipts.lock().unwrap_or_else(|e| e.into_inner());
-                    let accepted = fail_every == 0 || !(r.len() + 1).is_multiple_of(fail_every);
-                    r.push(Receipt { event_id, event_type, accepted, lag_ms });
-                    if accepted { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
-                }
-            }),
-        );
+        let record = move |tag: String, headers: HeaderMap, body: axum::body::Bytes| {
+            let receipts = receipts.clone();
+            async move {
+                let event_id = headers.get("x-layers-event-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let event_type = body["type"].as_str().unwrap_or_default().to_owned();
+                let rfc3339 = &time::format_description::well_known::Rfc3339;
+                let created = body["createdAt"].as_str().and_then(|t| time::OffsetDateTime::parse(t, rfc3339).ok());
+                let lag_ms = created.map(|t| ((time::OffsetDateTime::now_utc() - t).whole_milliseconds()) as i64);
+                let mut r = receipts.lock().unwrap_or_else(|e| e.into_inner());
+                let accepted = fail_every == 0 || !(r.len() + 1).is_multiple_of(fail_every);
+                r.push(Receipt { event_id, event_type, accepted, lag_ms, tag, at: std::time::Instant::now() });
+                if accepted { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+            }
+        };
+        let tagged = record.clone();
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| record(String::new(), headers, body)))
+            .route(
+                "/hook/{*tag}",
+                axum::routing::post(
+                    move |axum::extract::Path(tag): axum::extract::Path<String>, headers: HeaderMap, body: axum::body::Bytes| {
+                        tagged(tag, headers, body)
+                    },
+                ),
+            );
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

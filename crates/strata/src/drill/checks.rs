@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
-use sqlx::{PgConnection, Row};
 
 use super::api::{Api, Receipt, Req};
+use super::db::Db;
 use super::processes::{Fail, Launcher};
 use super::workload::{World, Write};
 
@@ -23,7 +23,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: &'static str, violations: &[String], detail: String) -> Self {
+    pub fn new(name: &'static str, violations: &[String], detail: String) -> Self {
         let detail = if violations.is_empty() {
             detail
         } else {
@@ -227,11 +227,11 @@ pub async fn revocation(api: &Api, world: &World, rounds: usize) -> Result<Check
 
 /// Waits (at most `limit`) until every event is dispatched and no delivery is pending; returns
 /// (undispatched events, deliveries not yet delivered or failed) when it stopped waiting.
-pub async fn drain_webhooks(db: &mut PgConnection, limit: Duration) -> Result<(i64, i64, Duration), Fail> {
+pub async fn drain_webhooks(db: &mut Db, limit: Duration) -> Result<(i64, i64, Duration), Fail> {
     let started = Instant::now();
     loop {
-        let undispatched: i64 = count(db, "SELECT count(*) FROM events WHERE dispatched = 0").await?;
-        let pending: i64 = count(db, "SELECT count(*) FROM webhook_deliveries WHERE status IN ('pending', 'delivering')").await?;
+        let undispatched = db.count("SELECT count(*) FROM events WHERE dispatched = 0").await?;
+        let pending = db.count("SELECT count(*) FROM webhook_deliveries WHERE status IN ('pending', 'delivering')").await?;
         if (undispatched == 0 && pending == 0) || started.elapsed() > limit {
             return Ok((undispatched, pending, started.elapsed()));
         }
@@ -239,19 +239,14 @@ pub async fn drain_webhooks(db: &mut PgConnection, limit: Duration) -> Result<(i
     }
 }
 
-async fn count(db: &mut PgConnection, sql: &str) -> Result<i64, Fail> {
-    sqlx::query(sql).fetch_one(db).await.and_then(|r| r.try_get::<i64, _>(0)).map_err(|e| format!("{sql}: {e}"))
-}
-
 /// Each delivery reached the receiver, and none was accepted twice (no node crashed in this
 /// drill, so at-least-once must be exactly once here); every receipt matches a delivery.
-pub async fn webhooks(db: &mut PgConnection, receipts: &[Receipt], left: (i64, i64, Duration)) -> Result<Check, Fail> {
-    let rows = sqlx::query("SELECT event_id, status FROM webhook_deliveries").fetch_all(&mut *db).await.map_err(|e| e.to_string())?;
+pub async fn webhooks(db: &mut Db, receipts: &[Receipt], left: (i64, i64, Duration)) -> Result<Check, Fail> {
+    let rows = db.pairs("SELECT event_id, status FROM webhook_deliveries").await?;
     let mut by_status: HashMap<String, u64> = HashMap::new();
     let mut delivered = HashSet::new();
     let mut known = HashSet::new();
-    for r in &rows {
-        let (event, status): (String, String) = (r.get(0), r.get(1));
+    for (event, status) in rows.iter().cloned() {
         *by_status.entry(status.clone()).or_default() += 1;
         if status == "delivered" {
             delivered.insert(bare(&event).to_owned());
@@ -308,20 +303,22 @@ pub async fn webhooks(db: &mut PgConnection, receipts: &[Receipt], left: (i64, i
 /// Every 2xx write is in the database: each allocation's transfer (with its amount), each org,
 /// project, job and minted key; each revoked key is revoked; each child's credit config and
 /// status are what the last 2xx answer for it said.
-pub async fn writes(db: &mut PgConnection, writes: &[Write]) -> Result<Check, Fail> {
-    async fn ids(db: &mut PgConnection, sql: &str) -> Result<HashMap<String, String>, Fail> {
-        let rows = sqlx::query(sql).fetch_all(db).await.map_err(|e| format!("{sql}: {e}"))?;
-        Ok(rows.iter().map(|r| (bare(&r.get::<String, _>(0)).to_owned(), r.get::<String, _>(1))).collect())
+pub async fn writes(db: &mut Db, writes: &[Write]) -> Result<Check, Fail> {
+    async fn ids(db: &mut Db, sql: &str) -> Result<HashMap<String, String>, Fail> {
+        Ok(db.pairs(sql).await?.into_iter().map(|(id, v)| (bare(&id).to_owned(), v)).collect())
     }
-    let transfers = ids(db, "SELECT id, amount::text FROM transfers").await?;
+    let transfers = ids(db, "SELECT id, CAST(amount AS TEXT) FROM transfers").await?;
     let orgs = ids(db, "SELECT id, status FROM organizations").await?;
-    let projects = ids(db, "SELECT id, name FROM projects").await?;
+    let projects = ids(db, "SELECT id, status FROM projects").await?;
+    let killed = ids(db, "SELECT id, CAST(killed AS TEXT) FROM api_keys").await?;
+    let posts = ids(db, "SELECT id, status FROM scheduled_posts").await?;
+    let deliveries = ids(db, "SELECT id, status FROM webhook_deliveries").await?;
     let jobs = ids(db, "SELECT id, status FROM jobs").await?;
     let keys = ids(db, "SELECT id, status FROM api_keys").await?;
     let endpoints = ids(db, "SELECT id, status FROM webhook_endpoints").await?;
     let configs = ids(
         db,
-        "SELECT org_id, concat_ws(',', coalesce(monthly_cap::text, '-'), coalesce(refill_threshold::text, '-'), coalesce(refill_amount::text, '-')) FROM wallets",
+        "SELECT org_id, COALESCE(CAST(monthly_cap AS TEXT), '-') || ',' || COALESCE(CAST(refill_threshold AS TEXT), '-') || ',' || COALESCE(CAST(refill_amount AS TEXT), '-') FROM wallets",
     )
     .await?;
     let mut v = Vec::new();
@@ -329,6 +326,9 @@ pub async fn writes(db: &mut PgConnection, writes: &[Write]) -> Result<Check, Fa
     let mut last_config: HashMap<&str, String> = HashMap::new();
     let mut last_status: HashMap<&str, &str> = HashMap::new();
     let mut revoked = HashSet::new();
+    // An endpoint deleted later (2xx) is rightly gone.
+    let deleted: HashSet<&str> =
+        writes.iter().filter_map(|w| if let Write::EndpointDeleted { id } = w { Some(bare(id)) } else { None }).collect();
     let missing = |v: &mut Vec<String>, table: &HashMap<String, String>, what: &str, id: &str| {
         if !table.contains_key(bare(id)) {
             v.push(format!("{what} {id} was answered 2xx but is not in the database"));
@@ -345,7 +345,9 @@ pub async fn writes(db: &mut PgConnection, writes: &[Write]) -> Result<Check, Fa
                 "projects"
             }
             Write::Endpoint { id } => {
-                missing(&mut v, &endpoints, "webhook endpoint", id);
+                if !deleted.contains(bare(id)) {
+                    missing(&mut v, &endpoints, "webhook endpoint", id);
+                }
                 "endpoints"
             }
             Write::Allocation { txn, credits, .. } => {
@@ -374,8 +376,41 @@ pub async fn writes(db: &mut PgConnection, writes: &[Write]) -> Result<Check, Fa
                 "credit-config changes"
             }
             Write::Status { child, status } => {
-                last_status.insert(bare(child), status.as_str());
-                "suspends/resumes"
+                // Archived is terminal: whichever answer came back last, it wins.
+                if last_status.get(bare(child)) != Some(&"archived") {
+                    last_status.insert(bare(child), status.as_str());
+                }
+                if status == "archived" { "archives" } else { "suspends/resumes" }
+            }
+            Write::KeyRotated { new, .. } => {
+                missing(&mut v, &keys, "rotated key", new);
+                "keys rotated"
+            }
+            Write::KeyKilled { id } => {
+                if killed.get(bare(id)).map(String::as_str) != Some("1") {
+                    v.push(format!("key {id} was killed (2xx) but the database holds killed = {:?}", killed.get(bare(id))));
+                }
+                "keys killed"
+            }
+            Write::EndpointDeleted { id } => {
+                if endpoints.contains_key(bare(id)) {
+                    v.push(format!("webhook endpoint {id} was deleted (2xx) but is still in the database"));
+                }
+                "endpoints deleted"
+            }
+            Write::ProjectArchived { id } => {
+                if projects.get(bare(id)).map(String::as_str) != Some("archived") {
+                    v.push(format!("project {id} was archived (2xx) but is {:?} in the database", projects.get(bare(id))));
+                }
+                "projects archived"
+            }
+            Write::Post { id } => {
+                missing(&mut v, &posts, "scheduled post", id);
+                "posts scheduled"
+            }
+            Write::Delivery { id } => {
+                missing(&mut v, &deliveries, "delivery", id);
+                "deliveries queued (test pings, replays)"
             }
         };
         *counts.entry(kind).or_default() += 1;

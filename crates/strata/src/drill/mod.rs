@@ -1,15 +1,24 @@
-//! `strata drill nodes`: a multi-node drill. It starts three `strata serve` processes (this
-//! binary, or `--strata-bin`) on a fresh PostgreSQL database of its own and a `redis-server` of
-//! its own, drives traffic through all three for a bounded time, then checks what must hold on
-//! N nodes (one first partner, no 5xx, a standard key's reads summed over the nodes, revocation
-//! within 1 s, a Redis outage, webhooks received once, every 2xx write stored, the ledger) and
-//! prints what it measured. A harness, not a unit test: it prints each check with
-//! its figures, a summary, and exits 1 on any violation. Traffic goes only to 127.0.0.1; the
-//! processes are killed and the database dropped at the end, on failure and on Ctrl-C too.
+//! The drills: harnesses, not unit tests. Each starts `strata serve` processes (this binary, or
+//! `--strata-bin`) on a scratch database of its own, drives traffic, then prints each check
+//! with its figures, a summary, and exits 1 on any violation. Traffic goes only to 127.0.0.1;
+//! the processes are killed and the database dropped at the end, on failure and on Ctrl-C too.
+//!
+//! - `nodes`: three nodes on one PostgreSQL database and one Redis (one first partner, no 5xx,
+//!   a standard key's reads summed over the nodes, revocation within 1 s, a Redis outage,
+//!   webhooks received once, every 2xx write stored, the ledger).
+//! - `crash`: one server killed with SIGKILL at random moments and restarted under mixed
+//!   traffic; unanswered writes are sent again with their original Idempotency-Key.
+//! - `chaos`: 64 clients over 50 children mixing every write route, archives racing writes.
 
 mod api;
+mod chaos;
 mod checks;
+mod crash;
+mod db;
+mod effects;
+mod mixed;
 mod processes;
+mod single;
 mod workload;
 
 use std::io::Write as _;
@@ -29,6 +38,10 @@ const NODES: usize = 3;
 pub enum DrillCmd {
     /// Three `strata serve` nodes on one PostgreSQL database and one Redis, under traffic.
     Nodes(NodesArgs),
+    /// One server killed with SIGKILL at random moments and restarted, under mixed traffic.
+    Crash(crash::CrashArgs),
+    /// 64 clients over 50 children mixing every write route, archives racing writes.
+    Chaos(chaos::ChaosArgs),
 }
 
 #[derive(Args, Debug)]
@@ -65,7 +78,95 @@ fn say(line: impl std::fmt::Display) {
 
 /// Runs the drill; returns the exit code (0: every check held, 1: a violation or a failure).
 pub async fn run(cmd: DrillCmd) -> i32 {
-    let DrillCmd::Nodes(args) = cmd;
+    match cmd {
+        DrillCmd::Nodes(args) => run_nodes(args).await,
+        DrillCmd::Crash(args) => {
+            let seed = args.common.seed();
+            let title = format!("crash: {} kills, {} clients, {} children", args.kills(), args.clients.max(1), args.children.max(2));
+            let common = args.common.clone();
+            run_single(&common, seed, title, |scratch, dir| Box::pin(async move { crash::drive(&args, seed, scratch, dir).await })).await
+        }
+        DrillCmd::Chaos(args) => {
+            let seed = args.common.seed();
+            let title =
+                format!("chaos: {} s of traffic, {} clients, {} children", args.seconds(), args.clients.max(1), args.children.max(3));
+            let common = args.common.clone();
+            run_single(&common, seed, title, |scratch, dir| Box::pin(async move { chaos::drive(&args, seed, scratch, dir).await })).await
+        }
+    }
+}
+
+type Outcome<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(Vec<Check>, String), Fail>> + 'a>>;
+
+/// Makes the drill's directory and scratch database, runs `drive` on them (stopped by Ctrl-C
+/// or SIGTERM), removes the database and reports.
+async fn run_single<F>(common: &single::Common, seed: u64, title: String, drive: F) -> i32
+where
+    F: for<'a> FnOnce(&'a processes::Scratch, &'a std::path::Path) -> Outcome<'a>,
+{
+    say(format!(
+        "strata drill {title} ({}, {:?}); seed {seed} (run again with --seed {seed})",
+        if common.short { "short" } else { "long" },
+        common.backend
+    ));
+    let dir = std::env::temp_dir().join(format!("strata-drill-{}", ulid::Ulid::new().to_string().to_lowercase()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        say(format!("error: cannot create {}: {e}", dir.display()));
+        return 1;
+    }
+    let scratch = match processes::Scratch::create(common.backend, &common.postgres, &dir).await {
+        Ok(s) => s,
+        Err(e) => {
+            say(format!("error: {e}"));
+            return 1;
+        }
+    };
+    let started = Instant::now();
+    let outcome = tokio::select! {
+        r = drive(&scratch, &dir) => r,
+        _ = crate::cli::terminated() => Err("interrupted: stopping the server and dropping the database".to_owned()),
+    };
+    // The server was dropped with `drive` (killed on drop).
+    if common.keep_database {
+        say(format!("kept database {}", scratch.name()));
+    } else {
+        let t = Instant::now();
+        match scratch.drop_now().await {
+            Ok(()) => say(format!("  dropped {} in {:.1} s", scratch.name(), t.elapsed().as_secs_f64())),
+            Err(e) => say(format!("warning: {e}")),
+        }
+    }
+    report(outcome, started, &dir)
+}
+
+/// Prints the checks and the summary line; 0 when every check held.
+fn report(outcome: Result<(Vec<Check>, String), Fail>, started: Instant, dir: &std::path::Path) -> i32 {
+    match outcome {
+        Ok((checks, summary)) => {
+            let failed = checks.iter().filter(|c| !c.ok).count();
+            say("checks:");
+            for c in &checks {
+                say(format!("  {}  {}: {}", if c.ok { "PASS" } else { "FAIL" }, c.name, c.detail));
+            }
+            say(format!(
+                "summary: {summary}; {} checks, {failed} failed, {} violations; {:.1} s in all; logs in {}",
+                checks.len(),
+                checks.iter().map(|c| c.violations).sum::<usize>(),
+                started.elapsed().as_secs_f64(),
+                dir.display()
+            ));
+            i32::from(failed > 0)
+        }
+        Err(e) => {
+            say(format!("error: {e}"));
+            say(format!("logs in {}", dir.display()));
+            1
+        }
+    }
+}
+
+/// `strata drill nodes`.
+async fn run_nodes(args: NodesArgs) -> i32 {
     let seconds = args.seconds.unwrap_or(if args.short { 15 } else { 120 });
     say(format!(
         "strata drill nodes ({}): {NODES} nodes, {seconds} s of traffic, {} clients, {} children",
@@ -101,28 +202,7 @@ pub async fn run(cmd: DrillCmd) -> i32 {
             Err(e) => say(format!("warning: {e}")),
         }
     }
-    match outcome {
-        Ok((checks, summary)) => {
-            let failed = checks.iter().filter(|c| !c.ok).count();
-            say("checks:");
-            for c in &checks {
-                say(format!("  {}  {}: {}", if c.ok { "PASS" } else { "FAIL" }, c.name, c.detail));
-            }
-            say(format!(
-                "summary: {summary}; {} checks, {failed} failed, {} violations; {:.1} s in all; logs in {}",
-                checks.len(),
-                checks.iter().map(|c| c.violations).sum::<usize>(),
-                started.elapsed().as_secs_f64(),
-                dir.display()
-            ));
-            i32::from(failed > 0)
-        }
-        Err(e) => {
-            say(format!("error: {e}"));
-            say(format!("logs in {}", dir.display()));
-            1
-        }
-    }
+    report(outcome, started, &dir)
 }
 
 /// Starts everything, runs the traffic and the checks; returns the checks and a one-line
@@ -134,13 +214,13 @@ async fn drive(args: &NodesArgs, seconds: u64, db: &Database, dir: &std::path::P
     };
     let launcher = Launcher {
         bin,
-        database_url: db.url.clone(),
+        store: processes::StoreArg::Postgres(db.url.clone()),
         secret_hex: strata_core::cursor::ServerSecret::generate().to_hex(),
         dir: dir.to_owned(),
     };
     // The checks' own connection, taken first: three nodes may hold up to 32 each, and a server
     // near `max_connections` must not refuse the drill only at the end.
-    let mut conn = db.connect().await?;
+    let mut conn = db::Db::Pg(db.connect().await?);
     let mut redis = Redis::start(dir).await?;
     say(format!("  database {}; redis-server on 127.0.0.1:{}; logs in {}", db.name, redis.port, dir.display()));
 

@@ -1,6 +1,7 @@
-//! The drill's processes and database: a scratch PostgreSQL database, a `redis-server` of its
-//! own on a free port, and `strata serve` nodes started from the strata binary. Every child is
-//! spawned with `kill_on_drop`, so a drill that fails or is interrupted leaves none behind.
+//! The drills' processes and database: a scratch database (a fresh PostgreSQL database, or a
+//! SQLite data directory), a `redis-server` of its own on a free port, and `strata serve`
+//! processes started from the strata binary. Every child is spawned with `kill_on_drop`, so a
+//! drill that fails or is interrupted leaves none behind.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -71,8 +72,76 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The drill's scratch database, of either backend.
+pub enum Scratch {
+    Postgres(Database),
+    /// A SQLite data directory inside the drill's own directory (removed with it).
+    Sqlite(PathBuf),
+}
+
+impl Scratch {
+    /// A fresh PostgreSQL database beside `postgres` (when `backend` is postgres), or a new SQLite
+    /// data directory under `dir`.
+    pub async fn create(backend: Backend, postgres: &str, dir: &Path) -> Result<Self, Fail> {
+        match backend {
+            Backend::Postgres => Database::create(postgres).await.map(Scratch::Postgres),
+            Backend::Sqlite => {
+                let data = dir.join("data");
+                std::fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+                Ok(Scratch::Sqlite(data))
+            }
+        }
+    }
+
+    /// What `strata` is told to open.
+    pub fn store(&self) -> StoreArg {
+        match self {
+            Scratch::Postgres(db) => StoreArg::Postgres(db.url.clone()),
+            Scratch::Sqlite(dir) => StoreArg::Sqlite(dir.clone()),
+        }
+    }
+
+    /// The database's name (PostgreSQL) or directory (SQLite), for messages.
+    pub fn name(&self) -> String {
+        match self {
+            Scratch::Postgres(db) => db.name.clone(),
+            Scratch::Sqlite(dir) => dir.join("strata.db").display().to_string(),
+        }
+    }
+
+    /// A connection for the checks (read-only on SQLite, beside the server's writer).
+    pub async fn connect(&self) -> Result<super::db::Db, Fail> {
+        match self {
+            Scratch::Postgres(db) => db.connect().await.map(super::db::Db::Pg),
+            Scratch::Sqlite(dir) => super::db::Db::sqlite(&dir.join("strata.db")).await,
+        }
+    }
+
+    /// Drops the PostgreSQL database or removes the SQLite directory.
+    pub async fn drop_now(&self) -> Result<(), Fail> {
+        match self {
+            Scratch::Postgres(db) => db.drop_now().await,
+            Scratch::Sqlite(dir) => std::fs::remove_dir_all(dir).map_err(|e| format!("cannot remove {}: {e}", dir.display())),
+        }
+    }
+}
+
+/// The two backends a drill can run on.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database a strata process opens.
+#[derive(Clone, Debug)]
+pub enum StoreArg {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released at once).
-fn free_port() -> Result<u16, Fail> {
+pub fn free_port() -> Result<u16, Fail> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
@@ -127,11 +196,11 @@ impl Redis {
     }
 }
 
-/// How every node and operator command is started: the binary, the database and the secret.
+/// How every server and operator command is started: the binary, the database and the secret.
 #[derive(Clone)]
 pub struct Launcher {
     pub bin: PathBuf,
-    pub database_url: String,
+    pub store: StoreArg,
     pub secret_hex: String,
     pub dir: PathBuf,
 }
@@ -139,8 +208,11 @@ pub struct Launcher {
 impl Launcher {
     fn command(&self) -> Command {
         let mut c = Command::new(&self.bin);
-        c.env("STRATA_DATABASE_URL", &self.database_url)
-            .env("STRATA_SECRET_KEY", &self.secret_hex)
+        match &self.store {
+            StoreArg::Postgres(url) => c.env("STRATA_DATABASE_URL", url).env_remove("STRATA_DATA_DIR"),
+            StoreArg::Sqlite(dir) => c.env("STRATA_DATA_DIR", dir).env_remove("STRATA_DATABASE_URL"),
+        };
+        c.env("STRATA_SECRET_KEY", &self.secret_hex)
             .env_remove("STRATA_REDIS_URL")
             .env_remove("STRATA_TIER_LIMITS")
             .env_remove("STRATA_SECRET_KEY_FILE")
@@ -167,12 +239,26 @@ impl Launcher {
     /// Starts `strata serve` on a port the node picks, in dev mode, sharing `redis_url`, with
     /// jobs of `job_seconds` and a short webhook retry ladder. Logs go to `node<n>.log`.
     pub async fn node(&self, n: usize, redis_url: &str, job_seconds: f64) -> Result<Node, Fail> {
+        let settings = ["--engine-job-seconds".to_owned(), job_seconds.to_string()];
+        self.serve(n, "127.0.0.1:0", &settings, &["--redis-url", redis_url]).await
+    }
+
+    /// Starts `strata <settings> serve --dev --listen <listen> <serve_args>` with a short webhook
+    /// retry ladder and waits (at most 30 s) until it listens. Logs go to `node<n>.log`, appended
+    /// (a restarted server keeps one log).
+    pub async fn serve(&self, n: usize, listen: &str, settings: &[String], serve_args: &[&str]) -> Result<Node, Fail> {
         let log_path = self.dir.join(format!("node{n}.log"));
-        let log = std::fs::File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
         let mut child = self
             .command()
-            .args(["--engine-job-seconds", &job_seconds.to_string(), "--webhook-retry-schedule", "0s,1s,1s,2s,3s,5s,5s,5s"])
-            .args(["serve", "--listen", "127.0.0.1:0", "--dev", "--redis-url", redis_url])
+            .args(["--webhook-retry-schedule", "0s,1s,1s,2s,3s,5s,5s,5s"])
+            .args(settings)
+            .args(["serve", "--listen", listen, "--dev"])
+            .args(serve_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -235,6 +321,11 @@ impl Node {
                 false
             }
         }
+    }
+
+    /// `kill -9`: SIGKILL by its process handle, then waits for it to be gone.
+    pub async fn kill9(mut self) {
+        let _ = self.child.kill().await;
     }
 
     /// Whether the process has exited (crashed) while it should be serving.

@@ -42,10 +42,31 @@ pub enum Write {
         child: String,
         config: [Option<i64>; 3],
     },
-    /// A suspend or resume and the status it answered.
+    /// A suspend, resume or archive and the status it answered.
     Status {
         child: String,
         status: String,
+    },
+    /// A child key rotated: `new` exists and `old` names it as its successor.
+    KeyRotated {
+        old: String,
+        new: String,
+    },
+    KeyKilled {
+        id: String,
+    },
+    EndpointDeleted {
+        id: String,
+    },
+    ProjectArchived {
+        id: String,
+    },
+    Post {
+        id: String,
+    },
+    /// A delivery made by a test ping or a replay.
+    Delivery {
+        id: String,
     },
 }
 
@@ -61,6 +82,12 @@ impl Write {
             Write::KeyRevoked { id } => format!("key revoked {id}"),
             Write::Config { child, config } => format!("credit-config of {child} set to {config:?}"),
             Write::Status { child, status } => format!("{child} is now {status}"),
+            Write::KeyRotated { old, new } => format!("key {old} rotated to {new}"),
+            Write::KeyKilled { id } => format!("key killed {id}"),
+            Write::EndpointDeleted { id } => format!("webhook endpoint deleted {id}"),
+            Write::ProjectArchived { id } => format!("project archived {id}"),
+            Write::Post { id } => format!("post scheduled {id}"),
+            Write::Delivery { id } => format!("delivery queued {id}"),
         }
     }
 }
@@ -76,12 +103,12 @@ pub struct Log {
 }
 
 impl Log {
-    fn write(&self, node: usize, w: Write) {
+    pub fn write(&self, node: usize, w: Write) {
         lock(&self.lines).push(format!("node {}: {}", node + 1, w.line()));
         lock(&self.writes).push(w);
     }
 
-    fn violation(&self, v: String) {
+    pub fn violation(&self, v: String) {
         lock(&self.violations).push(v);
     }
 
@@ -103,10 +130,15 @@ pub struct World {
 }
 
 /// A small deterministic generator (xorshift64*): the drill needs spread, not secrecy.
-struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    /// A generator from `seed` (any value; zero is mapped to a fixed non-zero state).
+    pub fn new(seed: u64) -> Self {
+        Rng(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

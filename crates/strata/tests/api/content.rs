@@ -428,3 +428,41 @@ async fn concurrent_cancels_in_one_org_all_succeed() {
     }
     app.assert_ledger().await;
 }
+
+/// Found by `strata drill crash` on PostgreSQL: the scheduler publishing a post locked its
+/// project, then its org, while archiving the child locks the org, then its projects (to cancel
+/// their posts); the two deadlocked and one of them failed. The scheduler now takes the org
+/// first, as every other writer does.
+#[tokio::test]
+async fn publishing_a_post_while_its_org_is_being_archived_does_not_deadlock() {
+    use sqlx::{Connection, Executor};
+    let app = TestApp::spawn().await;
+    let strata::StoreBackend::Postgres { url } = app.backend.clone() else {
+        return crate::helpers::skip("PostgreSQL only (STRATA_TEST_DATABASE_URL is not set)");
+    };
+    let (child, project) = funded_project(&app, 1000).await;
+    let r = generate(&app, &child, &project, json!({})).await;
+    let container = r.assert_status(202)["containerIds"][0].as_str().unwrap().to_owned();
+    finish_jobs(&app).await;
+    let post = json!({ "containerId": container, "scheduledFor": "2026-06-01T01:00:00Z", "platform": "instagram" });
+    let path = format!("/v1/projects/{project}/scheduled-posts");
+    app.post(&path).key(&app.admin_key).acting(&child).json(&post).send().await.assert_status(201);
+    app.clock.advance_ms(2 * HOUR_MS);
+
+    // An archive's first step: the child's row, for update.
+    let mut archive = sqlx::PgConnection::connect(&url).await.unwrap();
+    archive.execute("BEGIN").await.unwrap();
+    let org_row = child.trim_start_matches("org_");
+    let held = sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR UPDATE").bind(org_row).fetch_all(&mut archive).await.unwrap();
+    assert_eq!(held.len(), 1, "organizations are stored under their bare id");
+    // The scheduler publishes the due post meanwhile.
+    let strata = app.strata.clone();
+    let publish = tokio::spawn(async move { strata_workers::publish_due_posts(&strata).await });
+    crate::helpers::until_lock_waiters(&url, 1).await;
+    // The archive goes on to lock the child's project.
+    let project_row = project.trim_start_matches("prj_");
+    let locked = sqlx::query("SELECT id FROM projects WHERE id = $1 FOR UPDATE").bind(project_row).fetch_all(&mut archive).await;
+    assert_eq!(locked.map(|rows| rows.len()).map_err(|e| e.to_string()), Ok(1), "the archive was chosen as a deadlock victim");
+    archive.execute("COMMIT").await.unwrap();
+    assert_eq!(publish.await.unwrap(), 1, "the post was published once the archive's transaction ended");
+}

@@ -406,3 +406,19 @@ pub async fn fresh_pg_database(base: &str) -> String {
     let (_, query) = base.split_once('?').map_or(("", ""), |(a, q)| (a, q));
     if query.is_empty() { format!("{head}/{name}") } else { format!("{head}/{name}?{query}") }
 }
+
+/// Waits until `n` sessions of the test's PostgreSQL database wait for a lock (a test that
+/// stages a lock-order race needs each party queued before the next moves).
+pub async fn until_lock_waiters(url: &str, n: i64) {
+    use sqlx::Connection;
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let mut probe = sqlx::PgConnection::connect(url).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut probe).await.unwrap() >= n {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("never saw {n} sessions waiting for a lock within 10 s");
+}

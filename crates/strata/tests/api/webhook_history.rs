@@ -225,3 +225,43 @@ async fn retention_abandons_a_pending_delivery_whose_endpoint_is_gone() {
     let d = tx.delivery(id).await.unwrap().expect("kept, abandoned");
     assert_eq!(d.status.as_str(), "abandoned");
 }
+
+/// Found by `strata drill crash` on PostgreSQL: a replay locked the delivery, then its endpoint,
+/// while the sender recording an attempt locks the endpoint, then the delivery; the two
+/// deadlocked and the replay answered 500. Here the test holds the endpoint's lock as the
+/// sender does, lets the replay block, then updates the delivery as the sender does.
+#[tokio::test]
+async fn a_replay_racing_the_recording_of_an_attempt_does_not_deadlock() {
+    use sqlx::{Connection, Executor};
+    let app = TestApp::spawn().await;
+    let strata::StoreBackend::Postgres { url } = app.backend.clone() else {
+        return crate::helpers::skip("PostgreSQL only (STRATA_TEST_DATABASE_URL is not set)");
+    };
+    let (_, hook) = Receiver::start(vec![]).await;
+    let (id, _) = endpoint(&app, &app.admin_key, None, json!({ "url": hook, "events": ["organization.created"] })).await;
+    let r = app.post(&format!("/v1/webhook-endpoints/{id}/test")).key(&app.admin_key).send().await;
+    let dlv = r.assert_status(200)["deliveryId"].as_str().unwrap().to_owned();
+
+    let mut sender = sqlx::PgConnection::connect(&url).await.unwrap();
+    sender.execute("BEGIN").await.unwrap();
+    let locked = sqlx::query("SELECT id FROM webhook_endpoints WHERE id = $1 FOR UPDATE").bind(&id).fetch_all(&mut sender).await.unwrap();
+    assert_eq!(locked.len(), 1, "the endpoint row is stored under its prefixed id");
+    let call = reqwest::Client::new().post(format!("{}/v1/webhook-deliveries/{dlv}/replay", app.base)).bearer_auth(&app.admin_key);
+    let replay = tokio::spawn(async move { call.send().await.map(|r| r.status().as_u16()) });
+    // Wait until the replay is blocked on a lock the test holds.
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let mut blocked = 0i64;
+    for _ in 0..500 {
+        let mut probe = sqlx::PgConnection::connect(&url).await.unwrap();
+        blocked = sqlx::query_scalar(waiting).fetch_one(&mut probe).await.unwrap();
+        if blocked > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(blocked, 1, "the replay waits for the endpoint's lock");
+    let updated = sqlx::query("UPDATE webhook_deliveries SET attempts = attempts WHERE id = $1").bind(&dlv).execute(&mut sender).await;
+    assert!(updated.is_ok(), "the sender's side was chosen as a deadlock victim: {updated:?}");
+    sender.execute("COMMIT").await.unwrap();
+    assert_eq!(replay.await.unwrap().unwrap(), 200, "the replay went through once the sender committed");
+}

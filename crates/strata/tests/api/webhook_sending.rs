@@ -141,3 +141,48 @@ async fn another_nodes_commit_wakes_this_node() {
         assert!(Instant::now() < deadline, "no commit was announced to the other node");
     }
 }
+
+/// Found by `strata drill chaos` on PostgreSQL: recording a batch of attempts locked its
+/// deliveries in the batch's order while an archive abandoned the child's deliveries in table
+/// order; the two deadlocked and the archive answered 500. Both now lock deliveries in id order.
+/// The test holds the first delivery, lets the archive and a recording (its batch in reverse
+/// order) queue behind it, then lets go: both must finish.
+#[tokio::test]
+async fn archiving_a_child_while_its_deliveries_are_recorded_does_not_deadlock() {
+    use sqlx::{Connection, Executor};
+    let app = TestApp::spawn().await;
+    let strata::StoreBackend::Postgres { url } = app.backend.clone() else {
+        return crate::helpers::skip("PostgreSQL only (STRATA_TEST_DATABASE_URL is not set)");
+    };
+    app.grant(&app.partner_org, 10_000).await;
+    let child = app.create_child("Acme").await;
+    let (_, hook) = Receiver::start(vec![]).await;
+    endpoint(&app, &app.admin_key, None, json!({ "url": hook, "events": ["credits.allocated"], "scope": "all_children" })).await;
+    for _ in 0..2 {
+        app.allocate(&child, 10).await.assert_status(201);
+    }
+    strata_workers::dispatch_events(&app.strata).await;
+    let none = Default::default();
+    let claimed = app.strata.claim_deliveries(SendSlots { free: 10, per_endpoint: 10, in_flight: &none }).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let mut results = Vec::new();
+    for p in claimed {
+        results.push(app.strata.attempt(&strata_workers::HttpSender::new(false, true), p).await);
+    }
+    results.sort_by_key(|r| std::cmp::Reverse(r.delivery.id));
+    let first = results[1].delivery.id.to_string();
+
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    let held = sqlx::query("SELECT id FROM webhook_deliveries WHERE id = $1 FOR UPDATE").bind(&first).fetch_all(&mut holder).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let archive = reqwest::Client::new().delete(format!("{}/v1/organizations/{child}", app.base)).bearer_auth(&app.admin_key);
+    let archive = tokio::spawn(async move { archive.send().await.map(|r| r.status().as_u16()) });
+    crate::helpers::until_lock_waiters(&url, 1).await;
+    let strata = app.strata.clone();
+    let record = tokio::spawn(async move { strata.record_attempts(&results).await });
+    crate::helpers::until_lock_waiters(&url, 2).await;
+    holder.execute("COMMIT").await.unwrap();
+    assert_eq!(archive.await.unwrap().unwrap(), 200, "the archive went through");
+    assert!(record.await.unwrap().is_ok(), "the recording went through");
+}
