@@ -32,7 +32,11 @@ fn parse_events(v: &Value) -> Result<Vec<EventType>, CoreError> {
     let mut out = Vec::new();
     for e in list {
         let name = e.as_str().unwrap_or_default();
-        let ty = EventType::parse(name).ok_or_else(|| CoreError::validation("events", format!("{e} is not an event type")))?;
+        let ty = EventType::parse(name).ok_or_else(|| {
+            let catalog: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+            let hint = if name == "*" { "there is no wildcard: list the types to receive" } else { "not in the catalog" };
+            CoreError::validation("events", format!("{e}: {hint}; the event types are {}", catalog.join(", ")))
+        })?;
         if !out.contains(&ty) {
             out.push(ty);
         }

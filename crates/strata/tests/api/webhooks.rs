@@ -143,6 +143,19 @@ async fn quickstart_call_5_subscribes_the_firehose() {
         r.assert_error(422, "VALIDATION");
         assert_eq!(r.body["error"]["details"]["field"], field);
     }
+    // A wildcard is refused with the whole catalog, so the caller can list what it wants.
+    let r = app
+        .post("/v1/webhook-endpoints")
+        .key(&app.admin_key)
+        .json(&json!({ "url": "https://a.example.com/h", "events": ["*"] }))
+        .send()
+        .await;
+    r.assert_error(422, "VALIDATION");
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no wildcard"), "{message}");
+    for ty in ["job.completed", "credits.allocated", "organization.archived", "api_key.revoked", "test.ping"] {
+        assert!(message.contains(ty), "{ty} missing from: {message}");
+    }
 }
 
 #[tokio::test]
