@@ -370,7 +370,7 @@ pub async fn run(cli: Cli) -> i32 {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => serve(strata, args).await,
+        Command::Serve(args) => serve(strata, args, &opts).await,
         Command::Partners(cmd) => operator::partners(strata, cmd).await,
         Command::Credits(cmd) => operator::credits(strata, cmd).await,
         Command::Keys(cmd) => operator::keys(strata, cmd).await,
@@ -659,7 +659,7 @@ fn eprintln_error(e: &CoreError) {
     let _ = writeln!(stderr, "error: {e}");
 }
 
-async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
+async fn serve(strata: Strata, args: ServeArgs, opts: &OpenOptions) -> Result<(), CoreError> {
     if args.dev {
         out("dev mode: http://localhost and loopback webhook URLs are allowed");
     }
@@ -705,7 +705,26 @@ async fn serve(strata: Strata, args: ServeArgs) -> Result<(), CoreError> {
     };
     out(format!("strata listening on http://{addr} ({})", strata.store.backend()));
     out(format!("metrics: http://{metrics_addr}/metrics"));
-    tracing::info!(%addr, %metrics_addr, backend = strata.store.backend(), "listening");
+    // The start line names what support asks first: which build, which database (never its
+    // password), where, and what is on.
+    let database = match &opts.backend {
+        Backend::Sqlite { dir } => dir.join(strata_store::SQLITE_FILE).display().to_string(),
+        Backend::Postgres { url } => redacted(url),
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        %addr,
+        %metrics_addr,
+        backend = strata.store.backend(),
+        database,
+        shared_rate_limits = args.redis_url.is_some(),
+        dev = args.dev,
+        max_in_flight = args.max_in_flight,
+        drain_timeout_seconds = args.drain_timeout_seconds,
+        database_timeout_seconds = args.database_timeout_seconds,
+        statement_timeout_seconds = args.statement_timeout_seconds,
+        "listening"
+    );
     let opts = crate::ServeOptions {
         cadence: Cadence::default(),
         drain: seconds(args.drain_timeout_seconds, "--drain-timeout-seconds")?,

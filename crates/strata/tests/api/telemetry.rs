@@ -194,6 +194,14 @@ async fn serve_logs_json_lines_by_default_and_answers_metrics_beside_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, api, metrics, mut stderr) = serve_binary(dir.path(), &[]).await;
     assert_eq!(api, metrics);
+    // The start line names the build, the database, the address and what is on.
+    let start: Value = serde_json::from_str(&stderr_line(&mut stderr, "\"listening\"").await).expect("a JSON line");
+    let f = &start["fields"];
+    assert_eq!(f["version"], env!("CARGO_PKG_VERSION"));
+    assert!(f["database"].as_str().unwrap().ends_with("strata.db"), "{start}");
+    assert_eq!(f["addr"].as_str().map(|a| format!("http://{a}")), Some(api.clone()));
+    assert_eq!((f["backend"].as_str(), f["shared_rate_limits"].as_bool(), f["dev"].as_bool()), (Some("sqlite"), Some(false), Some(false)));
+    assert_eq!(f["max_in_flight"], 1024);
     let client = reqwest::Client::new();
 
     assert_eq!(client.get(format!("{api}/healthz")).send().await.unwrap().status(), 200);
