@@ -197,3 +197,34 @@ async fn a_repeated_single_valued_parameter_is_422_not_last_one_wins() {
     r.assert_error(422, "VALIDATION");
     assert_eq!(r.body["error"]["details"]["field"], "status");
 }
+
+/// The README points only at files the repository holds (a user's clone has nothing else): every
+/// relative path it names, in a Markdown link or in code, exists.
+#[test]
+fn every_file_the_readme_names_is_in_the_repository() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut named = Vec::new();
+    for piece in readme.split(['`', '(', ')', ' ', '\n', '[', ']']) {
+        let looks_like_a_file = piece.contains('/') || piece.ends_with(".md") || piece.ends_with(".json");
+        let is_a_file = piece.rsplit('/').next().is_some_and(|last| last.contains('.') && !last.ends_with('.'));
+        if looks_like_a_file
+            && is_a_file
+            && !piece.contains("://")
+            && !piece.starts_with('/')
+            && !piece.starts_with('$')
+            && !piece.contains('*')
+            && !piece.contains('…')
+            && !piece.contains('<')
+            && !piece.starts_with("target/")
+            && !piece.starts_with("strata-data")
+            && !piece.starts_with("./strata-data")
+        {
+            named.push(piece.trim_start_matches("./").to_owned());
+        }
+    }
+    assert!(named.iter().any(|p| p == "docs/operations.md"), "the README's paths were not found at all: {named:?}");
+    let missing: Vec<&String> = named.iter().filter(|p| !root.join(p).exists()).collect();
+    assert!(missing.is_empty(), "README.md names files the repository lacks: {missing:?}");
+    assert!(!readme.contains("../shared") && !readme.contains("CONTRACT.md"), "README points outside the repository");
+}
