@@ -374,14 +374,10 @@ async fn open_test(
     }
 }
 
-/// Serves `strata` on a port of its own; the server stops when the sender is dropped or used.
-pub async fn serve_test(strata: Strata) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    // Workers tick rarely; tests step them by hand.
+/// Workers that tick rarely: tests step them by hand.
+pub fn manual_cadence() -> Cadence {
     let hour = std::time::Duration::from_secs(3600);
-    let cadence = Cadence {
+    Cadence {
         key_usage_flush: hour,
         idempotency_prune: hour,
         ledger: hour,
@@ -389,8 +385,23 @@ pub async fn serve_test(strata: Strata) -> (String, oneshot::Sender<()>, tokio::
         webhooks: hour,
         retention: hour,
         wake_on_commit: false,
-    };
-    let served = tokio::spawn(strata::serve(strata, listener, strata::ServeOptions { cadence, ..Default::default() }, async move {
+    }
+}
+
+/// A test server: its base URL, the trigger that stops it (sent or dropped) and the running server.
+pub type Served = (String, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>);
+
+/// Serves `strata` on a port of its own with hand-stepped workers.
+pub async fn serve_test(strata: Strata) -> Served {
+    serve_test_with(strata, strata::ServeOptions { cadence: manual_cadence(), ..Default::default() }).await
+}
+
+/// Serves `strata` on a port of its own with these options.
+pub async fn serve_test_with(strata: Strata, opts: strata::ServeOptions) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(strata::serve(strata, listener, opts, async move {
         let _ = stopped.await;
     }));
     (base, stop, served)

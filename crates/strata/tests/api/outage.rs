@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-use crate::helpers::{Resp, TestApp};
+use crate::helpers::{Resp, TestApp, serve_test_with};
 
 /// A TCP proxy to PostgreSQL that the test can cut (every open connection dropped, new ones
 /// refused at once) and restore, on a port of its own: never the machine's shared server.
@@ -88,12 +88,7 @@ async fn a_lost_postgresql_is_a_fast_503_and_service_resumes_when_it_returns() {
     let created = strata.bootstrap("Outage Co").await.unwrap().unwrap();
     strata.grant_credits(created.org.id, 1_000, strata_core::credits::GrantKind::Grant).await.unwrap();
     let key = created.secret.expose().to_owned();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(strata::serve(strata.clone(), listener, strata::ServeOptions::default(), async move {
-        let _ = stopped.await;
-    }));
+    let (base, stop, served) = serve_test_with(strata.clone(), strata::ServeOptions::default()).await;
     let http = reqwest::Client::new();
     let create = |name: &str| http.post(format!("{base}/v1/organizations")).bearer_auth(&key).json(&json!({ "name": name }));
     let (r, _) = call(create("Before")).await;
@@ -163,14 +158,8 @@ async fn a_sqlite_database_that_fails_writes_is_a_503_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_in_flight_bound_requests_are_shed_with_503_then_served_again() {
     let app = TestApp::spawn().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let base = format!("http://{addr}");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let opts = strata::ServeOptions { max_in_flight: 2, ..Default::default() };
-    let served = tokio::spawn(strata::serve(app.strata.clone(), listener, opts, async move {
-        let _ = stopped.await;
-    }));
+    let (base, stop, served) = serve_test_with(app.strata.clone(), strata::ServeOptions { max_in_flight: 2, ..Default::default() }).await;
+    let addr = base.trim_start_matches("http://").to_owned();
     // Two requests whose bodies never finish hold both permits.
     let mut stalled = Vec::new();
     for _ in 0..2 {

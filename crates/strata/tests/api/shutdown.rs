@@ -8,37 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use strata_workers::Cadence;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
-use crate::helpers::{TestApp, captured_logs};
+use crate::helpers::{Served, TestApp, captured_logs, manual_cadence, serve_test_with};
 
 /// Starts a second server on `app`'s database with this drain timeout; returns its base URL, the
 /// trigger that plays the signal, and the running server.
-async fn server(app: &TestApp, drain: Duration) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (signal, signalled) = oneshot::channel::<()>();
-    let hour = Duration::from_secs(3600);
-    let cadence = Cadence {
-        key_usage_flush: hour,
-        idempotency_prune: hour,
-        ledger: hour,
-        scheduler: hour,
-        webhooks: hour,
-        retention: hour,
-        wake_on_commit: false,
-    };
-    let served = tokio::spawn(strata::serve(
-        app.strata.clone(),
-        listener,
-        strata::ServeOptions { cadence, drain, ..Default::default() },
-        async move {
-            let _ = signalled.await;
-        },
-    ));
-    (base, signal, served)
+async fn server(app: &TestApp, drain: Duration) -> Served {
+    serve_test_with(app.strata.clone(), strata::ServeOptions { cadence: manual_cadence(), drain, ..Default::default() }).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
