@@ -22,7 +22,7 @@ use crate::ledger::{LedgerReport, Posting, WalletChange, available_before};
 use crate::metadata::Metadata;
 use crate::org::{Org, OrgStatus};
 use crate::scope::Scope;
-use crate::store::{Owner, Tx};
+use crate::store::Tx;
 
 /// How long an unsettled reservation lives before it is released.
 pub const DEFAULT_RESERVATION_TIMEOUT_MS: i64 = 60 * 60 * 1000;
@@ -376,7 +376,7 @@ impl Strata {
     pub async fn grant_credits(&self, org: OrgId, credits: i64, kind: GrantKind) -> Result<(TxnId, Wallet)> {
         let credits = crate::credits::Credits::positive("credits", &serde_json::json!(credits))?.get();
         let mut tx = self.store.write().await?;
-        let target = tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
+        let target = super::tenancy::any_org(tx.as_mut(), org).await?;
         if target.status == OrgStatus::Archived {
             return Err(CoreError::conflict("the organization is archived"));
         }
@@ -420,7 +420,7 @@ impl Strata {
             return Err(CoreError::validation("reason", "must say why, in 1 to 500 characters"));
         }
         let mut tx = self.store.write().await?;
-        let target = tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
+        let target = super::tenancy::any_org(tx.as_mut(), org).await?;
         if target.status == OrgStatus::Archived {
             return Err(CoreError::conflict("the organization is archived"));
         }

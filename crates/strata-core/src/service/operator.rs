@@ -101,7 +101,7 @@ impl Strata {
     /// Mints a key for any org, with any scopes and tier (the operator's own tool).
     pub async fn operator_create_key(&self, org: OrgId, name: String, scopes: Scopes, tier: Tier, env: Env) -> Result<(ApiKey, SecretKey)> {
         let mut tx = self.store.write().await?;
-        let target = tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
+        let target = super::tenancy::any_org(tx.as_mut(), org).await?;
         if target.status == OrgStatus::Archived {
             return Err(CoreError::conflict("the organization is archived"));
         }
@@ -177,7 +177,7 @@ impl Strata {
     /// Revokes or restores an org's API access (its own keys answer 503 while revoked).
     pub async fn set_org_access(&self, org: OrgId, revoked: bool) -> Result<Org> {
         let mut tx = self.store.write().await?;
-        let mut target = tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
+        let mut target = super::tenancy::any_org(tx.as_mut(), org).await?;
         if target.access_revoked != revoked {
             target.access_revoked = revoked;
             target.updated_at = self.now();

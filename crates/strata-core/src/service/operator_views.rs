@@ -13,7 +13,6 @@ use crate::event::EventType;
 use crate::id::OrgId;
 use crate::key::{ApiKey, KeyStatus};
 use crate::org::{Org, OrgFilter, OrgStatus};
-use crate::store::Owner;
 use crate::wire::KeyView;
 
 /// The most rows one operator listing returns.
@@ -34,7 +33,7 @@ impl Strata {
         let limit = limit.clamp(1, OPERATOR_LIST_MAX);
         let mut tx = self.store.read().await?;
         if let Some(p) = parent {
-            tx.org(Owner::System, p).await?.ok_or(CoreError::not_found("organization"))?;
+            super::tenancy::any_org(tx.as_mut(), p).await?;
         }
         let filter = OrgFilter { statuses: status.into_iter().collect(), ..OrgFilter::default() };
         let rows = tx.list_orgs(parent, &filter, PageRequest { limit, before_seq: None }).await?;
@@ -45,7 +44,7 @@ impl Strata {
     /// Any org with its wallet and its number of children (up to 1,000 counted).
     pub async fn operator_org(&self, id: OrgId) -> Result<OrgDetail> {
         let mut tx = self.store.read().await?;
-        let org = tx.org(Owner::System, id).await?.ok_or(CoreError::not_found("organization"))?;
+        let org = super::tenancy::any_org(tx.as_mut(), id).await?;
         let wallet = tx.wallet(id).await?.ok_or_else(|| CoreError::internal(format!("org {id} has no wallet")))?;
         let children =
             tx.list_orgs(Some(id), &OrgFilter::default(), PageRequest { limit: OPERATOR_LIST_MAX, before_seq: None }).await?.len();
@@ -56,7 +55,7 @@ impl Strata {
     /// Renames a partner (root) org; a child is renamed by its partner through the API.
     pub async fn rename_partner(&self, id: OrgId, name: String) -> Result<Org> {
         let mut tx = self.store.write().await?;
-        let mut org = tx.org(Owner::System, id).await?.ok_or(CoreError::not_found("organization"))?;
+        let mut org = super::tenancy::any_org(tx.as_mut(), id).await?;
         if org.parent_id.is_some() {
             return Err(CoreError::validation(
                 "org",
@@ -81,7 +80,7 @@ impl Strata {
     /// An org's keys, newest first (at most `limit`, 1–1,000), as listed at now.
     pub async fn operator_keys(&self, org: OrgId, limit: u32) -> Result<Vec<KeyView>> {
         let mut tx = self.store.read().await?;
-        tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
+        super::tenancy::any_org(tx.as_mut(), org).await?;
         let rows = tx.list_keys(org, PageRequest { limit: limit.clamp(1, OPERATOR_LIST_MAX), before_seq: None }).await?;
         tx.commit().await?;
         let now = self.now();
@@ -139,7 +138,7 @@ impl Strata {
     /// Any org's wallet, rolled over to the current period as a read (nothing is written).
     pub async fn operator_wallet(&self, org: OrgId) -> Result<Wallet> {
         let mut tx = self.store.read().await?;
-        tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
+        super::tenancy::any_org(tx.as_mut(), org).await?;
         let mut w = tx.wallet(org).await?.ok_or_else(|| CoreError::internal(format!("org {org} has no wallet")))?;
         tx.commit().await?;
         w.roll_over(self.now());
@@ -149,7 +148,7 @@ impl Strata {
     /// Any org's credit ledger, newest first (at most `limit`, 1–1,000).
     pub async fn operator_credit_events(&self, org: OrgId, filter: &CreditEventFilter, limit: u32) -> Result<Vec<CreditEvent>> {
         let mut tx = self.store.read().await?;
-        tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
+        super::tenancy::any_org(tx.as_mut(), org).await?;
         let rows = tx.list_credit_events(org, filter, PageRequest { limit: limit.clamp(1, OPERATOR_LIST_MAX), before_seq: None }).await?;
         tx.commit().await?;
         Ok(rows)
@@ -158,7 +157,7 @@ impl Strata {
     /// Any org's audit log, newest first (at most `limit`, 1–1,000).
     pub async fn operator_audit(&self, org: OrgId, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditEntry>> {
         let mut tx = self.store.read().await?;
-        tx.org(Owner::System, org).await?.ok_or(CoreError::not_found("organization"))?;
+        super::tenancy::any_org(tx.as_mut(), org).await?;
         let rows = tx.list_audit(org, filter, PageRequest { limit: limit.clamp(1, OPERATOR_LIST_MAX), before_seq: None }).await?;
         tx.commit().await?;
         Ok(rows)

@@ -14,6 +14,11 @@ pub(crate) async fn child_of(tx: &mut dyn Tx, parent: OrgId, id: OrgId) -> Resul
     tx.org(Owner::Org(parent), id).await?.ok_or(CoreError::not_found("organization"))
 }
 
+/// Loads any org, whoever owns it (the operator's and the system's lookups), or 404.
+pub(crate) async fn any_org(tx: &mut dyn Tx, id: OrgId) -> Result<Org> {
+    tx.org(Owner::System, id).await?.ok_or(CoreError::not_found("organization"))
+}
+
 /// Loads a key of `org` (locked inside a write transaction), or 404.
 pub(crate) async fn key_of(tx: &mut dyn Tx, org: OrgId, id: ApiKeyId) -> Result<ApiKey> {
     tx.key(Owner::Org(org), id).await?.ok_or(CoreError::not_found("API key"))
