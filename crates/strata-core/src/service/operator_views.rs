@@ -41,11 +41,13 @@ impl Strata {
         Ok(rows)
     }
 
-    /// Any org with its wallet and its number of children (up to 1,000 counted).
+    /// Any org with its wallet (rolled over to the current period as a read) and its number of
+    /// children (up to 1,000 counted).
     pub async fn operator_org(&self, id: OrgId) -> Result<OrgDetail> {
         let mut tx = self.store.read().await?;
         let org = super::tenancy::any_org(tx.as_mut(), id).await?;
-        let wallet = tx.wallet(id).await?.ok_or_else(|| CoreError::internal(format!("org {id} has no wallet")))?;
+        let mut wallet = tx.wallet(id).await?.ok_or_else(|| CoreError::internal(format!("org {id} has no wallet")))?;
+        wallet.roll_over(self.now());
         let children =
             tx.list_orgs(Some(id), &OrgFilter::default(), PageRequest { limit: OPERATOR_LIST_MAX, before_seq: None }).await?.len();
         tx.commit().await?;

@@ -272,18 +272,23 @@ async fn show_org(strata: &Strata, org: OrgId, json: bool) -> Result<(), CoreErr
         out(format!("  parent:   {}", o.parent_id.map_or("(partner)".to_owned(), |p| p.to_string())));
         out(format!("  status:   {}{}", o.status.as_str(), if o.access_revoked { ", API access revoked" } else { "" }));
         out(format!("  children: {}", d.children));
-        out(format!(
-            "  credits:  balance {} (available {}; prepaid {}, included {}, reserved {}); used this period {}",
-            d.wallet.balance(),
-            d.wallet.available(),
-            d.wallet.prepaid_balance,
-            d.wallet.included_remaining,
-            d.wallet.reserved,
-            d.wallet.used_this_period
-        ));
+        out(format!("  credits:  {}", wallet_summary(&d.wallet)));
         out(format!("  created:  {}", o.created_at));
     }
     Ok(())
+}
+
+/// A wallet on one line: balance, available, its buckets and this period's usage.
+fn wallet_summary(w: &strata_core::credits::Wallet) -> String {
+    format!(
+        "balance {} (available {}; prepaid {}, included {}, reserved {}); used this period {}",
+        w.balance(),
+        w.available(),
+        w.prepaid_balance,
+        w.included_remaining,
+        w.reserved,
+        w.used_this_period
+    )
 }
 
 fn key_line(k: &KeyView) -> String {
@@ -444,16 +449,7 @@ pub async fn credits(strata: Strata, cmd: CreditsCmd) -> Result<(), CoreError> {
             if json {
                 print_json(&credits_view(&w));
             } else {
-                out(format!(
-                    "{}: balance {} (available {}; prepaid {}, included {}, reserved {}); used this period {}",
-                    w.org_id,
-                    w.balance(),
-                    w.available(),
-                    w.prepaid_balance,
-                    w.included_remaining,
-                    w.reserved,
-                    w.used_this_period
-                ));
+                out(format!("{}: {}", w.org_id, wallet_summary(&w)));
             }
         }
         CreditsCmd::History { org, event_type, limit, json } => {
