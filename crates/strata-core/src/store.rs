@@ -262,9 +262,11 @@ pub trait Tx: Send {
     /// Deletes up to `limit` deliveries in a terminal status created before `before`, with their
     /// attempts; returns how many deliveries.
     async fn purge_deliveries(&mut self, before: Timestamp, limit: u32) -> Result<u64>;
-    /// Abandons up to `limit` pending deliveries whose endpoint no longer exists (one deleted
-    /// while a dispatch was inserting its deliveries); returns how many. Without this they
-    /// would never be sent and never purged.
+    /// Abandons up to `limit` pending deliveries that can never be sent: their endpoint no longer
+    /// exists (deleted while a dispatch was inserting its deliveries), or it is an archived org's
+    /// own endpoint receiving that org's events (dispatched while the archive committed; CONTRACT
+    /// §6: an archived org's pending deliveries are abandoned). Returns how many. Without this
+    /// they would never be sent and never purged.
     async fn abandon_orphaned_deliveries(&mut self, at: Timestamp, limit: u32) -> Result<u64>;
     /// Deletes up to `limit` dispatched events created before `before` that have no pending
     /// delivery; returns how many.

@@ -98,6 +98,31 @@ impl Endpoint {
     pub fn wants(&self, ty: EventType, project: Option<ProjectId>) -> bool {
         self.events.contains(&ty) && self.project_id.is_none_or(|p| project == Some(p))
     }
+
+    /// Applies recorded attempt outcomes (`true` = delivered), in the order they were recorded, to
+    /// the endpoint's health: a success resets `consecutive_failures`; a failure counts only while
+    /// the endpoint is active (attempts still in flight when it was paused do not), and the
+    /// [`AUTO_PAUSE_AFTER`]-th failure in a row auto-pauses it (CONTRACT §6). Returns whether these
+    /// outcomes auto-paused it.
+    pub fn record_outcomes(&mut self, outcomes: &[bool], now: Timestamp) -> bool {
+        let mut paused = false;
+        for &delivered in outcomes {
+            if delivered {
+                self.last_success_at = Some(now);
+                self.consecutive_failures = 0;
+                continue;
+            }
+            self.last_failure_at = Some(now);
+            if self.status == EndpointStatus::Active {
+                self.consecutive_failures += 1;
+                if self.consecutive_failures >= AUTO_PAUSE_AFTER {
+                    self.status = EndpointStatus::AutoPaused;
+                    paused = true;
+                }
+            }
+        }
+        paused
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -343,6 +368,52 @@ pub fn delivery_body(event_id: &str, ty: EventType, created_at: Timestamp, data:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn endpoint(status: EndpointStatus, failures: i64) -> Endpoint {
+        Endpoint {
+            id: EndpointId::at(0),
+            org_id: OrgId::new(),
+            project_id: None,
+            url: "https://example.com/hook".into(),
+            description: None,
+            status,
+            events: vec![],
+            scope: EndpointScope::Own,
+            metadata: Default::default(),
+            secret_sealed: String::new(),
+            previous_secret_sealed: None,
+            previous_expires_at: None,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+            last_success_at: None,
+            last_failure_at: None,
+            consecutive_failures: failures,
+            start_seq: 0,
+            seq: 0,
+        }
+    }
+
+    #[test]
+    fn outcomes_count_in_order_and_the_twentieth_failure_in_a_row_auto_pauses() {
+        let now = Timestamp(5);
+        // A success resets the count; only the failures after it remain.
+        let mut e = endpoint(EndpointStatus::Active, 7);
+        assert!(!e.record_outcomes(&[false, true, false, false], now));
+        assert_eq!((e.consecutive_failures, e.status), (2, EndpointStatus::Active));
+        assert_eq!((e.last_success_at, e.last_failure_at), (Some(now), Some(now)));
+        // The 20th in a row pauses, and later failures of the batch no longer count.
+        let mut e = endpoint(EndpointStatus::Active, AUTO_PAUSE_AFTER - 2);
+        assert!(e.record_outcomes(&[false, false, false], now));
+        assert_eq!((e.consecutive_failures, e.status), (AUTO_PAUSE_AFTER, EndpointStatus::AutoPaused));
+        // A pause reached before a success in the same batch stays; the success resets the count.
+        let mut e = endpoint(EndpointStatus::Active, AUTO_PAUSE_AFTER - 1);
+        assert!(e.record_outcomes(&[false, true], now));
+        assert_eq!((e.consecutive_failures, e.status), (0, EndpointStatus::AutoPaused));
+        // Attempts in flight when the endpoint was paused by hand do not count.
+        let mut e = endpoint(EndpointStatus::Paused, 3);
+        assert!(!e.record_outcomes(&[false, false], now));
+        assert_eq!((e.consecutive_failures, e.status), (3, EndpointStatus::Paused));
+    }
 
     #[test]
     fn urls_are_checked_against_ssrf() {

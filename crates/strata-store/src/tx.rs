@@ -1111,7 +1111,11 @@ impl Tx for SqlTx {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        // Locked in id order, like every other write of several deliveries (see abandon_deliveries).
+        // Locked in id order, like every other write of several deliveries (see abandon_deliveries),
+        // skipping rows another transaction holds instead of queueing on them: another node's
+        // sender claiming the same due deliveries (they are its to send), or an archive or a
+        // replay (the row comes back at the next step if it is still due).
+        let lock = if self.lock().is_empty() { "" } else { " FOR UPDATE SKIP LOCKED" };
         let q = Q::new(
             "UPDATE webhook_deliveries SET status = 'delivering', attempts = attempts + 1, next_retry_at = $1 WHERE id IN \
              (SELECT id FROM webhook_deliveries WHERE status IN ('pending', 'delivering') AND next_retry_at <= $2 AND id IN (",
@@ -1119,7 +1123,7 @@ impl Tx for SqlTx {
         .int(lease_until.millis())
         .int(now.millis());
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let tail = format!(") ORDER BY id{}) RETURNING {DELIVERY_COLUMNS}", self.lock());
+        let tail = format!(") ORDER BY id{lock}) RETURNING {DELIVERY_COLUMNS}");
         let rows = q.list(&ids).push(&tail).fetch_all(&mut self.conn).await?;
         rows.iter().map(rows::delivery).collect()
     }
@@ -1219,14 +1223,17 @@ impl Tx for SqlTx {
     }
 
     async fn abandon_orphaned_deliveries(&mut self, at: Timestamp, limit: u32) -> Result<u64> {
-        Q::new(
-            "UPDATE webhook_deliveries SET status = 'abandoned', abandoned_at = $1 WHERE id IN (SELECT d.id FROM webhook_deliveries d \
-             WHERE d.status = 'pending' AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id) LIMIT $2)",
-        )
-        .int(at.millis())
-        .int(i64::from(limit))
-        .execute(&mut self.conn)
-        .await
+        // Locked in id order, like every other write of several deliveries (see abandon_deliveries).
+        let sql = format!(
+            "UPDATE webhook_deliveries SET status = 'abandoned', abandoned_at = $1, next_retry_at = NULL WHERE id IN \
+             (SELECT d.id FROM webhook_deliveries d WHERE d.status = 'pending' \
+             AND (NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id) \
+             OR EXISTS (SELECT 1 FROM webhook_endpoints e JOIN organizations o ON o.id = e.org_id \
+             WHERE e.id = d.endpoint_id AND e.org_id = d.event_org_id AND o.status = 'archived')) \
+             ORDER BY d.id LIMIT $2{})",
+            self.lock()
+        );
+        Q::new(&sql).int(at.millis()).int(i64::from(limit)).execute(&mut self.conn).await
     }
 
     async fn purge_events(&mut self, before: Timestamp, limit: u32) -> Result<u64> {

@@ -135,7 +135,8 @@ pub struct RecoverView {
 pub struct Purged {
     pub deliveries: u64,
     pub events: u64,
-    /// Pending deliveries abandoned because their endpoint was deleted.
+    /// Pending deliveries abandoned because they can never be sent (their endpoint was deleted,
+    /// or it is an archived org's own endpoint).
     pub orphans: u64,
 }
 
@@ -189,9 +190,10 @@ impl Strata {
     pub async fn replay_delivery(&self, caller: &Caller, id: DeliveryId, idem: Option<&IdemClaim>) -> Result<ReplayView> {
         caller.require(Scope::WebhooksWrite).await?;
         caller.ensure_writable()?;
-        // Lock the endpoint before the delivery, the order the sender recording an attempt takes
-        // them in; the other order deadlocks against it on PostgreSQL. A delivery never changes
-        // endpoint, so an unlocked read finds which one to lock.
+        // Lock the endpoint before the delivery. The sender never holds both (it records outcomes
+        // and endpoint health in separate transactions), but an endpoint's deletion takes them in
+        // this order too. A delivery never changes endpoint, so an unlocked read finds which one
+        // to lock.
         let mut read = self.store.read().await?;
         let endpoint_id = delivery_in(read.as_mut(), caller.org_id(), id).await?.endpoint_id;
         read.commit().await?;

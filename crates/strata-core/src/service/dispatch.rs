@@ -4,7 +4,7 @@
 //! concurrently; `send_deliveries` runs them once, in order, for tests.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -18,7 +18,7 @@ use crate::event::{Event, EventType};
 use crate::id::{DeliveryId, EndpointId, EventId, OrgId};
 use crate::store::Tx;
 use crate::webhook::{
-    AUTO_PAUSE_AFTER, Delivery, DeliveryAttempt, DeliveryStatus, Endpoint, EndpointScope, EndpointStatus, delivery_body, signature_headers,
+    Delivery, DeliveryAttempt, DeliveryStatus, Endpoint, EndpointScope, EndpointStatus, delivery_body, signature_headers,
 };
 
 /// How far past the request timeout a claim's lease runs: a crash mid-attempt is retried this
@@ -260,8 +260,13 @@ impl Strata {
     /// joins the delivery's history; its outcome is written only if its claim still holds the
     /// delivery (it was not abandoned or re-claimed meanwhile): 2xx delivered; timeout, network
     /// error, 5xx, 408 and 429 back on the ladder (or failed past its end); other 4xx failed at
-    /// once. Failures count against an active endpoint, which is auto-paused at the 20th in a
-    /// row. Returns how many outcomes were written.
+    /// once. Returns how many outcomes were written.
+    ///
+    /// The endpoints' health (counts, auto-pause at the 20th failure in a row) follows in a
+    /// second, short transaction that locks only the endpoint rows: a firehose endpoint is one
+    /// row every batch touches, and holding it for the whole batch made it the queue every
+    /// recorder and replay waited in (docs/reliability.md). A crash between the two commits
+    /// loses at most one batch's count, never an outcome.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn record_attempts(&self, results: &[AttemptResult]) -> Result<usize> {
         if results.is_empty() {
@@ -269,19 +274,11 @@ impl Strata {
         }
         let now = self.now();
         let mut tx = self.store.write().await?;
-        // Lock endpoints in id order, so two recorders never deadlock.
-        let mut ids: Vec<EndpointId> = results.iter().map(|r| r.delivery.endpoint_id).collect();
-        ids.sort();
-        ids.dedup();
-        let mut endpoints = HashMap::new();
-        for id in ids {
-            if let Some(e) = tx.endpoint(id).await? {
-                endpoints.insert(id, (e, false));
-            }
-        }
         let mut written = 0;
         let mut attempts = Vec::with_capacity(results.len());
-        // Deliveries are locked in id order too, as an archive abandoning them locks them.
+        // Outcomes each endpoint saw, in the order they were recorded.
+        let mut health: BTreeMap<EndpointId, Vec<bool>> = BTreeMap::new();
+        // Deliveries are locked in id order, as an archive abandoning them locks them.
         let mut results: Vec<&AttemptResult> = results.iter().collect();
         results.sort_by_key(|r| r.delivery.id);
         for r in results {
@@ -327,32 +324,32 @@ impl Strata {
             }
             written += 1;
             crate::telemetry::delivery_recorded(d.status);
-            let Some((endpoint, changed)) = endpoints.get_mut(&d.endpoint_id) else { continue };
-            *changed = true;
-            if error.is_none() {
-                endpoint.last_success_at = Some(now);
-                endpoint.consecutive_failures = 0;
-                continue;
-            }
-            endpoint.last_failure_at = Some(now);
-            // Attempts still in flight when the endpoint was paused do not count on.
-            if endpoint.status == EndpointStatus::Active {
-                endpoint.consecutive_failures += 1;
-                if endpoint.consecutive_failures >= AUTO_PAUSE_AFTER {
-                    endpoint.status = EndpointStatus::AutoPaused;
-                    let stamp = Stamp::system().in_org(endpoint.org_id);
-                    tx.insert_audit(&self.audit_entry(stamp, "webhook_endpoint.auto_paused", json!({ "endpointId": endpoint.id }))).await?;
-                }
-            }
+            health.entry(d.endpoint_id).or_default().push(error.is_none());
         }
         tx.insert_attempts(&attempts).await?;
-        for (endpoint, changed) in endpoints.values() {
-            if *changed {
-                tx.update_endpoint(endpoint).await?;
-            }
-        }
         tx.commit().await?;
+        if let Err(e) = self.record_endpoint_health(&health, now).await {
+            crate::telemetry::background_failure("record endpoint health", None, &e);
+        }
         Ok(written)
+    }
+
+    /// Applies a batch's outcomes to each endpoint's health, locking the endpoints in id order
+    /// (two recorders never deadlock) and nothing else; an auto-pause is audited with it.
+    async fn record_endpoint_health(&self, health: &BTreeMap<EndpointId, Vec<bool>>, now: Timestamp) -> Result<()> {
+        if health.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.store.write().await?;
+        for (id, outcomes) in health {
+            let Some(mut endpoint) = tx.endpoint(*id).await? else { continue };
+            if endpoint.record_outcomes(outcomes, now) {
+                let stamp = Stamp::system().in_org(endpoint.org_id);
+                tx.insert_audit(&self.audit_entry(stamp, "webhook_endpoint.auto_paused", json!({ "endpointId": endpoint.id }))).await?;
+            }
+            tx.update_endpoint(&endpoint).await?;
+        }
+        tx.commit().await
     }
 
     /// One sender step, for tests and tools: claims up to 200 due deliveries (no per-endpoint

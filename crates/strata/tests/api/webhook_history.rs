@@ -226,6 +226,50 @@ async fn retention_abandons_a_pending_delivery_whose_endpoint_is_gone() {
     assert_eq!(d.status.as_str(), "abandoned");
 }
 
+/// A delivery to an archived child's own endpoint that a dispatch inserted just after the
+/// archive committed (it read the child's status before) is never sent; the retention step
+/// abandons it (CONTRACT §6: an archived org's pending deliveries are abandoned) instead of
+/// leaving it pending forever, while the parent's firehose copy of the same event still goes.
+#[tokio::test]
+async fn retention_abandons_a_pending_delivery_to_an_archived_childs_own_endpoint() {
+    let app = TestApp::spawn().await;
+    app.grant(&app.partner_org, 1_000).await;
+    let child = app.create_child("Raced").await;
+    let (_, url) = Receiver::start(vec![]).await;
+    let (own, _) = endpoint(&app, &app.admin_key, Some(&child), json!({ "url": url, "events": ["credits.allocated"] })).await;
+    let paused = app.patch(&format!("/v1/webhook-endpoints/{own}")).key(&app.admin_key).acting(&child);
+    paused.json(&json!({ "status": "paused" })).send().await.assert_status(200);
+    let firehose = json!({ "url": url, "events": ["credits.allocated"], "scope": "all_children" });
+    let (hose, _) = endpoint(&app, &app.admin_key, None, firehose).await;
+    let paused = app.patch(&format!("/v1/webhook-endpoints/{hose}")).key(&app.admin_key);
+    paused.json(&json!({ "status": "paused" })).send().await.assert_status(200);
+    app.allocate(&child, 10).await.assert_status(201);
+    pump(&app).await;
+    let r = app.get(&format!("/v1/webhook-endpoints/{own}/deliveries")).key(&app.admin_key).acting(&child).send().await;
+    let id = strata_core::id::DeliveryId::parse_field(r.assert_status(200)["items"][0]["id"].as_str().unwrap(), "id").unwrap();
+    // The child becomes archived without the archive's own abandonment: what the delivery looks
+    // like when the dispatch that made it lost the race with the archive.
+    let child_id = strata_core::id::OrgId::parse_field(&child, "id").unwrap();
+    let mut tx = app.strata.store.write().await.unwrap();
+    let mut org = tx.acting_org(child_id).await.unwrap().unwrap();
+    org.status = strata_core::org::OrgStatus::Archived;
+    tx.update_org(&org).await.unwrap();
+    tx.commit().await.unwrap();
+    let purged = strata_workers::purge_webhook_history(&app.strata).await;
+    assert_eq!(purged.orphans, 1, "the archived child's own pending delivery is abandoned");
+    let mut tx = app.strata.store.read().await.unwrap();
+    let d = tx.delivery(id).await.unwrap().expect("kept, abandoned");
+    assert_eq!(d.status.as_str(), "abandoned");
+    assert!(d.abandoned_at.is_some());
+    drop(tx);
+    let r = app.get(&format!("/v1/webhook-endpoints/{hose}/deliveries")).key(&app.admin_key).send().await;
+    let items = r.assert_status(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["status"], "pending", "the parent's firehose copy still waits to be sent");
+    // Nothing else is touched: a second sweep finds nothing.
+    assert_eq!(strata_workers::purge_webhook_history(&app.strata).await.orphans, 0);
+}
+
 /// Found by `strata drill crash` on PostgreSQL: a replay locked the delivery, then its endpoint,
 /// while the sender recording an attempt locks the endpoint, then the delivery; the two
 /// deadlocked and the replay answered 500. Here the test holds the endpoint's lock as the
