@@ -173,38 +173,46 @@ pub trait Tx: Send {
     async fn ledger_snapshot(&mut self) -> Result<(Vec<Wallet>, Vec<Transfer>)>;
 
     // --- projects ---
+    // A project's id and a job's id may be chosen by the client, so they are unique only
+    // within an org (another org may hold the same one): every read, update and join by such
+    // an id is keyed by (org, id), or by the row's `seq`, never by the id alone.
     async fn insert_project(&mut self, project: &Project) -> Result<()>;
-    /// Writes every field, including `org_id` (a migration moves projects).
+    /// Writes every field of the row `project.seq`, including `org_id` (a migration moves
+    /// projects; the project's jobs follow in the same statement).
     async fn update_project(&mut self, project: &Project) -> Result<()>;
-    async fn project(&mut self, owner: Owner, id: ProjectId) -> Result<Option<Project>>;
+    /// The project `id` of `org` (locked inside a write).
+    async fn project(&mut self, org: OrgId, id: ProjectId) -> Result<Option<Project>>;
     async fn project_by_external_id(&mut self, org: OrgId, external_id: &str) -> Result<Option<Project>>;
     async fn list_projects(&mut self, org: OrgId, filter: &ProjectFilter, page: PageRequest) -> Result<Vec<Project>>;
     async fn count_projects(&mut self, org: OrgId) -> Result<i64>;
-    /// Re-files a project's jobs, containers and posts under `org`.
-    async fn move_project_rows(&mut self, project: ProjectId, org: OrgId) -> Result<()>;
+    /// Re-files the jobs, containers and posts of `from`'s project `project` under `to`.
+    async fn move_project_rows(&mut self, project: ProjectId, from: OrgId, to: OrgId) -> Result<()>;
 
     // --- content jobs ---
     async fn insert_job(&mut self, job: &Job) -> Result<()>;
+    /// Writes the end of the job `job.id` of `job.org_id`.
     async fn update_job(&mut self, job: &Job) -> Result<()>;
-    async fn job(&mut self, owner: Owner, id: JobId) -> Result<Option<Job>>;
-    /// Running jobs whose planned end has come, oldest first.
-    async fn due_jobs(&mut self, now: Timestamp, limit: u32) -> Result<Vec<JobId>>;
+    /// The job `id` of `org` (locked inside a write).
+    async fn job(&mut self, org: OrgId, id: JobId) -> Result<Option<Job>>;
+    /// Running jobs whose planned end has come, oldest first, each with its org.
+    async fn due_jobs(&mut self, now: Timestamp, limit: u32) -> Result<Vec<(OrgId, JobId)>>;
     /// When each running job started by this key is planned to end.
     async fn running_job_ends_for_key(&mut self, key: ApiKeyId) -> Result<Vec<Timestamp>>;
-    async fn running_jobs_for_project(&mut self, project: ProjectId) -> Result<i64>;
+    async fn running_jobs_for_project(&mut self, org: OrgId, project: ProjectId) -> Result<i64>;
     async fn insert_container(&mut self, container: &Container) -> Result<()>;
     async fn update_container(&mut self, container: &Container) -> Result<()>;
     async fn container(&mut self, owner: Owner, id: ContainerId) -> Result<Option<Container>>;
-    async fn containers_of_job(&mut self, job: JobId) -> Result<Vec<Container>>;
+    /// The containers of `org`'s job `job`, in creation order.
+    async fn containers_of_job(&mut self, org: OrgId, job: JobId) -> Result<Vec<Container>>;
 
     // --- scheduled posts ---
     async fn insert_post(&mut self, post: &ScheduledPost) -> Result<()>;
     async fn update_post(&mut self, post: &ScheduledPost) -> Result<()>;
     async fn post(&mut self, owner: Owner, id: PostId) -> Result<Option<ScheduledPost>>;
-    async fn list_posts(&mut self, project: ProjectId, page: PageRequest) -> Result<Vec<ScheduledPost>>;
+    async fn list_posts(&mut self, org: OrgId, project: ProjectId, page: PageRequest) -> Result<Vec<ScheduledPost>>;
     /// Scheduled posts whose time has come, oldest first, leaving out those of suspended or
-    /// cut-off orgs (they wait), with each post's project.
-    async fn due_posts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<(PostId, ProjectId)>>;
+    /// cut-off orgs (they wait), with each post's org and project.
+    async fn due_posts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<(PostId, OrgId, ProjectId)>>;
     /// Posts still waiting to publish, of a project or (with `project: None`) of a whole org.
     async fn pending_posts(&mut self, org: OrgId, project: Option<ProjectId>) -> Result<Vec<ScheduledPost>>;
 

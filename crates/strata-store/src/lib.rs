@@ -20,6 +20,8 @@ mod query;
 mod rows;
 mod sealed;
 mod tx;
+#[cfg(test)]
+mod upgrade_tests;
 mod usage;
 
 use std::path::{Path, PathBuf};

@@ -743,9 +743,9 @@ impl Tx for SqlTx {
     async fn update_project(&mut self, p: &Project) -> Result<()> {
         Q::new(
             "UPDATE projects SET org_id = $2, name = $3, status = $4, customer_external_id = $5, timezone = $6, primary_language = $7, \
-             owner_email = $8, metadata = $9, updated_at = $10, archived_at = $11 WHERE id = $1",
+             owner_email = $8, metadata = $9, updated_at = $10, archived_at = $11 WHERE seq = $1",
         )
-        .str(&p.id.uuid_string())
+        .int(p.seq)
         .str(&p.org_id.uuid_string())
         .str(&p.name)
         .str(p.status.as_str())
@@ -761,8 +761,8 @@ impl Tx for SqlTx {
         .map(|_| ())
     }
 
-    async fn project(&mut self, owner: Owner, id: ProjectId) -> Result<Option<Project>> {
-        self.owned(PROJECT_COLUMNS, "projects", &id.uuid_string(), "org_id", owner, rows::project).await
+    async fn project(&mut self, org: OrgId, id: ProjectId) -> Result<Option<Project>> {
+        self.owned(PROJECT_COLUMNS, "projects", &id.uuid_string(), "org_id", Owner::Org(org), rows::project).await
     }
 
     async fn project_by_external_id(&mut self, org: OrgId, external_id: &str) -> Result<Option<Project>> {
@@ -794,11 +794,14 @@ impl Tx for SqlTx {
         Ok(row.map(|r| r.int("n")).transpose()?.unwrap_or(0))
     }
 
-    async fn move_project_rows(&mut self, project: ProjectId, org: OrgId) -> Result<()> {
+    async fn move_project_rows(&mut self, project: ProjectId, from: OrgId, to: OrgId) -> Result<()> {
+        // The jobs have followed their project already (the reference cascades); this is a
+        // no-op for them, kept so that every row of the project moves here whatever the schema.
         for table in ["jobs", "containers", "scheduled_posts"] {
-            Q::new(&format!("UPDATE {table} SET org_id = $2 WHERE project_id = $1"))
+            Q::new(&format!("UPDATE {table} SET org_id = $3 WHERE org_id = $2 AND project_id = $1"))
                 .str(&project.uuid_string())
-                .str(&org.uuid_string())
+                .str(&from.uuid_string())
+                .str(&to.uuid_string())
                 .execute(&mut self.conn)
                 .await?;
         }
@@ -813,7 +816,7 @@ impl Tx for SqlTx {
     }
 
     async fn update_job(&mut self, j: &Job) -> Result<()> {
-        Q::new("UPDATE jobs SET org_id = $2, status = $3, finished_at = $4, error = $5 WHERE id = $1")
+        Q::new("UPDATE jobs SET status = $3, finished_at = $4, error = $5 WHERE id = $1 AND org_id = $2")
             .str(&j.id.to_string())
             .str(&j.org_id.uuid_string())
             .str(j.status.as_str())
@@ -824,17 +827,17 @@ impl Tx for SqlTx {
             .map(|_| ())
     }
 
-    async fn job(&mut self, owner: Owner, id: JobId) -> Result<Option<Job>> {
-        self.owned(JOB_COLUMNS, "jobs", &id.to_string(), "org_id", owner, rows::job).await
+    async fn job(&mut self, org: OrgId, id: JobId) -> Result<Option<Job>> {
+        self.owned(JOB_COLUMNS, "jobs", &id.to_string(), "org_id", Owner::Org(org), rows::job).await
     }
 
-    async fn due_jobs(&mut self, now: Timestamp, limit: u32) -> Result<Vec<JobId>> {
-        let rows = Q::new("SELECT id FROM jobs WHERE status = 'running' AND finish_at <= $1 ORDER BY finish_at LIMIT $2")
+    async fn due_jobs(&mut self, now: Timestamp, limit: u32) -> Result<Vec<(OrgId, JobId)>> {
+        let rows = Q::new("SELECT org_id, id FROM jobs WHERE status = 'running' AND finish_at <= $1 ORDER BY finish_at LIMIT $2")
             .int(now.millis())
             .int(i64::from(limit))
             .fetch_all(&mut self.conn)
             .await?;
-        rows.iter().map(|r| JobId::from_stored(&r.text("id")?)).collect()
+        rows.iter().map(|r| Ok((OrgId::from_stored(&r.text("org_id")?)?, JobId::from_stored(&r.text("id")?)?))).collect()
     }
 
     async fn running_job_ends_for_key(&mut self, key: ApiKeyId) -> Result<Vec<Timestamp>> {
@@ -845,8 +848,9 @@ impl Tx for SqlTx {
         rows.iter().map(|r| r.int("finish_at").map(Timestamp)).collect()
     }
 
-    async fn running_jobs_for_project(&mut self, project: ProjectId) -> Result<i64> {
-        let row = Q::new("SELECT COUNT(*) AS n FROM jobs WHERE project_id = $1 AND status = 'running'")
+    async fn running_jobs_for_project(&mut self, org: OrgId, project: ProjectId) -> Result<i64> {
+        let row = Q::new("SELECT COUNT(*) AS n FROM jobs WHERE org_id = $1 AND project_id = $2 AND status = 'running'")
+            .str(&org.uuid_string())
             .str(&project.uuid_string())
             .fetch_optional(&mut self.conn)
             .await?;
@@ -882,8 +886,9 @@ impl Tx for SqlTx {
         self.owned(CONTAINER_COLUMNS, "containers", &id.to_string(), "org_id", owner, rows::container).await
     }
 
-    async fn containers_of_job(&mut self, job: JobId) -> Result<Vec<Container>> {
-        let rows = Q::new(&format!("SELECT {CONTAINER_COLUMNS} FROM containers WHERE job_id = $1 ORDER BY seq"))
+    async fn containers_of_job(&mut self, org: OrgId, job: JobId) -> Result<Vec<Container>> {
+        let rows = Q::new(&format!("SELECT {CONTAINER_COLUMNS} FROM containers WHERE org_id = $1 AND job_id = $2 ORDER BY seq"))
+            .str(&org.uuid_string())
             .str(&job.to_string())
             .fetch_all(&mut self.conn)
             .await?;
@@ -927,17 +932,19 @@ impl Tx for SqlTx {
         self.owned(POST_COLUMNS, "scheduled_posts", &id.to_string(), "org_id", owner, rows::post).await
     }
 
-    async fn list_posts(&mut self, project: ProjectId, req: PageRequest) -> Result<Vec<ScheduledPost>> {
-        let q = Q::new(&format!("SELECT {POST_COLUMNS} FROM scheduled_posts WHERE project_id = $1")).str(&project.uuid_string());
+    async fn list_posts(&mut self, org: OrgId, project: ProjectId, req: PageRequest) -> Result<Vec<ScheduledPost>> {
+        let q = Q::new(&format!("SELECT {POST_COLUMNS} FROM scheduled_posts WHERE org_id = $1 AND project_id = $2"))
+            .str(&org.uuid_string())
+            .str(&project.uuid_string());
         let rows = page(q, req).fetch_all(&mut self.conn).await?;
         rows.iter().map(rows::post).collect()
     }
 
-    async fn due_posts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<(PostId, ProjectId)>> {
+    async fn due_posts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<(PostId, OrgId, ProjectId)>> {
         // Posts of a suspended or cut-off org wait; leaving them out keeps them from crowding
         // out everyone else's.
         let rows = Q::new(
-            "SELECT p.id AS id, p.project_id AS project_id FROM scheduled_posts p JOIN organizations o ON o.id = p.org_id \
+            "SELECT p.id AS id, p.org_id AS org_id, p.project_id AS project_id FROM scheduled_posts p JOIN organizations o ON o.id = p.org_id \
              WHERE p.status = 'scheduled' AND p.scheduled_for <= $1 AND o.status <> 'suspended' AND o.access_revoked = 0 \
              ORDER BY p.scheduled_for LIMIT $2",
         )
@@ -945,7 +952,12 @@ impl Tx for SqlTx {
         .int(i64::from(limit))
         .fetch_all(&mut self.conn)
         .await?;
-        rows.iter().map(|r| Ok((PostId::from_stored(&r.text("id")?)?, ProjectId::from_stored(&r.text("project_id")?)?))).collect()
+        rows.iter()
+            .map(|r| {
+                let id = PostId::from_stored(&r.text("id")?)?;
+                Ok((id, OrgId::from_stored(&r.text("org_id")?)?, ProjectId::from_stored(&r.text("project_id")?)?))
+            })
+            .collect()
     }
 
     async fn pending_posts(&mut self, org: OrgId, project: Option<ProjectId>) -> Result<Vec<ScheduledPost>> {

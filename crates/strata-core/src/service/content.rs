@@ -14,12 +14,22 @@ use crate::credits::estimated_cost;
 use crate::error::{CoreError, Result};
 use crate::event::EventType;
 use crate::event_data::{ContentGeneratedData, JobEventData};
-use crate::id::{ContainerId, JobId, ProjectId};
+use crate::id::{ContainerId, JobId, OrgId, ProjectId};
 use crate::idempotency::IdemClaim;
 use crate::project::ProjectStatus;
 use crate::scope::Scope;
 use crate::store::{Owner, Tx};
 use crate::wire::ContainerView;
+
+/// A job the scheduler ends, named by its org and its id (a job's id is unique only per org).
+#[derive(Clone, Copy)]
+struct DueJob(OrgId, JobId);
+
+impl std::fmt::Display for DueJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} of {}", self.1, self.0)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct NewGeneration {
@@ -63,8 +73,9 @@ impl Strata {
             }
         }
         let id = cmd.id.unwrap_or_else(|| JobId::at(now.millis()));
-        // Job ids are unique across tenants today, so a taken id is checked everywhere.
-        if tx.job(Owner::System, id).await?.is_some() {
+        // A client may choose the id, so it is unique per org: another org's use of it is
+        // invisible here, as it is on every read (CONTRACT §2).
+        if tx.job(caller.org_id(), id).await?.is_some() {
             return Err(CoreError::conflict_with("a job with this id already exists", json!({ "field": "id" })));
         }
         let per_variant = estimated_cost(&cmd.format).ok_or_else(|| CoreError::validation("format", "is not a known format"))?;
@@ -169,8 +180,8 @@ impl Strata {
     pub async fn get_job(&self, caller: &Caller, id: JobId) -> Result<JobView> {
         caller.require(Scope::JobsRead).await?;
         let mut tx = self.store.read().await?;
-        let job = tx.job(Owner::Org(caller.org_id()), id).await?.ok_or(CoreError::not_found("job"))?;
-        let containers = tx.containers_of_job(id).await?;
+        let job = tx.job(caller.org_id(), id).await?.ok_or(CoreError::not_found("job"))?;
+        let containers = tx.containers_of_job(job.org_id, id).await?;
         tx.commit().await?;
         Ok(self.job_view(&job, &containers))
     }
@@ -182,7 +193,7 @@ impl Strata {
         caller.require(Scope::ContentWrite).await?;
         caller.ensure_writable()?;
         let mut tx = self.write_as(caller).await?;
-        let mut job = tx.job(Owner::Org(caller.org_id()), id).await?.ok_or(CoreError::not_found("job"))?;
+        let mut job = tx.job(caller.org_id(), id).await?.ok_or(CoreError::not_found("job"))?;
         match job.status {
             JobStatus::Running => {
                 let mut stamp = caller.stamp();
@@ -197,7 +208,7 @@ impl Strata {
                 ));
             }
         }
-        let containers = tx.containers_of_job(id).await?;
+        let containers = tx.containers_of_job(job.org_id, id).await?;
         let view = self.job_view(&job, &containers);
         self.finish(tx, idem, view).await
     }
@@ -229,7 +240,7 @@ impl Strata {
         if let Some(r) = job.reservation_id {
             self.settle_in(tx, r, consumed).await?;
         }
-        let mut containers = tx.containers_of_job(job.id).await?;
+        let mut containers = tx.containers_of_job(job.org_id, job.id).await?;
         for (i, c) in containers.iter_mut().enumerate() {
             c.status = container_status;
             if end == JobStatus::Completed {
@@ -273,12 +284,15 @@ impl Strata {
         let mut tx = self.store.read().await?;
         let due = tx.due_jobs(self.now(), 500).await?;
         tx.commit().await?;
-        Ok(super::each_item(due, "end a job", |id| self.advance_job(id)).await)
+        let due = due.into_iter().map(|(org, id)| DueJob(org, id)).collect();
+        Ok(super::each_item(due, "end a job", |DueJob(org, id)| self.advance_job(org, id)).await)
     }
 
-    async fn advance_job(&self, id: JobId) -> Result<()> {
+    /// Ends `org`'s job `id` if it is still running and due. A job's id is unique only within
+    /// its org, so the scheduler always names both.
+    async fn advance_job(&self, org: OrgId, id: JobId) -> Result<()> {
         let mut tx = self.store.write().await?;
-        if let Some(mut job) = tx.job(Owner::System, id).await?.filter(|j| j.status == JobStatus::Running && j.finish_at <= self.now()) {
+        if let Some(mut job) = tx.job(org, id).await?.filter(|j| j.status == JobStatus::Running && j.finish_at <= self.now()) {
             let end = match job.outcome {
                 Outcome::Complete { .. } => JobStatus::Completed,
                 Outcome::Fail { .. } => JobStatus::Failed,

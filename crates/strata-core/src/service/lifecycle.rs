@@ -181,7 +181,7 @@ impl Strata {
         let mut busy = Vec::new();
         for (id, name) in mapping {
             let p = project_in(tx.as_mut(), caller.org_id(), id).await?;
-            if tx.running_jobs_for_project(p.id).await? > 0 {
+            if tx.running_jobs_for_project(p.org_id, p.id).await? > 0 {
                 busy.push(p.id.to_string());
             }
             by_name.entry(name).or_default().push(p);
@@ -197,10 +197,11 @@ impl Strata {
             self.insert_new_org(tx.as_mut(), &org).await?;
             let mut ids = Vec::new();
             for mut p in projects {
+                let from = p.org_id;
                 p.org_id = org.id;
                 p.updated_at = now;
                 tx.update_project(&p).await?;
-                tx.move_project_rows(p.id, org.id).await?;
+                tx.move_project_rows(p.id, from, org.id).await?;
                 ids.push(p.id);
             }
             moved += ids.len();

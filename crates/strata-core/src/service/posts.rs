@@ -85,7 +85,7 @@ impl Strata {
         caller.require(Scope::ContentRead).await?;
         let mut tx = self.store.read().await?;
         let p = project_in(tx.as_mut(), caller.org_id(), project).await?;
-        let rows = tx.list_posts(p.id, page).await?;
+        let rows = tx.list_posts(p.org_id, p.id, page).await?;
         tx.commit().await?;
         Ok(Page::from_rows(rows, page, &self.secret, "posts", |p| p.seq).map(|p| PostView::from(&p)))
     }
@@ -155,8 +155,8 @@ impl Strata {
         let due = tx.due_posts(self.now(), 500).await?;
         tx.commit().await?;
         let mut published = 0;
-        for (id, project) in due {
-            match self.publish_one(id, project).await {
+        for (id, org, project) in due {
+            match self.publish_one(id, org, project).await {
                 Ok(true) => published += 1,
                 Ok(false) => {}
                 Err(e) => crate::telemetry::background_failure("publish a scheduled post", Some(&id), &e),
@@ -165,18 +165,16 @@ impl Strata {
         Ok(published)
     }
 
-    /// Publishes one due post (or cancels it if its project or org was archived). Locks in the
-    /// order every other writer uses: org (for share, as a caller's write holds it, `write_as`),
-    /// project, post. Taking the project first deadlocked against an archive, which locks the
-    /// org, then its projects.
-    async fn publish_one(&self, id: PostId, project: ProjectId) -> Result<bool> {
-        let mut read = self.store.read().await?;
-        let Some(owner) = read.project(Owner::System, project).await?.map(|p| p.org_id) else { return Ok(false) };
-        read.commit().await?;
+    /// Publishes `org`'s due post `id` of `project` (or cancels it if its project or org was
+    /// archived). Locks in the order every other writer uses: org (for share, as a caller's write
+    /// holds it, `write_as`), project, post. Taking the project first deadlocked against an
+    /// archive, which locks the org, then its projects. A project's id is unique only within its
+    /// org, so the project is read by (org, id).
+    async fn publish_one(&self, id: PostId, org: OrgId, project: ProjectId) -> Result<bool> {
         let mut tx = self.store.write().await?;
-        let org = tx.acting_org(owner).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
+        let org = tx.acting_org(org).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
         // A migration may have moved the project meanwhile: the next step takes it from there.
-        let Some(project) = tx.project(Owner::System, project).await?.filter(|p| p.org_id == org.id) else { return Ok(false) };
+        let Some(project) = tx.project(org.id, project).await? else { return Ok(false) };
         let Some(mut post) =
             tx.post(Owner::Org(project.org_id), id).await?.filter(|p| p.status == PostStatus::Scheduled && p.project_id == project.id)
         else {

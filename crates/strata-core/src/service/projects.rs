@@ -12,7 +12,6 @@ use crate::id::ProjectId;
 use crate::idempotency::IdemClaim;
 use crate::project::{Project, ProjectFilter, ProjectStatus};
 use crate::scope::Scope;
-use crate::store::Owner;
 use crate::wire::ProjectView;
 
 #[derive(Debug, Clone)]
@@ -66,8 +65,9 @@ impl Strata {
             seq: 0,
         };
         let mut tx = self.write_as(caller).await?;
-        // Project ids are unique across tenants today, so a taken id is checked everywhere.
-        if tx.project(Owner::System, project.id).await?.is_some() {
+        // A client may choose the id, so it is unique per org: another org's use of it is
+        // invisible here, as it is on every read (CONTRACT §2).
+        if tx.project(project.org_id, project.id).await?.is_some() {
             return Err(CoreError::conflict_with("a project with this id already exists", json!({ "field": "id" })));
         }
         if let Some(ext) = &project.customer_external_id

@@ -26,5 +26,5 @@ pub(crate) async fn key_of(tx: &mut dyn Tx, org: OrgId, id: ApiKeyId) -> Result<
 
 /// Loads a project of `org` (locked inside a write), or 404.
 pub(crate) async fn project_in(tx: &mut dyn Tx, org: OrgId, id: ProjectId) -> Result<Project> {
-    tx.project(Owner::Org(org), id).await?.ok_or(CoreError::not_found("project"))
+    tx.project(org, id).await?.ok_or(CoreError::not_found("project"))
 }

@@ -48,7 +48,9 @@ struct Brief {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schema(as = GenerateContent)]
 struct GenerateBody {
-    /// The job id to use (`job_<ULID>`); one is made when absent.
+    /// The job id to use (`job_<ULID>`); one is made when absent. Unique within the
+    /// organization: 409 when it already has a job with this id. Another organization's use of
+    /// the same id does not matter.
     #[serde(default)]
     #[schema(value_type = Option<JobId>)]
     id: Option<String>,

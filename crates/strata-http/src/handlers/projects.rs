@@ -27,6 +27,8 @@ use crate::write::{Write, json_response};
 #[schema(as = CreateProject)]
 struct CreateBody {
     /// The id to give the project (`prj_<uuid>` or a bare UUID); one is made when absent.
+    /// Unique within the organization: 409 when it already has a project with this id. Another
+    /// organization's use of the same id does not matter.
     #[serde(default)]
     #[schema(value_type = Option<ProjectId>)]
     id: Option<String>,

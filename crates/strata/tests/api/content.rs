@@ -466,3 +466,100 @@ async fn publishing_a_post_while_its_org_is_being_archived_does_not_deadlock() {
     archive.execute("COMMIT").await.unwrap();
     assert_eq!(publish.await.unwrap(), 1, "the post was published once the archive's transaction ended");
 }
+
+/// Client-supplied ids are unique per org (issue 12, kind 3): the partner and its child each
+/// give a project the same id and a generation the same job id. Both are accepted; each job
+/// runs and settles on its own, with its own containers, posts and events; only a second use
+/// in the same org is 409; and migrating the partner's project moves none of the child's rows.
+#[tokio::test]
+async fn the_same_client_ids_in_two_orgs_run_apart() {
+    let app = TestApp::spawn().await;
+    let (child, _) = funded_project(&app, 1000).await;
+    let (pid, jid) = ("prj_0c5e2a3f-5d0e-4b7a-9a51-3f0d2c1b9e01", "job_01JDQ3ZK9X8V4T2R6N5M3H1G0F");
+    // (acting org, format, variants): the partner's own org, then the child.
+    let orgs = [(None, "video_remix", 2), (Some(child.as_str()), "slideshow_builder", 1)];
+    let mut containers = Vec::new();
+    for (org, format, variants) in orgs {
+        let p = acting(app.post("/v1/projects").key(&app.admin_key), org).json(&json!({ "id": pid, "name": format, "timezone": "UTC" }));
+        p.send().await.assert_status(201);
+        let body = json!({ "id": jid, "format": format, "variantCount": variants });
+        let r = acting(app.post(&format!("/v1/projects/{pid}/content")).key(&app.admin_key), org).json(&body).send().await;
+        let b = r.assert_status(202);
+        assert_eq!((b["jobId"].as_str(), b["projectId"].as_str()), (Some(jid), Some(pid)));
+        let ids: Vec<String> = b["containerIds"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+        assert_eq!(ids.len(), variants);
+        containers.push(ids);
+    }
+    let again = generate(&app, &child, pid, json!({ "id": jid })).await;
+    again.assert_error(409, "CONFLICT");
+    assert_eq!(again.body["error"]["details"]["field"], "id");
+    assert_eq!(finish_jobs(&app).await, 2);
+    for (i, (org, format, _)) in orgs.into_iter().enumerate() {
+        let job = acting(app.get(&format!("/v1/jobs/{jid}")).key(&app.admin_key), org).send().await;
+        let j = job.assert_status(200);
+        assert_eq!((j["status"].as_str(), j["projectId"].as_str()), (Some("completed"), Some(pid)));
+        assert_eq!(j["result"]["containerIds"], json!(containers[i]));
+        let mine = &containers[i][0];
+        let c = acting(app.get(&format!("/v1/projects/{pid}/content/{mine}")).key(&app.admin_key), org).send().await;
+        assert_eq!((c.assert_status(200)["status"].as_str(), c.body["format"].as_str()), (Some("completed"), Some(format)));
+        let theirs = &containers[1 - i][0];
+        let c = acting(app.get(&format!("/v1/projects/{pid}/content/{theirs}")).key(&app.admin_key), org).send().await;
+        c.assert_error(404, "NOT_FOUND");
+        let post = json!({ "containerId": mine, "scheduledFor": "2026-06-01T12:00:00Z", "platform": "tiktok" });
+        let r = acting(app.post(&format!("/v1/projects/{pid}/scheduled-posts")).key(&app.admin_key), org).json(&post).send().await;
+        r.assert_status(201);
+        let post = json!({ "containerId": theirs, "scheduledFor": "2026-06-01T12:00:00Z", "platform": "tiktok" });
+        let r = acting(app.post(&format!("/v1/projects/{pid}/scheduled-posts")).key(&app.admin_key), org).json(&post).send().await;
+        r.assert_error(404, "NOT_FOUND");
+    }
+    app.clock.advance_ms(12 * HOUR_MS);
+    assert_eq!(strata_workers::publish_due_posts(&app.strata).await, 2);
+    // The partner's wallet paid 2 × 100, the child's its one slideshow; nothing stays reserved.
+    let (balance, available) = credits(&app, &child).await;
+    assert!(balance < 1000 && balance == available, "the child settled its own job: {balance} {available}");
+    let own = app.get("/v1/credits").key(&app.admin_key).send().await;
+    let b = own.assert_status(200);
+    assert_eq!((b["balance"].as_i64(), b["available"].as_i64()), (Some(100_000 - 1000 - 200), Some(100_000 - 1000 - 200)));
+    for (i, (org, _, _)) in orgs.into_iter().enumerate() {
+        let events = acting(app.get("/v1/events?limit=100").key(&app.admin_key), org).send().await;
+        let items = events.assert_status(200)["items"].as_array().unwrap().clone();
+        let of = |t: &str| items.iter().filter(|e| e["type"] == t).cloned().collect::<Vec<Value>>();
+        let done = of("job.completed");
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0]["projectId"].as_str(), done[0]["data"]["job"]["jobId"].as_str()), (Some(pid), Some(jid)));
+        assert_eq!(done[0]["data"]["job"]["containerIds"], json!(containers[i]));
+        let mut generated: Vec<String> =
+            of("content.generated").iter().map(|e| e["data"]["containerId"].as_str().unwrap().to_owned()).collect();
+        generated.sort_unstable();
+        let mut want = containers[i].clone();
+        want.sort_unstable();
+        assert_eq!(generated, want);
+        let published = of("post.published");
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0]["data"]["post"]["containerId"], containers[i][0].as_str());
+        let posts = acting(app.get(&format!("/v1/projects/{pid}/scheduled-posts")).key(&app.admin_key), org).send().await;
+        let posts = posts.assert_status(200)["items"].as_array().unwrap().clone();
+        assert_eq!(posts.len(), 1);
+        assert_eq!(posts[0]["containerId"], containers[i][0].as_str());
+    }
+    // Migrating the partner's project moves its job, containers and post, and nothing of the child's.
+    let r = app.post("/v1/organizations/migrate").key(&app.admin_key).json(&json!({ "mapping": { pid: "Moved" } })).send().await;
+    let moved = r.assert_status(201)["children"][0]["id"].as_str().unwrap().to_owned();
+    for (org, mine) in [(moved.as_str(), &containers[0]), (child.as_str(), &containers[1])] {
+        let job = app.get(&format!("/v1/jobs/{jid}")).key(&app.admin_key).acting(org).send().await;
+        assert_eq!(job.assert_status(200)["containerIds"], json!(mine));
+        let c = app.get(&format!("/v1/projects/{pid}/content/{}", mine[0])).key(&app.admin_key).acting(org).send().await;
+        c.assert_status(200);
+        let posts = app.get(&format!("/v1/projects/{pid}/scheduled-posts")).key(&app.admin_key).acting(org).send().await;
+        assert_eq!(posts.assert_status(200)["items"][0]["containerId"], mine[0].as_str());
+    }
+    app.assert_ledger().await;
+}
+
+/// The call acting in `org`, or in the key's own org.
+fn acting<'a>(call: crate::helpers::Call<'a>, org: Option<&str>) -> crate::helpers::Call<'a> {
+    match org {
+        Some(o) => call.acting(o),
+        None => call,
+    }
+}

@@ -201,3 +201,47 @@ async fn migrate_moves_projects_into_new_children_all_or_nothing() {
     app.post("/v1/organizations/migrate").key(&app.admin_key).json(&json!({ "mapping": {} })).send().await.assert_error(422, "VALIDATION");
     app.assert_ledger().await;
 }
+
+/// A client-supplied project id is unique per org (issue 12, kind 3): one another org already
+/// uses gets the same 201 as an unused one, each org reads, lists, edits and archives its own
+/// project, and only a second use in the same org is 409.
+#[tokio::test]
+async fn a_client_project_id_taken_in_another_org_is_as_free_as_an_unused_one() {
+    let app = TestApp::spawn().await;
+    let (other_org, other) = app.other_partner("Other CRM").await;
+    let child = app.create_child("Acme").await;
+    let id = "prj_5b1f0c3e-8a2d-4c6b-9e7f-1a2b3c4d5e6f";
+    let body = |name: &str| json!({ "id": id, "name": name, "timezone": "UTC" });
+    let theirs = app.post("/v1/projects").key(&other).json(&body("Theirs")).send().await;
+    assert_eq!(theirs.assert_status(201)["organizationId"], other_org.as_str());
+    for (acting, name) in [(None, "Ours"), (Some(child.as_str()), "Child's")] {
+        let r = project(&app, acting, body(name)).await;
+        let b = r.assert_status(201);
+        assert_eq!((b["id"].as_str(), b["name"].as_str()), (Some(id), Some(name)));
+    }
+    let again = project(&app, Some(&child), body("Again")).await;
+    again.assert_error(409, "CONFLICT");
+    assert_eq!(again.body["error"]["details"]["field"], "id");
+    let path = format!("/v1/projects/{id}");
+    app.patch(&path).key(&app.admin_key).json(&json!({ "name": "Ours, renamed" })).send().await.assert_status(200);
+    let archived = app.delete(&path).key(&app.admin_key).acting(&child).send().await;
+    assert_eq!(archived.assert_status(200)["status"], "archived");
+    let cases = [
+        (other.as_str(), None, other_org.as_str(), "Theirs", "active"),
+        (app.admin_key.as_str(), None, app.partner_org.as_str(), "Ours, renamed", "active"),
+        (app.admin_key.as_str(), Some(child.as_str()), child.as_str(), "Child's", "archived"),
+    ];
+    for (key, acting, org, name, status) in cases {
+        let call = |p: &str| {
+            let c = app.get(p).key(key);
+            if let Some(a) = acting { c.acting(a) } else { c }
+        };
+        let one = call(&path).send().await;
+        let b = one.assert_status(200);
+        assert_eq!((b["organizationId"].as_str(), b["name"].as_str(), b["status"].as_str()), (Some(org), Some(name), Some(status)));
+        let list = call("/v1/projects").send().await;
+        let items = list.assert_status(200)["items"].as_array().unwrap().clone();
+        assert_eq!(items.len(), 1, "{org} lists only its own project");
+        assert_eq!((items[0]["id"].as_str(), items[0]["name"].as_str()), (Some(id), Some(name)));
+    }
+}
