@@ -350,13 +350,13 @@ fn webhooks(components: &mut Components) -> Paths {
             .build();
         let mut op = Operation::new();
         op.summary = Some(format!("{} event", ty.as_str()));
-        op.description = Some(
-            "Delivered as `POST <url>` with `X-Layers-Event-Id` (stable across retries), `X-Layers-Signature: t=<unix>,v1=<hex>` \
+        op.description = Some(format!(
+            "{}\n\nDelivered as `POST <url>` with `X-Layers-Event-Id` (stable across retries), `X-Layers-Signature: t=<unix>,v1=<hex>` \
              (HMAC-SHA256 with the whole `whsec_…` secret over `<t>.<raw body>`; one `v1=` per active secret during a rotation) \
              and the Standard Webhooks headers `webhook-id`, `webhook-timestamp`, `webhook-signature`. A 2xx answer is delivered; \
-             a timeout, network error, 5xx, 408 or 429 is retried on the ladder 0 s, 30 s, 1 m, 5 m, 15 m, 1 h, 6 h, 24 h."
-                .into(),
-        );
+             a timeout, network error, 5xx, 408 or 429 is retried on the ladder 0 s, 30 s, 1 m, 5 m, 15 m, 1 h, 6 h, 24 h.",
+            ty.when()
+        ));
         op.operation_id = Some(format!("webhook_{}", ty.as_str().replace('.', "_")));
         op.tags = Some(vec!["Webhooks".into()]);
         op.request_body = Some(RefOr::T(body));
