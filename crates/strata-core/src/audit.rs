@@ -49,7 +49,8 @@ pub struct AuditEntry {
 /// Filters of `GET /v1/audit-log`.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
-    pub event_type: Option<String>,
+    /// Any of these types; empty means every type.
+    pub event_types: Vec<String>,
     pub project_id: Option<ProjectId>,
     pub api_key_id: Option<ApiKeyId>,
     pub since: Option<Timestamp>,

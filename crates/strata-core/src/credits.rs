@@ -466,7 +466,8 @@ pub const CREDIT_EVENT_TYPES: [&str; 6] = ["usage", "refund", "grant", "purchase
 #[derive(Clone, Debug, Default)]
 pub struct CreditEventFilter {
     pub project_id: Option<ProjectId>,
-    pub event_type: Option<String>,
+    /// Any of these kinds (of `CREDIT_EVENT_TYPES`); empty means every kind.
+    pub event_types: Vec<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
 }

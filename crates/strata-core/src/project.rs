@@ -50,7 +50,8 @@ pub struct Project {
 /// Filters of `GET /v1/projects`.
 #[derive(Clone, Debug, Default)]
 pub struct ProjectFilter {
-    pub status: Option<ProjectStatus>,
+    /// Any of these statuses; empty means every status.
+    pub statuses: Vec<ProjectStatus>,
     /// Case-insensitive substring of the name.
     pub search: Option<String>,
     pub customer_external_id: Option<String>,

@@ -166,10 +166,13 @@ impl ToSchema for crate::metadata::Metadata {}
 
 /// A string schema for a prefixed id.
 pub fn id_schema(prefix: &str, pattern: &str, what: &str) -> Schema {
+    // One fixed sample per kind, so the generated docs' payload examples stay put.
+    let sample = if pattern.contains("{26}") { "01J0Z5Q6M8W3D2V7K9X4T1B6C5" } else { "d4e5f6a7-8b9c-4d0e-9f2a-3b4c5d6e7f80" };
     ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::String))
         .pattern(Some(pattern))
         .description(Some(format!("{what}: `{prefix}…`.")))
+        .examples([serde_json::json!(format!("{prefix}{sample}"))])
         .into()
 }
 

@@ -12,7 +12,7 @@ use crate::content::{Container, Job};
 use crate::credits::{CreditEvent, CreditEventFilter, Transfer, Wallet};
 use crate::cursor::PageRequest;
 use crate::error::Result;
-use crate::event::{Event, EventFilter};
+use crate::event::{Event, EventFilter, EventType};
 use crate::id::{ApiKeyId, ContainerId, DeliveryId, EndpointId, EventId, JobId, OrgId, PostId, ProjectId, TxnId};
 use crate::idempotency::{IdemRecord, Reply};
 use crate::key::ApiKey;
@@ -225,7 +225,7 @@ pub trait Tx: Send {
         &mut self,
         org: OrgId,
         project: Option<ProjectId>,
-        status: Option<EndpointStatus>,
+        statuses: &[EndpointStatus],
         page: PageRequest,
     ) -> Result<Vec<Endpoint>>;
     /// Endpoints that may receive an event of `org`: its own, and its parent's firehoses.
@@ -241,8 +241,8 @@ pub trait Tx: Send {
     async fn list_deliveries(
         &mut self,
         endpoint: EndpointId,
-        event_type: Option<&str>,
-        status: Option<DeliveryStatus>,
+        event_types: &[EventType],
+        statuses: &[DeliveryStatus],
         page: PageRequest,
     ) -> Result<Vec<Delivery>>;
     /// Pending deliveries due at `now` (and claims whose lease ran out) to active endpoints other

@@ -50,24 +50,59 @@ impl PendingError {
     }
 }
 
-/// Every error code strata answers: the contract's, and two the framework itself produces (an
-/// unsupported method, a request it cannot read).
-pub const ERROR_CODES: [&str; 15] = [
-    "IDEMPOTENCY_REQUIRED",
-    "UNAUTHENTICATED",
-    "BILLING_EXHAUSTED",
-    "FORBIDDEN_SCOPE",
-    "NOT_FOUND",
-    "CONFLICT",
-    "IDEMPOTENCY_CONFLICT",
-    "PAYLOAD_TOO_LARGE",
-    "VALIDATION",
-    "RATE_LIMITED",
-    "KILL_SWITCH",
-    "SERVICE_UNAVAILABLE",
-    "INTERNAL",
-    "METHOD_NOT_ALLOWED",
-    "BAD_REQUEST",
+/// Every error code strata answers, with each HTTP status it comes with and when (CONTRACT §1): the contract's,
+/// and two the framework itself produces (an unsupported method, a request it cannot read). The
+/// OpenAPI document's `ErrorCode` schema lists them, and the API guide's error table is made
+/// from that.
+pub const ERROR_CODES: [(&str, u16, &str); 16] = [
+    ("IDEMPOTENCY_REQUIRED", 400, "A route that requires `Idempotency-Key` got none (credit allocation)."),
+    ("UNAUTHENTICATED", 401, "The key is missing, malformed, unknown, revoked or expired."),
+    (
+        "BILLING_EXHAUSTED",
+        402,
+        "The wallet cannot cover it: an allocation beyond the parent's `available`, a generation beyond `available` or beyond the monthly cap.",
+    ),
+    ("FORBIDDEN_SCOPE", 403, "The key lacks the route's scope (`details.scope`), or tried to delegate a scope it lacks or `org:admin`."),
+    (
+        "NOT_FOUND",
+        404,
+        "No such resource, or it is not visible to the caller: another tenant's resource is 404, never 403. Also an unknown route.",
+    ),
+    ("CONFLICT", 409, "An illegal state change (suspending an archived org, rotating a superseded key) or a write inside an archived org."),
+    (
+        "IDEMPOTENCY_CONFLICT",
+        409,
+        "The same `Idempotency-Key` with another request, or while the first request with it is still running (`details.reason: \"in_progress\"`).",
+    ),
+    ("PAYLOAD_TOO_LARGE", 413, "The body is over 1 MiB."),
+    (
+        "VALIDATION",
+        422,
+        "A bad field, id, cursor, limit, query parameter or header value; an unknown body field or query parameter; a single-valued query parameter given twice. `details.field` names it.",
+    ),
+    (
+        "VALIDATION",
+        400,
+        "A read-only field of a project (such as `id`) in a PATCH body: `details.code` is `READ_ONLY_FIELD`, `details.field` names it.",
+    ),
+    (
+        "RATE_LIMITED",
+        429,
+        "The class's bucket is empty, the daily write cap is reached, or the concurrent-jobs cap; carries `Retry-After`.",
+    ),
+    (
+        "KILL_SWITCH",
+        503,
+        "The key was killed (`details.scope: \"key\"`), or its org is suspended or its API access revoked (`details.scope: \"organization\"`).",
+    ),
+    (
+        "SERVICE_UNAVAILABLE",
+        503,
+        "The database did not answer in time or the server is shedding load; carries `Retry-After`, nothing was changed and nothing is stored under the Idempotency-Key.",
+    ),
+    ("INTERNAL", 500, "A bug; the body never leaks internals."),
+    ("METHOD_NOT_ALLOWED", 405, "The route does not accept that method."),
+    ("BAD_REQUEST", 400, "The request could not be read at all."),
 ];
 
 /// The body of every 4xx and 5xx answer (CONTRACT §1).
@@ -95,12 +130,23 @@ pub struct ErrorBody<'a> {
     pub details: &'a Map<String, Value>,
 }
 
-/// The error code, one of [`ERROR_CODES`].
+/// The error code, one of [`ERROR_CODES`]; its description is the table of codes.
 pub struct ErrorCode;
 
 impl utoipa::PartialSchema for ErrorCode {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        strata_core::schema::string_enum(ERROR_CODES, "The error code: stable, matches `^[A-Z][A-Z0-9_]{0,63}$`.").into()
+        let mut description =
+            String::from("The error code: stable, matches `^[A-Z][A-Z0-9_]{0,63}$`.\n\n| status | code | when |\n| --- | --- | --- |\n");
+        for (code, status, when) in ERROR_CODES {
+            description.push_str(&format!("| {status} | {code} | {when} |\n"));
+        }
+        let mut codes: Vec<&str> = Vec::new();
+        for (code, _, _) in ERROR_CODES {
+            if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+        strata_core::schema::string_enum(codes, description.trim_end()).into()
     }
 }
 
@@ -153,7 +199,12 @@ mod tests {
             CoreError::internal("a bug"),
         ];
         for e in &errors {
-            assert!(ERROR_CODES.contains(&e.code()), "{} is not in ERROR_CODES", e.code());
+            assert!(
+                ERROR_CODES.iter().any(|c| (c.0, c.1) == (e.code(), e.status())),
+                "{} with status {} is not in ERROR_CODES",
+                e.code(),
+                e.status()
+            );
         }
     }
 }

@@ -41,7 +41,7 @@ pub fn document() -> OpenApi {
     doc.info = InfoBuilder::new()
         .title("strata: Layers Partner API control plane")
         .version(env!("CARGO_PKG_VERSION"))
-        .description(Some(include_str!("openapi_intro.md")))
+        .description(Some(format!("{}\n{}", include_str!("openapi_intro.md").trim_end(), tier_table())))
         .license(Some(LicenseBuilder::new().name("Apache-2.0").identifier(Some("Apache-2.0")).build()))
         .build();
     doc.servers = Some(vec![ServerBuilder::new().url("/").description(Some("This server")).build()]);
@@ -56,6 +56,31 @@ pub fn document() -> OpenApi {
     }
     doc.webhooks = Some(webhooks(components));
     doc
+}
+
+/// The default limits of each tier, as a Markdown table (from the rate limiter's own defaults, so
+/// the document cannot disagree with them; an operator may override them).
+fn tier_table() -> String {
+    use strata_core::apikey::Tier;
+    use strata_core::ratelimit::TierLimits;
+    let n = |v: Option<u32>| v.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
+    let mut t = String::from(
+        "\nThe tiers' default limits (per minute, except the daily cap and the jobs running at once; the operator may \
+         change them):\n\n| tier | reads | writes | generations started | daily writes | concurrent jobs |\n| --- | --- | --- | --- | --- | --- |\n",
+    );
+    for tier in [Tier::Sandbox, Tier::Standard, Tier::Pilot, Tier::Partner, Tier::Internal] {
+        let l = TierLimits::default_for(tier);
+        t.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            tier.as_str(),
+            n(l.reads_per_minute),
+            n(l.writes_per_minute),
+            n(l.long_running_per_minute),
+            n(l.daily_writes),
+            n(l.concurrent_jobs)
+        ));
+    }
+    t
 }
 
 fn tags() -> Vec<utoipa::openapi::Tag> {
@@ -350,13 +375,13 @@ fn webhooks(components: &mut Components) -> Paths {
             .build();
         let mut op = Operation::new();
         op.summary = Some(format!("{} event", ty.as_str()));
-        op.description = Some(
-            "Delivered as `POST <url>` with `X-Layers-Event-Id` (stable across retries), `X-Layers-Signature: t=<unix>,v1=<hex>` \
+        op.description = Some(format!(
+            "{}\n\nDelivered as `POST <url>` with `X-Layers-Event-Id` (stable across retries), `X-Layers-Signature: t=<unix>,v1=<hex>` \
              (HMAC-SHA256 with the whole `whsec_…` secret over `<t>.<raw body>`; one `v1=` per active secret during a rotation) \
              and the Standard Webhooks headers `webhook-id`, `webhook-timestamp`, `webhook-signature`. A 2xx answer is delivered; \
-             a timeout, network error, 5xx, 408 or 429 is retried on the ladder 0 s, 30 s, 1 m, 5 m, 15 m, 1 h, 6 h, 24 h."
-                .into(),
-        );
+             a timeout, network error, 5xx, 408 or 429 is retried on the ladder 0 s, 30 s, 1 m, 5 m, 15 m, 1 h, 6 h, 24 h.",
+            ty.when()
+        ));
         op.operation_id = Some(format!("webhook_{}", ty.as_str().replace('.', "_")));
         op.tags = Some(vec!["Webhooks".into()]);
         op.request_body = Some(RefOr::T(body));

@@ -48,10 +48,7 @@ fn filtered(head: &str, parent: Option<OrgId>, f: &OrgFilter) -> Q {
             q.push(")")
         }
     };
-    if !f.statuses.is_empty() {
-        let statuses: Vec<String> = f.statuses.iter().map(|s| s.as_str().to_owned()).collect();
-        q = q.push(" AND o.status IN (").list(&statuses).push(")");
-    }
+    q = q.and_any_of("o.status", f.statuses.iter().map(|s| s.as_str()));
     if let Some(e) = &f.external_id {
         q = q.and_str(" AND o.external_id = $?", e);
     }

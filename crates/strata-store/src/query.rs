@@ -63,6 +63,20 @@ impl Q {
         self
     }
 
+    /// Appends ` AND column IN ($n, …)` binding each of `values`, or nothing when there are none:
+    /// a filter that may repeat in the query string and means any of its values.
+    pub fn and_any_of<I>(self, column: &str, values: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let values: Vec<String> = values.into_iter().map(|v| v.as_ref().to_owned()).collect();
+        if values.is_empty() {
+            return self;
+        }
+        self.push(&format!(" AND {column} IN (")).list(&values).push(")")
+    }
+
     pub fn push(mut self, text: &str) -> Self {
         self.sql.push_str(text);
         self

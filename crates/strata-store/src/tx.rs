@@ -8,7 +8,7 @@ use strata_core::content::{Container, Job, Outcome};
 use strata_core::credits::{CreditEvent, CreditEventFilter, Transfer, TransferKind, Wallet};
 use strata_core::cursor::PageRequest;
 use strata_core::error::{CoreError, Result};
-use strata_core::event::{Event, EventFilter};
+use strata_core::event::{Event, EventFilter, EventType};
 use strata_core::id::{ApiKeyId, ContainerId, DeliveryId, EndpointId, EventId, JobId, OrgId, PostId, ProjectId, TxnId};
 use strata_core::idempotency::{IdemRecord, Reply};
 use strata_core::key::ApiKey;
@@ -524,9 +524,7 @@ impl Tx for SqlTx {
 
     async fn list_audit(&mut self, org: OrgId, f: &AuditFilter, req: PageRequest) -> Result<Vec<AuditEntry>> {
         let mut q = Q::new(&format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE org_id = $1")).str(&org.uuid_string());
-        if let Some(t) = &f.event_type {
-            q = q.and_str(" AND event_type = $?", t);
-        }
+        q = q.and_any_of("event_type", &f.event_types);
         if let Some(p) = f.project_id {
             q = q.and_str(" AND project_id = $?", &p.uuid_string());
         }
@@ -559,9 +557,7 @@ impl Tx for SqlTx {
 
     async fn list_events(&mut self, org: OrgId, f: &EventFilter, req: PageRequest) -> Result<Vec<Event>> {
         let mut q = Q::new(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE org_id = $1")).str(&org.uuid_string());
-        if let Some(t) = f.event_type {
-            q = q.and_str(" AND event_type = $?", t.as_str());
-        }
+        q = q.and_any_of("event_type", f.event_types.iter().map(|t| t.as_str()));
         if let Some(s) = f.since {
             q = q.and_int(" AND created_at >= $?", s.millis());
         }
@@ -680,9 +676,7 @@ impl Tx for SqlTx {
         if let Some(p) = f.project_id {
             q = q.and_str(" AND project_id = $?", &p.uuid_string());
         }
-        if let Some(t) = &f.event_type {
-            q = q.and_str(" AND event_type = $?", t);
-        }
+        q = q.and_any_of("event_type", &f.event_types);
         if let Some(s) = f.since {
             q = q.and_int(" AND created_at >= $?", s.millis());
         }
@@ -773,9 +767,7 @@ impl Tx for SqlTx {
 
     async fn list_projects(&mut self, org: OrgId, f: &ProjectFilter, req: PageRequest) -> Result<Vec<Project>> {
         let mut q = Q::new(&format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE org_id = $1")).str(&org.uuid_string());
-        if let Some(s) = f.status {
-            q = q.and_str(" AND status = $?", s.as_str());
-        }
+        q = q.and_any_of("status", f.statuses.iter().map(|s| s.as_str()));
         if let Some(e) = &f.customer_external_id {
             q = q.and_str(" AND customer_external_id = $?", e);
         }
@@ -1000,16 +992,14 @@ impl Tx for SqlTx {
         &mut self,
         org: OrgId,
         project: Option<ProjectId>,
-        status: Option<EndpointStatus>,
+        statuses: &[EndpointStatus],
         req: PageRequest,
     ) -> Result<Vec<Endpoint>> {
         let mut q = Q::new(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE org_id = $1")).str(&org.uuid_string());
         if let Some(p) = project {
             q = q.and_str(" AND project_id = $?", &p.uuid_string());
         }
-        if let Some(s) = status {
-            q = q.and_str(" AND status = $?", s.as_str());
-        }
+        q = q.and_any_of("status", statuses.iter().map(|s| s.as_str()));
         let rows = page(q, req).fetch_all(&mut self.conn).await?;
         rows.iter().map(rows::endpoint).collect()
     }
@@ -1088,17 +1078,13 @@ impl Tx for SqlTx {
     async fn list_deliveries(
         &mut self,
         endpoint: EndpointId,
-        event_type: Option<&str>,
-        status: Option<DeliveryStatus>,
+        event_types: &[EventType],
+        statuses: &[DeliveryStatus],
         req: PageRequest,
     ) -> Result<Vec<Delivery>> {
         let mut q = Q::new(&format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = $1")).str(&endpoint.to_string());
-        if let Some(t) = event_type {
-            q = q.and_str(" AND event_type = $?", t);
-        }
-        if let Some(s) = status {
-            q = q.and_str(" AND status = $?", s.as_str());
-        }
+        q = q.and_any_of("event_type", event_types.iter().map(|t| t.as_str()));
+        q = q.and_any_of("status", statuses.iter().map(|s| s.as_str()));
         let rows = page(q, req).fetch_all(&mut self.conn).await?;
         rows.iter().map(rows::delivery).collect()
     }

@@ -58,6 +58,7 @@ impl Measured {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// What to drive; every scenario but `baseline` is printed beside a baseline run.
     #[arg(value_enum, default_value = "allocations")]
     pub scenario: Scenario,
     /// Concurrent clients.

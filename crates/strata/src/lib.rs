@@ -6,6 +6,7 @@
 pub mod bench;
 mod bench_webhooks;
 pub mod cli;
+pub mod docs;
 pub mod drill;
 pub mod telemetry;
 

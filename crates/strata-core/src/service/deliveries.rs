@@ -9,7 +9,7 @@ use super::{Caller, Strata};
 use crate::clock::Timestamp;
 use crate::cursor::{Page, PageRequest};
 use crate::error::{CoreError, Result};
-use crate::event::Event;
+use crate::event::{Event, EventType};
 use crate::id::{DeliveryId, EndpointId, EventId};
 use crate::idempotency::IdemClaim;
 use crate::scope::Scope;
@@ -156,14 +156,14 @@ impl Strata {
         &self,
         caller: &Caller,
         id: EndpointId,
-        event_type: Option<&str>,
-        status: Option<DeliveryStatus>,
+        event_types: &[EventType],
+        statuses: &[DeliveryStatus],
         page: PageRequest,
     ) -> Result<Page<DeliveryView>> {
         caller.require(Scope::WebhooksRead).await?;
         let mut tx = self.store.read().await?;
         let e = endpoint_in(tx.as_mut(), caller.org_id(), id).await?;
-        let rows = tx.list_deliveries(e.id, event_type, status, page).await?;
+        let rows = tx.list_deliveries(e.id, event_types, statuses, page).await?;
         tx.commit().await?;
         Ok(Page::from_rows(rows, page, &self.secret, "deliveries", |d| d.seq).map(|d| DeliveryView::from(&d)))
     }

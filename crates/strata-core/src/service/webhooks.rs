@@ -245,12 +245,12 @@ impl Strata {
         &self,
         caller: &Caller,
         project: Option<ProjectId>,
-        status: Option<EndpointStatus>,
+        statuses: &[EndpointStatus],
         page: PageRequest,
     ) -> Result<Page<EndpointView>> {
         caller.require(Scope::WebhooksRead).await?;
         let mut tx = self.store.read().await?;
-        let rows = tx.list_endpoints(caller.org_id(), project, status, page).await?;
+        let rows = tx.list_endpoints(caller.org_id(), project, statuses, page).await?;
         tx.commit().await?;
         Ok(Page::from_rows(rows, page, &self.secret, "endpoints", |e| e.seq).map(|e| EndpointView::from(&e)))
     }

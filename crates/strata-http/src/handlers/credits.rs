@@ -13,7 +13,7 @@ use strata_core::service::{Allocation, AllocationView, ConfigReplyView, CreditEv
 use strata_core::wire::PageView;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{only_fields, page_request, page_view};
+use super::{any_of, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, Id, parse_json};
@@ -48,9 +48,10 @@ pub struct EventsQuery {
     /// Only events of this project.
     #[param(value_type = Option<ProjectId>)]
     project_id: Option<String>,
-    /// Only events of this kind.
-    #[param(value_type = Option<strata_core::schema::CreditEventType>, inline)]
-    event_type: Option<String>,
+    /// Only events of any of these kinds (the parameter may repeat).
+    #[serde(default)]
+    #[param(value_type = Option<Vec<strata_core::schema::CreditEventType>>, inline, style = Form, explode)]
+    event_type: Vec<String>,
     /// From this instant on (inclusive; must end in `Z`).
     #[param(value_type = Option<Timestamp>)]
     since: Option<String>,
@@ -66,14 +67,12 @@ pub struct EventsQuery {
 }
 
 fn event_filter(q: &EventsQuery) -> Result<CreditEventFilter, CoreError> {
-    let event_type = match q.event_type.as_deref() {
-        None => None,
-        Some(t) if CREDIT_EVENT_TYPES.contains(&t) => Some(t.to_owned()),
-        Some(_) => return Err(CoreError::validation("eventType", "must be usage, refund, grant, purchase, adjustment or allocation")),
-    };
+    let event_types = any_of(&q.event_type, "eventType", "usage, refund, grant, purchase, adjustment or allocation", |t| {
+        CREDIT_EVENT_TYPES.contains(&t).then(|| t.to_owned())
+    })?;
     Ok(CreditEventFilter {
         project_id: q.project_id.as_deref().map(|s| ProjectId::parse_field(s, "projectId")).transpose()?,
-        event_type,
+        event_types,
         since: q.since.as_deref().map(|s| Timestamp::parse_query(s, "since")).transpose()?,
         until: q.until.as_deref().map(|s| Timestamp::parse_query(s, "until")).transpose()?,
     })

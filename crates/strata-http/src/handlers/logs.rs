@@ -12,7 +12,7 @@ use strata_core::id::{ApiKeyId, EventId, ProjectId};
 use strata_core::wire::{AuditView, EventView, PageView};
 use utoipa::IntoParams;
 
-use super::{page_request, page_view};
+use super::{any_of, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, Id};
@@ -30,8 +30,10 @@ fn time_window(since: Option<&str>, until: Option<&str>) -> Result<(Option<Times
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
 pub struct AuditQuery {
-    /// Only entries of this type (e.g. `organization.created`).
-    event_type: Option<String>,
+    /// Only entries of any of these types (e.g. `organization.created`; the parameter may repeat).
+    #[serde(default)]
+    #[param(value_type = Option<Vec<String>>, style = Form, explode)]
+    event_type: Vec<String>,
     /// Only entries about this project.
     #[param(value_type = Option<ProjectId>)]
     project_id: Option<String>,
@@ -63,7 +65,7 @@ pub async fn audit_log(State(app): State<AppState>, caller: Auth<AuditQuery>) ->
     let q = &caller.query;
     let (since, until) = time_window(q.since.as_deref(), q.until.as_deref())?;
     let filter = AuditFilter {
-        event_type: q.event_type.clone(),
+        event_types: q.event_type.clone(),
         project_id: q.project_id.as_deref().map(|s| ProjectId::parse_field(s, "projectId")).transpose()?,
         api_key_id: q.api_key_id.as_deref().map(|s| ApiKeyId::parse_field(s, "apiKeyId")).transpose()?,
         since,
@@ -78,9 +80,10 @@ pub async fn audit_log(State(app): State<AppState>, caller: Auth<AuditQuery>) ->
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
-    /// Only events of this type.
-    #[param(rename = "type", value_type = Option<EventType>, inline)]
-    r#type: Option<String>,
+    /// Only events of any of these types (the parameter may repeat).
+    #[serde(default)]
+    #[param(rename = "type", value_type = Option<Vec<EventType>>, inline, style = Form, explode)]
+    r#type: Vec<String>,
     /// From this instant on (must end in `Z`).
     #[param(value_type = Option<Timestamp>)]
     since: Option<String>,
@@ -105,11 +108,8 @@ pub struct EventsQuery {
 pub async fn events(State(app): State<AppState>, caller: Auth<EventsQuery>) -> HttpResult {
     let q = &caller.query;
     let (since, until) = time_window(q.since.as_deref(), q.until.as_deref())?;
-    let event_type = match q.r#type.as_deref() {
-        None => None,
-        Some(t) => Some(EventType::parse(t).ok_or_else(|| CoreError::validation("type", format!("{t:?} is not an event type")))?),
-    };
-    let filter = EventFilter { event_type, since, until };
+    let event_types = any_of(&q.r#type, "type", "an event type of the catalog", EventType::parse)?;
+    let filter = EventFilter { event_types, since, until };
     let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "events", 25, 100)?;
     json_response(StatusCode::OK, &page_view(app.strata.list_events(&caller, &filter, page).await?))
 }

@@ -45,6 +45,16 @@ pub(crate) fn page_request(
     PageRequest::parse(&app.strata.secret, kind, limit, cursor, default, max)
 }
 
+/// Parses a list filter that may repeat in the query string (`?status=a&status=b`): the list
+/// means any of its values, and an empty one no filter. A value `parse` refuses is 422 VALIDATION
+/// naming `field`, with `expected` saying what is allowed.
+pub(crate) fn any_of<T>(values: &[String], field: &str, expected: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, CoreError> {
+    values
+        .iter()
+        .map(|v| parse(v).ok_or_else(|| CoreError::validation(field, format!("{v:?} is not allowed: must be {expected}"))))
+        .collect()
+}
+
 /// A page as the contract shows it: `{items, nextCursor}`.
 pub(crate) fn page_view<T: Serialize>(page: Page<T>) -> PageView<T> {
     PageView::from(page)

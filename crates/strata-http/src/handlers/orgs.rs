@@ -13,7 +13,7 @@ use strata_core::service::{NewChild, OrgPatch};
 use strata_core::wire::{OrgView, PageView};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{no_fields, nullable_string, only_fields, page_request, page_view};
+use super::{any_of, no_fields, nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, Id, parse_json};
@@ -31,6 +31,7 @@ struct CreateBody {
     #[serde(default)]
     #[schema(value_type = Option<Metadata>)]
     metadata: Option<Value>,
+    /// Where the child's invoices go.
     #[serde(default)]
     #[schema(format = Email)]
     billing_email: Option<String>,
@@ -86,7 +87,7 @@ pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
 pub struct ListQuery {
     /// Only children in any of these statuses (the parameter may repeat).
     #[serde(default)]
-    #[param(value_type = Option<Vec<OrgStatus>>, inline)]
+    #[param(value_type = Option<Vec<OrgStatus>>, inline, style = Form, explode)]
     status: Vec<String>,
     /// Exactly this `metadata.externalId`.
     external_id: Option<String>,
@@ -113,11 +114,7 @@ pub struct ListQuery {
     responses((status = 200, description = "A page of child organizations.", body = PageView<ChildView>)))]
 pub async fn list(State(app): State<AppState>, caller: Auth<ListQuery>) -> HttpResult {
     let q = &caller.query;
-    let statuses = q
-        .status
-        .iter()
-        .map(|s| OrgStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active, suspended or archived")))
-        .collect::<Result<_, _>>()?;
+    let statuses = any_of(&q.status, "status", "active, suspended or archived", OrgStatus::parse)?;
     let filter = OrgFilter { statuses, external_id: q.external_id.clone(), search: q.search.as_deref().and_then(SearchPrefix::new) };
     let summaries = match q.expand.as_deref() {
         None => false,

@@ -14,7 +14,7 @@ use strata_core::service::{ArchivedProjectView, MigrationView, NewProject, Proje
 use strata_core::wire::{PageView, ProjectView};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{nullable_string, only_fields, page_request, page_view};
+use super::{any_of, nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, Id, parse_json};
@@ -41,6 +41,7 @@ struct CreateBody {
     /// Your id for the end-customer; unique per org (409).
     #[serde(default)]
     customer_external_id: Option<String>,
+    /// The end-customer's contact.
     #[serde(default)]
     #[schema(format = Email)]
     owner_email: Option<String>,
@@ -62,6 +63,7 @@ struct CreateBody {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[expect(dead_code, reason = "describes the body `update` reads as a map (absent and null differ)")]
 struct UpdateBody {
+    /// 1–128 characters.
     #[schema(min_length = 1, max_length = 128, nullable = false)]
     name: Option<String>,
     /// An IANA time zone name.
@@ -72,6 +74,7 @@ struct UpdateBody {
     /// `null` clears it.
     #[schema(format = Email)]
     owner_email: Option<Option<String>>,
+    /// A BCP-47 language tag.
     #[schema(nullable = false)]
     primary_language: Option<String>,
     /// Replaced whole.
@@ -115,9 +118,10 @@ pub async fn create(State(app): State<AppState>, w: Write) -> HttpResult {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
 pub struct ListQuery {
-    /// Only projects in this status.
-    #[param(value_type = Option<ProjectStatus>, inline)]
-    status: Option<String>,
+    /// Only projects in any of these statuses (the parameter may repeat).
+    #[serde(default)]
+    #[param(value_type = Option<Vec<ProjectStatus>>, inline, style = Form, explode)]
+    status: Vec<String>,
     /// A case-insensitive prefix of the name.
     search: Option<String>,
     /// Exactly this `customerExternalId`.
@@ -137,11 +141,7 @@ pub struct ListQuery {
 pub async fn list(State(app): State<AppState>, caller: Auth<ListQuery>) -> HttpResult {
     let q = &caller.query;
     let filter = ProjectFilter {
-        status: q
-            .status
-            .as_deref()
-            .map(|s| ProjectStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active or archived")))
-            .transpose()?,
+        statuses: any_of(&q.status, "status", "active or archived", ProjectStatus::parse)?,
         search: q.search.clone().filter(|s| !s.is_empty()),
         customer_external_id: q.customer_external_id.clone(),
     };

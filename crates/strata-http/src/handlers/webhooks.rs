@@ -17,7 +17,7 @@ use strata_core::webhook::{DeliveryStatus, EndpointScope, EndpointStatus};
 use strata_core::wire::PageView;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{nullable_string, only_fields, page_request, page_view};
+use super::{any_of, nullable_string, only_fields, page_request, page_view};
 use crate::AppState;
 use crate::error::HttpResult;
 use crate::extract::{Auth, Id, parse_json};
@@ -90,6 +90,7 @@ struct CreateBody {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[expect(dead_code, reason = "describes the body `update` reads as a map (absent and null differ)")]
 struct UpdateBody {
+    /// The new URL, under the same rules as at creation.
     #[schema(format = "uri", nullable = false)]
     url: Option<String>,
     /// Replaces the list.
@@ -144,9 +145,10 @@ pub struct ListQuery {
     /// Only endpoints of this project.
     #[param(value_type = Option<ProjectId>)]
     project_id: Option<String>,
-    /// Only endpoints in this status.
-    #[param(value_type = Option<EndpointStatus>, inline)]
-    status: Option<String>,
+    /// Only endpoints in any of these statuses (the parameter may repeat).
+    #[serde(default)]
+    #[param(value_type = Option<Vec<EndpointStatus>>, inline, style = Form, explode)]
+    status: Vec<String>,
     /// Page size.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 25)]
     limit: Option<String>,
@@ -162,13 +164,9 @@ pub struct ListQuery {
 pub async fn list(State(app): State<AppState>, caller: Auth<ListQuery>) -> HttpResult {
     let q = &caller.query;
     let project = q.project_id.as_deref().map(|p| ProjectId::parse_field(p, "projectId")).transpose()?;
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| EndpointStatus::parse(s).ok_or_else(|| CoreError::validation("status", "must be active, paused or auto_paused")))
-        .transpose()?;
+    let statuses = any_of(&q.status, "status", "active, paused or auto_paused", EndpointStatus::parse)?;
     let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "endpoints", 25, 100)?;
-    json_response(StatusCode::OK, &page_view(app.strata.list_endpoints(&caller, project, status, page).await?))
+    json_response(StatusCode::OK, &page_view(app.strata.list_endpoints(&caller, project, &statuses, page).await?))
 }
 
 /// Read a webhook endpoint.
@@ -277,12 +275,14 @@ pub async fn test(State(app): State<AppState>, Id(id): Id<EndpointId>, w: Write)
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
 pub struct DeliveriesQuery {
-    /// Only deliveries of this event type.
-    #[param(value_type = Option<EventType>, inline)]
-    event_type: Option<String>,
-    /// Only deliveries in this status.
-    #[param(value_type = Option<DeliveryStatus>, inline)]
-    status: Option<String>,
+    /// Only deliveries of any of these event types (the parameter may repeat).
+    #[serde(default)]
+    #[param(value_type = Option<Vec<EventType>>, inline, style = Form, explode)]
+    event_type: Vec<String>,
+    /// Only deliveries in any of these statuses (the parameter may repeat).
+    #[serde(default)]
+    #[param(value_type = Option<Vec<DeliveryStatus>>, inline, style = Form, explode)]
+    status: Vec<String>,
     /// Page size.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100, default = 25)]
     limit: Option<String>,
@@ -297,20 +297,10 @@ pub struct DeliveriesQuery {
     responses((status = 200, description = "A page of deliveries, newest first.", body = PageView<DeliveryView>)))]
 pub async fn deliveries(State(app): State<AppState>, caller: Auth<DeliveriesQuery>, Id(id): Id<EndpointId>) -> HttpResult {
     let q = &caller.query;
-    let event_type = match q.event_type.as_deref() {
-        None => None,
-        Some(t) => Some(EventType::parse(t).ok_or_else(|| CoreError::validation("eventType", "is not an event type"))?.as_str()),
-    };
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| {
-            DeliveryStatus::parse(s)
-                .ok_or_else(|| CoreError::validation("status", "must be pending, delivering, delivered, failed or abandoned"))
-        })
-        .transpose()?;
+    let event_types = any_of(&q.event_type, "eventType", "an event type of the catalog", EventType::parse)?;
+    let statuses = any_of(&q.status, "status", "pending, delivering, delivered, failed or abandoned", DeliveryStatus::parse)?;
     let page = page_request(&app, q.limit.as_deref(), q.cursor.as_deref(), "deliveries", 25, 100)?;
-    json_response(StatusCode::OK, &page_view(app.strata.list_deliveries(&caller, id, event_type, status, page).await?))
+    json_response(StatusCode::OK, &page_view(app.strata.list_deliveries(&caller, id, &event_types, &statuses, page).await?))
 }
 
 /// Read a delivery with its attempts.

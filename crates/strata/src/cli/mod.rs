@@ -111,11 +111,13 @@ pub enum Command {
         /// Also check this Redis (the one `serve --redis-url` would use).
         #[arg(long, env = "STRATA_REDIS_URL", hide_env_values = true)]
         redis_url: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Print strata's version and the newest database schema it knows.
     Version {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -152,6 +154,14 @@ pub enum Command {
     /// Print the OpenAPI 3.1 document the server serves at `GET /openapi.json`; touches no
     /// database. `strata openapi > openapi.json` regenerates the committed copy.
     Openapi,
+    /// Print a page of docs/ made from the code (the API guide and event catalog from the OpenAPI
+    /// document, this reference from the flags); touches no database.
+    /// `strata docs api > docs/api.md` regenerates the committed copy.
+    Docs {
+        /// Which page.
+        #[arg(value_enum)]
+        page: crate::docs::Page,
+    },
 }
 
 /// The data directory when neither --data-dir nor STRATA_DATA_DIR is given.
@@ -174,6 +184,7 @@ pub enum SecretCmd {
 pub enum LedgerCmd {
     /// Verify every wallet against its transfers and conservation of credits.
     Check {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -181,6 +192,7 @@ pub enum LedgerCmd {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    /// The address to serve the API on.
     #[arg(long, env = "STRATA_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Development mode: allows http://localhost webhook URLs.
@@ -329,6 +341,11 @@ pub async fn run(cli: Cli) -> i32 {
             out(strata_http::openapi::json().trim_end());
             return 0;
         }
+        Command::Docs { page } => {
+            // The page ends in a newline already.
+            out(page.render().trim_end());
+            return 0;
+        }
         Command::Secret(SecretCmd::Export) => {
             return finish(export_secret(&cli, &opts).await);
         }
@@ -384,7 +401,8 @@ pub async fn run(cli: Cli) -> i32 {
         | Command::Drill(_)
         | Command::Version { .. }
         | Command::Doctor { .. }
-        | Command::Openapi => Ok(()),
+        | Command::Openapi
+        | Command::Docs { .. } => Ok(()),
     };
     match result {
         Ok(()) => 0,

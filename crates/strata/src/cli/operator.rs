@@ -31,11 +31,13 @@ pub enum PartnersCmd {
         /// Credits to grant at creation (prepaid).
         #[arg(long)]
         credits: Option<i64>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List partner orgs, newest first.
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -44,16 +46,19 @@ pub enum PartnersCmd {
         /// The partner's org id (`org_…` or bare UUID).
         #[arg(long)]
         org: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Rename a partner org (a child is renamed by its partner through the API).
     Rename {
+        /// The org (`org_…` or the bare UUID).
         #[arg(long)]
         org: String,
         /// The new name, 1–128 characters.
         #[arg(long)]
         name: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -63,6 +68,7 @@ pub enum PartnersCmd {
 pub enum CreditsCmd {
     /// Grant credits to an org from an operator account.
     Grant {
+        /// The org (`org_…` or the bare UUID).
         #[arg(long)]
         org: String,
         /// A positive number of credits.
@@ -71,26 +77,32 @@ pub enum CreditsCmd {
         /// grant or purchase (into prepaid), or included (this period's included credits).
         #[arg(long, default_value = "grant")]
         kind: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// An org's wallet: balance, available, buckets, this period's usage.
     Balance {
+        /// The org (`org_…` or the bare UUID).
         #[arg(long)]
         org: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// An org's credit ledger, newest first.
     History {
+        /// The org (`org_…` or the bare UUID).
         #[arg(long)]
         org: String,
-        /// usage, refund, grant, purchase, adjustment or allocation.
+        /// Only these kinds (repeat for any of several): usage, refund, grant, purchase,
+        /// adjustment or allocation.
         #[arg(long)]
-        event_type: Option<String>,
+        event_type: Vec<String>,
         /// How many entries, 1–1000.
         #[arg(long, default_value_t = 25)]
         limit: u32,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -99,6 +111,7 @@ pub enum CreditsCmd {
     /// Positive credits go into the prepaid bucket; negative ones come out of prepaid, then
     /// included, and never take the wallet's available below zero.
     Adjust {
+        /// The org (`org_…` or the bare UUID).
         #[arg(long)]
         org: String,
         /// Credits to add (e.g. 500) or take away (e.g. -500); never 0.
@@ -107,6 +120,7 @@ pub enum CreditsCmd {
         /// Why, 1–500 characters (kept on the ledger and in the audit log).
         #[arg(long)]
         reason: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -116,6 +130,7 @@ pub enum CreditsCmd {
 pub enum KeysCmd {
     /// Mint a key for any org (the secret is printed once).
     Create {
+        /// The org (`org_…` or the bare UUID).
         #[arg(long)]
         org: String,
         /// Comma-separated scopes, e.g. `projects:read,content:write` (`org:admin` only for a
@@ -131,49 +146,61 @@ pub enum KeysCmd {
         /// live or test.
         #[arg(long, default_value = "live")]
         env: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List an org's keys, newest first (never a secret).
     List {
+        /// The org (`org_…` or the bare UUID).
         #[arg(long)]
         org: String,
         /// How many keys, 1–1000.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Show one key, by id (`key_…`) or public prefix (`lp_live_…`).
     Show {
+        /// The key (`key_…` or the bare UUID).
         #[arg(long)]
         key: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Change a key's rate-limit tier (sandbox, standard, pilot, partner or internal).
     Tier {
+        /// The key (`key_…` or the bare UUID).
         #[arg(long)]
         key: String,
+        /// The new rate-limit tier: sandbox, standard, pilot, partner or internal.
         #[arg(long)]
         tier: String,
     },
     /// Kill a key: its next request answers 503 KILL_SWITCH until `keys unkill`.
     Kill {
+        /// The key (`key_…` or the bare UUID).
         #[arg(long)]
         key: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Lift a key's kill switch.
     Unkill {
+        /// The key (`key_…` or the bare UUID).
         #[arg(long)]
         key: String,
     },
     /// Revoke a key for good: its next request is 401.
     Revoke {
+        /// The key (`key_…` or the bare UUID).
         #[arg(long)]
         key: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -183,15 +210,19 @@ pub enum KeysCmd {
 pub enum OrgsCmd {
     /// Revoke or restore an org's API access (a partner's revocation holds for its children).
     Access {
+        /// The org (`org_…` or the bare UUID).
         #[arg(long)]
         org: String,
+        /// Revoke the org's API access: every key of it answers 503 KILL_SWITCH until restored.
         #[arg(long, conflicts_with = "restore", required_unless_present = "restore")]
         revoke: bool,
+        /// Restore the org's API access.
         #[arg(long)]
         restore: bool,
     },
     /// List orgs, newest first: every partner org, or with --parent that partner's children.
     List {
+        /// List this partner org's children (`org_…`); without it, the partner orgs.
         #[arg(long)]
         parent: Option<String>,
         /// active, suspended or archived.
@@ -200,13 +231,16 @@ pub enum OrgsCmd {
         /// How many orgs, 1–1000.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Show any org: status, access, wallet and number of children.
     Show {
+        /// The org (`org_…` or the bare UUID).
         #[arg(long)]
         org: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -218,9 +252,10 @@ pub struct AuditArgs {
     /// The org whose log to read.
     #[arg(long)]
     pub org: String,
-    /// e.g. `api_key.revoked`, `credits.adjusted`, `auth.rejected`.
+    /// Only entries of this type, e.g. `api_key.revoked`, `credits.adjusted`, `auth.rejected`
+    /// (repeat for any of several).
     #[arg(long)]
-    pub event_type: Option<String>,
+    pub event_type: Vec<String>,
     /// Only entries stamped with this key (`key_…`).
     #[arg(long)]
     pub api_key_id: Option<String>,
@@ -233,6 +268,7 @@ pub struct AuditArgs {
     /// How many entries, 1–1000.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -453,12 +489,10 @@ pub async fn credits(strata: Strata, cmd: CreditsCmd) -> Result<(), CoreError> {
             }
         }
         CreditsCmd::History { org, event_type, limit, json } => {
-            if let Some(t) = &event_type
-                && !CREDIT_EVENT_TYPES.contains(&t.as_str())
-            {
+            if event_type.iter().any(|t| !CREDIT_EVENT_TYPES.contains(&t.as_str())) {
                 return Err(CoreError::validation("event-type", format!("must be one of {}", CREDIT_EVENT_TYPES.join(", "))));
             }
-            let filter = CreditEventFilter { event_type, ..Default::default() };
+            let filter = CreditEventFilter { event_types: event_type, ..Default::default() };
             let rows = strata.operator_credit_events(org_arg(&org, "org")?, &filter, limit_arg(limit)?).await?;
             let views: Vec<CreditEventView> = rows.iter().map(CreditEventView::from).collect();
             if json {
@@ -494,7 +528,7 @@ pub async fn credits(strata: Strata, cmd: CreditsCmd) -> Result<(), CoreError> {
 pub async fn audit(strata: Strata, a: AuditArgs) -> Result<(), CoreError> {
     let org = org_arg(&a.org, "org")?;
     let filter = AuditFilter {
-        event_type: a.event_type,
+        event_types: a.event_type,
         project_id: None,
         api_key_id: a.api_key_id.as_deref().map(|k| ApiKeyId::parse_field(k, "api-key-id")).transpose()?,
         since: a.since.as_deref().map(|s| Timestamp::parse_query(s, "since")).transpose()?,

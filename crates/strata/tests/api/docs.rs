@@ -69,3 +69,24 @@ async fn an_unknown_asset_is_422_naming_the_file_parameter() {
     r.assert_error(422, "VALIDATION");
     assert_eq!(r.body["error"]["details"]["field"], "file");
 }
+
+/// The pages of docs/ made from the code (`strata docs <page>`) are committed as the generator
+/// makes them now: a route, flag or event changed without regenerating them fails here, naming
+/// the command to run.
+#[test]
+fn the_generated_docs_pages_are_current() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for page in strata::docs::Page::ALL {
+        let regenerate = page.command();
+        let path = root.join(page.path());
+        let committed =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {} ({e}); make it with `{regenerate}`", page.path()));
+        let generated = page.render();
+        if let Some((n, (want, got))) = generated.lines().zip(committed.lines()).enumerate().find(|(_, (a, b))| a != b) {
+            panic!("{} is stale: line {} is {got:?} there but the code makes {want:?}. Regenerate it: `{regenerate}`", page.path(), n + 1);
+        }
+        assert!(generated == committed, "{} is stale (its length differs). Regenerate it: `{regenerate}`", page.path());
+        // The published pages stand on their own: no pointer into the contract a user's clone lacks.
+        assert!(!committed.contains("CONTRACT") && !committed.contains("/work/"), "{} points outside the repository", page.path());
+    }
+}

@@ -17,6 +17,7 @@ mod isolation;
 mod keys;
 mod ledger_concurrency;
 mod ledger_props;
+mod list_filters;
 mod logs;
 mod openapi;
 mod operator_guards;
