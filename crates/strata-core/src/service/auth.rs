@@ -1,6 +1,6 @@
 //! Authentication and the acting org: the hot path of every request. One indexed read (the key,
 //! its org and the org's wallet), no write on success (`lastUsedAt` is batched). Every rejection
-//! is audited.
+//! is audited, off the request path (see `rejections`).
 
 use serde_json::json;
 
@@ -78,8 +78,7 @@ impl Caller {
         if self.key.scopes.allows(scope) {
             return Ok(());
         }
-        let entry = self.strata.audit_entry(self.stamp(), "auth.scope_denied", json!({ "scope": scope.as_str() }));
-        self.strata.record_audit(entry).await;
+        self.strata.record_rejection(self.stamp(), "auth.scope_denied", json!({ "scope": scope.as_str() }));
         Err(CoreError::forbidden_scope(scope.as_str()))
     }
 
@@ -133,8 +132,7 @@ impl Strata {
             Ok(info) => Ok(info),
             Err(e) => {
                 crate::telemetry::rate_limited(class.as_str());
-                let entry = self.audit_entry(caller.stamp(), "rate_limit.hit", json!({ "class": class.as_str() }));
-                self.record_audit(entry).await;
+                self.record_rejection(caller.stamp(), "rate_limit.hit", json!({ "class": class.as_str() }));
                 Err(e)
             }
         }
@@ -148,7 +146,7 @@ impl Strata {
             Err((err, key)) => {
                 crate::telemetry::auth_failed(&err);
                 if !matches!(err, CoreError::Internal(_) | CoreError::Unavailable { .. }) {
-                    self.audit_rejection(&err, key, request_id).await;
+                    self.audit_rejection(&err, key, request_id);
                 }
                 Err(err)
             }
@@ -204,7 +202,7 @@ impl Strata {
         Ok(Caller { key, home, org, home_wallet, request_id, strata: self.clone() })
     }
 
-    async fn audit_rejection(&self, err: &CoreError, key: Option<KeyRef>, request_id: RequestId) {
+    fn audit_rejection(&self, err: &CoreError, key: Option<KeyRef>, request_id: RequestId) {
         let (event_type, detail) = match err {
             CoreError::Unauthenticated { reason } => ("auth.rejected", json!({ "reason": reason })),
             CoreError::KillSwitch { scope: KillScope::Key } => ("auth.kill_switch", json!({ "scope": "key" })),
@@ -220,7 +218,6 @@ impl Strata {
             project_id: None,
             api_key_id: key.map(|k| k.id),
         };
-        let entry = self.audit_entry(stamp, event_type, detail);
-        self.record_audit(entry).await;
+        self.record_rejection(stamp, event_type, detail);
     }
 }

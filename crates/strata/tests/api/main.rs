@@ -25,6 +25,7 @@ mod outage;
 mod projects;
 mod ratelimit;
 mod redis_limits;
+mod rejections;
 mod secrets;
 mod server_secret;
 mod shutdown;
