@@ -21,6 +21,10 @@ use crate::store::Owner;
 struct KeyRef {
     id: crate::id::ApiKeyId,
     org: OrgId,
+    tier: crate::apikey::Tier,
+    /// The request proved it holds the live key (right secret, environment, not revoked), and
+    /// was refused for something else (kill switch, acting org).
+    live: bool,
 }
 
 /// What a request presented.
@@ -141,16 +145,49 @@ impl Strata {
     /// Authenticates a request and resolves its acting org (CONTRACT §2).
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authenticate(&self, creds: Credentials<'_>, request_id: RequestId) -> Result<Caller> {
+        self.authenticate_inner(creds, request_id).await.map_err(|(err, key)| self.refused(err, key, request_id))
+    }
+
+    /// `authenticate` for a request of `class`. When the live key's request is refused all the
+    /// same (503 `KILL_SWITCH`, 404/422 from `X-Layers-Organization`), it counts against the
+    /// key's bucket like any other, and comes back with its standing for the `X-RateLimit-*`
+    /// headers (CONTRACT §1); a request that did not prove a live key has none.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn authenticate_for(
+        &self,
+        creds: Credentials<'_>,
+        request_id: RequestId,
+        class: EndpointClass,
+    ) -> Result<Caller, (CoreError, Option<RateInfo>)> {
         match self.authenticate_inner(creds, request_id).await {
-            Ok(c) => Ok(c),
+            Ok(caller) => Ok(caller),
             Err((err, key)) => {
-                crate::telemetry::auth_failed(&err);
-                if !matches!(err, CoreError::Internal(_) | CoreError::Unavailable { .. }) {
-                    self.audit_rejection(&err, key, request_id);
-                }
-                Err(err)
+                let rate = match key {
+                    Some(k) if k.live => self.standing(k.id, k.tier, class).await,
+                    _ => None,
+                };
+                Err((self.refused(err, key, request_id), rate))
             }
         }
+    }
+
+    /// Counts a refused request of a live key; its standing, or `None` when unlimited.
+    async fn standing(&self, key: crate::id::ApiKeyId, tier: crate::apikey::Tier, class: EndpointClass) -> Option<RateInfo> {
+        let limits = *self.config.tier_limits.get(tier);
+        match self.limiter.check(key, &limits, class, self.now()).await {
+            Ok(info) => info,
+            Err(CoreError::RateLimited { standing, .. }) => Some(standing),
+            Err(_) => None,
+        }
+    }
+
+    /// Counts and audits a refused authentication (not a failure of strata's own).
+    fn refused(&self, err: CoreError, key: Option<KeyRef>, request_id: RequestId) -> CoreError {
+        crate::telemetry::auth_failed(&err);
+        if !matches!(err, CoreError::Internal(_) | CoreError::Unavailable { .. }) {
+            self.audit_rejection(&err, key, request_id);
+        }
+        err
     }
 
     async fn authenticate_inner(&self, creds: Credentials<'_>, request_id: RequestId) -> Result<Caller, (CoreError, Option<KeyRef>)> {
@@ -164,7 +201,8 @@ impl Strata {
         let (key, home, home_wallet) =
             self.store.auth_lookup(&presented.keyid).await.map_err(|e| (e, None))?.ok_or(unauth("unknown_key"))?;
         let now = self.now();
-        let key_ref = Some(KeyRef { id: key.id, org: key.org_id });
+        let found = KeyRef { id: key.id, org: key.org_id, tier: key.tier, live: false };
+        let key_ref = Some(found);
         let reject = |reason| Err((CoreError::Unauthenticated { reason }, key_ref));
         if !presented.matches(&key.secret_hash) {
             return reject("wrong_secret");
@@ -176,6 +214,7 @@ impl Strata {
             return reject(if key.grace_until.is_some_and(|g| now >= g) { "grace_expired" } else { "revoked" });
         }
         self.note_key_used(key.id, now);
+        let key_ref = Some(KeyRef { live: true, ..found });
         if !creds.whoami {
             if key.killed {
                 return Err((CoreError::KillSwitch { scope: KillScope::Key }, key_ref));

@@ -151,6 +151,8 @@ pub struct Setup {
     pub limiter: Option<Arc<dyn RateLimiter>>,
     /// How many rejections may wait for the audit flusher (the default when `None`).
     pub audit_queue: Option<usize>,
+    /// The tiers' limits (the contract's table when `None`).
+    pub tier_limits: Option<strata_core::ratelimit::TierTable>,
 }
 
 impl TestApp {
@@ -370,6 +372,9 @@ async fn open_test(
     let mut core = strata_core::service::CoreConfig { dev_mode: true, retry_ladder_ms: vec![0, 1_000, 2_000], ..Default::default() };
     if let Some(n) = setup.audit_queue {
         core.rejection_queue_capacity = n;
+    }
+    if let Some(t) = setup.tier_limits {
+        core.tier_limits = t;
     }
     let opts = OpenOptions { backend: backend.clone(), secret_hex, previous_secret_hex, core, db: Default::default() };
     let strata = strata::open(&opts, Arc::new(clock.clone())).await.expect("open");
