@@ -49,9 +49,10 @@ pub enum CoreError {
     /// `bounds` are the allowed range of a number (`details.min`, `details.max`).
     #[error("{message}")]
     Validation { field: Option<String>, message: String, code: Option<&'static str>, bounds: Option<Box<(i64, i64)>> },
-    /// 429 RATE_LIMITED.
+    /// 429 RATE_LIMITED. `standing` is the limit that refused, for the `X-RateLimit-*` headers
+    /// (the class's bucket, the daily write cap or the concurrent-jobs cap: CONTRACT §1).
     #[error("{message}")]
-    RateLimited { message: String, retry_after_secs: u64 },
+    RateLimited { message: String, retry_after_secs: u64, standing: crate::ratelimit::RateInfo },
     /// 503 KILL_SWITCH.
     #[error("{}", match .scope { KillScope::Key => "this API key has been killed", KillScope::Organization => "API access for this organization is suspended" })]
     KillSwitch { scope: KillScope },
@@ -291,7 +292,11 @@ mod tests {
             CoreError::IdempotencyConflict { in_progress: false },
             CoreError::PayloadTooLarge,
             CoreError::validation("name", "x"),
-            CoreError::RateLimited { message: "x".into(), retry_after_secs: 1 },
+            CoreError::RateLimited {
+                message: "x".into(),
+                retry_after_secs: 1,
+                standing: crate::ratelimit::RateInfo::refused(crate::ratelimit::EndpointClass::ReadLight, 1, 1),
+            },
             CoreError::KillSwitch { scope: KillScope::Key },
             CoreError::unavailable("x"),
             CoreError::internal("x"),

@@ -127,6 +127,13 @@ pub struct RateInfo {
     pub reset_secs: u64,
 }
 
+impl RateInfo {
+    /// The standing of a refused request: `limit` spent, free again in `reset_secs`.
+    pub fn refused(class: EndpointClass, limit: u32, reset_secs: u64) -> Self {
+        Self { class, limit, remaining: 0, reset_secs }
+    }
+}
+
 /// Where the buckets live.
 #[async_trait]
 pub trait RateLimiter: Send + Sync + 'static {
@@ -156,15 +163,23 @@ pub fn outcome(class: EndpointClass, cap: u32, daily_cap: Option<u32>, now: Time
         Decision::Allowed { tokens } => {
             Ok(RateInfo { class, limit: cap, remaining: tokens.max(0.0).floor() as u32, reset_secs: ceil_secs((cap_f - tokens) / per_ms) })
         }
-        Decision::Empty { tokens } => Err(CoreError::RateLimited {
-            message: format!("the {} budget of this key ({cap} a minute) is spent", class.as_str()),
-            retry_after_secs: ceil_secs((1.0 - tokens) / per_ms).max(1),
-        }),
+        Decision::Empty { tokens } => {
+            let retry_after_secs = ceil_secs((1.0 - tokens) / per_ms).max(1);
+            Err(CoreError::RateLimited {
+                message: format!("the {} budget of this key ({cap} a minute) is spent", class.as_str()),
+                retry_after_secs,
+                standing: RateInfo::refused(class, cap, retry_after_secs),
+            })
+        }
+        // The headers show the daily cap, not the minute's bucket: that is what refused.
         Decision::DailyCapReached => {
             let next_day = (now.millis().div_euclid(DAY_MS) + 1) * DAY_MS;
+            let daily = daily_cap.unwrap_or(0);
+            let retry_after_secs = ceil_secs((next_day - now.millis()) as f64).max(1);
             Err(CoreError::RateLimited {
-                message: format!("this key's daily write cap of {} is reached", daily_cap.unwrap_or(0)),
-                retry_after_secs: ceil_secs((next_day - now.millis()) as f64).max(1),
+                message: format!("this key's daily write cap of {daily} is reached"),
+                retry_after_secs,
+                standing: RateInfo::refused(class, daily, retry_after_secs),
             })
         }
     }

@@ -21,6 +21,9 @@ pub const AUTH_FAILURES: &str = "strata_auth_failures_total";
 /// Counter: requests refused by a rate limit, by endpoint `class` (`concurrent-jobs` for the
 /// tier's cap on running jobs).
 pub const RATE_LIMITED: &str = "strata_rate_limit_rejections_total";
+/// Counter: rejections whose audit entry a full queue dropped (each drop is counted in the audit
+/// log too, as `audit.rejections_dropped`).
+pub const REJECTIONS_DROPPED: &str = "strata_audit_rejections_dropped_total";
 /// Counter: writes answered from a stored reply (same Idempotency-Key, same request).
 pub const IDEMPOTENT_REPLAYS: &str = "strata_idempotent_replays_total";
 /// Counter: requests let through without a rate limit because the shared limiter (Redis) did not
@@ -66,6 +69,11 @@ pub fn auth_failed(err: &CoreError) {
 /// Counts a request refused by a rate limit of `class`.
 pub(crate) fn rate_limited(class: &'static str) {
     metrics::counter!(RATE_LIMITED, "class" => class).increment(1);
+}
+
+/// Counts a rejection a full audit queue dropped.
+pub(crate) fn rejection_dropped() {
+    metrics::counter!(REJECTIONS_DROPPED).increment(1);
 }
 
 pub(crate) fn idempotent_replay() {

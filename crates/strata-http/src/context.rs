@@ -61,7 +61,10 @@ pub(crate) async fn request_context(State(app): State<AppState>, mut req: Reques
     req.extensions_mut().insert(caller.clone());
     let span = tracing::debug_span!("request", request_id = %request_id, method = %method, route, org_id = Empty, key_id = Empty);
     let mut resp = next.run(req).instrument(span).await;
-    let rate = slot.0.lock().ok().and_then(|s| *s);
+    // A 429 carries the limit that refused it; any other answer to a live key, the bucket's
+    // standing as the auth extractor left it.
+    let refused = resp.extensions().get::<strata_core::ratelimit::RateInfo>().copied();
+    let rate = refused.or_else(|| slot.0.lock().ok().and_then(|s| *s));
     if let Some(info) = rate {
         let h = resp.headers_mut();
         h.insert("x-ratelimit-endpoint-class", HeaderValue::from_static(info.class.as_str()));

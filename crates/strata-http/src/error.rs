@@ -171,6 +171,10 @@ impl IntoResponse for HttpError {
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        // A 429 shows the limit that refused it, whichever it was (see `context`).
+        if let CoreError::RateLimited { standing, .. } = &self.0 {
+            resp.extensions_mut().insert(*standing);
+        }
         resp.extensions_mut().insert(PendingError::of(&self.0));
         resp
     }
@@ -186,7 +190,11 @@ mod tests {
         let errors = [
             CoreError::IdempotencyRequired,
             CoreError::BillingExhausted { message: "short".into(), reason: "insufficient_credits" },
-            CoreError::RateLimited { message: "slow down".into(), retry_after_secs: 1 },
+            CoreError::RateLimited {
+                message: "slow down".into(),
+                retry_after_secs: 1,
+                standing: strata_core::ratelimit::RateInfo::refused(strata_core::ratelimit::EndpointClass::ReadLight, 1, 1),
+            },
             CoreError::Unauthenticated { reason: "unknown_key" },
             CoreError::forbidden_scope("org:admin"),
             CoreError::not_found("organization"),

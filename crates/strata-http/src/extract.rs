@@ -59,28 +59,26 @@ impl<Q: DeserializeOwned + Send> FromRequestParts<AppState> for Auth<Q> {
             strata_core::telemetry::auth_failed(&err);
             return Err(err.into());
         }
-        let caller = app.strata.authenticate(creds, request_id(parts)).await?;
-        crate::context::note_caller(&parts.extensions, &caller);
         let class = endpoint_class(&parts.method, parts.uri.path());
-        let slot = parts.extensions.get::<RateSlot>().cloned();
-        let outcome = app.strata.rate_limit(&caller, class).await;
-        let info = match &outcome {
-            Ok(info) => *info,
-            Err(CoreError::RateLimited { retry_after_secs, .. }) => app
-                .strata
-                .config
-                .tier_limits
-                .get(caller.key.tier)
-                .per_minute(class)
-                .map(|limit| RateInfo { class, limit, remaining: 0, reset_secs: *retry_after_secs }),
-            Err(_) => None,
+        // Every answer to a live key carries its rate-limit standing (CONTRACT §1): a refused
+        // authentication of one (kill switch, acting org) too; a 429 carries the limit that
+        // refused it (see `context`).
+        let note = |info: Option<RateInfo>| {
+            if let (Some(slot), Some(info)) = (parts.extensions.get::<RateSlot>(), info)
+                && let Ok(mut s) = slot.0.lock()
+            {
+                *s = Some(info);
+            }
         };
-        if let (Some(slot), Some(info)) = (slot, info)
-            && let Ok(mut s) = slot.0.lock()
-        {
-            *s = Some(info);
-        }
-        outcome?;
+        let caller = match app.strata.authenticate_for(creds, request_id(parts), class).await {
+            Ok(caller) => caller,
+            Err((err, rate)) => {
+                note(rate);
+                return Err(err.into());
+            }
+        };
+        crate::context::note_caller(&parts.extensions, &caller);
+        note(app.strata.rate_limit(&caller, class).await?);
         let query = parse_query(parts.uri.query().unwrap_or(""))?;
         Ok(Auth { caller, query })
     }

@@ -167,12 +167,24 @@ fn add_components(c: &mut Components) {
             names::RATE_CLASS,
             header(
                 string_schema().enum_values(Some(["read-light", "write-light", "long-running"])),
-                "The rate-limit class of the route: every GET is `read-light`, a POST that starts a job `long-running`, every other write `write-light`. Present once the key authenticated.",
+                "The rate-limit class of the route: every GET is `read-light`, a POST that starts a job `long-running`, every other write `write-light`. Present on every answer to a request that proved a live key, refusals included (403, 404 or 422 from `X-Layers-Organization`, 409, 429, 503 KILL_SWITCH), each of which counts against the bucket like any request; never on a 401.",
             ),
         ),
-        (names::RATE_LIMIT, header(integer_schema(), "Requests per minute the key's tier allows in this class.")),
-        (names::RATE_REMAINING, header(integer_schema(), "Requests left in the current minute.")),
-        (names::RATE_RESET, header(integer_schema(), "Seconds until the bucket is full again.")),
+        (
+            names::RATE_LIMIT,
+            header(
+                integer_schema(),
+                "Requests per minute the key's tier allows in this class; on a 429, the limit that refused (the daily write cap or the concurrent-jobs cap when it was one of those).",
+            ),
+        ),
+        (names::RATE_REMAINING, header(integer_schema(), "Requests left in the current minute; 0 on a 429.")),
+        (
+            names::RATE_RESET,
+            header(
+                integer_schema(),
+                "Seconds until the bucket is full again; on a 429, until the limit that refused frees (as `Retry-After`: a token refills, a running job ends, the UTC day turns).",
+            ),
+        ),
         (names::RETRY_AFTER, header(integer_schema(), "Seconds to wait before retrying.")),
         (
             names::REPLAYED,
@@ -227,10 +239,14 @@ fn add_components(c: &mut Components) {
             "422 VALIDATION: a bad field, id, cursor, limit, query parameter or header value; `details.field` names it (and `details.min`/`details.max` give the bounds of a number).",
             true,
         ),
-        ("RateLimited", "429 RATE_LIMITED: the class's bucket is empty, the daily write cap is reached, or the concurrent-jobs cap.", true),
+        (
+            "RateLimited",
+            "429 RATE_LIMITED: the class's bucket is empty, the daily write cap is reached, or the concurrent-jobs cap; `X-RateLimit-*` show the limit that refused.",
+            true,
+        ),
         (
             "Unavailable",
-            "503 KILL_SWITCH: the key was killed (`details.scope: \"key\"`), or its org is suspended or its API access revoked (`details.scope: \"organization\"`); never on whoami, which is how a client learns it. Or 503 SERVICE_UNAVAILABLE with `Retry-After`: the database did not answer in time or the server is shedding load; nothing was changed, and a retry with the same Idempotency-Key does the work once.",
+            "503 KILL_SWITCH: the key was killed (`details.scope: \"key\"`), or its org is suspended or its API access revoked (`details.scope: \"organization\"`); never on whoami, which is how a client learns it; it carries the key's `X-RateLimit-*`. Or 503 SERVICE_UNAVAILABLE with `Retry-After`: the database did not answer in time or the server is shedding load; nothing was changed, and a retry with the same Idempotency-Key does the work once.",
             false,
         ),
         ("Internal", "500 INTERNAL: a bug; the body never leaks internals.", true),

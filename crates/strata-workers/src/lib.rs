@@ -24,6 +24,9 @@ use tracing::Instrument;
 #[derive(Clone, Debug)]
 pub struct Cadence {
     pub key_usage_flush: Duration,
+    /// Writing queued rejections to the audit log (also as soon as a batch's worth waits, when
+    /// `wake_on_commit`).
+    pub rejections_flush: Duration,
     pub idempotency_prune: Duration,
     /// Reservation expiry and period rollover.
     pub ledger: Duration,
@@ -43,6 +46,7 @@ impl Default for Cadence {
     fn default() -> Self {
         Self {
             key_usage_flush: Duration::from_secs(5),
+            rejections_flush: Duration::from_millis(500),
             idempotency_prune: Duration::from_secs(600),
             ledger: Duration::from_secs(30),
             scheduler: Duration::from_secs(1),
@@ -56,6 +60,11 @@ impl Default for Cadence {
 /// Writes the batched `lastUsedAt` stamps.
 pub async fn flush_key_usage(strata: &Strata) -> usize {
     step("flush key usage", strata.flush_key_usage()).await
+}
+
+/// Writes the queued rejections to the audit log.
+pub async fn flush_rejections(strata: &Strata) -> usize {
+    step("flush rejections to the audit log", strata.flush_rejections()).await
 }
 
 /// Deletes idempotency records past their 24 h retention.
@@ -144,6 +153,21 @@ pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<b
                 }
             }
         }),
+        spawn_loop_woken(
+            "rejections_flush",
+            cadence.rejections_flush,
+            cadence.wake_on_commit.then(|| strata.rejections_waiting()),
+            shutdown.clone(),
+            {
+                let s = strata.clone();
+                move || {
+                    let s = s.clone();
+                    async move {
+                        flush_rejections(&s).await;
+                    }
+                }
+            },
+        ),
         spawn_loop("idempotency_prune", cadence.idempotency_prune, shutdown.clone(), {
             let s = strata.clone();
             move || {

@@ -34,24 +34,28 @@ pub enum Scenario {
     /// whose `credits.allocated` events `--endpoints` firehose endpoints deliver to one local
     /// receiver; measures commit→delivery latency, deliveries per second and the drain time.
     Webhooks,
+    /// `GET /v1/whoami` of `--clients` valid clients, beside 64 clients sending valid reads and
+    /// then beside 64 sending invalid keys: the second throughput against the first (target
+    /// at least 0.9×), what a flood of bad keys costs everyone else.
+    Flood,
 }
 
 /// How long the baseline runs before another scenario (after its own one-second warm-up).
 const BASELINE_SECS: u64 = 3;
 
 /// What one timed run measured.
-struct Measured {
-    ok: Vec<Duration>,
-    errors: u64,
+pub(crate) struct Measured {
+    pub ok: Vec<Duration>,
+    pub errors: u64,
     seconds: u64,
 }
 
 impl Measured {
-    fn per_sec(&self) -> f64 {
+    pub fn per_sec(&self) -> f64 {
         self.ok.len() as f64 / self.seconds.max(1) as f64
     }
 
-    fn pct(&self, p: f64) -> Duration {
+    pub fn pct(&self, p: f64) -> Duration {
         quantile(&self.ok, p)
     }
 }
@@ -152,6 +156,11 @@ impl Harness {
             .await
     }
 
+    /// What the scenarios' clients send to this server.
+    pub fn target(&self) -> Target {
+        Target { client: self.client.clone(), base: self.base.clone(), key: self.key.clone(), children: Arc::new(self.children.clone()) }
+    }
+
     /// Stops the server and checks the ledger's invariants.
     pub async fn finish(self) -> Result<strata_core::Strata> {
         let _ = self.stop.send(());
@@ -193,6 +202,7 @@ pub async fn run(opts: &OpenOptions, args: BenchArgs) -> Result<String> {
     }
     let result = match args.scenario {
         Scenario::Webhooks => crate::bench_webhooks::run(&opts, &args).await,
+        Scenario::Flood => crate::bench_flood::run(&opts, &args).await,
         _ => run_on(&opts, &args).await,
     };
     if let (Some(url), Backend::Postgres { url: scratch }) = (&configured_pg, &opts.backend) {
@@ -203,7 +213,7 @@ pub async fn run(opts: &OpenOptions, args: BenchArgs) -> Result<String> {
 
 async fn run_on(opts: &OpenOptions, args: &BenchArgs) -> Result<String> {
     let h = Harness::start(opts, args).await?;
-    let target = Target { client: h.client.clone(), base: h.base.clone(), key: h.key.clone(), children: Arc::new(h.children.clone()) };
+    let target = h.target();
     let baseline = if args.scenario == Scenario::Baseline {
         None
     } else {
@@ -231,16 +241,16 @@ async fn run_on(opts: &OpenOptions, args: &BenchArgs) -> Result<String> {
 }
 
 /// The running server and what the clients send to it.
-struct Target {
+pub(crate) struct Target {
     client: reqwest::Client,
-    base: String,
-    key: String,
+    pub base: String,
+    pub key: String,
     children: Arc<Vec<String>>,
 }
 
 /// Drives `scenario` with `clients` concurrent clients: a one-second warm-up, then `seconds`
 /// measured. Latencies are of 2xx responses only; anything else counts as an error.
-async fn drive(t: &Target, scenario: Scenario, clients: usize, seconds: u64) -> Result<Measured> {
+pub(crate) async fn drive(t: &Target, scenario: Scenario, clients: usize, seconds: u64) -> Result<Measured> {
     let started = Instant::now();
     let measure_from = started + Duration::from_secs(1);
     let deadline = measure_from + Duration::from_secs(seconds);
@@ -266,7 +276,7 @@ async fn drive(t: &Target, scenario: Scenario, clients: usize, seconds: u64) -> 
                             .await
                     }
                     Scenario::Whoami => client.get(format!("{base}/v1/whoami")).bearer_auth(&key).send().await,
-                    Scenario::GetOrg | Scenario::Webhooks => {
+                    Scenario::GetOrg | Scenario::Webhooks | Scenario::Flood => {
                         client.get(format!("{base}/v1/organizations/{child}")).bearer_auth(&key).send().await
                     }
                 };

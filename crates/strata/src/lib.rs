@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+mod bench_flood;
 mod bench_webhooks;
 pub mod cli;
 pub mod docs;

@@ -1,26 +1,20 @@
-//! Reading the audit log, and recording entries that stand alone (rejections and denials, which
-//! have no other effect to share a transaction with).
+//! Reading the audit log. Entries are written with the change they record; rejections, which
+//! have no change to share a transaction with, are queued and written in batches (`rejections`).
 
 use super::{Caller, Strata};
-use crate::audit::{AuditEntry, AuditFilter};
+use crate::audit::AuditFilter;
 use crate::cursor::{Page, PageRequest};
 use crate::error::Result;
 use crate::scope::Scope;
 use crate::wire::AuditView;
 
 impl Strata {
-    /// Writes one entry in its own transaction. A failure is logged, not returned: the request it
-    /// describes has already been answered.
-    pub(crate) async fn record_audit(&self, entry: AuditEntry) {
-        let result = async {
-            let mut tx = self.store.write().await?;
-            tx.insert_audit(&entry).await?;
-            tx.commit().await
-        }
-        .await;
-        if let Err(e) = result {
-            let request_id = entry.request_id.map(tracing::field::display);
-            tracing::error!(error = %crate::error::chain(&e), event_type = %entry.event_type, request_id, "could not write an audit entry");
+    /// Writes the rejections still queued before a read of the log, so a rejection is in the
+    /// next read this process serves. A failure is logged, not returned: the read goes on with
+    /// what is written (the entries stay queued for the flusher).
+    pub(crate) async fn flush_before_read(&self) {
+        if let Err(e) = self.flush_rejections().await {
+            crate::telemetry::background_failure("flush rejections before an audit read", None, &e);
         }
     }
 
@@ -28,6 +22,7 @@ impl Strata {
     #[tracing::instrument(level = "debug", name = "service.list_audit", skip_all)]
     pub async fn list_audit(&self, caller: &Caller, filter: &AuditFilter, page: PageRequest) -> Result<Page<AuditView>> {
         caller.require(Scope::AuditRead).await?;
+        self.flush_before_read().await;
         let mut tx = self.store.read().await?;
         let rows = tx.list_audit(caller.org_id(), filter, page).await?;
         tx.commit().await?;

@@ -1,6 +1,6 @@
 //! Authentication and the acting org: the hot path of every request. One indexed read (the key,
 //! its org and the org's wallet), no write on success (`lastUsedAt` is batched). Every rejection
-//! is audited.
+//! is audited, off the request path (see `rejections`).
 
 use serde_json::json;
 
@@ -21,6 +21,10 @@ use crate::store::Owner;
 struct KeyRef {
     id: crate::id::ApiKeyId,
     org: OrgId,
+    tier: crate::apikey::Tier,
+    /// The request proved it holds the live key (right secret, environment, not revoked), and
+    /// was refused for something else (kill switch, acting org).
+    live: bool,
 }
 
 /// What a request presented.
@@ -78,8 +82,7 @@ impl Caller {
         if self.key.scopes.allows(scope) {
             return Ok(());
         }
-        let entry = self.strata.audit_entry(self.stamp(), "auth.scope_denied", json!({ "scope": scope.as_str() }));
-        self.strata.record_audit(entry).await;
+        self.strata.record_rejection(self.stamp(), "auth.scope_denied", json!({ "scope": scope.as_str() }));
         Err(CoreError::forbidden_scope(scope.as_str()))
     }
 
@@ -133,8 +136,7 @@ impl Strata {
             Ok(info) => Ok(info),
             Err(e) => {
                 crate::telemetry::rate_limited(class.as_str());
-                let entry = self.audit_entry(caller.stamp(), "rate_limit.hit", json!({ "class": class.as_str() }));
-                self.record_audit(entry).await;
+                self.record_rejection(caller.stamp(), "rate_limit.hit", json!({ "class": class.as_str() }));
                 Err(e)
             }
         }
@@ -143,16 +145,49 @@ impl Strata {
     /// Authenticates a request and resolves its acting org (CONTRACT §2).
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authenticate(&self, creds: Credentials<'_>, request_id: RequestId) -> Result<Caller> {
+        self.authenticate_inner(creds, request_id).await.map_err(|(err, key)| self.refused(err, key, request_id))
+    }
+
+    /// `authenticate` for a request of `class`. When the live key's request is refused all the
+    /// same (503 `KILL_SWITCH`, 404/422 from `X-Layers-Organization`), it counts against the
+    /// key's bucket like any other, and comes back with its standing for the `X-RateLimit-*`
+    /// headers (CONTRACT §1); a request that did not prove a live key has none.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn authenticate_for(
+        &self,
+        creds: Credentials<'_>,
+        request_id: RequestId,
+        class: EndpointClass,
+    ) -> Result<Caller, (CoreError, Option<RateInfo>)> {
         match self.authenticate_inner(creds, request_id).await {
-            Ok(c) => Ok(c),
+            Ok(caller) => Ok(caller),
             Err((err, key)) => {
-                crate::telemetry::auth_failed(&err);
-                if !matches!(err, CoreError::Internal(_) | CoreError::Unavailable { .. }) {
-                    self.audit_rejection(&err, key, request_id).await;
-                }
-                Err(err)
+                let rate = match key {
+                    Some(k) if k.live => self.standing(k.id, k.tier, class).await,
+                    _ => None,
+                };
+                Err((self.refused(err, key, request_id), rate))
             }
         }
+    }
+
+    /// Counts a refused request of a live key; its standing, or `None` when unlimited.
+    async fn standing(&self, key: crate::id::ApiKeyId, tier: crate::apikey::Tier, class: EndpointClass) -> Option<RateInfo> {
+        let limits = *self.config.tier_limits.get(tier);
+        match self.limiter.check(key, &limits, class, self.now()).await {
+            Ok(info) => info,
+            Err(CoreError::RateLimited { standing, .. }) => Some(standing),
+            Err(_) => None,
+        }
+    }
+
+    /// Counts and audits a refused authentication (not a failure of strata's own).
+    fn refused(&self, err: CoreError, key: Option<KeyRef>, request_id: RequestId) -> CoreError {
+        crate::telemetry::auth_failed(&err);
+        if !matches!(err, CoreError::Internal(_) | CoreError::Unavailable { .. }) {
+            self.audit_rejection(&err, key, request_id);
+        }
+        err
     }
 
     async fn authenticate_inner(&self, creds: Credentials<'_>, request_id: RequestId) -> Result<Caller, (CoreError, Option<KeyRef>)> {
@@ -166,7 +201,8 @@ impl Strata {
         let (key, home, home_wallet) =
             self.store.auth_lookup(&presented.keyid).await.map_err(|e| (e, None))?.ok_or(unauth("unknown_key"))?;
         let now = self.now();
-        let key_ref = Some(KeyRef { id: key.id, org: key.org_id });
+        let found = KeyRef { id: key.id, org: key.org_id, tier: key.tier, live: false };
+        let key_ref = Some(found);
         let reject = |reason| Err((CoreError::Unauthenticated { reason }, key_ref));
         if !presented.matches(&key.secret_hash) {
             return reject("wrong_secret");
@@ -178,6 +214,7 @@ impl Strata {
             return reject(if key.grace_until.is_some_and(|g| now >= g) { "grace_expired" } else { "revoked" });
         }
         self.note_key_used(key.id, now);
+        let key_ref = Some(KeyRef { live: true, ..found });
         if !creds.whoami {
             if key.killed {
                 return Err((CoreError::KillSwitch { scope: KillScope::Key }, key_ref));
@@ -204,7 +241,7 @@ impl Strata {
         Ok(Caller { key, home, org, home_wallet, request_id, strata: self.clone() })
     }
 
-    async fn audit_rejection(&self, err: &CoreError, key: Option<KeyRef>, request_id: RequestId) {
+    fn audit_rejection(&self, err: &CoreError, key: Option<KeyRef>, request_id: RequestId) {
         let (event_type, detail) = match err {
             CoreError::Unauthenticated { reason } => ("auth.rejected", json!({ "reason": reason })),
             CoreError::KillSwitch { scope: KillScope::Key } => ("auth.kill_switch", json!({ "scope": "key" })),
@@ -220,7 +257,6 @@ impl Strata {
             project_id: None,
             api_key_id: key.map(|k| k.id),
         };
-        let entry = self.audit_entry(stamp, event_type, detail);
-        self.record_audit(entry).await;
+        self.record_rejection(stamp, event_type, detail);
     }
 }

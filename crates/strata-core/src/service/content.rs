@@ -69,6 +69,12 @@ impl Strata {
                 return Err(CoreError::RateLimited {
                     message: format!("this key already has {cap} jobs running, its tier's limit"),
                     retry_after_secs,
+                    // The headers show the concurrent-jobs cap, free again when the soonest ends.
+                    standing: crate::ratelimit::RateInfo::refused(
+                        crate::ratelimit::EndpointClass::LongRunning,
+                        u32::try_from(cap).unwrap_or(u32::MAX),
+                        retry_after_secs,
+                    ),
                 });
             }
         }

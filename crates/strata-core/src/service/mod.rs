@@ -18,6 +18,7 @@ mod operator_views;
 mod orgs;
 mod posts;
 mod projects;
+mod rejections;
 mod secrets;
 mod tenancy;
 mod usage;
@@ -45,6 +46,7 @@ pub use operator_views::{OPERATOR_LIST_MAX, OrgDetail};
 pub use orgs::{ChildView, NewChild, OrgPatch, OrgWithSummary, SummaryView, WhoamiView};
 pub use posts::NewPost;
 pub use projects::{NewProject, ProjectPatch};
+pub use rejections::{DEFAULT_REJECTION_QUEUE, REJECTIONS_DROPPED};
 pub use secrets::{ResealReport, SECRET_CHECK_SETTING, SecretFit, init_secret_check, secret_fit};
 pub use usage::UsageQuery;
 pub use webhooks::{CreatedEndpoint, DeletedEndpoint, EndpointPatch, EndpointView, NewEndpoint, RotatedSecret, TestPingView};
@@ -89,6 +91,9 @@ pub struct CoreConfig {
     /// How long an unfinished idempotency claim blocks retries of its key before it is presumed
     /// dead (its process crashed) and a retry may take it over.
     pub idempotency_lease_ms: i64,
+    /// How many rejections (refused authentications, scope denials, rate-limit hits) may wait
+    /// for the audit flusher; past it they are dropped and counted (CONTRACT §7).
+    pub rejection_queue_capacity: usize,
 }
 
 impl Default for CoreConfig {
@@ -106,6 +111,7 @@ impl Default for CoreConfig {
             webhook_endpoint_concurrency: 128,
             webhook_retention_ms: 30 * crate::clock::DAY_MS,
             idempotency_lease_ms: crate::idempotency::CLAIM_LEASE_MS,
+            rejection_queue_capacity: DEFAULT_REJECTION_QUEUE,
         }
     }
 }
@@ -120,6 +126,7 @@ pub struct Strata {
     pub engine: Arc<dyn ContentEngine>,
     key_usage: Arc<Mutex<HashMap<ApiKeyId, Timestamp>>>,
     limiter: Arc<dyn crate::ratelimit::RateLimiter>,
+    rejections: Arc<rejections::RejectionQueue>,
 }
 
 /// Who did something and in which request, for the audit log.
@@ -168,6 +175,7 @@ where
 impl Strata {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, secret: ServerSecret, config: CoreConfig) -> Self {
         let engine = Arc::new(FixtureEngine { duration_ms: config.job_duration_ms });
+        let rejections = Arc::new(rejections::RejectionQueue::new(config.rejection_queue_capacity));
         Self {
             store,
             clock,
@@ -176,6 +184,7 @@ impl Strata {
             engine,
             key_usage: Arc::new(Mutex::new(HashMap::new())),
             limiter: Arc::new(crate::ratelimit::LocalLimiter::default()),
+            rejections,
         }
     }
 

@@ -158,6 +158,7 @@ impl Strata {
 
     /// Any org's audit log, newest first (at most `limit`, 1–1,000).
     pub async fn operator_audit(&self, org: OrgId, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.flush_before_read().await;
         let mut tx = self.store.read().await?;
         super::tenancy::any_org(tx.as_mut(), org).await?;
         let rows = tx.list_audit(org, filter, PageRequest { limit: limit.clamp(1, OPERATOR_LIST_MAX), before_seq: None }).await?;

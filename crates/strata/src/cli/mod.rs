@@ -83,6 +83,11 @@ pub struct Cli {
     /// retry runs the request (a claim taken over can no longer complete the first attempt).
     #[arg(long, global = true, env = "STRATA_IDEMPOTENCY_LEASE_SECONDS", default_value_t = 60.0)]
     pub idempotency_lease_seconds: f64,
+    /// How many rejected requests (bad keys, scope denials, rate-limit hits) may wait to be
+    /// written to the audit log; past it their entries are dropped and only counted (an
+    /// `audit.rejections_dropped` entry per org, and a metric).
+    #[arg(long, global = true, env = "STRATA_AUDIT_QUEUE_CAPACITY", default_value_t = strata_core::service::DEFAULT_REJECTION_QUEUE)]
+    pub audit_queue_capacity: usize,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -260,6 +265,7 @@ impl Cli {
             webhook_endpoint_concurrency: self.webhook_endpoint_concurrency.max(1),
             webhook_retention_ms: (self.webhook_retention_days.max(0.0) * strata_core::clock::DAY_MS as f64) as i64,
             idempotency_lease_ms: (self.idempotency_lease_seconds.max(0.001) * 1000.0) as i64,
+            rejection_queue_capacity: self.audit_queue_capacity.max(1),
             ..CoreConfig::default()
         };
         if let Some(ladder) = self.webhook_retry_schedule.as_deref().and_then(strata_core::webhook::parse_ladder) {

@@ -173,6 +173,9 @@ async fn the_tiers_concurrent_job_cap_is_429_with_retry_after() {
     let r = app.post(&format!("/v1/projects/{project}/content")).key(&key).json(&json!({})).send().await;
     r.assert_error(429, "RATE_LIMITED");
     assert_eq!(r.header("retry-after"), Some("5"));
+    // The headers show the cap that refused, not the long-running bucket (20 a minute).
+    let shown = ["x-ratelimit-endpoint-class", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"].map(|h| r.header(h));
+    assert_eq!(shown, [Some("long-running"), Some("5"), Some("0"), Some("5")]);
     finish_jobs(&app).await;
     app.post(&format!("/v1/projects/{project}/content")).key(&key).json(&json!({})).send().await.assert_status(202);
 }

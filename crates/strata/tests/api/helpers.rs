@@ -149,6 +149,10 @@ impl Call<'_> {
 pub struct Setup {
     /// Keeps the rate-limit buckets somewhere else than in the process (e.g. Redis).
     pub limiter: Option<Arc<dyn RateLimiter>>,
+    /// How many rejections may wait for the audit flusher (the default when `None`).
+    pub audit_queue: Option<usize>,
+    /// The tiers' limits (the contract's table when `None`).
+    pub tier_limits: Option<strata_core::ratelimit::TierTable>,
 }
 
 impl TestApp {
@@ -168,7 +172,7 @@ impl TestApp {
         };
         // PostgreSQL needs a server secret from outside the database; SQLite makes its file.
         let secret_hex = matches!(backend, StoreBackend::Postgres { .. }).then(|| ServerSecret::generate().to_hex());
-        let strata = open_test(&backend, secret_hex.clone(), None, &clock, setup.limiter).await;
+        let strata = open_test(&backend, secret_hex.clone(), None, &clock, setup).await;
         let created = strata.bootstrap("Quinn's Coffee CRM").await.expect("bootstrap").expect("empty database");
         let (base, stop, served) = serve_test(strata.clone()).await;
         Self {
@@ -190,7 +194,7 @@ impl TestApp {
     /// state. `secret_hex: None` uses this app's secret. Drop it before this app.
     pub async fn peer(&self, secret_hex: Option<String>, setup: Setup) -> TestApp {
         let secret_hex = secret_hex.or_else(|| self.secret_hex.clone());
-        let strata = open_test(&self.backend, secret_hex.clone(), None, &self.clock, setup.limiter).await;
+        let strata = open_test(&self.backend, secret_hex.clone(), None, &self.clock, setup).await;
         let (base, stop, served) = serve_test(strata.clone()).await;
         TestApp {
             base,
@@ -225,7 +229,7 @@ impl TestApp {
         if let Some(served) = self.served.take() {
             let _ = served.await;
         }
-        self.strata = open_test(&self.backend, self.secret_hex.clone(), None, &self.clock, None).await;
+        self.strata = open_test(&self.backend, self.secret_hex.clone(), None, &self.clock, Setup::default()).await;
         let (base, stop, served) = serve_test(self.strata.clone()).await;
         (self.base, self.stop, self.served) = (base, Some(stop), Some(served));
     }
@@ -363,12 +367,18 @@ async fn open_test(
     secret_hex: Option<String>,
     previous_secret_hex: Option<String>,
     clock: &ManualClock,
-    limiter: Option<Arc<dyn RateLimiter>>,
+    setup: Setup,
 ) -> Strata {
-    let core = strata_core::service::CoreConfig { dev_mode: true, retry_ladder_ms: vec![0, 1_000, 2_000], ..Default::default() };
+    let mut core = strata_core::service::CoreConfig { dev_mode: true, retry_ladder_ms: vec![0, 1_000, 2_000], ..Default::default() };
+    if let Some(n) = setup.audit_queue {
+        core.rejection_queue_capacity = n;
+    }
+    if let Some(t) = setup.tier_limits {
+        core.tier_limits = t;
+    }
     let opts = OpenOptions { backend: backend.clone(), secret_hex, previous_secret_hex, core, db: Default::default() };
     let strata = strata::open(&opts, Arc::new(clock.clone())).await.expect("open");
-    match limiter {
+    match setup.limiter {
         Some(l) => strata.with_limiter(l),
         None => strata,
     }
@@ -379,6 +389,7 @@ pub fn manual_cadence() -> Cadence {
     let hour = std::time::Duration::from_secs(3600);
     Cadence {
         key_usage_flush: hour,
+        rejections_flush: hour,
         idempotency_prune: hour,
         ledger: hour,
         scheduler: hour,

@@ -26,6 +26,7 @@ mod outage;
 mod projects;
 mod ratelimit;
 mod redis_limits;
+mod rejections;
 mod secrets;
 mod server_secret;
 mod shutdown;

@@ -86,7 +86,7 @@ async fn until_reachable(limiter: &RedisLimiter) {
 }
 
 fn shared(limiter: &Arc<RedisLimiter>) -> Setup {
-    Setup { limiter: Some(limiter.clone()) }
+    Setup { limiter: Some(limiter.clone()), ..Setup::default() }
 }
 
 #[tokio::test]
