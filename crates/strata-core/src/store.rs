@@ -58,10 +58,13 @@ pub trait Store: Send + Sync + 'static {
     /// A read-only transaction (a consistent snapshot where the backend gives one).
     async fn read(&self) -> Result<Box<dyn Tx>>;
 
-    /// The auth hot path: the key with this public keyid, its org and the org's wallet (for
-    /// whoami), in one indexed read. The org's `access_revoked` is the effective cut-off: its own,
-    /// or its parent's (an operator's revocation of a partner holds for its children).
-    async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org, Wallet)>>;
+    /// The auth hot path: the key with this public keyid and its org, from the store's
+    /// authorization cache when it holds them (no statement; the wallet is then `None`), else in
+    /// one indexed read that brings the org's wallet along (for whoami). The org's
+    /// `access_revoked` is the effective cut-off: its own, or its parent's (an operator's
+    /// revocation of a partner holds for its children). A committed change to a key or an org
+    /// holds for the next lookup in this process and within 1 s in every other one.
+    async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org, Option<Wallet>)>>;
 
     /// Inserts an idempotency claim unless one exists, in a transaction of its own that need not
     /// wait for the disk; returns whether it was inserted. Relaxed durability is safe here: the

@@ -9,6 +9,7 @@
 //!   transaction reads, so a read-modify-write is never a lost update.
 #![forbid(unsafe_code)]
 
+mod auth_cache;
 mod children;
 mod conn;
 pub mod faults;
@@ -40,6 +41,7 @@ use strata_core::key::ApiKey;
 use strata_core::org::Org;
 use strata_core::store::{Store, Tx, Wake};
 
+use crate::auth_cache::{AuthCache, LiteWatch};
 use crate::conn::Conn;
 use crate::lite::LiteDb;
 use crate::notify::Hub;
@@ -98,6 +100,10 @@ pub struct SqlStore {
     listener: Vec<tokio::task::JoinHandle<()>>,
     /// On PostgreSQL, the same database through a small pool of the workers' own.
     workers: Option<Arc<dyn Store>>,
+    /// The authorization cache (shared with `workers`, whose commits invalidate it too).
+    auth: Arc<AuthCache>,
+    /// SQLite: the per-request look for other processes' commits (see `auth_cache`).
+    lite_watch: Option<Arc<LiteWatch>>,
 }
 
 impl Drop for SqlStore {
@@ -505,7 +511,14 @@ impl SqlStore {
         let migrator = sqlx::migrate!("migrations/sqlite");
         migrator.run(&pool).await.map_err(|e| migrate_err(&migrator, e))?;
         pool.close().await;
-        Ok(Self { db: Db::Sqlite(LiteDb::open(&path, 4, timeouts.statement)?), hub: Arc::default(), listener: Vec::new(), workers: None })
+        Ok(Self {
+            db: Db::Sqlite(LiteDb::open(&path, 4, timeouts.statement)?),
+            hub: Arc::default(),
+            listener: Vec::new(),
+            workers: None,
+            auth: Arc::default(),
+            lite_watch: Some(Arc::new(LiteWatch::open(&path)?)),
+        })
     }
 
     async fn connect_postgres(url: &str, timeouts: DbTimeouts) -> Result<Self> {
@@ -531,7 +544,14 @@ impl SqlStore {
             .map_err(db_err)?;
         let relaxed = Pool::new(relaxed, "relaxed");
         let hub = Arc::new(Hub::default());
-        let listener = vec![hub.spawn_listener(url.to_owned()), hub.spawn_publisher(url.to_owned())];
+        let auth = Arc::new(AuthCache::default());
+        // Subscribed before the listener starts, so no invalidation is missed.
+        let invalidations = hub.subscribe(notify::AUTH);
+        let listener = vec![
+            spawn_auth_invalidator(invalidations, auth.clone()),
+            hub.spawn_listener(url.to_owned()),
+            hub.spawn_publisher(url.to_owned()),
+        ];
         // Requests waiting on a row lock hold their connections; the outbox must not wait
         // behind them for one.
         let worker_pool = Pool::new(pg_pool_options(WORKER_CONNECTIONS, timeouts).connect_lazy_with(options), "workers");
@@ -540,14 +560,26 @@ impl SqlStore {
             hub: hub.clone(),
             listener: Vec::new(),
             workers: None,
+            auth: auth.clone(),
+            lite_watch: None,
         });
-        Ok(Self { db: Db::Postgres { pool, relaxed }, hub, listener, workers: Some(workers) })
+        Ok(Self { db: Db::Postgres { pool, relaxed }, hub, listener, workers: Some(workers), auth, lite_watch: None })
     }
 
     /// This process's notification channels (see `notify`): wake-ups after commits, and
     /// payloads other processes sent through PostgreSQL.
     pub fn notifications(&self) -> Arc<Hub> {
         self.hub.clone()
+    }
+
+    /// Whether the authorization cache may answer now, and under which epoch (see
+    /// `auth_cache`): on PostgreSQL while the `LISTEN` connection is up; on SQLite after the
+    /// look for other processes' commits.
+    fn auth_cache_epoch(&self) -> Option<u64> {
+        match &self.lite_watch {
+            Some(watch) => watch.check(&self.auth).then_some(0),
+            None => self.hub.listen_epoch(),
+        }
     }
 
     /// Wraps the store for the services.
@@ -567,7 +599,7 @@ impl SqlStore {
             // statements, only two round trips: reads go straight to the pool.
             Db::Postgres { pool, .. } => (Conn::PgPool(pool.clone()), Dialect::Postgres),
         };
-        Ok(SqlTx::new(conn, dialect, write, self.hub.clone()))
+        Ok(SqlTx::new(conn, dialect, write, self.hub.clone(), self.auth.clone()))
     }
 }
 
@@ -591,7 +623,14 @@ impl Store for SqlStore {
     }
 
     #[tracing::instrument(level = "debug", name = "store.auth_lookup", skip_all)]
-    async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org, Wallet)>> {
+    async fn auth_lookup(&self, keyid: &str) -> Result<Option<(ApiKey, Org, Option<Wallet>)>> {
+        let epoch = self.auth_cache_epoch();
+        if let Some(epoch) = epoch
+            && let Some((key, home)) = self.auth.get(keyid, epoch)
+        {
+            return Ok(Some((key, home, None)));
+        }
+        let (generation, read_at) = (self.auth.generation(), std::time::Instant::now());
         let sql = format!(
             "SELECT {}, {}, {}, COALESCE(p.access_revoked, 0) AS parent_access_revoked \
              FROM api_keys k JOIN organizations o ON o.id = k.org_id JOIN wallets w ON w.org_id = o.id \
@@ -610,7 +649,11 @@ impl Store for SqlStore {
             let mut home = rows::org(&r, "o_")?;
             // The operator's cut-off of a partner holds for its children (CONTRACT §2).
             home.access_revoked |= rows::int(&r, "parent_access_revoked")? != 0;
-            Ok((rows::key(&r, "")?, home, rows::wallet_prefixed(&r, "w_")?))
+            let key = rows::key(&r, "")?;
+            if let Some(epoch) = epoch {
+                self.auth.put(keyid, &key, &home, epoch, generation, read_at);
+            }
+            Ok((key, home, Some(rows::wallet_prefixed(&r, "w_")?)))
         })
         .transpose()
     }
@@ -618,8 +661,10 @@ impl Store for SqlStore {
     #[tracing::instrument(level = "debug", name = "store.idem_claim_fresh", skip_all)]
     async fn idem_claim_fresh(&self, rec: &IdemRecord) -> Result<bool> {
         let mut tx = match &self.db {
-            Db::Sqlite(db) => SqlTx::new(Conn::LiteWrite(db.write().await?), Dialect::Sqlite, true, self.hub.clone()),
-            Db::Postgres { relaxed, .. } => SqlTx::new(Conn::PgPool(relaxed.clone()), Dialect::Postgres, false, self.hub.clone()),
+            Db::Sqlite(db) => SqlTx::new(Conn::LiteWrite(db.write().await?), Dialect::Sqlite, true, self.hub.clone(), self.auth.clone()),
+            Db::Postgres { relaxed, .. } => {
+                SqlTx::new(Conn::PgPool(relaxed.clone()), Dialect::Postgres, false, self.hub.clone(), self.auth.clone())
+            }
         };
         let inserted = tx.idem_insert(rec).await?;
         Tx::commit(Box::new(tx)).await?;
@@ -650,6 +695,21 @@ impl Store for SqlStore {
     fn wakeup(&self, kind: Wake) -> Arc<tokio::sync::Notify> {
         self.hub.wakeup(notify::channel_of(kind))
     }
+}
+
+/// Applies the invalidations other processes send (and `notify::LOST`) to `cache`, until the
+/// returned task is aborted. Falling behind drops everything.
+fn spawn_auth_invalidator(mut heard: tokio::sync::broadcast::Receiver<String>, cache: Arc<AuthCache>) -> tokio::task::JoinHandle<()> {
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::spawn(async move {
+        loop {
+            match heard.recv().await {
+                Ok(payload) => cache.apply_payload(&payload),
+                Err(RecvError::Lagged(_)) => cache.clear(),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! is covered by the workers' periodic poll.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,8 +21,11 @@ use tokio::task::JoinHandle;
 pub const EVENTS: &str = "strata_events";
 /// New or re-queued webhook deliveries (the sender's work).
 pub const DELIVERIES: &str = "strata_deliveries";
+/// Keys and orgs changed (the authorization cache's invalidations, see `auth_cache`). Sent inside
+/// the changing transaction, with the ids as payload, not through the publisher.
+pub const AUTH: &str = "strata_auth";
 /// Every channel the listener subscribes to; a new channel is added here.
-pub const CHANNELS: &[&str] = &[EVENTS, DELIVERIES];
+pub const CHANNELS: &[&str] = &[EVENTS, DELIVERIES, AUTH];
 
 /// The channel that carries a kind of worker wake-up.
 pub fn channel_of(kind: strata_core::store::Wake) -> &'static str {
@@ -50,13 +53,24 @@ pub struct Hub {
     outgoing_ready: Notify,
     /// Whether a publisher runs (PostgreSQL); without one, `publish` does nothing.
     publishing: AtomicBool,
+    /// The `LISTEN` connection's epoch: 0 while it is down, a new number each time it is up.
+    listen_epoch: AtomicU64,
+    /// The last epoch handed out.
+    epochs: AtomicU64,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         let channels =
             CHANNELS.iter().map(|&name| (name, Channel { wake: Arc::default(), payloads: broadcast::channel(1024).0 })).collect();
-        Self { channels, outgoing: Mutex::default(), outgoing_ready: Notify::new(), publishing: AtomicBool::new(false) }
+        Self {
+            channels,
+            outgoing: Mutex::default(),
+            outgoing_ready: Notify::new(),
+            publishing: AtomicBool::new(false),
+            listen_epoch: AtomicU64::new(0),
+            epochs: AtomicU64::new(0),
+        }
     }
 }
 
@@ -74,6 +88,18 @@ impl Hub {
     /// Every payload sent on the channel from now on (`LOST` after a lost connection).
     pub fn subscribe(&self, name: &str) -> broadcast::Receiver<String> {
         self.channel(name).payloads.subscribe()
+    }
+
+    /// The `LISTEN` connection's current epoch, or `None` while it is down (notifications from
+    /// other processes may be missed). A notification heard on the connection was heard under
+    /// the epoch it reports; anything cached under an older one may have missed some.
+    pub fn listen_epoch(&self) -> Option<u64> {
+        Some(self.listen_epoch.load(Ordering::SeqCst)).filter(|&e| e != 0)
+    }
+
+    fn set_listening(&self, up: bool) {
+        let epoch = if up { self.epochs.fetch_add(1, Ordering::SeqCst) + 1 } else { 0 };
+        self.listen_epoch.store(epoch, Ordering::SeqCst);
     }
 
     /// Delivers a notification in this process.
@@ -135,7 +161,8 @@ impl Hub {
 
     /// Relays every channel's notifications from PostgreSQL into this process, over one
     /// connection of its own, until the returned task is aborted. A lost connection is re-made
-    /// (a second later if it fails) and every channel is signalled `LOST`.
+    /// (a second later if it fails); every channel is signalled `LOST` when it is lost and again
+    /// when it listens anew, and `listen_epoch` says which (if any) connection is listening.
     pub fn spawn_listener(self: &Arc<Self>, url: String) -> JoinHandle<()> {
         let hub = self.clone();
         tokio::spawn(async move {
@@ -153,12 +180,23 @@ impl Hub {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
+                // Listening from here on: a new epoch (what was sent before is not assumed heard).
+                hub.set_listening(true);
+                CHANNELS.iter().for_each(|c| hub.signal(c, LOST));
                 loop {
                     match listener.try_recv().await {
                         Ok(Some(n)) => hub.signal(n.channel(), n.payload()),
-                        // The connection was lost and re-made: what was sent meanwhile is gone.
-                        Ok(None) => CHANNELS.iter().for_each(|c| hub.signal(c, LOST)),
+                        // The connection was lost: what is sent until a new one listens is gone.
+                        // A new listener is made here (rather than letting this one reconnect
+                        // unseen) so the moment it listens again is known.
+                        Ok(None) => {
+                            hub.set_listening(false);
+                            tracing::warn!("the LISTEN connection was lost; reconnecting");
+                            CHANNELS.iter().for_each(|c| hub.signal(c, LOST));
+                            break;
+                        }
                         Err(e) => {
+                            hub.set_listening(false);
                             tracing::warn!(error = %e, "the LISTEN connection failed; reconnecting");
                             CHANNELS.iter().for_each(|c| hub.signal(c, LOST));
                             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use strata_core::telemetry::LEDGER_TRANSFERS;
 
 use crate::Dialect;
+use crate::auth_cache::{AuthCache, AuthChange, BUMP_AUTH_VERSION};
 use crate::children;
 use crate::conn::Conn;
 use crate::notify::{self, Hub};
@@ -43,11 +44,20 @@ pub(crate) struct SqlTx {
     signals: Vec<&'static str>,
     /// Kinds of the transfers this transaction inserted, counted once it commits.
     transfers: Vec<TransferKind>,
+    auth: Arc<AuthCache>,
+    /// Keys and orgs this transaction wrote: announced with the commit (see `auth_cache`).
+    auth_changes: Vec<AuthChange>,
 }
 
 impl SqlTx {
-    pub fn new(conn: Conn, dialect: Dialect, write: bool, hub: Arc<Hub>) -> Self {
-        Self { conn, dialect, write, hub, signals: Vec::new(), transfers: Vec::new() }
+    pub fn new(conn: Conn, dialect: Dialect, write: bool, hub: Arc<Hub>, auth: Arc<AuthCache>) -> Self {
+        Self { conn, dialect, write, hub, signals: Vec::new(), transfers: Vec::new(), auth, auth_changes: Vec::new() }
+    }
+
+    fn auth_changed(&mut self, change: AuthChange) {
+        if !self.auth_changes.contains(&change) {
+            self.auth_changes.push(change);
+        }
     }
 
     fn signal_on_commit(&mut self, channel: &'static str) {
@@ -333,8 +343,31 @@ pub(crate) fn page(q: Q, page: PageRequest) -> Q {
 impl Tx for SqlTx {
     #[tracing::instrument(level = "debug", name = "commit", skip_all)]
     async fn commit(self: Box<Self>) -> Result<()> {
-        let SqlTx { conn, hub, signals, transfers, .. } = *self;
-        conn.commit().await?;
+        let SqlTx { mut conn, dialect, hub, signals, transfers, auth, auth_changes, .. } = *self;
+        // Other processes hear of a key or org change with its commit, never before or without
+        // it: PostgreSQL delivers a NOTIFY sent in a transaction when it commits; SQLite's
+        // counter moves in the same commit. (A NOTIFY serializes committing transactions that
+        // send one; only these rare ones do.)
+        if !auth_changes.is_empty() {
+            match dialect {
+                Dialect::Postgres => {
+                    Q::new("SELECT pg_notify($1, $2)")
+                        .str(notify::AUTH)
+                        .str(&AuthChange::payload(&auth_changes))
+                        .execute(&mut conn)
+                        .await?;
+                }
+                Dialect::Sqlite => {
+                    Q::new(BUMP_AUTH_VERSION).execute(&mut conn).await?;
+                }
+            }
+        }
+        let committed = conn.commit().await;
+        // This process's next request reads afresh (whether or not the commit went through).
+        if !auth_changes.is_empty() {
+            auth.invalidate(&auth_changes);
+        }
+        committed?;
         for kind in transfers {
             metrics::counter!(LEDGER_TRANSFERS, "kind" => kind.as_str()).increment(1);
         }
@@ -361,6 +394,7 @@ impl Tx for SqlTx {
              archived_at = $8, archive_reclaimed = $9, archive_revoked = $10, created_at = $11, updated_at = $12, \
              name_key = $13, external_id = $14, external_id_key = $15 WHERE id = $1",
         );
+        self.auth_changed(AuthChange::Org(o.id));
         children::bind_search_keys(org_args(q, o), o).execute(&mut self.conn).await.map(|_| ())
     }
 
@@ -416,6 +450,7 @@ impl Tx for SqlTx {
              last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $12 THEN $12 ELSE last_used_at END, \
              rotated_at = $13, revoked_at = $14, grace_until = $15, superseded_by = $16 WHERE id = $1",
         );
+        self.auth_changed(AuthChange::Key(k.id));
         key_args(q, k).execute(&mut self.conn).await.map(|_| ())
     }
 
@@ -434,6 +469,7 @@ impl Tx for SqlTx {
     }
 
     async fn revoke_org_keys(&mut self, org: OrgId, at: Timestamp) -> Result<u64> {
+        self.auth_changed(AuthChange::Org(org));
         Q::new("UPDATE api_keys SET status = 'revoked', revoked_at = $2 WHERE org_id = $1 AND status = 'active'")
             .str(&org.uuid_string())
             .int(at.millis())

@@ -46,8 +46,9 @@ pub struct Caller {
     pub home: Org,
     /// The org the request acts in: `home`, or a direct child named by the header.
     pub org: Org,
-    /// `home`'s wallet as read with the key (whoami shows it without another read).
-    pub(crate) home_wallet: Wallet,
+    /// `home`'s wallet when it was read with the key (a lookup the authorization cache
+    /// answered reads none); whoami shows it without another read.
+    pub(crate) home_wallet: Option<Wallet>,
     pub request_id: RequestId,
     strata: Strata,
 }

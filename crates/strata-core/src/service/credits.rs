@@ -275,7 +275,7 @@ impl Strata {
         // The parent's wallet as read with the caller's key is as good a snapshot as a new read:
         // either way the guard at posting time decides.
         let parent_w = match &caller.home_wallet {
-            w if !caller.acts_in_child() && w.period_start >= self.now().month_bounds().0 => w.clone(),
+            Some(w) if !caller.acts_in_child() && w.period_start >= self.now().month_bounds().0 => w.clone(),
             _ => self.contended_wallet(tx.as_mut(), caller.org_id()).await?,
         };
         let short = |spendable: i64| CoreError::BillingExhausted {

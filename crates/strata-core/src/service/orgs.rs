@@ -119,13 +119,14 @@ impl Strata {
     /// `GET /v1/whoami`: answers for any valid key, even a killed or suspended one.
     #[tracing::instrument(level = "debug", name = "service.whoami", skip_all)]
     pub async fn whoami(&self, caller: &Caller) -> Result<WhoamiView> {
-        let wallet = if caller.acts_in_child() {
-            let mut tx = self.store.read().await?;
-            let wallet = self.wallet_now(tx.as_mut(), caller.org_id()).await?;
-            tx.commit().await?;
-            wallet
-        } else {
-            super::credits::wallet_as_of(caller.home_wallet.clone(), self.now())
+        let wallet = match &caller.home_wallet {
+            Some(w) if !caller.acts_in_child() => super::credits::wallet_as_of(w.clone(), self.now()),
+            _ => {
+                let mut tx = self.store.read().await?;
+                let wallet = self.wallet_now(tx.as_mut(), caller.org_id()).await?;
+                tx.commit().await?;
+                wallet
+            }
         };
         let view = WhoamiView {
             organization_id: caller.org.id,

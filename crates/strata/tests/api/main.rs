@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod auth_cache;
 mod children;
 mod cli;
 mod console;
