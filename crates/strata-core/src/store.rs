@@ -55,6 +55,20 @@ pub trait Store: Send + Sync + 'static {
     /// are locked (`FOR UPDATE`).
     async fn write(&self) -> Result<Box<dyn Tx>>;
 
+    /// A write transaction committed together with this process's concurrent grouped writes
+    /// (group commit): it runs inside a savepoint of a database transaction those writes share,
+    /// so a failed or dropped one undoes only itself, and its `commit` returns once that shared
+    /// transaction committed (if that commit fails, every write in it fails: 503 when the
+    /// database could not be reached, else 500, and none of them is applied). Rows it locks stay
+    /// locked until then, so a hot row (a partner's wallet) is locked once per batch, not once
+    /// per write. For short writes that must not wait on anything another grouped write could
+    /// hold (rows a batch holds are taken in the order its writes came, so a write of its own
+    /// that takes two of them in the other order deadlocks with it). SQLite groups every write
+    /// already; the default is `write`. No service uses it yet on PostgreSQL.
+    async fn write_grouped(&self) -> Result<Box<dyn Tx>> {
+        self.write().await
+    }
+
     /// A read-only transaction (a consistent snapshot where the backend gives one).
     async fn read(&self) -> Result<Box<dyn Tx>>;
 

@@ -5,11 +5,13 @@
 
 use std::sync::Arc;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Column, Postgres, Row as _, Transaction, TypeInfo};
 use strata_core::error::{CoreError, Result};
 
 use crate::db_err;
+use crate::group::{BatchConn, GroupWrite};
 use crate::lite::{LiteRead, LiteWrite};
 use crate::pool_use::{InUse, Pool};
 use crate::query::{Arg, Cell, Q, Row};
@@ -19,6 +21,8 @@ pub(crate) enum Conn {
     Pg(Transaction<'static, Postgres>, InUse),
     /// A single statement on a pooled PostgreSQL connection, outside any transaction.
     PgPool(Pool),
+    /// A PostgreSQL write transaction of this process's group commit (a savepoint of its batch).
+    PgGroup(GroupWrite<PgLane>),
     LiteWrite(LiteWrite),
     LiteRead(LiteRead),
 }
@@ -33,6 +37,7 @@ impl Conn {
                 let (mut conn, _in_use) = pool.acquire().await?;
                 bind_pg(q).execute(&mut *conn).await.map(|r| r.rows_affected()).map_err(|e| pg_failed(q, e))
             }
+            Conn::PgGroup(w) => bind_pg(q).execute(w.conn_mut().pg()?).await.map(|r| r.rows_affected()).map_err(|e| pg_failed(q, e)),
             Conn::LiteWrite(w) => lite_execute(w.conn(), q),
             Conn::LiteRead(r) => lite_execute(r.conn(), q),
         }
@@ -51,6 +56,10 @@ impl Conn {
                 let rows = bind_pg(q).fetch_all(&mut *conn).await.map_err(|e| pg_failed(q, e))?;
                 rows.iter().map(pg_row).collect()
             }
+            Conn::PgGroup(w) => {
+                let rows = bind_pg(q).fetch_all(w.conn_mut().pg()?).await.map_err(|e| pg_failed(q, e))?;
+                rows.iter().map(pg_row).collect()
+            }
             Conn::LiteWrite(w) => lite_fetch(w.conn(), q),
             Conn::LiteRead(r) => lite_fetch(r.conn(), q),
         }
@@ -60,9 +69,78 @@ impl Conn {
         match self {
             Conn::Pg(tx, _in_use) => tx.commit().await.map_err(db_err),
             Conn::PgPool(_) => Ok(()),
+            Conn::PgGroup(w) => w.commit().await,
             Conn::LiteWrite(w) => w.commit().await,
             Conn::LiteRead(r) => r.finish(),
         }
+    }
+}
+
+/// The connection of PostgreSQL's group commit: taken from the pool when a batch begins and
+/// given back when it ends, so an idle group holds none.
+pub(crate) struct PgLane {
+    pool: Pool,
+    conn: Option<(PoolConnection<Postgres>, InUse)>,
+    /// A control statement failed: the batch's transaction cannot be trusted to commit.
+    lost: bool,
+    /// A write released its savepoint; the `RELEASE` goes with the next control statement (the
+    /// next write's `SAVEPOINT`), one round trip less per write. `COMMIT` releases it anyway.
+    release_pending: bool,
+}
+
+impl PgLane {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool, conn: None, lost: false, release_pending: false }
+    }
+
+    /// The connection of the open batch.
+    fn pg(&mut self) -> Result<&mut sqlx::PgConnection> {
+        match &mut self.conn {
+            Some((conn, _)) => Ok(&mut **conn),
+            None => Err(CoreError::internal("a group write ran outside its batch")),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BatchConn for PgLane {
+    const BACKEND: &'static str = "postgres";
+    const BEGIN: &'static str = "BEGIN";
+
+    async fn control(&mut self, sql: &str) -> Result<()> {
+        if sql == "RELEASE w" {
+            self.release_pending = true;
+            return Ok(());
+        }
+        let sql = match std::mem::take(&mut self.release_pending) {
+            true if sql != "COMMIT" && sql != "ROLLBACK" => format!("RELEASE w; {sql}"),
+            _ => sql.to_owned(),
+        };
+        if self.conn.is_none() {
+            self.conn = Some(self.pool.acquire().await?);
+        }
+        let conn = self.pg()?;
+        // A statement without arguments goes by the simple protocol, which runs `;`-separated
+        // statements in one round trip.
+        if let Err(e) = sqlx::Executor::execute(conn, sql.as_str()).await {
+            self.lost = true;
+            if let Some((conn, _)) = &mut self.conn {
+                // A connection that failed a control statement is not given back to the pool.
+                conn.close_on_drop();
+            }
+            return Err(db_err(e));
+        }
+        Ok(())
+    }
+
+    fn batch_lost(&self) -> bool {
+        self.lost
+    }
+
+    fn batch_ended(&mut self) {
+        self.conn = None;
+        self.lost = false;
+        self.release_pending = false;
     }
 }
 

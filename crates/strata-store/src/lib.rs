@@ -13,6 +13,7 @@ mod auth_cache;
 mod children;
 mod conn;
 pub mod faults;
+mod group;
 mod lite;
 pub mod notify;
 pub mod plans;
@@ -42,7 +43,8 @@ use strata_core::org::Org;
 use strata_core::store::{Store, Tx, Wake};
 
 use crate::auth_cache::{AuthCache, LiteWatch};
-use crate::conn::Conn;
+use crate::conn::{Conn, PgLane};
+use crate::group::Group;
 use crate::lite::LiteDb;
 use crate::notify::Hub;
 use crate::pool_use::Pool;
@@ -85,12 +87,24 @@ pub(crate) enum Dialect {
 
 enum Db {
     Sqlite(LiteDb),
-    /// The pool, and a small pool whose sessions commit without waiting for the disk (for
-    /// idempotency claims only; see `Store::idem_claim_fresh`).
+    /// The pool, a small pool whose sessions commit without waiting for the disk (for
+    /// idempotency claims only; see `Store::idem_claim_fresh`), and the group commit of
+    /// `Store::write_grouped` (its batches take a connection of `pool`).
     Postgres {
         pool: Pool,
         relaxed: Pool,
+        group: Group<PgLane>,
     },
+}
+
+/// What a transaction is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    Read,
+    /// A write transaction of its own (on PostgreSQL; SQLite groups every write).
+    Write,
+    /// A write committed in a group with concurrent ones (`Store::write_grouped`).
+    Grouped,
 }
 
 pub struct SqlStore {
@@ -487,7 +501,7 @@ impl SqlStore {
         };
         // Once per database (the setting marks it done), not a read of every org at each start.
         const SEARCH_KEYS_FILLED: &str = "org_search_keys_filled";
-        let mut tx = store.begin(true).await?;
+        let mut tx = store.begin(Access::Write).await?;
         if tx.setting(SEARCH_KEYS_FILLED).await?.is_none() {
             let filled = children::fill_search_keys(&mut tx.conn).await?;
             tx.setting_init(SEARCH_KEYS_FILLED, "0007").await?;
@@ -555,15 +569,18 @@ impl SqlStore {
         // Requests waiting on a row lock hold their connections; the outbox must not wait
         // behind them for one.
         let worker_pool = Pool::new(pg_pool_options(WORKER_CONNECTIONS, timeouts).connect_lazy_with(options), "workers");
+        let worker_group = Group::new(PgLane::new(worker_pool.clone()), Some(timeouts.acquire));
         let workers: Arc<dyn Store> = Arc::new(Self {
-            db: Db::Postgres { pool: worker_pool, relaxed: relaxed.clone() },
+            db: Db::Postgres { pool: worker_pool, relaxed: relaxed.clone(), group: worker_group },
             hub: hub.clone(),
             listener: Vec::new(),
             workers: None,
             auth: auth.clone(),
             lite_watch: None,
         });
-        Ok(Self { db: Db::Postgres { pool, relaxed }, hub, listener, workers: Some(workers), auth, lite_watch: None })
+        // A write waits for its turn at the group as long as it would for a connection.
+        let group = Group::new(PgLane::new(pool.clone()), Some(timeouts.acquire));
+        Ok(Self { db: Db::Postgres { pool, relaxed, group }, hub, listener, workers: Some(workers), auth, lite_watch: None })
     }
 
     /// This process's notification channels (see `notify`): wake-ups after commits, and
@@ -587,10 +604,13 @@ impl SqlStore {
         Arc::new(self)
     }
 
-    async fn begin(&self, write: bool) -> Result<SqlTx> {
+    async fn begin(&self, access: Access) -> Result<SqlTx> {
+        let write = access != Access::Read;
         let (conn, dialect) = match &self.db {
+            // SQLite's one writer always commits in groups.
             Db::Sqlite(db) if write => (Conn::LiteWrite(db.write().await?), Dialect::Sqlite),
             Db::Sqlite(db) => (Conn::LiteRead(db.read().await?), Dialect::Sqlite),
+            Db::Postgres { group, .. } if access == Access::Grouped => (Conn::PgGroup(group.write().await?), Dialect::Postgres),
             Db::Postgres { pool, .. } if write => {
                 let (tx, in_use) = pool.begin().await?;
                 (Conn::Pg(tx, in_use), Dialect::Postgres)
@@ -614,12 +634,17 @@ impl Store for SqlStore {
 
     #[tracing::instrument(level = "debug", name = "store.write", skip_all)]
     async fn write(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(self.begin(true).await?))
+        Ok(Box::new(self.begin(Access::Write).await?))
+    }
+
+    #[tracing::instrument(level = "debug", name = "store.write_grouped", skip_all)]
+    async fn write_grouped(&self) -> Result<Box<dyn Tx>> {
+        Ok(Box::new(self.begin(Access::Grouped).await?))
     }
 
     #[tracing::instrument(level = "debug", name = "store.read", skip_all)]
     async fn read(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(self.begin(false).await?))
+        Ok(Box::new(self.begin(Access::Read).await?))
     }
 
     #[tracing::instrument(level = "debug", name = "store.auth_lookup", skip_all)]
@@ -673,7 +698,7 @@ impl Store for SqlStore {
 
     #[tracing::instrument(level = "debug", name = "store.touch_keys", skip_all)]
     async fn touch_keys(&self, used: &[(ApiKeyId, Timestamp)]) -> Result<()> {
-        let mut tx = self.begin(true).await?;
+        let mut tx = self.begin(Access::Write).await?;
         tx.touch_keys(used).await?;
         Tx::commit(Box::new(tx)).await
     }
@@ -683,7 +708,7 @@ impl Store for SqlStore {
         if let Db::Sqlite(db) = &self.db {
             faults::check(db.path())?;
         }
-        let mut tx = self.begin(false).await?;
+        let mut tx = self.begin(Access::Read).await?;
         tx.ping().await?;
         Tx::commit(Box::new(tx)).await
     }

@@ -1,30 +1,21 @@
 //! SQLite connections: one writer with group commit, and a few readers.
 //!
-//! Writers queue for the one writer connection (SQLite has one writer anyway). Each write
-//! transaction runs inside a savepoint of a shared `BEGIN IMMEDIATE` batch; when the last writer
-//! in the queue finishes (or the batch is full) the batch commits once, with one fsync, and every
-//! transaction in it returns only then. A transaction that fails rolls back its own savepoint
-//! and nothing else. Statements run in-thread on the connection: no hop per statement.
+//! Writers queue for the one writer connection (SQLite has one writer anyway) and commit in
+//! groups (see `group`): each write transaction runs inside a savepoint of a shared
+//! `BEGIN IMMEDIATE` batch, committed once, with one fsync, for every transaction in it.
+//! Statements run in-thread on the connection: no hop per statement.
 
-use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use strata_core::error::{CoreError, Result};
-use strata_core::telemetry::GROUP_COMMIT_BATCH;
-use tokio::sync::{Mutex as AsyncMutex, watch};
+use strata_core::error::Result;
+use tokio::sync::Mutex as AsyncMutex;
 
 use crate::conn::lite_err;
+use crate::group::{BatchConn, Group, GroupWrite};
 use crate::pool_use::Held;
-
-/// Transactions per batch at most, so a steady stream of writers still commits regularly.
-const MAX_BATCH: usize = 128;
-/// How often a watchdog looks at a batch whose committer may have gone away.
-const ORPHAN_CHECK: Duration = Duration::from_millis(5);
-/// Failed batch numbers remembered for late waiters.
-const FAILED_MEMORY: usize = 4096;
 
 fn open(path: &Path) -> Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path).map_err(lite_err)?;
@@ -34,136 +25,37 @@ fn open(path: &Path) -> Result<rusqlite::Connection> {
     Ok(conn)
 }
 
-struct WriterState {
-    conn: rusqlite::Connection,
-    /// The open batch's number, if a batch is open.
-    batch: Option<u64>,
-    next_batch: u64,
-    /// Transactions released into the open batch.
-    released: usize,
-}
+#[async_trait::async_trait]
+impl BatchConn for rusqlite::Connection {
+    const BACKEND: &'static str = "sqlite";
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
 
-struct Writer {
-    state: Arc<AsyncMutex<WriterState>>,
-    /// Writers queued for the connection.
-    waiting: AtomicUsize,
-    /// The newest committed (or failed) batch.
-    committed: watch::Sender<u64>,
-    failed: Mutex<VecDeque<u64>>,
-}
-
-impl Writer {
-    /// Commits the open batch; publishes its outcome.
-    fn commit_batch(&self, st: &mut WriterState) -> Result<()> {
-        let Some(batch) = st.batch.take() else { return Ok(()) };
-        let size = std::mem::take(&mut st.released);
-        let result = st.conn.execute_batch("COMMIT").map_err(lite_err);
-        if result.is_err() {
-            let _ = st.conn.execute_batch("ROLLBACK");
-            self.mark_failed(batch);
-        } else {
-            metrics::histogram!(GROUP_COMMIT_BATCH).record(size as f64);
-        }
-        self.committed.send_replace(batch);
-        result
+    async fn control(&mut self, sql: &str) -> Result<()> {
+        self.execute_batch(sql).map_err(lite_err)
     }
 
-    fn mark_failed(&self, batch: u64) {
-        if let Ok(mut f) = self.failed.lock() {
-            f.push_back(batch);
-            if f.len() > FAILED_MEMORY {
-                f.pop_front();
-            }
-        }
+    fn batch_lost(&self) -> bool {
+        self.is_autocommit()
     }
-
-    /// After an error: if SQLite rolled the whole transaction back (disk full, I/O error…),
-    /// the open batch is gone; fail it so no waiter reports success.
-    fn check_batch_alive(&self, st: &mut WriterState) {
-        if let Some(batch) = st.batch
-            && st.conn.is_autocommit()
-        {
-            st.batch = None;
-            st.released = 0;
-            self.mark_failed(batch);
-            self.committed.send_replace(batch);
-        }
-    }
-
-    fn batch_failed(&self, batch: u64) -> bool {
-        self.failed.lock().map(|f| f.contains(&batch)).unwrap_or(true)
-    }
-}
-
-/// Counts a queued writer until it holds the connection. One that gives up while queued (its
-/// request was cancelled) may have been the one expected to commit the open batch, so a
-/// watchdog makes sure someone does.
-struct Queued {
-    writer: Arc<Writer>,
-    acquired: bool,
-}
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        self.writer.waiting.fetch_sub(1, Ordering::SeqCst);
-        if !self.acquired {
-            spawn_watchdog(self.writer.clone(), None);
-        }
-    }
-}
-
-/// Commits a batch nobody else will: once the writer is free and no writer is queued, an open
-/// batch (`target`, or any when `None`) with released work is committed, an empty one closed.
-fn spawn_watchdog(writer: Arc<Writer>, target: Option<u64>) {
-    let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
-    handle.spawn(async move {
-        loop {
-            tokio::time::sleep(ORPHAN_CHECK).await;
-            let Ok(mut st) = writer.state.clone().try_lock_owned() else { continue };
-            match st.batch {
-                None => return,
-                Some(b) if target.is_some_and(|t| t != b) => return,
-                Some(_) if writer.waiting.load(Ordering::SeqCst) > 0 => continue,
-                Some(_) if st.released > 0 => {
-                    let _ = writer.commit_batch(&mut st);
-                    return;
-                }
-                Some(_) => {
-                    let _ = st.conn.execute_batch("ROLLBACK");
-                    st.batch = None;
-                    return;
-                }
-            }
-        }
-    });
 }
 
 #[derive(Clone)]
 pub(crate) struct LiteDb {
-    writer: Arc<Writer>,
+    /// The one writer connection, group-committing.
+    pub(crate) group: Group<rusqlite::Connection>,
     readers: Arc<Vec<Arc<AsyncMutex<rusqlite::Connection>>>>,
     next_reader: Arc<AtomicUsize>,
-    /// How long a write waits for the one writer before it answers 503 (`None`: as long as it
-    /// takes).
-    write_wait: Option<Duration>,
     /// The database file (for the test-only fault injector).
     path: std::path::PathBuf,
 }
 
 impl LiteDb {
     pub fn open(path: &Path, readers: usize, write_wait: Option<Duration>) -> Result<Self> {
-        let writer = Writer {
-            state: Arc::new(AsyncMutex::new(WriterState { conn: open(path)?, batch: None, next_batch: 1, released: 0 })),
-            waiting: AtomicUsize::new(0),
-            committed: watch::channel(0).0,
-            failed: Mutex::new(VecDeque::new()),
-        };
         let readers = (0..readers.max(1)).map(|_| open(path).map(|c| Arc::new(AsyncMutex::new(c)))).collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            writer: Arc::new(writer),
+            group: Group::new(open(path)?, write_wait),
             readers: Arc::new(readers),
             next_reader: Arc::new(AtomicUsize::new(0)),
-            write_wait,
             path: path.to_owned(),
         })
     }
@@ -176,36 +68,7 @@ impl LiteDb {
     /// Starts a write transaction (a savepoint in the open batch).
     pub async fn write(&self) -> Result<LiteWrite> {
         crate::faults::check(&self.path)?;
-        let w = &self.writer;
-        w.waiting.fetch_add(1, Ordering::SeqCst);
-        let mut queued = Queued { writer: w.clone(), acquired: false };
-        let asked = Instant::now();
-        let lock = w.state.clone().lock_owned();
-        let locked = match self.write_wait {
-            // Giving up drops `queued` unacquired: the watchdog commits what the batch holds.
-            Some(wait) => tokio::time::timeout(wait, lock)
-                .await
-                .map_err(|_| CoreError::unavailable(format!("database: no turn at the SQLite writer within {} ms", wait.as_millis())))?,
-            None => lock.await,
-        };
-        let mut guard = Held::new(locked, "writer", asked);
-        queued.acquired = true;
-        drop(queued);
-        w.check_batch_alive(&mut guard);
-        if guard.batch.is_none() {
-            guard.conn.execute_batch("BEGIN IMMEDIATE").map_err(lite_err)?;
-            guard.batch = Some(guard.next_batch);
-            guard.next_batch += 1;
-        }
-        if let Err(e) = guard.conn.execute_batch("SAVEPOINT w") {
-            // Leave no half-open batch behind.
-            if guard.released == 0 {
-                let _ = guard.conn.execute_batch("ROLLBACK");
-                guard.batch = None;
-            }
-            return Err(lite_err(e));
-        }
-        Ok(LiteWrite { guard: Some(guard), writer: self.writer.clone() })
+        self.group.write().await
     }
 
     /// A reader connection, in a deferred transaction (a consistent snapshot).
@@ -226,80 +89,15 @@ impl LiteDb {
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
             if let Ok(g) = self.readers[(start + i) % n].clone().try_lock_owned() {
-                return Held::new(g, "readers", asked);
+                return Held::new("sqlite", g, "readers", asked);
             }
         }
-        Held::new(self.readers[start % n].clone().lock_owned().await, "readers", asked)
+        Held::new("sqlite", self.readers[start % n].clone().lock_owned().await, "readers", asked)
     }
 }
 
 /// A write transaction on the writer connection.
-pub(crate) struct LiteWrite {
-    guard: Option<Held<WriterState>>,
-    writer: Arc<Writer>,
-}
-
-impl LiteWrite {
-    pub fn conn(&self) -> &rusqlite::Connection {
-        &self.guard.as_ref().expect("a live transaction holds the writer").conn
-    }
-
-    /// Releases the savepoint into the batch and returns once the batch is durable.
-    pub async fn commit(mut self) -> Result<()> {
-        let mut guard = self.guard.take().expect("a live transaction holds the writer");
-        let released = guard.conn.execute_batch("RELEASE w").map_err(lite_err);
-        if let Err(e) = released {
-            let _ = guard.conn.execute_batch("ROLLBACK TO w; RELEASE w");
-            self.writer.check_batch_alive(&mut guard);
-            self.settle_idle(&mut guard);
-            return Err(e);
-        }
-        guard.released += 1;
-        let batch = guard.batch.expect("a released transaction is in a batch");
-        if self.writer.waiting.load(Ordering::SeqCst) == 0 || guard.released >= MAX_BATCH {
-            return self.writer.commit_batch(&mut guard);
-        }
-        // Someone is queued: they continue the batch and the last one commits it. A watchdog
-        // covers the case where they all go away, even if this request is cancelled too.
-        let mut rx = self.writer.committed.subscribe();
-        drop(guard);
-        spawn_watchdog(self.writer.clone(), Some(batch));
-        while *rx.borrow_and_update() < batch {
-            if rx.changed().await.is_err() {
-                return Err(CoreError::internal("the writer went away"));
-            }
-        }
-        if self.writer.batch_failed(batch) { Err(CoreError::internal("the write batch failed to commit")) } else { Ok(()) }
-    }
-
-    /// After a transaction leaves the batch without joining it: commit what others released if
-    /// nobody else will, or close an empty batch.
-    fn settle_idle(&self, guard: &mut WriterState) {
-        if guard.batch.is_none() {
-            return;
-        }
-        if self.writer.waiting.load(Ordering::SeqCst) > 0 {
-            spawn_watchdog(self.writer.clone(), guard.batch);
-            return;
-        }
-        if guard.released > 0 {
-            let _ = self.writer.commit_batch(guard);
-        } else if guard.batch.take().is_some() {
-            let _ = guard.conn.execute_batch("ROLLBACK");
-        }
-    }
-}
-
-impl Drop for LiteWrite {
-    fn drop(&mut self) {
-        // Not committed: undo this transaction's savepoint only.
-        if let Some(mut guard) = self.guard.take() {
-            let _ = guard.conn.execute_batch("ROLLBACK TO w; RELEASE w");
-            self.writer.check_batch_alive(&mut guard);
-            self.settle_idle(&mut guard);
-        }
-    }
-}
+pub(crate) type LiteWrite = GroupWrite<rusqlite::Connection>;
 
 /// A reader connection, optionally in a transaction.
 pub(crate) struct LiteRead {
@@ -337,7 +135,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let db = LiteDb::open(&path, 2, None).unwrap();
-        let w = db.writer.state.clone();
+        let w = db.group.writer.state.clone();
         w.try_lock().unwrap().conn.execute_batch("CREATE TABLE t (v INTEGER NOT NULL)").unwrap();
         (dir, db)
     }
@@ -383,7 +181,7 @@ mod tests {
         // A second writer queues behind the first, then gives up.
         let db2 = db.clone();
         let queued = tokio::spawn(async move { db2.write().await.map(|_| ()) });
-        while db.writer.waiting.load(Ordering::SeqCst) == 0 {
+        while db.group.writer.waiting.load(Ordering::SeqCst) == 0 {
             tokio::task::yield_now().await;
         }
         queued.abort();
@@ -399,14 +197,14 @@ mod tests {
         let first = db.write().await.unwrap();
         first.conn().execute("INSERT INTO t (v) VALUES (1)", []).unwrap();
         // A writer appears queued, so the commit defers to it…
-        db.writer.waiting.fetch_add(1, Ordering::SeqCst);
+        db.group.writer.waiting.fetch_add(1, Ordering::SeqCst);
         let committing = tokio::spawn(first.commit());
-        while db.writer.state.clone().try_lock_owned().is_err() {
+        while db.group.writer.state.clone().try_lock_owned().is_err() {
             tokio::task::yield_now().await;
         }
         // …and then vanishes without committing anything. The watchdog commits the batch (the
         // paused clock lets its timer fire at once; the timeout is only a generous bound).
-        db.writer.waiting.fetch_sub(1, Ordering::SeqCst);
+        db.group.writer.waiting.fetch_sub(1, Ordering::SeqCst);
         tokio::time::timeout(Duration::from_secs(5), committing).await.expect("the commit returned").unwrap().unwrap();
         assert_eq!(count(&db).await, 1);
     }

@@ -32,16 +32,16 @@ impl Drop for InUse {
     }
 }
 
-/// A SQLite connection (or the writer's state) held through its mutex, counted while held.
+/// A SQLite connection (or a group writer's state) held through its mutex, counted while held.
 pub(crate) struct Held<T> {
     guard: OwnedMutexGuard<T>,
     _in_use: InUse,
 }
 
 impl<T> Held<T> {
-    /// `guard`, taken for `pool` after a wait that began at `asked`.
-    pub fn new(guard: OwnedMutexGuard<T>, pool: &'static str, asked: Instant) -> Self {
-        Self { guard, _in_use: InUse::taken("sqlite", pool, asked) }
+    /// `guard`, taken for `pool` of `backend` after a wait that began at `asked`.
+    pub fn new(backend: &'static str, guard: OwnedMutexGuard<T>, pool: &'static str, asked: Instant) -> Self {
+        Self { guard, _in_use: InUse::taken(backend, pool, asked) }
     }
 }
 

@@ -104,5 +104,5 @@ fn describe() {
     describe_gauge!(names::WEBHOOK_IN_FLIGHT, "Webhook attempts posted and not yet answered.");
     describe_gauge!(names::DB_IN_USE, "Database connections held, by backend and pool.");
     describe_histogram!(names::DB_ACQUIRE_WAIT, Unit::Seconds, "Time waited for a database connection, by backend and pool.");
-    describe_histogram!(names::GROUP_COMMIT_BATCH, "Write transactions committed together by one SQLite group commit.");
+    describe_histogram!(names::GROUP_COMMIT_BATCH, "Write transactions committed together by one group commit.");
 }

@@ -162,9 +162,9 @@ async fn after_a_short_load_every_metric_family_has_samples_and_no_label_holds_a
     ];
     let gauges = ["strata_outbox_lag_seconds", "strata_webhook_attempts_in_flight", "strata_db_connections_in_use"];
     let mut histograms = vec!["strata_http_request_duration_seconds", "strata_db_acquire_wait_seconds"];
+    // SQLite commits every write in groups; PostgreSQL none yet.
     if matches!(app.backend, StoreBackend::Sqlite { .. }) {
-        // Only SQLite commits in groups.
-        histograms.push("strata_sqlite_group_commit_size");
+        histograms.push("strata_group_commit_size");
     }
     for name in counters.iter().chain(&gauges) {
         assert!(total(&samples, name) > 0.0, "{name} has no non-zero sample in:\n{text}");

@@ -126,3 +126,66 @@ async fn allocations_racing_for_the_last_credits_never_overdraw_the_parent() {
     assert_eq!(parent.body["balance"], 0);
     app.assert_ledger().await;
 }
+
+/// Many concurrent allocations into one child of one parent, more than the parent can fund: on
+/// PostgreSQL they commit in groups (several per database transaction), on SQLite through its
+/// one writer. Exactly the funded ones land; each refused one is a stored 402; every answer,
+/// success or refusal, is replayed as it was first given under its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grouped_allocations_of_one_parent_land_exactly_the_funded_ones_and_replay_as_answered() {
+    let app = Arc::new(TestApp::spawn().await);
+    app.grant(&app.partner_org, 1_000).await;
+    let child = app.create_child("the-one-child").await;
+    let mut tasks = Vec::new();
+    for i in 0..48usize {
+        let app = app.clone();
+        let child = child.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("grouped-{i}");
+            let path = format!("/v1/organizations/{child}/credits/allocate");
+            let r = app.post(&path).key(&app.admin_key).idem(&key).json(&json!({ "credits": 30 })).send().await;
+            (key, r)
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let funded: Vec<_> = answers.iter().filter(|(_, r)| r.status == 201).collect();
+    let refused = answers.iter().filter(|(_, r)| r.status == 402).count();
+    assert!(answers.iter().all(|(_, r)| r.status == 201 || r.status == 402), "only 201 or 402");
+    // 1,000 credits fund 33 allocations of 30; the other 15 are refused.
+    assert_eq!((funded.len(), refused), (33, 15));
+    let child_w = app.get(&format!("/v1/organizations/{child}/credits")).key(&app.admin_key).send().await;
+    assert_eq!(child_w.assert_status(200)["balance"], 990);
+    let parent = app.get("/v1/credits").key(&app.admin_key).send().await;
+    assert_eq!(parent.assert_status(200)["prepaidBalance"], 10);
+    // Every funded allocation is one transfer on the child's ledger.
+    let events =
+        app.get(&format!("/v1/organizations/{child}/credits/events?limit=100&eventType=allocation")).key(&app.admin_key).send().await;
+    let mut moved: Vec<String> = events.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["metadata"]["transferId"].as_str().unwrap().to_owned())
+        .collect();
+    let mut ids: Vec<String> = funded.iter().map(|(_, r)| r.body["id"].as_str().unwrap().to_owned()).collect();
+    moved.sort();
+    ids.sort();
+    assert_eq!(moved, ids, "the ledger holds exactly the answered transfers");
+    // Each key's record: a retry answers what the first call answered.
+    for (key, first) in &answers {
+        let path = format!("/v1/organizations/{child}/credits/allocate");
+        let again = app.post(&path).key(&app.admin_key).idem(key).json(&json!({ "credits": 30 })).send().await;
+        assert_eq!(again.status, first.status, "{key}");
+        assert_eq!(again.header("idempotent-replayed"), Some("true"), "{key}");
+        if first.status == 201 {
+            assert_eq!(again.body["id"], first.body["id"]);
+            assert_eq!(again.body["replayed"], true);
+        } else {
+            assert_eq!(again.body["error"]["code"], "BILLING_EXHAUSTED");
+        }
+    }
+    let report = app.assert_ledger().await;
+    assert_eq!(report.created, 1_000);
+}
