@@ -14,6 +14,7 @@
 //! is locked once per batch instead of once per write.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -300,6 +301,15 @@ impl<C: BatchConn> Drop for GroupWrite<C> {
             writer.check_batch_alive(&mut guard);
             writer.settle_idle(&mut guard).await;
         };
+        // Undone at once where the connection answers in-thread (SQLite: nothing in the undo
+        // waits). Left to a task, the batch's write lock would stay held until that task ran,
+        // and another writer on the same database file, blocked in SQLite's busy handler on this
+        // very thread, would wait for it in vain ("database is locked"). Where the undo awaits
+        // the network (PostgreSQL), its rest runs as a task.
+        let mut undo = Box::pin(undo);
+        if undo.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready() {
+            return;
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => drop(handle.spawn(undo)),
             Err(_) => {
