@@ -122,11 +122,21 @@ async fn two_servers_sharing_redis_let_a_key_make_only_its_tiers_reads_in_total(
     app.get("/v1/whoami").key(&key).send().await.assert_status(200);
     peer.get("/v1/whoami").key(&key).send().await.assert_error(429, "RATE_LIMITED");
 
-    // The operator raises the tier: every node reads it from the key's row on the next request.
+    // The operator raises the tier: the node that made the change sees it at the next request,
+    // every other node within a second (its cached authorization is invalidated by NOTIFY).
     app.strata.set_key_tier(&key_id, Tier::Pilot).await.unwrap();
     // The spent bucket now refills at the pilot rate (1,200 a minute, 20 a second).
-    let r = peer.get("/v1/whoami").key(&key).send().await;
+    let r = app.get("/v1/whoami").key(&key).send().await;
     assert_eq!((r.status, r.header("x-ratelimit-limit")), (429, Some("1200")));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let r = peer.get("/v1/whoami").key(&key).send().await;
+        if (r.status, r.header("x-ratelimit-limit")) == (429, Some("1200")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the other node still answers {} with its old tier after 1 s", r.status);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     app.clock.advance_ms(1_000);
     for i in 0..20 {
         let node = if i % 2 == 0 { &app } else { &peer };
