@@ -30,6 +30,9 @@ pub enum Scenario {
     /// `GET /v1/organizations/:orgId` of a child (spread over the children): auth plus one
     /// scoped read with the child's summary.
     GetOrg,
+    /// `GET /v1/organizations?limit=20`: the first page of the bench partner's children list
+    /// (give it `--children` ≥ 20).
+    ChildrenList,
     /// Webhook delivery: allocations (at `--rate` per second, or as fast as `--clients` go)
     /// whose `credits.allocated` events `--endpoints` firehose endpoints deliver to one local
     /// receiver; measures commit→delivery latency, deliveries per second and the drain time.
@@ -86,6 +89,13 @@ pub struct BenchArgs {
     /// at once and measure how fast the backlog drains.
     #[arg(long)]
     pub backlog: bool,
+    /// Before the run, bulk seed about this many other orgs (√N partners with their children,
+    /// two keys each) into the scratch database: tables of a realistic size.
+    #[arg(long)]
+    pub orgs: Option<usize>,
+    /// With --orgs: transfers (and their ledger entries) spread over the seeded partners.
+    #[arg(long, default_value_t = 0)]
+    pub transfers: u64,
 }
 
 pub(crate) fn err(e: impl std::fmt::Display) -> CoreError {
@@ -117,6 +127,10 @@ impl Harness {
         };
         let partner = strata.create_partner(NewPartner { name: "bench".into(), tier }).await?;
         strata.grant_credits(partner.org.id, 1_000_000_000, GrantKind::Purchase).await?;
+        if let Some(orgs) = args.orgs {
+            let now = strata_core::clock::Clock::now(&SystemClock);
+            crate::bench_seed::seed(&opts.backend, crate::bench_seed::Shape::new(orgs, args.transfers), now).await?;
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
         let base = format!("http://{}", listener.local_addr().map_err(err)?);
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -265,6 +279,7 @@ async fn drive(t: &Target, scenario: Scenario, clients: usize, seconds: u64) -> 
                             .await
                     }
                     Scenario::Whoami => client.get(format!("{base}/v1/whoami")).bearer_auth(&key).send().await,
+                    Scenario::ChildrenList => client.get(format!("{base}/v1/organizations?limit=20")).bearer_auth(&key).send().await,
                     Scenario::GetOrg | Scenario::Webhooks => {
                         client.get(format!("{base}/v1/organizations/{child}")).bearer_auth(&key).send().await
                     }

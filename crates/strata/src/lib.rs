@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod bench_seed;
 mod bench_webhooks;
 pub mod cli;
 pub mod drill;

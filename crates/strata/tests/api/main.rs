@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod bench_seed;
 mod children;
 mod cli;
 mod console;
