@@ -96,6 +96,10 @@ pub struct BenchArgs {
     /// With --orgs: transfers (and their ledger entries) spread over the seeded partners.
     #[arg(long, default_value_t = 0)]
     pub transfers: u64,
+    /// More scenarios to run after the first on the same server and data (comma-separated;
+    /// not webhooks), each with its own baseline and line: one seeding serves them all.
+    #[arg(long, value_delimiter = ',')]
+    pub then: Vec<Scenario>,
 }
 
 pub(crate) fn err(e: impl std::fmt::Display) -> CoreError {
@@ -217,30 +221,39 @@ pub async fn run(opts: &OpenOptions, args: BenchArgs) -> Result<String> {
 async fn run_on(opts: &OpenOptions, args: &BenchArgs) -> Result<String> {
     let h = Harness::start(opts, args).await?;
     let target = Target { client: h.client.clone(), base: h.base.clone(), key: h.key.clone(), children: Arc::new(h.children.clone()) };
-    let baseline = if args.scenario == Scenario::Baseline {
-        None
-    } else {
-        Some(drive(&target, Scenario::Baseline, args.clients, BASELINE_SECS.min(args.seconds.max(1))).await?)
-    };
-    let measured = drive(&target, args.scenario, args.clients, args.seconds).await?;
+    let mut runs = Vec::new();
+    for scenario in std::iter::once(args.scenario).chain(args.then.iter().copied().filter(|s| *s != Scenario::Webhooks)) {
+        let baseline = if scenario == Scenario::Baseline {
+            None
+        } else {
+            Some(drive(&target, Scenario::Baseline, args.clients, BASELINE_SECS.min(args.seconds.max(1))).await?)
+        };
+        runs.push((scenario, baseline, drive(&target, scenario, args.clients, args.seconds).await?));
+    }
     let strata = h.finish().await?;
-    let ratio = match &baseline {
-        None => "ratio to baseline 1.00".to_owned(),
-        Some(b) => format!("baseline {:.0}/s, ratio to baseline {:.2}", b.per_sec(), measured.per_sec() / b.per_sec().max(1.0)),
-    };
-    Ok(format!(
-        "scenario {} on {} with {} clients for {}s: {} ok ({:.0}/s), {} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {ratio}; ledger invariants hold",
-        args.scenario.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default(),
-        strata.store.backend(),
-        args.clients,
-        args.seconds,
-        measured.ok.len(),
-        measured.per_sec(),
-        measured.errors,
-        ms(measured.pct(0.50)),
-        ms(measured.pct(0.99)),
-        ms(measured.ok.last().copied().unwrap_or_default()),
-    ))
+    let lines: Vec<String> = runs
+        .iter()
+        .map(|(scenario, baseline, measured)| {
+            let ratio = match baseline {
+                None => "ratio to baseline 1.00".to_owned(),
+                Some(b) => format!("baseline {:.0}/s, ratio to baseline {:.2}", b.per_sec(), measured.per_sec() / b.per_sec().max(1.0)),
+            };
+            format!(
+                "scenario {} on {} with {} clients for {}s: {} ok ({:.0}/s), {} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {ratio}; ledger invariants hold",
+                scenario.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default(),
+                strata.store.backend(),
+                args.clients,
+                args.seconds,
+                measured.ok.len(),
+                measured.per_sec(),
+                measured.errors,
+                ms(measured.pct(0.50)),
+                ms(measured.pct(0.99)),
+                ms(measured.ok.last().copied().unwrap_or_default()),
+            )
+        })
+        .collect();
+    Ok(lines.join("\n"))
 }
 
 /// The running server and what the clients send to it.

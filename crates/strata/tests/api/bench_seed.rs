@@ -50,7 +50,11 @@ async fn a_bench_run_on_a_seeded_database_reads_through_its_own_key() {
         backlog: false,
         orgs: Some(400),
         transfers: 2_000,
+        then: vec![Scenario::Whoami],
     };
     let out = bench::run(&opts, args).await.unwrap();
-    assert!(out.contains(" 0 errors") && out.contains("ledger invariants hold"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("scenario children-list") && lines[1].starts_with("scenario whoami"), "{out}");
+    assert!(lines.iter().all(|l| l.contains(" 0 errors") && l.contains("ledger invariants hold")), "{out}");
 }
