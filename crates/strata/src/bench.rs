@@ -30,6 +30,9 @@ pub enum Scenario {
     /// `GET /v1/organizations/:orgId` of a child (spread over the children): auth plus one
     /// scoped read with the child's summary.
     GetOrg,
+    /// `GET /v1/organizations?limit=20`: the first page of the bench partner's children list
+    /// (give it `--children` ≥ 20).
+    ChildrenList,
     /// Webhook delivery: allocations (at `--rate` per second, or as fast as `--clients` go)
     /// whose `credits.allocated` events `--endpoints` firehose endpoints deliver to one local
     /// receiver; measures commit→delivery latency, deliveries per second and the drain time.
@@ -91,6 +94,17 @@ pub struct BenchArgs {
     /// at once and measure how fast the backlog drains.
     #[arg(long)]
     pub backlog: bool,
+    /// Before the run, bulk seed about this many other orgs (√N partners with their children,
+    /// two keys each) into the scratch database: tables of a realistic size.
+    #[arg(long)]
+    pub orgs: Option<usize>,
+    /// With --orgs: transfers (and their ledger entries) spread over the seeded partners.
+    #[arg(long, default_value_t = 0)]
+    pub transfers: u64,
+    /// More scenarios to run after the first on the same server and data (comma-separated;
+    /// not webhooks or flood, which run alone), each with its own baseline and line: one seeding serves them all.
+    #[arg(long, value_delimiter = ',')]
+    pub then: Vec<Scenario>,
 }
 
 pub(crate) fn err(e: impl std::fmt::Display) -> CoreError {
@@ -122,6 +136,10 @@ impl Harness {
         };
         let partner = strata.create_partner(NewPartner { name: "bench".into(), tier }).await?;
         strata.grant_credits(partner.org.id, 1_000_000_000, GrantKind::Purchase).await?;
+        if let Some(orgs) = args.orgs {
+            let now = strata_core::clock::Clock::now(&SystemClock);
+            crate::bench_seed::seed(&opts.backend, crate::bench_seed::Shape::new(orgs, args.transfers), now).await?;
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
         let base = format!("http://{}", listener.local_addr().map_err(err)?);
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -214,30 +232,41 @@ pub async fn run(opts: &OpenOptions, args: BenchArgs) -> Result<String> {
 async fn run_on(opts: &OpenOptions, args: &BenchArgs) -> Result<String> {
     let h = Harness::start(opts, args).await?;
     let target = h.target();
-    let baseline = if args.scenario == Scenario::Baseline {
-        None
-    } else {
-        Some(drive(&target, Scenario::Baseline, args.clients, BASELINE_SECS.min(args.seconds.max(1))).await?)
-    };
-    let measured = drive(&target, args.scenario, args.clients, args.seconds).await?;
+    let mut runs = Vec::new();
+    for scenario in
+        std::iter::once(args.scenario).chain(args.then.iter().copied().filter(|s| !matches!(s, Scenario::Webhooks | Scenario::Flood)))
+    {
+        let baseline = if scenario == Scenario::Baseline {
+            None
+        } else {
+            Some(drive(&target, Scenario::Baseline, args.clients, BASELINE_SECS.min(args.seconds.max(1))).await?)
+        };
+        runs.push((scenario, baseline, drive(&target, scenario, args.clients, args.seconds).await?));
+    }
     let strata = h.finish().await?;
-    let ratio = match &baseline {
-        None => "ratio to baseline 1.00".to_owned(),
-        Some(b) => format!("baseline {:.0}/s, ratio to baseline {:.2}", b.per_sec(), measured.per_sec() / b.per_sec().max(1.0)),
-    };
-    Ok(format!(
-        "scenario {} on {} with {} clients for {}s: {} ok ({:.0}/s), {} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {ratio}; ledger invariants hold",
-        args.scenario.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default(),
-        strata.store.backend(),
-        args.clients,
-        args.seconds,
-        measured.ok.len(),
-        measured.per_sec(),
-        measured.errors,
-        ms(measured.pct(0.50)),
-        ms(measured.pct(0.99)),
-        ms(measured.ok.last().copied().unwrap_or_default()),
-    ))
+    let lines: Vec<String> = runs
+        .iter()
+        .map(|(scenario, baseline, measured)| {
+            let ratio = match baseline {
+                None => "ratio to baseline 1.00".to_owned(),
+                Some(b) => format!("baseline {:.0}/s, ratio to baseline {:.2}", b.per_sec(), measured.per_sec() / b.per_sec().max(1.0)),
+            };
+            format!(
+                "scenario {} on {} with {} clients for {}s: {} ok ({:.0}/s), {} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {ratio}; ledger invariants hold",
+                scenario.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default(),
+                strata.store.backend(),
+                args.clients,
+                args.seconds,
+                measured.ok.len(),
+                measured.per_sec(),
+                measured.errors,
+                ms(measured.pct(0.50)),
+                ms(measured.pct(0.99)),
+                ms(measured.ok.last().copied().unwrap_or_default()),
+            )
+        })
+        .collect();
+    Ok(lines.join("\n"))
 }
 
 /// The running server and what the clients send to it.
@@ -276,6 +305,7 @@ pub(crate) async fn drive(t: &Target, scenario: Scenario, clients: usize, second
                             .await
                     }
                     Scenario::Whoami => client.get(format!("{base}/v1/whoami")).bearer_auth(&key).send().await,
+                    Scenario::ChildrenList => client.get(format!("{base}/v1/organizations?limit=20")).bearer_auth(&key).send().await,
                     Scenario::GetOrg | Scenario::Webhooks | Scenario::Flood => {
                         client.get(format!("{base}/v1/organizations/{child}")).bearer_auth(&key).send().await
                     }

@@ -5,6 +5,7 @@
 
 pub mod bench;
 mod bench_flood;
+pub mod bench_seed;
 mod bench_webhooks;
 pub mod cli;
 pub mod docs;

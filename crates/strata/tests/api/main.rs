@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod auth_cache;
+mod bench_seed;
 mod children;
 mod cli;
 mod console;
