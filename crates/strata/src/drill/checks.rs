@@ -455,7 +455,11 @@ pub async fn ledger(launcher: &Launcher) -> Result<Check, Fail> {
 
 /// The violations seen while the traffic ran, as one check.
 pub fn during(violations: &[String], detail: String) -> Check {
-    Check::new("no 5xx, no transport error, fresh and revoked keys consistent across nodes", violations, detail)
+    Check::new(
+        "no 5xx, no transport error, a fresh key good at once and a revoked one refused within 1 s on the next node",
+        violations,
+        detail,
+    )
 }
 
 /// At most one node provisioned a first partner when the three started together on the empty
