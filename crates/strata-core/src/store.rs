@@ -151,7 +151,11 @@ pub trait Tx: Send {
     async fn idem_prune(&mut self, created_before: Timestamp) -> Result<u64>;
 
     // --- audit log ---
-    async fn insert_audit(&mut self, entry: &AuditEntry) -> Result<()>;
+    async fn insert_audit(&mut self, entry: &AuditEntry) -> Result<()> {
+        self.insert_audits(std::slice::from_ref(entry)).await
+    }
+    /// Inserts entries in multi-row statements (the rejection flusher's batches).
+    async fn insert_audits(&mut self, entries: &[AuditEntry]) -> Result<()>;
     async fn list_audit(&mut self, org: OrgId, filter: &AuditFilter, page: PageRequest) -> Result<Vec<AuditEntry>>;
 
     // --- event log ---

@@ -539,23 +539,27 @@ impl Tx for SqlTx {
         Q::new("DELETE FROM idempotency_records WHERE created_at < $1").int(created_before.millis()).execute(&mut self.conn).await
     }
 
-    async fn insert_audit(&mut self, a: &AuditEntry) -> Result<()> {
-        Q::new(
-            "INSERT INTO audit_log (id, event_type, occurred_at, request_id, org_id, project_id, api_key_id, actor, data) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .str(&a.id.to_string())
-        .str(&a.event_type)
-        .int(a.occurred_at.millis())
-        .opt_str(a.request_id.map(|r| r.to_string()))
-        .opt_str(a.org_id.map(|o| o.uuid_string()))
-        .opt_str(a.project_id.map(|p| p.uuid_string()))
-        .opt_str(a.api_key_id.map(|k| k.uuid_string()))
-        .str(a.actor.as_str())
-        .str(&a.data.to_string())
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
+    async fn insert_audits(&mut self, entries: &[AuditEntry]) -> Result<()> {
+        for chunk in entries.chunks(ROWS_PER_INSERT) {
+            let mut q = Q::new(&format!(
+                "INSERT INTO audit_log (id, event_type, occurred_at, request_id, org_id, project_id, api_key_id, actor, data) VALUES {}",
+                values_placeholders(chunk.len(), 9)
+            ));
+            for a in chunk {
+                q = q
+                    .str(&a.id.to_string())
+                    .str(&a.event_type)
+                    .int(a.occurred_at.millis())
+                    .opt_str(a.request_id.map(|r| r.to_string()))
+                    .opt_str(a.org_id.map(|o| o.uuid_string()))
+                    .opt_str(a.project_id.map(|p| p.uuid_string()))
+                    .opt_str(a.api_key_id.map(|k| k.uuid_string()))
+                    .str(a.actor.as_str())
+                    .str(&a.data.to_string());
+            }
+            q.execute(&mut self.conn).await?;
+        }
+        Ok(())
     }
 
     async fn list_audit(&mut self, org: OrgId, f: &AuditFilter, req: PageRequest) -> Result<Vec<AuditEntry>> {

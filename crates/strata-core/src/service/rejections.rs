@@ -121,9 +121,7 @@ impl Strata {
             let batch: Vec<AuditEntry> = entries.iter().cloned().chain(counts).collect();
             let result = async {
                 let mut tx = self.store.write().await?;
-                for entry in &batch {
-                    tx.insert_audit(entry).await?;
-                }
+                tx.insert_audits(&batch).await?;
                 tx.commit().await
             }
             .await;
