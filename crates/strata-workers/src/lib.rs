@@ -153,21 +153,17 @@ pub fn spawn_all(strata: &Strata, cadence: &Cadence, shutdown: watch::Receiver<b
                 }
             }
         }),
-        spawn_loop_woken(
-            "rejections_flush",
-            cadence.rejections_flush,
-            cadence.wake_on_commit.then(|| strata.rejections_waiting()),
-            shutdown.clone(),
-            {
-                let s = strata.clone();
-                move || {
-                    let s = s.clone();
-                    async move {
-                        flush_rejections(&s).await;
-                    }
+        // On a fixed cadence, never woken early: the queue's capacity per interval bounds what a
+        // flood of rejections writes (see strata_core::service::rejections).
+        spawn_loop("rejections_flush", cadence.rejections_flush, shutdown.clone(), {
+            let s = strata.clone();
+            move || {
+                let s = s.clone();
+                async move {
+                    flush_rejections(&s).await;
                 }
-            },
-        ),
+            }
+        }),
         spawn_loop("idempotency_prune", cadence.idempotency_prune, shutdown.clone(), {
             let s = strata.clone();
             move || {

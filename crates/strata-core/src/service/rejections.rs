@@ -1,23 +1,24 @@
 //! Rejections (refused authentications, kill-switch and acting-org refusals, scope denials,
 //! rate-limit hits) recorded off the request path (CONTRACT §7): the request answers at once and
-//! its audit entry waits in a bounded queue that a background flusher writes in batches, one
-//! transaction each. When the queue is full the entry is dropped and counted, per org, and the
-//! next flush audits each count as an `audit.rejections_dropped` entry, so a flood of bad keys
-//! costs a counter increment, not a durable write per request.
+//! its audit entry waits in a bounded queue that a background flusher writes every half second
+//! in multi-row batches. When the queue is full the entry is dropped and counted, per org, and
+//! the next flush audits each count as an `audit.rejections_dropped` entry. The queue's capacity
+//! per flush is therefore also the most rejections written per flush interval: a flood of bad
+//! keys costs a counter increment per request, never a durable write per request.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use serde_json::json;
-use tokio::sync::Notify;
 
 use super::{Stamp, Strata};
 use crate::audit::{Actor, AuditEntry};
 use crate::error::Result;
 use crate::id::OrgId;
 
-/// How many rejections may wait for the flusher before more are dropped (and counted).
-pub const DEFAULT_REJECTION_QUEUE: usize = 10_000;
+/// How many rejections may wait for the flusher before more are dropped (and counted): with a
+/// flush every 500 ms, at most 2,000 rejection entries a second are written.
+pub const DEFAULT_REJECTION_QUEUE: usize = 1_000;
 /// The audit event type that records how many rejections a full queue dropped, with data
 /// `{ "dropped": n }`.
 pub const REJECTIONS_DROPPED: &str = "audit.rejections_dropped";
@@ -29,8 +30,6 @@ const BATCH: usize = 500;
 pub(crate) struct RejectionQueue {
     capacity: usize,
     state: Mutex<Waiting>,
-    /// Notified when a batch's worth is waiting, so a flood is written in full batches.
-    wake: Arc<Notify>,
     /// One flush at a time: a flush before a read waits for one already writing what it took.
     flushing: tokio::sync::Mutex<()>,
 }
@@ -43,7 +42,7 @@ struct Waiting {
 
 impl RejectionQueue {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { capacity, state: Mutex::default(), wake: Arc::default(), flushing: tokio::sync::Mutex::new(()) }
+        Self { capacity, state: Mutex::default(), flushing: tokio::sync::Mutex::new(()) }
     }
 
     /// Queues `entry`, or counts it dropped when the queue is full. Never waits.
@@ -55,9 +54,6 @@ impl RejectionQueue {
             return;
         }
         st.entries.push(entry);
-        if st.entries.len() >= BATCH.min(self.capacity) {
-            self.wake.notify_one();
-        }
     }
 
     /// Takes up to a batch of entries and every drop count.
@@ -91,11 +87,6 @@ impl Strata {
     /// Queues the audit entry of a rejection (never waits on the database).
     pub(crate) fn record_rejection(&self, stamp: Stamp, event_type: &str, data: serde_json::Value) {
         self.rejections.push(self.audit_entry(stamp, event_type, data));
-    }
-
-    /// Notified when a full batch of rejections waits: the flusher's wake-up.
-    pub fn rejections_waiting(&self) -> Arc<Notify> {
-        self.rejections.wake.clone()
     }
 
     /// Writes the queued rejections, a batch per transaction, and one `audit.rejections_dropped`

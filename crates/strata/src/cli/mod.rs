@@ -84,8 +84,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "STRATA_IDEMPOTENCY_LEASE_SECONDS", default_value_t = 60.0)]
     pub idempotency_lease_seconds: f64,
     /// How many rejected requests (bad keys, scope denials, rate-limit hits) may wait to be
-    /// written to the audit log; past it their entries are dropped and only counted (an
-    /// `audit.rejections_dropped` entry per org, and a metric).
+    /// written to the audit log, which happens every 500 ms; past it their entries are dropped
+    /// and only counted (an `audit.rejections_dropped` entry per org, and a metric). It bounds
+    /// what a flood of bad keys writes: at most twice this many entries a second.
     #[arg(long, global = true, env = "STRATA_AUDIT_QUEUE_CAPACITY", default_value_t = strata_core::service::DEFAULT_REJECTION_QUEUE)]
     pub audit_queue_capacity: usize,
     #[command(subcommand)]
