@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use reqwest::Method;
@@ -89,6 +89,20 @@ impl Api {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
         let tally = Tally { per_node: vec![0; nodes.len()], ..Tally::default() };
         Ok(Self { client, nodes: Arc::new(nodes), tally: Arc::new(Mutex::new(tally)) })
+    }
+
+    /// Polls `node` with `secret` on `path` every 20 ms until it answers 401; returns how long
+    /// after `since` that was, or `None` once `give_up` has passed since then.
+    pub async fn until_refused(&self, node: usize, path: &str, secret: &str, since: Instant, give_up: Duration) -> Option<Duration> {
+        loop {
+            if self.send(Req::get(node, path, secret)).await.map(|r| r.status) == Some(401) {
+                return Some(since.elapsed());
+            }
+            if since.elapsed() > give_up {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends a request (node index modulo the number of nodes) and counts it. `None` when no

@@ -191,18 +191,7 @@ pub async fn revocation(api: &Api, world: &World, rounds: usize) -> Result<Check
         }
         let polls = (1..3).map(|node| {
             let (api, secret) = (api.clone(), secret.clone());
-            async move {
-                loop {
-                    let status = api.send(Req::get(node, "/v1/credits", &secret)).await.map(|r| r.status);
-                    if status == Some(401) {
-                        return Some(revoked.elapsed());
-                    }
-                    if revoked.elapsed() > Duration::from_secs(5) {
-                        return None;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
+            async move { api.until_refused(node, "/v1/credits", &secret, revoked, Duration::from_secs(5)).await }
         });
         for (k, t) in futures::future::join_all(polls.collect::<Vec<_>>()).await.into_iter().enumerate() {
             match t {
