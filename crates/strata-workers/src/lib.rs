@@ -5,7 +5,7 @@
 mod pool;
 mod sender;
 
-pub use pool::{SendBounds, spawn_sender};
+pub use pool::{MAX_UNRECORDED, SendBounds, spawn_sender};
 pub use sender::HttpSender;
 
 use std::future::Future;
@@ -123,7 +123,11 @@ pub fn spawn_webhooks(strata: &Strata, cadence: &Cadence, shutdown: watch::Recei
     let c = &strata.config;
     let timeout = Duration::from_millis(u64::try_from(c.webhook_timeout_ms).unwrap_or(10_000));
     let sender = Arc::new(HttpSender::with_timeout(c.allow_private_webhooks, c.dev_mode, timeout));
-    let bounds = SendBounds { concurrency: c.webhook_concurrency.max(1), per_endpoint: c.webhook_endpoint_concurrency.max(1) };
+    let bounds = SendBounds {
+        concurrency: c.webhook_concurrency.max(1),
+        per_endpoint: c.webhook_endpoint_concurrency.max(1),
+        unrecorded: MAX_UNRECORDED,
+    };
     let wake = |kind| cadence.wake_on_commit.then(|| strata.store.wakeup(kind));
     let dispatcher = spawn_loop_woken("webhook_dispatcher", cadence.webhooks, wake(Wake::Events), shutdown.clone(), {
         let s = strata.clone();

@@ -2,6 +2,14 @@
 //! per endpoint, so a slow or blackholed endpoint only ever holds its own slots. It claims only
 //! what can start now (a free slot), makes each attempt in a task of its own, and hands the
 //! outcomes to one recorder task that writes them in batches (one transaction per batch).
+//!
+//! The recorder paces the sender: at most `MAX_UNRECORDED` claims may wait for their outcome to
+//! be written. An attempt frees its endpoint's slot when it ends, but its claim counts against
+//! that bound until the recorder has written it. Without the bound, a recorder slowed by a busy
+//! database falls ever further behind a sender that keeps claiming; the leases of claims whose
+//! outcome is still queued run out, the next step sends them again, and the endpoint receives
+//! most events twice while the backlog never drains (the long PostgreSQL chaos drill showed
+//! 50,286 deliveries stuck in `delivering` and 30,831 duplicates before the bound).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,11 +19,15 @@ use strata_core::Strata;
 use strata_core::id::{DeliveryId, EndpointId};
 use strata_core::service::{AttemptResult, SendSlots, WebhookSender};
 use strata_core::telemetry::background_failure;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{Id, JoinError, JoinHandle, JoinSet};
 
 /// Outcomes written per recording transaction at most.
 const RECORD_BATCH: usize = 512;
+/// The default bound on claims whose outcome is not yet written (see the module): four
+/// recording batches, which the recorder writes in a few transactions, well inside the shortest
+/// lease (the attempt timeout plus 5 s).
+pub const MAX_UNRECORDED: usize = 4 * RECORD_BATCH;
 /// How long attempts still in flight at shutdown may finish before they are dropped (their
 /// claims are released, so the next sender retries them at once).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -27,6 +39,8 @@ pub struct SendBounds {
     pub concurrency: usize,
     /// Attempts in flight at once to one endpoint.
     pub per_endpoint: usize,
+    /// Claims whose outcome the recorder has not yet written, at most (`MAX_UNRECORDED`).
+    pub unrecorded: usize,
 }
 
 /// Starts the sender loop. It claims when woken (`wake`: a commit wrote deliveries), when an
@@ -43,7 +57,9 @@ pub fn spawn_sender(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let (results, outcomes) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record(strata.clone(), outcomes));
+        let unrecorded = Arc::new(Semaphore::new(bounds.unrecorded.max(1)));
+        let recorded = Arc::new(Notify::new());
+        let recorder = tokio::spawn(record(strata.clone(), outcomes, recorded.clone()));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut in_flight = InFlight::default();
         // The first poll comes one period after start (as in every loop: a test's manual clock is
@@ -57,6 +73,8 @@ pub fn spawn_sender(
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = tick.tick() => {}
+                // The recorder wrote a batch: claims held back by `MAX_UNRECORDED` may start.
+                _ = recorded.notified(), if backlog => {}
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     in_flight.release(done);
                     if !backlog {
@@ -70,7 +88,7 @@ pub fn spawn_sender(
                 while let Some(done) = tasks.try_join_next_with_id() {
                     in_flight.release(done);
                 }
-                let free = bounds.concurrency.saturating_sub(tasks.len());
+                let free = bounds.concurrency.saturating_sub(tasks.len()).min(unrecorded.available_permits());
                 if free == 0 {
                     backlog = true;
                     break;
@@ -86,17 +104,19 @@ pub fn spawn_sender(
                 let n = claimed.len();
                 for p in claimed {
                     let claim = Claim { endpoint: p.delivery.endpoint_id, delivery: p.delivery.id, attempts: p.delivery.attempts };
+                    // Only this loop takes permits, and it claimed no more than were available.
+                    let permit = unrecorded.clone().try_acquire_owned().ok();
                     let (strata, sender, results) = (strata.clone(), sender.clone(), results.clone());
                     let task = tasks.spawn(async move {
                         let r = strata.attempt(sender.as_ref(), p).await;
                         // The recorder outlives every attempt task but the ones dropped at shutdown.
-                        let _ = results.send(r);
+                        let _ = results.send((r, permit));
                     });
                     in_flight.take(task.id(), claim);
                 }
                 // Fewer than the free slots: all that was due and allowed is taken. Work may still
                 // wait behind an endpoint's bound; a slot it frees then claims again.
-                backlog = in_flight.by_endpoint.values().any(|n| *n >= bounds.per_endpoint);
+                backlog = in_flight.by_endpoint.values().any(|n| *n >= bounds.per_endpoint) || unrecorded.available_permits() == 0;
                 if n < free {
                     break;
                 }
@@ -165,9 +185,16 @@ impl InFlight {
 
 /// Writes outcomes as they come, in batches; a batch that fails is retried one outcome at a time
 /// (an outcome that still fails is logged, and its delivery is retried when its lease ends).
-async fn record(strata: Strata, mut outcomes: mpsc::UnboundedReceiver<AttemptResult>) {
-    let mut batch = Vec::with_capacity(RECORD_BATCH);
-    while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+/// Each outcome's permit is returned once it is written (or given up), and `recorded` wakes the
+/// sender.
+async fn record(
+    strata: Strata,
+    mut outcomes: mpsc::UnboundedReceiver<(AttemptResult, Option<OwnedSemaphorePermit>)>,
+    recorded: Arc<Notify>,
+) {
+    let mut queued = Vec::with_capacity(RECORD_BATCH);
+    while outcomes.recv_many(&mut queued, RECORD_BATCH).await > 0 {
+        let (batch, permits): (Vec<AttemptResult>, Vec<Option<OwnedSemaphorePermit>>) = queued.drain(..).unzip();
         if let Err(e) = strata.record_attempts(&batch).await {
             tracing::warn!(error = %strata_core::error::chain(&e), n = batch.len(), "recording a batch of attempts failed; recording them one by one");
             for r in &batch {
@@ -176,6 +203,7 @@ async fn record(strata: Strata, mut outcomes: mpsc::UnboundedReceiver<AttemptRes
                 }
             }
         }
-        batch.clear();
+        drop(permits);
+        recorded.notify_one();
     }
 }

@@ -186,3 +186,46 @@ async fn archiving_a_child_while_its_deliveries_are_recorded_does_not_deadlock()
     assert_eq!(archive.await.unwrap().unwrap(), 200, "the archive went through");
     assert!(record.await.unwrap().is_ok(), "the recording went through");
 }
+
+/// The recorder paces the sender: while outcomes cannot be written (here another session holds
+/// the attempts table, as a saturated database would delay them), the sender claims no more
+/// than its bound of unrecorded claims; once recording resumes, every delivery arrives once.
+/// Before the bound, the long PostgreSQL chaos drill left 50,286 deliveries in `delivering`
+/// with their outcomes queued, re-sent as their leases ran out (30,831 duplicates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_recorder_holds_the_sender_to_its_bound_of_unrecorded_claims() {
+    use sqlx::{Connection, Executor};
+    let app = TestApp::spawn().await;
+    let strata::StoreBackend::Postgres { url } = app.backend.clone() else {
+        return crate::helpers::skip("PostgreSQL only (STRATA_TEST_DATABASE_URL is not set)");
+    };
+    let (rx, hook) = Receiver::start(vec![]).await;
+    let (ep, _) = endpoint(&app, &app.admin_key, None, json!({ "url": hook, "events": ["organization.created"] })).await;
+    for _ in 0..30 {
+        app.post(&format!("/v1/webhook-endpoints/{ep}/test")).key(&app.admin_key).send().await.assert_status(200);
+    }
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    holder.execute("LOCK TABLE webhook_delivery_attempts IN EXCLUSIVE MODE").await.unwrap();
+
+    let bound = 5;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let bounds = strata_workers::SendBounds { concurrency: 8, per_endpoint: 8, unrecorded: bound };
+    let sender = Arc::new(strata_workers::HttpSender::new(false, true));
+    let workers = app.strata.for_workers();
+    let loop_ = strata_workers::spawn_sender(workers, sender, bounds, Duration::from_millis(10), None, stopped);
+    assert_eq!(rx.wait_for(bound, Duration::from_secs(10)).await, bound, "the first claims are sent");
+    crate::helpers::until_lock_waiters(&url, 1).await;
+    // The recorder is stuck behind the lock. A sender without the bound claims the rest within
+    // milliseconds (it polls every 10 ms, the receiver answers at once); give it a second.
+    let more = rx.wait_for(bound + 1, Duration::from_secs(1)).await;
+    assert_eq!(more, bound, "no claim beyond the bound while its outcomes are unwritten");
+
+    holder.execute("COMMIT").await.unwrap();
+    assert_eq!(rx.wait_for(30, Duration::from_secs(20)).await, 30, "recording resumed, every delivery arrives");
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(8), loop_).await.expect("the sender stops").unwrap();
+    let ids: Vec<String> =
+        rx.seen().iter().map(|(h, _)| h.get("webhook-id").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()).collect();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 30, "each delivery sent once: {ids:?}");
+}
