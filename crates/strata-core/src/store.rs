@@ -72,6 +72,25 @@ pub trait Store: Send + Sync + 'static {
     /// A read-only transaction (a consistent snapshot where the backend gives one).
     async fn read(&self) -> Result<Box<dyn Tx>>;
 
+    /// The wallet of `org` (none: no such org) as stored by every write committed before this
+    /// call, for whoami's balance. PostgreSQL shares one statement among concurrent calls (read
+    /// coalescing, strata-store's `coalesce`); the default is a read of its own.
+    async fn current_wallet(&self, org: OrgId) -> Result<Option<Wallet>> {
+        let mut tx = self.read().await?;
+        let w = tx.wallet(org).await?;
+        tx.commit().await?;
+        Ok(w)
+    }
+
+    /// `Tx::child_summary` (`parent`'s direct child `id`, its wallet and project count), with
+    /// `current_wallet`'s freshness and sharing.
+    async fn current_child_summary(&self, parent: OrgId, id: OrgId) -> Result<Option<(Org, Wallet, i64)>> {
+        let mut tx = self.read().await?;
+        let s = tx.child_summary(parent, id).await?;
+        tx.commit().await?;
+        Ok(s)
+    }
+
     /// The auth hot path: the key with this public keyid and its org, from the store's
     /// authorization cache when it holds them (no statement; the wallet is then `None`), else in
     /// one indexed read that brings the org's wallet along (for whoami). The org's

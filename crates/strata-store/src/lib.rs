@@ -11,6 +11,7 @@
 
 mod auth_cache;
 mod children;
+mod coalesce;
 mod conn;
 pub mod faults;
 mod group;
@@ -36,13 +37,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use strata_core::clock::Timestamp;
 use strata_core::credits::Wallet;
 use strata_core::error::{CoreError, Result};
-use strata_core::id::ApiKeyId;
+use strata_core::id::{ApiKeyId, OrgId};
 use strata_core::idempotency::IdemRecord;
 use strata_core::key::ApiKey;
 use strata_core::org::Org;
 use strata_core::store::{Store, Tx, Wake};
 
 use crate::auth_cache::{AuthCache, LiteWatch};
+use crate::coalesce::PgReads;
 use crate::conn::{Conn, PgLane};
 use crate::group::Group;
 use crate::lite::LiteDb;
@@ -94,6 +96,8 @@ enum Db {
         pool: Pool,
         relaxed: Pool,
         group: Group<PgLane>,
+        /// The hottest point reads, coalesced (see `coalesce`).
+        reads: Arc<PgReads>,
     },
 }
 
@@ -571,7 +575,12 @@ impl SqlStore {
         let worker_pool = Pool::new(pg_pool_options(WORKER_CONNECTIONS, timeouts).connect_lazy_with(options), "workers");
         let worker_group = Group::new(PgLane::new(worker_pool.clone()), Some(timeouts.acquire));
         let workers: Arc<dyn Store> = Arc::new(Self {
-            db: Db::Postgres { pool: worker_pool, relaxed: relaxed.clone(), group: worker_group },
+            db: Db::Postgres {
+                reads: Arc::new(PgReads::new(&worker_pool)),
+                pool: worker_pool,
+                relaxed: relaxed.clone(),
+                group: worker_group,
+            },
             hub: hub.clone(),
             listener: Vec::new(),
             workers: None,
@@ -580,7 +589,8 @@ impl SqlStore {
         });
         // A write waits for its turn at the group as long as it would for a connection.
         let group = Group::new(PgLane::new(pool.clone()), Some(timeouts.acquire));
-        Ok(Self { db: Db::Postgres { pool, relaxed, group }, hub, listener, workers: Some(workers), auth, lite_watch: None })
+        let reads = Arc::new(PgReads::new(&pool));
+        Ok(Self { db: Db::Postgres { pool, relaxed, group, reads }, hub, listener, workers: Some(workers), auth, lite_watch: None })
     }
 
     /// This process's notification channels (see `notify`): wake-ups after commits, and
@@ -645,6 +655,32 @@ impl Store for SqlStore {
     #[tracing::instrument(level = "debug", name = "store.read", skip_all)]
     async fn read(&self) -> Result<Box<dyn Tx>> {
         Ok(Box::new(self.begin(Access::Read).await?))
+    }
+
+    async fn current_wallet(&self, org: OrgId) -> Result<Option<Wallet>> {
+        match &self.db {
+            Db::Postgres { reads, .. } => reads.wallets.get(org).await,
+            Db::Sqlite(_) => {
+                let mut tx = self.begin(Access::Read).await?;
+                let w = tx.wallet(org).await?;
+                Tx::commit(Box::new(tx)).await?;
+                Ok(w)
+            }
+        }
+    }
+
+    async fn current_child_summary(&self, parent: OrgId, id: OrgId) -> Result<Option<(Org, Wallet, i64)>> {
+        match &self.db {
+            // Fetched by id alone, so concurrent reads of different parents share a statement;
+            // another parent's child is then "not found", as with the scoped statement.
+            Db::Postgres { reads, .. } => Ok(reads.summaries.get(id).await?.filter(|(o, _, _)| o.parent_id == Some(parent))),
+            Db::Sqlite(_) => {
+                let mut tx = self.begin(Access::Read).await?;
+                let s = tx.child_summary(parent, id).await?;
+                Tx::commit(Box::new(tx)).await?;
+                Ok(s)
+            }
+        }
     }
 
     #[tracing::instrument(level = "debug", name = "store.auth_lookup", skip_all)]

@@ -201,11 +201,6 @@ impl Strata {
         Ok(wallet_as_of(w, self.now()))
     }
 
-    /// The wallet of `org` as of now, for summaries (org read, whoami).
-    pub(crate) async fn wallet_now(&self, tx: &mut dyn Tx, org: OrgId) -> Result<Wallet> {
-        self.read_wallet(tx, org).await
-    }
-
     /// `GET /v1/credits`.
     #[tracing::instrument(level = "debug", name = "service.own_credits", skip_all)]
     pub async fn own_credits(&self, caller: &Caller) -> Result<CreditsView> {

@@ -122,10 +122,9 @@ impl Strata {
         let wallet = match &caller.home_wallet {
             Some(w) if !caller.acts_in_child() => super::credits::wallet_as_of(w.clone(), self.now()),
             _ => {
-                let mut tx = self.store.read().await?;
-                let wallet = self.wallet_now(tx.as_mut(), caller.org_id()).await?;
-                tx.commit().await?;
-                wallet
+                let org = caller.org_id();
+                let w = self.store.current_wallet(org).await?.ok_or_else(|| CoreError::internal(format!("org {org} has no wallet")))?;
+                super::credits::wallet_as_of(w, self.now())
             }
         };
         let view = WhoamiView {
@@ -190,9 +189,8 @@ impl Strata {
     #[tracing::instrument(level = "debug", name = "service.get_child", skip_all)]
     pub async fn get_child(&self, caller: &Caller, id: OrgId) -> Result<OrgWithSummary> {
         caller.require(Scope::OrgAdmin).await?;
-        let mut tx = self.store.read().await?;
-        let (org, wallet, project_count) = tx.child_summary(caller.org_id(), id).await?.ok_or(CoreError::not_found("organization"))?;
-        tx.commit().await?;
+        let (org, wallet, project_count) =
+            self.store.current_child_summary(caller.org_id(), id).await?.ok_or(CoreError::not_found("organization"))?;
         Ok(OrgWithSummary { org: OrgView::from(&org), summary: SummaryView::of(wallet, project_count, self.now()) })
     }
 
