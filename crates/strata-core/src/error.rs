@@ -68,6 +68,9 @@ pub enum CoreError {
     Internal(Box<InternalError>),
 }
 
+/// The start of `CoreError::lock_busy`'s cause.
+const LOCK_BUSY: &str = "a row this grouped write needs is held by another transaction";
+
 /// What went wrong inside: a sentence, the error that caused it (kept whole, so its own chain of
 /// causes can be logged) and the source location where it was turned into a `CoreError`.
 pub struct InternalError {
@@ -184,6 +187,19 @@ impl CoreError {
     /// A dependency that did not answer (the database, mostly): 503 with `Retry-After: 1`.
     pub fn unavailable(cause: impl Into<String>) -> Self {
         Self::Unavailable { cause: cause.into(), retry_after_secs: 1 }
+    }
+
+    /// The 503 of a grouped write (`Store::write_grouped`) that found a row held by another
+    /// transaction past its batch's lock timeout: the batch never waits on another transaction
+    /// for long (so it can never be part of a deadlock), and the service runs the write again in
+    /// a transaction of its own, which waits as any other.
+    pub fn lock_busy(detail: impl std::fmt::Display) -> Self {
+        Self::unavailable(format!("{LOCK_BUSY}: {detail}"))
+    }
+
+    /// Whether this is `lock_busy`.
+    pub fn is_lock_busy(&self) -> bool {
+        matches!(self, Self::Unavailable { cause, .. } if cause.starts_with(LOCK_BUSY))
     }
 
     pub fn status(&self) -> u16 {

@@ -63,8 +63,11 @@ pub trait Store: Send + Sync + 'static {
     /// locked until then, so a hot row (a partner's wallet) is locked once per batch, not once
     /// per write. For short writes that must not wait on anything another grouped write could
     /// hold (rows a batch holds are taken in the order its writes came, so a write of its own
-    /// that takes two of them in the other order deadlocks with it). SQLite groups every write
-    /// already; the default is `write`. No service uses it yet on PostgreSQL.
+    /// that takes two of them in the other order deadlocks with it). On PostgreSQL a batch waits
+    /// at most 20 ms for a row another transaction holds, then the write fails with
+    /// `CoreError::lock_busy` (nothing of it applied) and the service runs it with `write`, so a
+    /// batch is never part of a deadlock. SQLite groups every write already; the default is
+    /// `write`. Allocations use it.
     async fn write_grouped(&self) -> Result<Box<dyn Tx>> {
         self.write().await
     }
@@ -132,10 +135,12 @@ pub trait Tx: Send {
     // By-id reads take the `Owner` whose rows they may see.
     async fn insert_org(&mut self, org: &Org) -> Result<()>;
     async fn update_org(&mut self, org: &Org) -> Result<()>;
-    /// The org a write acts in, read inside the write and held against a concurrent change of
-    /// its status until commit (PostgreSQL `FOR SHARE`, so concurrent writes in one org do not
-    /// queue behind each other; SQLite's single writer serializes anyway).
-    async fn acting_org(&mut self, id: OrgId) -> Result<Option<Org>>;
+    /// An org read inside a write and held against a concurrent change (archive, suspension)
+    /// until commit, without queueing concurrent writes that hold it the same way (PostgreSQL
+    /// `FOR SHARE`; SQLite's single writer serializes anyway): the org a write acts in, or a
+    /// child a write only needs to stay as it is (an allocation into it). Seen by
+    /// `Owner::Org(parent)`, only a direct child of `parent`.
+    async fn org_shared(&mut self, owner: Owner, id: OrgId) -> Result<Option<Org>>;
     /// An org; seen by `Owner::Org(parent)`, only a direct child of `parent`.
     async fn org(&mut self, owner: Owner, id: OrgId) -> Result<Option<Org>>;
     /// Newest first; `parent: None` lists root (partner) orgs.

@@ -105,7 +105,12 @@ impl PgLane {
 #[async_trait::async_trait]
 impl BatchConn for PgLane {
     const BACKEND: &'static str = "postgres";
-    const BEGIN: &'static str = "BEGIN";
+    /// A batch waits at most 20 ms for a row another transaction holds; past it the write
+    /// fails with `CoreError::lock_busy` and its service runs it alone. A batch holds the rows of
+    /// every write already in it, so waiting longer could close a cycle with a transaction that
+    /// holds one row the batch wants and wants one the batch holds (an archive: the child's org,
+    /// then the parent's wallet).
+    const BEGIN: &'static str = "BEGIN; SET LOCAL lock_timeout = '20ms'";
 
     async fn control(&mut self, sql: &str) -> Result<()> {
         if sql == "RELEASE w" {

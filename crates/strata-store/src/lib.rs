@@ -147,6 +147,10 @@ pub(crate) fn db_failed(what: String, e: sqlx::Error) -> CoreError {
     if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "23505" || c == "2067" || c == "1555") {
         return unique_conflict();
     }
+    // Only a group's batch sets a lock timeout (see `PgLane`).
+    if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "55P03") {
+        return CoreError::lock_busy(e);
+    }
     if is_unavailable(&e) {
         connection_lost();
         return CoreError::unavailable(format!("{what}: {e}"));

@@ -398,10 +398,13 @@ impl Tx for SqlTx {
         children::bind_search_keys(org_args(q, o), o).execute(&mut self.conn).await.map(|_| ())
     }
 
-    async fn acting_org(&mut self, id: OrgId) -> Result<Option<Org>> {
+    async fn org_shared(&mut self, owner: Owner, id: OrgId) -> Result<Option<Org>> {
         let share = if self.write && self.dialect == Dialect::Postgres { " FOR SHARE" } else { "" };
-        let sql = format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1{share}");
-        let row = Q::new(&sql).str(&id.uuid_string()).fetch_optional(&mut self.conn).await?;
+        let mut q = Q::new(&format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1")).str(&id.uuid_string());
+        if let Owner::Org(parent) = owner {
+            q = q.and_str(" AND parent_id = $?", &parent.uuid_string());
+        }
+        let row = q.push(share).fetch_optional(&mut self.conn).await?;
         row.map(|r| rows::org(&r, "")).transpose()
     }
 

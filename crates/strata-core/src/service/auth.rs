@@ -108,12 +108,17 @@ impl Strata {
     /// suspended or cut off is 503 `KILL_SWITCH` (CONTRACT §2). A partner org's own status is
     /// changed only by the operator and is not re-checked here.
     pub(crate) async fn write_as(&self, caller: &Caller) -> Result<Box<dyn crate::store::Tx>> {
+        self.write_as_in(caller, false).await
+    }
+
+    /// `write_as` through the group commit (`Store::write_grouped`) when `grouped`.
+    pub(crate) async fn write_as_in(&self, caller: &Caller, grouped: bool) -> Result<Box<dyn crate::store::Tx>> {
         caller.ensure_writable()?;
-        let mut tx = self.store.write().await?;
+        let mut tx = if grouped { self.store.write_grouped().await? } else { self.store.write().await? };
         if caller.org.is_root() {
             return Ok(tx);
         }
-        let org = tx.acting_org(caller.org.id).await?.ok_or(CoreError::not_found("organization"))?;
+        let org = tx.org_shared(Owner::System, caller.org.id).await?.ok_or(CoreError::not_found("organization"))?;
         match (org.status, caller.acts_in_child()) {
             (OrgStatus::Archived, true) => {
                 return Err(CoreError::conflict_with(

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::ledger::{EntryContext, after_of};
-use super::tenancy::child_of;
+use super::tenancy::{child_held, child_of};
 use super::{Caller, Stamp, Strata};
 use crate::clock::Timestamp;
 use crate::credits::{
@@ -261,14 +261,35 @@ impl Strata {
     pub async fn allocate(&self, caller: &Caller, org: OrgId, req: Allocation, idem: Option<&IdemClaim>) -> Result<AllocationView> {
         caller.require(Scope::OrgAdmin).await?;
         caller.ensure_writable()?;
-        let mut tx = self.write_as(caller).await?;
-        let child = child_of(tx.as_mut(), caller.org_id(), org).await?;
+        // Grouped: concurrent allocations of this process share a transaction and its commit, so
+        // a hot wallet (one child funded by many requests, or the parent of many children) is
+        // locked once per batch, not once per allocation. A row held elsewhere makes the grouped
+        // attempt give up at once (nothing of it applied); it then runs alone and waits its turn.
+        match self.allocate_in(caller, org, &req, idem, true).await {
+            Err(e) if e.is_lock_busy() => self.allocate_in(caller, org, &req, idem, false).await,
+            done => done,
+        }
+    }
+
+    async fn allocate_in(
+        &self,
+        caller: &Caller,
+        org: OrgId,
+        req: &Allocation,
+        idem: Option<&IdemClaim>,
+        grouped: bool,
+    ) -> Result<AllocationView> {
+        let mut tx = self.write_as_in(caller, grouped).await?;
+        // Held, not locked: allocations into one child do not queue on its org row; an archive
+        // (which locks it) waits for them, and they for it.
+        let child = child_held(tx.as_mut(), caller.org_id(), org).await?;
         if child.status == OrgStatus::Archived {
             return Err(CoreError::conflict("the organization is archived; it cannot receive credits"));
         }
-        let mut child_w = self.lock_wallet(tx.as_mut(), child.id).await?;
-        // The parent's wallet as read with the caller's key is as good a snapshot as a new read:
-        // either way the guard at posting time decides.
+        // Both wallets as last committed, not locked: the credit cannot be refused, the
+        // parent's debit is guarded when posted. Neither row is locked before the posting, so
+        // allocations into one child hold its wallet only from the posting to the commit.
+        self.contended_wallet(tx.as_mut(), child.id).await?;
         let parent_w = match &caller.home_wallet {
             Some(w) if !caller.acts_in_child() && w.period_start >= self.now().month_bounds().0 => w.clone(),
             _ => self.contended_wallet(tx.as_mut(), caller.org_id()).await?,
@@ -290,7 +311,24 @@ impl Strata {
             &req.metadata,
             req.description.as_deref(),
         );
-        let batch = self.batch(vec![Posting::Transfer(t.clone())], entries.into(), &mut [&mut child_w])?;
+        let batch = self.batch(vec![Posting::Transfer(t.clone())], entries.into(), &mut [])?;
+        let mut stamp = caller.stamp();
+        stamp.org_id = Some(caller.org_id());
+        tx.insert_audit(&self.audit_entry(
+            stamp,
+            "credits.allocated",
+            json!({ "transferId": t.id, "organizationId": child.id, "credits": req.credits.get() }),
+        ))
+        .await?;
+        // The posting: the child's credit, then the contended debit (the parent's row is
+        // locked from here to commit). `None`: the guard refused the parent's debit.
+        let Some(after) = tx.post_transfers(&batch).await? else {
+            // Another transaction spent the parent's credits since it was read.
+            let now = tx.wallet_snapshot(caller.org_id()).await?.map_or(0, |w| spendable_prepaid(&w));
+            return Err(short(now));
+        };
+        let (child_w, _) =
+            after_of(&after, &batch, child.id).ok_or_else(|| CoreError::internal("an allocation did not move its child's wallet"))?;
         let view = AllocationView {
             id: t.id,
             organization_id: child.id,
@@ -302,14 +340,7 @@ impl Strata {
             created: t.created_at,
             replayed: false,
         };
-        let mut stamp = caller.stamp();
-        stamp.org_id = Some(caller.org_id());
-        tx.insert_audit(&self.audit_entry(
-            stamp,
-            "credits.allocated",
-            json!({ "transferId": t.id, "organizationId": child.id, "credits": req.credits.get() }),
-        ))
-        .await?;
+        // The event and the stored reply show the balances the posting left.
         let data = crate::event_data::CreditsMovedData {
             transfer_id: t.id,
             credits: req.credits.get(),
@@ -319,13 +350,6 @@ impl Strata {
         };
         tx.insert_event(&self.event(EventType::CreditsAllocated, child.id, None, data)).await?;
         self.complete_claim(tx.as_mut(), idem, &view).await?;
-        // Last, the contended debit: the parent's row is locked from here to commit.
-        // `None`: the guard refused the parent's debit.
-        let Some(after) = tx.post_transfers(&batch).await? else {
-            // Another transaction spent the parent's credits since it was read.
-            let now = tx.wallet_snapshot(caller.org_id()).await?.map_or(0, |w| spendable_prepaid(&w));
-            return Err(short(now));
-        };
         if let Some((parent_after, change)) = after_of(&after, &batch, caller.org_id()) {
             self.note_low(tx.as_mut(), &parent_after, available_before(&parent_after, &change)).await?;
         }

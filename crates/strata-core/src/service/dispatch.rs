@@ -16,7 +16,7 @@ use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::event::{Event, EventType};
 use crate::id::{DeliveryId, EndpointId, EventId, OrgId};
-use crate::store::Tx;
+use crate::store::{Owner, Tx};
 use crate::webhook::{
     Delivery, DeliveryAttempt, DeliveryStatus, Endpoint, EndpointScope, EndpointStatus, delivery_body, signature_headers,
 };
@@ -122,7 +122,7 @@ impl Strata {
 
     /// Whether an org is archived, and the endpoints that may receive its events.
     async fn targets_of(tx: &mut dyn Tx, org_id: OrgId) -> Result<(bool, Vec<Endpoint>)> {
-        let org = tx.acting_org(org_id).await?;
+        let org = tx.org_shared(Owner::System, org_id).await?;
         let archived = org.as_ref().is_some_and(|o| o.status == crate::org::OrgStatus::Archived);
         let parent = org.and_then(|o| o.parent_id);
         Ok((archived, tx.endpoints_for_event(org_id, parent).await?))

@@ -221,7 +221,7 @@ impl Strata {
             return Err(CoreError::validation("cost", "must be positive"));
         }
         // Held for share, as `write_as` holds it: a suspension or archive waits for this spend.
-        let org = tx.acting_org(req.org).await?.ok_or(CoreError::not_found("organization"))?;
+        let org = tx.org_shared(Owner::System, req.org).await?.ok_or(CoreError::not_found("organization"))?;
         ensure_can_spend(&org)?;
         let mut w = self.lock_wallet(tx, org.id).await?;
         if let Some(refusal) = w.reserve_refusal(req.cost) {
@@ -310,7 +310,7 @@ impl Strata {
         }
         // Held for share, as `write_as` holds the acting org: a cancel in the same org, or the
         // scheduler ending the same job, never upgrades a share lock (a deadlock on PostgreSQL).
-        let org = tx.acting_org(r.org_id).await?.ok_or(CoreError::not_found("organization"))?;
+        let org = tx.org_shared(Owner::System, r.org_id).await?.ok_or(CoreError::not_found("organization"))?;
         let mut w = self.lock_wallet(tx, org.id).await?;
         let consumed = actual.unwrap_or(0).clamp(0, r.amount);
         let status = if consumed > 0 { TransferStatus::Posted } else { TransferStatus::Voided };

@@ -172,7 +172,7 @@ impl Strata {
     /// org, so the project is read by (org, id).
     async fn publish_one(&self, id: PostId, org: OrgId, project: ProjectId) -> Result<bool> {
         let mut tx = self.store.write().await?;
-        let org = tx.acting_org(org).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
+        let org = tx.org_shared(Owner::System, org).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
         // A migration may have moved the project meanwhile: the next step takes it from there.
         let Some(project) = tx.project(org.id, project).await? else { return Ok(false) };
         let Some(mut post) =

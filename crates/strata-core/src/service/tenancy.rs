@@ -14,6 +14,12 @@ pub(crate) async fn child_of(tx: &mut dyn Tx, parent: OrgId, id: OrgId) -> Resul
     tx.org(Owner::Org(parent), id).await?.ok_or(CoreError::not_found("organization"))
 }
 
+/// Loads a direct child of `parent` held against a concurrent change (archive, suspension)
+/// until commit, without queueing other writes that hold it so (`Tx::org_shared`), or 404.
+pub(crate) async fn child_held(tx: &mut dyn Tx, parent: OrgId, id: OrgId) -> Result<Org> {
+    tx.org_shared(Owner::Org(parent), id).await?.ok_or(CoreError::not_found("organization"))
+}
+
 /// Loads any org, whoever owns it (the operator's and the system's lookups), or 404.
 pub(crate) async fn any_org(tx: &mut dyn Tx, id: OrgId) -> Result<Org> {
     tx.org(Owner::System, id).await?.ok_or(CoreError::not_found("organization"))

@@ -189,3 +189,41 @@ async fn grouped_allocations_of_one_parent_land_exactly_the_funded_ones_and_repl
     let report = app.assert_ledger().await;
     assert_eq!(report.created, 1_000);
 }
+
+/// Allocations run grouped (one transaction for a batch of them, see `Store::write_grouped`);
+/// a batch never waits on another transaction for more than 20 ms, so one that finds the child
+/// held (here, as by an archive in progress) gives up and runs alone, which waits for the row
+/// as any transaction does and lands once it is free: never a 503, never a deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grouped_allocation_that_finds_its_child_held_runs_alone_and_lands() {
+    use sqlx::{Connection, Executor};
+    let app = TestApp::spawn().await;
+    let strata::StoreBackend::Postgres { url } = app.backend.clone() else {
+        return crate::helpers::skip("PostgreSQL only (STRATA_TEST_DATABASE_URL is not set)");
+    };
+    app.grant(&app.partner_org, 1_000).await;
+    let child = app.create_child("Acme").await;
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    let bare = child.trim_start_matches("org_").to_owned();
+    sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR UPDATE").bind(&bare).fetch_one(&mut holder).await.unwrap();
+
+    let call =
+        app.post(&format!("/v1/organizations/{child}/credits/allocate")).key(&app.admin_key).idem("held-1").json(&json!({ "credits": 40 }));
+    let release = async {
+        // A session waiting on the row for 200 ms is no grouped attempt (those give up after
+        // 20 ms): it is the allocation's attempt of its own.
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                   AND clock_timestamp() - query_start > interval '200 milliseconds'";
+        let mut probe = sqlx::PgConnection::connect(&url).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut probe).await.unwrap() == 0 {
+            assert!(std::time::Instant::now() < deadline, "no allocation waited on the held row");
+            tokio::task::yield_now().await;
+        }
+        holder.execute("COMMIT").await.unwrap();
+    };
+    let (r, ()) = tokio::join!(call.send(), release);
+    assert_eq!(r.assert_status(201)["balance"], 40, "{}", r.body);
+    app.assert_ledger().await;
+}

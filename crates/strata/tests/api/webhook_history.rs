@@ -251,7 +251,7 @@ async fn retention_abandons_a_pending_delivery_to_an_archived_childs_own_endpoin
     // like when the dispatch that made it lost the race with the archive.
     let child_id = strata_core::id::OrgId::parse_field(&child, "id").unwrap();
     let mut tx = app.strata.store.write().await.unwrap();
-    let mut org = tx.acting_org(child_id).await.unwrap().unwrap();
+    let mut org = tx.org_shared(strata_core::store::Owner::System, child_id).await.unwrap().unwrap();
     org.status = strata_core::org::OrgStatus::Archived;
     tx.update_org(&org).await.unwrap();
     tx.commit().await.unwrap();
