@@ -212,18 +212,16 @@ fn pg_failed(q: &Q, e: sqlx::Error) -> CoreError {
     crate::db_failed(format!("database: {}", q.what()), e)
 }
 
-/// SQLite reads `$n` as a name; `?n` is the explicit index the arguments expect.
+/// SQLite reads `$n` as a name; `?n` is the explicit index the arguments expect. Byte by byte:
+/// an ASCII byte replaced by another leaves the text valid UTF-8.
 fn lite_sql(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-            out.push('?');
-        } else {
-            out.push(c);
+    let mut out = sql.as_bytes().to_vec();
+    for i in 0..out.len().saturating_sub(1) {
+        if out[i] == b'$' && out[i + 1].is_ascii_digit() {
+            out[i] = b'?';
         }
     }
-    out
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn lite_bind(stmt: &mut rusqlite::CachedStatement<'_>, q: &Q) -> Result<()> {

@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,10 @@ pub(crate) struct Writer<C> {
     committed: watch::Sender<u64>,
     /// Failed batches, and whether each failed because the database could not be reached.
     failed: Mutex<VecDeque<(u64, bool)>>,
+    /// The newest batch a watchdog watches: one per batch is enough (it watches until the batch
+    /// is closed), and one per released write cost a timer each every 5 ms, about a tenth of
+    /// the process's CPU under 64 concurrent writers.
+    watched: AtomicU64,
 }
 
 impl<C: BatchConn> Writer<C> {
@@ -159,6 +163,11 @@ impl<C: BatchConn> Drop for Queued<C> {
 /// Commits a batch nobody else will: once the writer is free and no writer is queued, an open
 /// batch (`target`, or any when `None`) with released work is committed, an empty one closed.
 fn spawn_watchdog<C: BatchConn>(writer: Arc<Writer<C>>, target: Option<u64>) {
+    if let Some(batch) = target
+        && writer.watched.fetch_max(batch, Ordering::SeqCst) >= batch
+    {
+        return;
+    }
     let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
     handle.spawn(async move {
         loop {
@@ -204,6 +213,7 @@ impl<C: BatchConn> Group<C> {
             waiting: AtomicUsize::new(0),
             committed: watch::channel(0).0,
             failed: Mutex::new(VecDeque::new()),
+            watched: AtomicU64::new(0),
         };
         Self { writer: Arc::new(writer), wait }
     }
