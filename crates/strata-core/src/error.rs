@@ -69,7 +69,7 @@ pub enum CoreError {
 }
 
 /// The start of `CoreError::lock_busy`'s cause.
-const LOCK_BUSY: &str = "a row this grouped write needs is held by another transaction";
+const LOCK_BUSY: &str = "a row this write needs was held by another transaction past the lock timeout";
 
 /// What went wrong inside: a sentence, the error that caused it (kept whole, so its own chain of
 /// causes can be logged) and the source location where it was turned into a `CoreError`.

@@ -13,10 +13,11 @@
 //!   before it was lost are not trusted after it is back (`Hub::listen_epoch`).
 //! - Other processes, SQLite: a request asks `PRAGMA data_version` (has another connection
 //!   committed?) and, when it moved, reads the `auth_version` setting that every transaction
-//!   writing a key or an org increments; when that moved, the cache is dropped. One request per
-//!   `LITE_CHECK_EVERY` asks, the others trust that look: every request asking went through one
-//!   connection under one lock, which cost SQLite's read routes about a fifth of their
-//!   throughput, while the bound is 1 s.
+//!   writing a key or an org increments; when that moved, the cache is dropped. A request within
+//!   `LITE_CHECK_EVERY` of the last successful look trusts it; the first one after looks, and
+//!   requests arriving meanwhile wait for that look rather than trust the cache. (Every request
+//!   asking went through one connection under one lock, which cost SQLite's read routes about a
+//!   fifth of their throughput, while the bound is 1 s.)
 //! - A change nothing announced (a hand edit in SQL) holds after `MAX_AGE` at most.
 //!
 //! What depends on time (a rotated key's grace end) is checked per request against the cached
@@ -171,7 +172,7 @@ pub(crate) const LITE_CHECK_EVERY: Duration = Duration::from_millis(50);
 /// SQLite's check for commits by other processes (see the module).
 pub(crate) struct LiteWatch {
     conn: Mutex<(rusqlite::Connection, i64, Option<String>)>,
-    /// When the last look ran, in microseconds since `opened`.
+    /// When the last successful look began, in microseconds since `opened`.
     looked_at: AtomicU64,
     opened: Instant,
 }
@@ -202,25 +203,33 @@ impl LiteWatch {
     /// Whether the cache may be used now: clears it first if another process changed a key or
     /// an org since the last look. `false` (bypass) if the check itself fails.
     pub(crate) fn check(&self, cache: &AuthCache) -> bool {
-        let now = u64::try_from(self.opened.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let last = self.looked_at.load(Ordering::Acquire);
         let every = u64::try_from(LITE_CHECK_EVERY.as_micros()).unwrap_or(u64::MAX);
-        // Looked recently, or another request is looking now (it won the exchange).
-        if now.saturating_sub(last) < every || self.looked_at.compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        let since = |at: u64| self.micros().saturating_sub(at);
+        if since(self.looked_at.load(Ordering::Acquire)) < every {
             return true;
         }
-        let looked = self.look(cache);
-        if !looked {
-            // The next request looks again.
-            self.looked_at.store(0, Ordering::Release);
+        // Due: look, one request at a time. A request that waited here while another looked
+        // uses that look; none trusts the cache while a due look is still running.
+        let Ok(mut watched) = self.conn.lock() else { return false };
+        if since(self.looked_at.load(Ordering::Acquire)) < every {
+            return true;
+        }
+        let started = self.micros();
+        let looked = Self::look(&mut watched, cache);
+        if looked {
+            self.looked_at.store(started, Ordering::Release);
         }
         looked
     }
 
-    /// One look (see `check`); false when it failed.
-    fn look(&self, cache: &AuthCache) -> bool {
-        let Ok(mut guard) = self.conn.lock() else { return false };
-        let (conn, seen_dv, seen_v) = &mut *guard;
+    fn micros(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// One look (see `check`) on the watch's connection and what it saw last; false when it
+    /// failed.
+    fn look(watched: &mut (rusqlite::Connection, i64, Option<String>), cache: &AuthCache) -> bool {
+        let (conn, seen_dv, seen_v) = watched;
         let dv: i64 = match conn.query_row("PRAGMA data_version", [], |r| r.get(0)) {
             Ok(dv) => dv,
             Err(_) => return false,

@@ -77,17 +77,44 @@ where
     }
 }
 
+/// Ends a batch task however it ends: one that panicked or was cancelled mid-batch must not
+/// leave `running` set (no task would ever take the queue again) nor readers waiting for good.
+struct Running<K, V> {
+    queue: Arc<Mutex<Queue<K, V>>>,
+    finished: bool,
+}
+
+impl<K, V> Drop for Running<K, V> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let waiting = match self.queue.lock() {
+            Ok(mut q) => {
+                q.running = false;
+                std::mem::take(&mut q.waiting)
+            }
+            Err(_) => return,
+        };
+        for (_, reply) in waiting {
+            let _ = reply.send(Err(CoreError::internal("the coalesced read's batch task ended before it ran")));
+        }
+    }
+}
+
 /// Runs batches until the queue is empty.
 async fn run<K, V>(queue: Arc<Mutex<Queue<K, V>>>, fetch: Arc<Fetch<K, V>>)
 where
     K: Clone + Eq + Hash + Send + 'static,
     V: Clone + Send + 'static,
 {
+    let mut guard = Running { queue: queue.clone(), finished: false };
     loop {
         let batch: Vec<(K, oneshot::Sender<Result<Option<V>>>)> = {
             let Ok(mut q) = queue.lock() else { return };
             if q.waiting.is_empty() {
                 q.running = false;
+                guard.finished = true;
                 return;
             }
             let n = q.waiting.len().min(MAX_BATCH);
@@ -209,6 +236,22 @@ mod tests {
         }
         assert_eq!(statements.load(Ordering::SeqCst), 2, "one statement for the first read, one for the 100 queued");
         assert!(!c.queue.lock().unwrap().running, "the batch task ends when the queue is empty");
+    }
+
+    #[tokio::test]
+    async fn a_batch_task_that_dies_fails_its_reads_and_the_next_read_starts_a_new_one() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let c = Coalescer::new(move |keys: Vec<u32>| {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert!(n > 0, "the first batch task dies");
+                Ok(keys.into_iter().map(|k| (k, k)).collect())
+            }
+        });
+        assert!(c.get(1).await.is_err(), "the read of the dead batch fails instead of hanging");
+        assert!(!c.queue.lock().unwrap().running);
+        assert_eq!(c.get(2).await.unwrap(), Some(2));
     }
 
     #[tokio::test]
