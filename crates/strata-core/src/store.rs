@@ -77,22 +77,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The wallet of `org` (none: no such org) as stored by every write committed before this
     /// call, for whoami's balance. PostgreSQL shares one statement among concurrent calls (read
-    /// coalescing, strata-store's `coalesce`); the default is a read of its own.
-    async fn current_wallet(&self, org: OrgId) -> Result<Option<Wallet>> {
-        let mut tx = self.read().await?;
-        let w = tx.wallet(org).await?;
-        tx.commit().await?;
-        Ok(w)
-    }
+    /// coalescing, strata-store's `coalesce`); SQLite reads it on its own.
+    async fn current_wallet(&self, org: OrgId) -> Result<Option<Wallet>>;
 
     /// `Tx::child_summary` (`parent`'s direct child `id`, its wallet and project count), with
     /// `current_wallet`'s freshness and sharing.
-    async fn current_child_summary(&self, parent: OrgId, id: OrgId) -> Result<Option<(Org, Wallet, i64)>> {
-        let mut tx = self.read().await?;
-        let s = tx.child_summary(parent, id).await?;
-        tx.commit().await?;
-        Ok(s)
-    }
+    async fn current_child_summary(&self, parent: OrgId, id: OrgId) -> Result<Option<(Org, Wallet, i64)>>;
 
     /// The auth hot path: the key with this public keyid and its org, from the store's
     /// authorization cache when it holds them (no statement; the wallet is then `None`), else in

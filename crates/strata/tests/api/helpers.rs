@@ -432,15 +432,22 @@ pub async fn fresh_pg_database(base: &str) -> String {
 /// Waits until `n` sessions of the test's PostgreSQL database wait for a lock (a test that
 /// stages a lock-order race needs each party queued before the next moves).
 pub async fn until_lock_waiters(url: &str, n: i64) {
+    until_lock_waiters_for(url, n, std::time::Duration::ZERO).await;
+}
+
+/// Waits until `n` sessions of the test's PostgreSQL database have waited for a lock for longer
+/// than `at_least` (a wait past a lock timeout tells who is waiting).
+pub async fn until_lock_waiters_for(url: &str, n: i64, at_least: std::time::Duration) {
     use sqlx::Connection;
-    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' \
+               AND clock_timestamp() - query_start >= make_interval(secs => $1)";
     let mut probe = sqlx::PgConnection::connect(url).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
-        if sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut probe).await.unwrap() >= n {
+        if sqlx::query_scalar::<_, i64>(sql).bind(at_least.as_secs_f64()).fetch_one(&mut probe).await.unwrap() >= n {
             return;
         }
         tokio::task::yield_now().await;
     }
-    panic!("never saw {n} sessions waiting for a lock within 10 s");
+    panic!("never saw {n} sessions waiting for a lock longer than {at_least:?} within 10 s");
 }

@@ -213,14 +213,7 @@ async fn a_grouped_allocation_that_finds_its_child_held_runs_alone_and_lands() {
     let release = async {
         // A session waiting on the row for 200 ms is no grouped attempt (those give up after
         // 20 ms): it is the allocation's attempt of its own.
-        let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' \
-                   AND clock_timestamp() - query_start > interval '200 milliseconds'";
-        let mut probe = sqlx::PgConnection::connect(&url).await.unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut probe).await.unwrap() == 0 {
-            assert!(std::time::Instant::now() < deadline, "no allocation waited on the held row");
-            tokio::task::yield_now().await;
-        }
+        crate::helpers::until_lock_waiters_for(&url, 1, std::time::Duration::from_millis(200)).await;
         holder.execute("COMMIT").await.unwrap();
     };
     let (r, ()) = tokio::join!(call.send(), release);
