@@ -6,6 +6,7 @@
 # server's own /healthz in the same run as the ceiling. By hand, not in CI (needs wrk).
 #
 #   scripts/wrk-bench.sh sqlite
+#   ROUTES="healthz allocations" SECONDS_EACH=10 scripts/wrk-bench.sh postgres
 #   scripts/wrk-bench.sh postgres postgres://postgres@127.0.0.1:5432/postgres
 set -euo pipefail
 backend=${1:-sqlite}
@@ -28,7 +29,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-STRATA_LOG=warn "$bin" "${db_args[@]}" serve --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+STRATA_LOG=warn "$bin" "${db_args[@]}" serve --listen "127.0.0.1:$port" ${METRICS_LISTEN:+--metrics-listen "$METRICS_LISTEN"} >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
 key=$("$bin" "${db_args[@]}" partners create --name Bench --tier internal --credits 1000000000 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["apiKey"])')
@@ -62,7 +63,7 @@ LUA
 run() {
   local name=$1; shift
   local out
-  out=$(wrk -t2 -c64 -d"${seconds}s" --latency "$@")
+  out=$(wrk -t2 -c"${CONNECTIONS:-64}" -d"${seconds}s" --latency "$@")
   local rps p50 p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -71,8 +72,15 @@ run() {
   printf '%-12s %-9s %10s req/s  p50 %8s  p99 %8s  non-2xx %s\n' "$name" "$backend" "$rps" "$p50" "$p99" "${non2xx:-0}"
 }
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-run healthz "$api/healthz"
-run whoami -H "Authorization: Bearer $key" "$api/v1/whoami"
-run get-org -H "Authorization: Bearer $key" "$api/v1/organizations/$child"
-run allocations -s "$work/alloc.lua" "$api"
+routes=${ROUTES:-healthz whoami get-org allocations}
+for route in $routes; do
+  case $route in
+    healthz) run healthz "$api/healthz" ;;
+    whoami) run whoami -H "Authorization: Bearer $key" "$api/v1/whoami" ;;
+    get-org) run get-org -H "Authorization: Bearer $key" "$api/v1/organizations/$child" ;;
+    allocations) run allocations -s "$work/alloc.lua" "$api" ;;
+    *) echo "unknown route $route (healthz whoami get-org allocations)" >&2; exit 2 ;;
+  esac
+done
+[ -n "${METRICS_LISTEN:-}" ] && curl -s "http://$METRICS_LISTEN/metrics" > "${METRICS_OUT:-/tmp/wrk-metrics.txt}"
 "$bin" "${db_args[@]}" ledger check >/dev/null && echo "ledger check: ok"

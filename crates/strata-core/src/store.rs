@@ -121,6 +121,15 @@ pub trait Store: Send + Sync + 'static {
 pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
 
+    /// Takes a background step's item (`"post:<id>"`, …) for this transaction unless another
+    /// transaction has it, without waiting: `false` means another node's step is on it and this
+    /// one moves on. PostgreSQL: a transaction-scoped advisory lock (`pg_try_advisory_xact_lock`)
+    /// on the item's name, taken before any row lock, so it never reorders the row locks every
+    /// writer takes (org, then project or wallet, then the item); SQLite's one writer: always.
+    /// The step still re-checks the item's state, which a step that took it before this
+    /// transaction began may have changed.
+    async fn try_take_item(&mut self, item: &str) -> Result<bool>;
+
     // --- organizations ---
     // By-id reads take the `Owner` whose rows they may see.
     async fn insert_org(&mut self, org: &Org) -> Result<()>;

@@ -50,6 +50,9 @@ pub const WEBHOOK_IN_FLIGHT: &str = "strata_webhook_attempts_in_flight";
 pub const DB_IN_USE: &str = "strata_db_connections_in_use";
 /// Histogram, seconds: time waited for a database connection, by `backend` and `pool`.
 pub const DB_ACQUIRE_WAIT: &str = "strata_db_acquire_wait_seconds";
+/// Histogram, seconds: how long a database connection (or the group writer) was held once
+/// taken, by `backend` and `pool`.
+pub const DB_HOLD: &str = "strata_db_hold_seconds";
 /// Histogram: write transactions committed together by one group commit (label `backend`).
 pub const GROUP_COMMIT_BATCH: &str = "strata_group_commit_size";
 

@@ -25,7 +25,7 @@ use strata_core::id::OrgId;
 use strata_core::org::Org;
 use tokio::sync::oneshot;
 
-use crate::conn::Conn;
+use crate::conn::{Conn, Link};
 use crate::pool_use::Pool;
 use crate::query::Q;
 use crate::rows::{self, ORG_COLUMNS_O, WALLET_COLUMNS, WALLET_COLUMNS_W};
@@ -187,7 +187,7 @@ async fn fetch<V>(
     entry: fn(&crate::query::Row) -> Result<(OrgId, V)>,
 ) -> Result<HashMap<OrgId, V>> {
     let ids: Vec<String> = ids.iter().map(OrgId::uuid_string).collect();
-    let found = Q::new(&sql).str(&ids.join(",")).fetch_all(&mut Conn::PgPool(pool)).await?;
+    let found = Q::new(&sql).str(&ids.join(",")).fetch_all(&mut Conn::from(Link::PgPool(pool))).await?;
     found.iter().map(entry).collect()
 }
 

@@ -12,11 +12,19 @@ use strata_core::error::{CoreError, Result};
 
 use crate::db_err;
 use crate::group::{BatchConn, GroupWrite};
+use crate::held::HeldRows;
 use crate::lite::{LiteRead, LiteWrite};
 use crate::pool_use::{InUse, Pool};
-use crate::query::{Arg, Cell, Q, Row};
+use crate::query::{Arg, Cell, Q, Row, fuse, inserted_table, mentions};
 
-pub(crate) enum Conn {
+/// A connection and the writes deferred on it (see `Conn::later`).
+pub(crate) struct Conn {
+    link: Link,
+    /// Inserts of a PostgreSQL transaction not yet sent: they travel with the next statement.
+    later: Vec<Q>,
+}
+
+pub(crate) enum Link {
     /// A PostgreSQL transaction, and its connection's place in the in-use count.
     Pg(Transaction<'static, Postgres>, InUse),
     /// A single statement on a pooled PostgreSQL connection, outside any transaction.
@@ -27,51 +35,124 @@ pub(crate) enum Conn {
     LiteRead(LiteRead),
 }
 
+impl From<Link> for Conn {
+    fn from(link: Link) -> Self {
+        Self { link, later: Vec::new() }
+    }
+}
+
 impl Conn {
-    #[tracing::instrument(level = "debug", name = "statement", skip_all, fields(sql = %q.what()))]
-    pub async fn execute(&mut self, q: &Q) -> Result<u64> {
-        crate::plans::note(q);
-        match self {
-            Conn::Pg(tx, _) => bind_pg(q).execute(&mut **tx).await.map(|r| r.rows_affected()).map_err(|e| pg_failed(q, e)),
-            Conn::PgPool(pool) => {
-                let (mut conn, _in_use) = pool.acquire().await?;
-                bind_pg(q).execute(&mut *conn).await.map(|r| r.rows_affected()).map_err(|e| pg_failed(q, e))
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The rows this connection's group-commit batch holds (PostgreSQL's grouped writes only).
+    pub fn batch_held(&mut self) -> Option<&mut HeldRows> {
+        match &mut self.link {
+            Link::PgGroup(w) => Some(&mut w.conn_mut().held),
+            _ => None,
+        }
+    }
+
+    /// Runs an insert whose outcome nothing waits for (an audit entry, an event, a transfer):
+    /// inside a PostgreSQL transaction it is deferred and sent with the transaction's next
+    /// statement, as a data-modifying `WITH` of it (one round trip for both), or before the
+    /// commit; elsewhere it runs now. A statement that reads a table a deferred insert writes
+    /// sends the deferred ones first, so every statement sees the transaction's own writes.
+    /// A deferred insert that fails fails the statement it travels with; either way the
+    /// transaction does not commit.
+    pub async fn later(&mut self, q: Q) -> Result<()> {
+        debug_assert!(q.sql.starts_with("INSERT INTO "), "only inserts are deferred: {}", q.sql);
+        match self.link {
+            Link::Pg(..) | Link::PgGroup(_) => {
+                self.later.push(q);
+                Ok(())
             }
-            Conn::PgGroup(w) => bind_pg(q).execute(w.conn_mut().pg()?).await.map(|r| r.rows_affected()).map_err(|e| pg_failed(q, e)),
-            Conn::LiteWrite(w) => lite_execute(w.conn(), q),
-            Conn::LiteRead(r) => lite_execute(r.conn(), q),
+            _ => self.execute(&q).await.map(|_| ()),
+        }
+    }
+
+    /// The statement to send for `q`: itself, or itself carrying the deferred inserts (which
+    /// are then taken). Deferred inserts into a table `q` reads are sent on their own first.
+    async fn carrying(&mut self, q: &Q) -> Result<Option<Q>> {
+        if self.later.is_empty() {
+            return Ok(None);
+        }
+        if self.later.iter().any(|l| mentions(&q.sql, inserted_table(l))) {
+            self.flush().await?;
+            return Ok(None);
+        }
+        Ok(Some(fuse(q, std::mem::take(&mut self.later))))
+    }
+
+    /// Sends the deferred inserts (one statement), if any.
+    pub async fn flush(&mut self) -> Result<()> {
+        if self.later.is_empty() {
+            return Ok(());
+        }
+        let q = fuse(&Q::new("SELECT 1 AS one"), std::mem::take(&mut self.later));
+        self.run_all(&q).await.map(|_| ())
+    }
+
+    pub async fn execute(&mut self, q: &Q) -> Result<u64> {
+        match self.carrying(q).await? {
+            Some(fused) => self.run(&fused).await,
+            None => self.run(q).await,
+        }
+    }
+
+    pub async fn fetch_all(&mut self, q: &Q) -> Result<Vec<Row>> {
+        match self.carrying(q).await? {
+            Some(fused) => self.run_all(&fused).await,
+            None => self.run_all(q).await,
         }
     }
 
     #[tracing::instrument(level = "debug", name = "statement", skip_all, fields(sql = %q.what()))]
-    pub async fn fetch_all(&mut self, q: &Q) -> Result<Vec<Row>> {
+    async fn run(&mut self, q: &Q) -> Result<u64> {
         crate::plans::note(q);
-        match self {
-            Conn::Pg(tx, _) => {
+        match &mut self.link {
+            Link::Pg(tx, _) => bind_pg(q).execute(&mut **tx).await.map(|r| r.rows_affected()).map_err(|e| pg_failed(q, e)),
+            Link::PgPool(pool) => {
+                let (mut conn, _in_use) = pool.acquire().await?;
+                bind_pg(q).execute(&mut *conn).await.map(|r| r.rows_affected()).map_err(|e| pg_failed(q, e))
+            }
+            Link::PgGroup(w) => bind_pg(q).execute(w.conn_mut().pg()?).await.map(|r| r.rows_affected()).map_err(|e| pg_failed(q, e)),
+            Link::LiteWrite(w) => lite_execute(w.conn(), q),
+            Link::LiteRead(r) => lite_execute(r.conn(), q),
+        }
+    }
+
+    #[tracing::instrument(level = "debug", name = "statement", skip_all, fields(sql = %q.what()))]
+    async fn run_all(&mut self, q: &Q) -> Result<Vec<Row>> {
+        crate::plans::note(q);
+        match &mut self.link {
+            Link::Pg(tx, _) => {
                 let rows = bind_pg(q).fetch_all(&mut **tx).await.map_err(|e| pg_failed(q, e))?;
                 rows.iter().map(pg_row).collect()
             }
-            Conn::PgPool(pool) => {
+            Link::PgPool(pool) => {
                 let (mut conn, _in_use) = pool.acquire().await?;
                 let rows = bind_pg(q).fetch_all(&mut *conn).await.map_err(|e| pg_failed(q, e))?;
                 rows.iter().map(pg_row).collect()
             }
-            Conn::PgGroup(w) => {
+            Link::PgGroup(w) => {
                 let rows = bind_pg(q).fetch_all(w.conn_mut().pg()?).await.map_err(|e| pg_failed(q, e))?;
                 rows.iter().map(pg_row).collect()
             }
-            Conn::LiteWrite(w) => lite_fetch(w.conn(), q),
-            Conn::LiteRead(r) => lite_fetch(r.conn(), q),
+            Link::LiteWrite(w) => lite_fetch(w.conn(), q),
+            Link::LiteRead(r) => lite_fetch(r.conn(), q),
         }
     }
 
-    pub async fn commit(self) -> Result<()> {
-        match self {
-            Conn::Pg(tx, _in_use) => tx.commit().await.map_err(db_err),
-            Conn::PgPool(_) => Ok(()),
-            Conn::PgGroup(w) => w.commit().await,
-            Conn::LiteWrite(w) => w.commit().await,
-            Conn::LiteRead(r) => r.finish(),
+    pub async fn commit(mut self) -> Result<()> {
+        self.flush().await?;
+        match self.link {
+            Link::Pg(tx, _in_use) => tx.commit().await.map_err(db_err),
+            Link::PgPool(_) => Ok(()),
+            Link::PgGroup(w) => w.commit().await,
+            Link::LiteWrite(w) => w.commit().await,
+            Link::LiteRead(r) => r.finish(),
         }
     }
 }
@@ -86,11 +167,13 @@ pub(crate) struct PgLane {
     /// A write released its savepoint; the `RELEASE` goes with the next control statement (the
     /// next write's `SAVEPOINT`), one round trip less per write. `COMMIT` releases it anyway.
     release_pending: bool,
+    /// Rows the open batch holds locked, as it last saw them.
+    pub(crate) held: HeldRows,
 }
 
 impl PgLane {
     pub fn new(pool: Pool) -> Self {
-        Self { pool, conn: None, lost: false, release_pending: false }
+        Self { pool, conn: None, lost: false, release_pending: false, held: HeldRows::default() }
     }
 
     /// The connection of the open batch.
@@ -146,6 +229,7 @@ impl BatchConn for PgLane {
         self.conn = None;
         self.lost = false;
         self.release_pending = false;
+        self.held = HeldRows::default();
     }
 }
 

@@ -15,6 +15,7 @@ mod coalesce;
 mod conn;
 pub mod faults;
 mod group;
+mod held;
 mod lite;
 pub mod notify;
 pub mod plans;
@@ -45,7 +46,7 @@ use strata_core::store::{Store, Tx, Wake};
 
 use crate::auth_cache::{AuthCache, LiteWatch};
 use crate::coalesce::PgReads;
-use crate::conn::{Conn, PgLane};
+use crate::conn::{Conn, Link, PgLane};
 use crate::group::Group;
 use crate::lite::LiteDb;
 use crate::notify::Hub;
@@ -622,16 +623,16 @@ impl SqlStore {
         let write = access != Access::Read;
         let (conn, dialect) = match &self.db {
             // SQLite's one writer always commits in groups.
-            Db::Sqlite(db) if write => (Conn::LiteWrite(db.write().await?), Dialect::Sqlite),
-            Db::Sqlite(db) => (Conn::LiteRead(db.read().await?), Dialect::Sqlite),
-            Db::Postgres { group, .. } if access == Access::Grouped => (Conn::PgGroup(group.write().await?), Dialect::Postgres),
+            Db::Sqlite(db) if write => (Conn::from(Link::LiteWrite(db.write().await?)), Dialect::Sqlite),
+            Db::Sqlite(db) => (Conn::from(Link::LiteRead(db.read().await?)), Dialect::Sqlite),
+            Db::Postgres { group, .. } if access == Access::Grouped => (Conn::from(Link::PgGroup(group.write().await?)), Dialect::Postgres),
             Db::Postgres { pool, .. } if write => {
                 let (tx, in_use) = pool.begin().await?;
-                (Conn::Pg(tx, in_use), Dialect::Postgres)
+                (Conn::from(Link::Pg(tx, in_use)), Dialect::Postgres)
             }
             // Under READ COMMITTED a read-only transaction buys no consistency across
             // statements, only two round trips: reads go straight to the pool.
-            Db::Postgres { pool, .. } => (Conn::PgPool(pool.clone()), Dialect::Postgres),
+            Db::Postgres { pool, .. } => (Conn::from(Link::PgPool(pool.clone())), Dialect::Postgres),
         };
         Ok(SqlTx::new(conn, dialect, write, self.hub.clone(), self.auth.clone()))
     }
@@ -707,8 +708,8 @@ impl Store for SqlStore {
         );
         let q = Q::new(&sql).str(keyid);
         let row = match &self.db {
-            Db::Sqlite(db) => q.fetch_optional(&mut Conn::LiteRead(db.read_one().await)).await?,
-            Db::Postgres { pool, .. } => q.fetch_optional(&mut Conn::PgPool(pool.clone())).await?,
+            Db::Sqlite(db) => q.fetch_optional(&mut Conn::from(Link::LiteRead(db.read_one().await))).await?,
+            Db::Postgres { pool, .. } => q.fetch_optional(&mut Conn::from(Link::PgPool(pool.clone()))).await?,
         };
         row.map(|r| {
             let mut home = rows::org(&r, "o_")?;
@@ -726,9 +727,11 @@ impl Store for SqlStore {
     #[tracing::instrument(level = "debug", name = "store.idem_claim_fresh", skip_all)]
     async fn idem_claim_fresh(&self, rec: &IdemRecord) -> Result<bool> {
         let mut tx = match &self.db {
-            Db::Sqlite(db) => SqlTx::new(Conn::LiteWrite(db.write().await?), Dialect::Sqlite, true, self.hub.clone(), self.auth.clone()),
+            Db::Sqlite(db) => {
+                SqlTx::new(Conn::from(Link::LiteWrite(db.write().await?)), Dialect::Sqlite, true, self.hub.clone(), self.auth.clone())
+            }
             Db::Postgres { relaxed, .. } => {
-                SqlTx::new(Conn::PgPool(relaxed.clone()), Dialect::Postgres, false, self.hub.clone(), self.auth.clone())
+                SqlTx::new(Conn::from(Link::PgPool(relaxed.clone())), Dialect::Postgres, false, self.hub.clone(), self.auth.clone())
             }
         };
         let inserted = tx.idem_insert(rec).await?;

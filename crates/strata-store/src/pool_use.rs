@@ -1,6 +1,7 @@
 //! Connection use, measured: every connection a transaction or a statement takes is counted in
 //! `strata_db_connections_in_use` while held, and the wait for it is recorded in
-//! `strata_db_acquire_wait_seconds`, both labelled by backend and pool (never by tenant).
+//! `strata_db_acquire_wait_seconds` and the time it was held in `strata_db_hold_seconds`, all
+//! labelled by backend and pool (never by tenant).
 
 use std::ops::{Deref, DerefMut};
 use std::time::Instant;
@@ -8,13 +9,17 @@ use std::time::Instant;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres, Transaction};
 use strata_core::error::Result;
-use strata_core::telemetry::{DB_ACQUIRE_WAIT, DB_IN_USE};
+use strata_core::telemetry::{DB_ACQUIRE_WAIT, DB_HOLD, DB_IN_USE};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::db_err;
 
-/// One connection counted as in use until dropped.
-pub(crate) struct InUse(metrics::Gauge);
+/// One connection counted as in use until dropped, when its hold time is recorded.
+pub(crate) struct InUse {
+    gauge: metrics::Gauge,
+    hold: metrics::Histogram,
+    since: Instant,
+}
 
 impl InUse {
     /// Records how long the wait since `asked` took and counts the connection in.
@@ -22,13 +27,14 @@ impl InUse {
         metrics::histogram!(DB_ACQUIRE_WAIT, "backend" => backend, "pool" => pool).record(asked.elapsed().as_secs_f64());
         let gauge = metrics::gauge!(DB_IN_USE, "backend" => backend, "pool" => pool);
         gauge.increment(1.0);
-        Self(gauge)
+        Self { gauge, hold: metrics::histogram!(DB_HOLD, "backend" => backend, "pool" => pool), since: Instant::now() }
     }
 }
 
 impl Drop for InUse {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        self.gauge.decrement(1.0);
+        self.hold.record(self.since.elapsed().as_secs_f64());
     }
 }
 

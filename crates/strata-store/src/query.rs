@@ -111,6 +111,56 @@ impl Q {
     }
 }
 
+/// The table an `INSERT INTO t …` writes.
+pub(crate) fn inserted_table(q: &Q) -> &str {
+    q.sql["INSERT INTO ".len()..].split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap_or_default()
+}
+
+/// Whether `sql` names `table` as a whole word (`events` is not in `credit_events`).
+pub(crate) fn mentions(sql: &str, table: &str) -> bool {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    sql.match_indices(table).any(|(i, _)| !word(sql[..i].chars().next_back()) && !word(sql[i + table.len()..].chars().next()))
+}
+
+/// `main` with `inserts` as data-modifying `WITH` items ahead of it: PostgreSQL runs each to
+/// completion whether or not `main` reads it, in `main`'s snapshot. `main` keeps its
+/// placeholders; each insert's are shifted past those before it.
+pub(crate) fn fuse(main: &Q, inserts: Vec<Q>) -> Q {
+    let mut args = main.args.clone();
+    let mut items = Vec::with_capacity(inserts.len());
+    for (i, q) in inserts.into_iter().enumerate() {
+        items.push(format!("later_{i} AS ({})", shift_placeholders(&q.sql, args.len())));
+        args.extend(q.args);
+    }
+    let sql = match main.sql.strip_prefix("WITH ") {
+        Some(rest) => format!("WITH {}, {rest}", items.join(", ")),
+        None => format!("WITH {} {}", items.join(", "), main.sql),
+    };
+    Q { sql, args }
+}
+
+/// `sql` with every placeholder `$n` renumbered `$(n + by)`.
+fn shift_placeholders(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut n = String::new();
+        while let Some((_, d)) = chars.peek().filter(|(_, d)| d.is_ascii_digit()) {
+            n.push(*d);
+            chars.next();
+        }
+        match n.parse::<usize>() {
+            Ok(v) => out.push_str(&(v + by).to_string()),
+            Err(_) => out.push_str(&n),
+        }
+    }
+    out
+}
+
 /// `($1, …, $c), ($c+1, …), …`: the placeholders of a multi-row `VALUES` of `rows` rows of
 /// `columns` values each.
 pub(crate) fn values_placeholders(rows: usize, columns: usize) -> String {
@@ -175,7 +225,7 @@ impl Row {
 
 #[cfg(test)]
 mod tests {
-    use super::Q;
+    use super::*;
 
     #[test]
     fn a_statement_is_described_by_its_verb_and_table_only() {
@@ -184,5 +234,39 @@ mod tests {
         assert_eq!(Q::new("UPDATE wallets SET a = $2 WHERE org_id = $1").what(), "UPDATE wallets");
         assert_eq!(Q::new("DELETE FROM events WHERE seq < $1").what(), "DELETE events");
         assert_eq!(Q::new("SELECT 1 AS one").what(), "SELECT");
+    }
+
+    #[test]
+    fn deferred_inserts_ride_ahead_of_a_statement_with_their_placeholders_shifted() {
+        let main = Q::new("UPDATE idempotency_records SET reply = $1 WHERE key = $2").str("r").str("k");
+        let audit = Q::new("INSERT INTO audit_log (id, data) VALUES ($1, $2)").str("a").str("{}");
+        let event = Q::new("INSERT INTO events (id) VALUES ($1)").str("e");
+        let fused = fuse(&main, vec![audit, event]);
+        assert_eq!(
+            fused.sql,
+            "WITH later_0 AS (INSERT INTO audit_log (id, data) VALUES ($3, $4)), later_1 AS (INSERT INTO events (id) VALUES ($5)) \
+             UPDATE idempotency_records SET reply = $1 WHERE key = $2"
+        );
+        let args: Vec<String> = fused.args.iter().map(|a| format!("{a:?}")).collect();
+        assert_eq!(args.len(), 5);
+        assert!(args[0].contains("\"r\"") && args[2].contains("\"a\"") && args[4].contains("\"e\""), "{args:?}");
+        // A statement that is itself a WITH list gets the inserts at the head of its list.
+        let with = Q::new("WITH w AS (UPDATE wallets SET a = $1 RETURNING a) SELECT a FROM w").int(1);
+        let fused = fuse(&with, vec![Q::new("INSERT INTO transfers (id) VALUES ($1)").str("t")]);
+        assert_eq!(
+            fused.sql,
+            "WITH later_0 AS (INSERT INTO transfers (id) VALUES ($2)), w AS (UPDATE wallets SET a = $1 RETURNING a) SELECT a FROM w"
+        );
+        assert_eq!(shift_placeholders("SELECT $1, $12, '$'", 10), "SELECT $11, $22, '$'");
+    }
+
+    #[test]
+    fn a_table_is_mentioned_only_as_a_whole_word() {
+        let q = Q::new("INSERT INTO events (id) VALUES ($1)");
+        assert_eq!(inserted_table(&q), "events");
+        assert!(mentions("SELECT seq FROM events WHERE id = $1", "events"));
+        assert!(!mentions("INSERT INTO credit_events (id) VALUES ($1)", "events"));
+        assert!(!mentions("SELECT eventsx FROM t", "events"));
+        assert!(mentions("UPDATE transfers SET status = $2", "transfers"));
     }
 }

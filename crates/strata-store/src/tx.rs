@@ -27,7 +27,8 @@ use strata_core::telemetry::LEDGER_TRANSFERS;
 use crate::Dialect;
 use crate::auth_cache::{AuthCache, AuthChange, BUMP_AUTH_VERSION};
 use crate::children;
-use crate::conn::Conn;
+use crate::conn::{Conn, Link};
+use crate::held::HeldRows;
 use crate::notify::{self, Hub};
 use crate::query::{Q, ROWS_PER_INSERT, Row, values_placeholders};
 use crate::rows::{
@@ -47,16 +48,50 @@ pub(crate) struct SqlTx {
     auth: Arc<AuthCache>,
     /// Keys and orgs this transaction wrote: announced with the commit (see `auth_cache`).
     auth_changes: Vec<AuthChange>,
+    /// In a grouped write, the rows it locked: the batch's once it is released (see `held`).
+    held: HeldRows,
 }
 
 impl SqlTx {
     pub fn new(conn: Conn, dialect: Dialect, write: bool, hub: Arc<Hub>, auth: Arc<AuthCache>) -> Self {
-        Self { conn, dialect, write, hub, signals: Vec::new(), transfers: Vec::new(), auth, auth_changes: Vec::new() }
+        Self {
+            conn,
+            dialect,
+            write,
+            hub,
+            signals: Vec::new(),
+            transfers: Vec::new(),
+            auth,
+            auth_changes: Vec::new(),
+            held: HeldRows::default(),
+        }
     }
 
     fn auth_changed(&mut self, change: AuthChange) {
         if !self.auth_changes.contains(&change) {
             self.auth_changes.push(change);
+        }
+    }
+
+    /// A row of the batch this grouped write runs in, or one this write saw: `None` outside a
+    /// grouped write or when neither holds it.
+    fn held<T>(&mut self, pick: impl Fn(&HeldRows) -> Option<T>) -> Option<T> {
+        let mine = pick(&self.held);
+        mine.or_else(|| self.conn.batch_held().and_then(|b| pick(b)))
+    }
+
+    /// Notes a row this grouped write now holds locked.
+    fn hold(&mut self, put: impl Fn(&mut HeldRows)) {
+        if self.conn.batch_held().is_some() {
+            put(&mut self.held);
+        }
+    }
+
+    /// Forgets a row this write changes by a statement whose result it does not read back.
+    fn forget(&mut self, drop: impl Fn(&mut HeldRows)) {
+        drop(&mut self.held);
+        if let Some(b) = self.conn.batch_held() {
+            drop(b);
         }
     }
 
@@ -108,7 +143,7 @@ impl SqlTx {
     }
 
     async fn insert_transfer(&mut self, t: &Transfer) -> Result<()> {
-        Q::new(&format!("INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
+        let q = Q::new(&format!("INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"))
             .str(&t.id.uuid_string())
             .str(&t.org_id.uuid_string())
             .str(&t.debit.to_stored())
@@ -119,10 +154,8 @@ impl SqlTx {
             .opt_str(t.pending_id.map(|p| p.uuid_string()))
             .opt_int(ts(t.expires_at))
             .str(&t.metadata.to_string())
-            .int(t.created_at.millis())
-            .execute(&mut self.conn)
-            .await
-            .map(|_| ())
+            .int(t.created_at.millis());
+        self.conn.later(q).await
     }
 
     /// Inserts a ledger entry, stamped with its wallet's balances after the change.
@@ -134,58 +167,77 @@ impl SqlTx {
         entry_args(q, e).int(after.prepaid_balance).int(after.used_this_period).execute(&mut self.conn).await.map(|_| ())
     }
 
-    /// Moves a wallet by a change, guarded, and inserts its ledger entries stamped with its
-    /// balances after: `None` when the change would take a bucket below zero or reserve more
-    /// than the balance (the row is then unchanged). On PostgreSQL the row is locked from here
-    /// to commit (so a contended wallet's change is posted last), and the update and its entries
-    /// are one statement: one round trip under the lock.
-    async fn move_wallet(&mut self, c: &WalletChange, at: Timestamp, entries: &[&CreditEvent]) -> Result<Option<Wallet>> {
-        let update = format!(
-            "UPDATE wallets SET included_remaining = included_remaining + $2, prepaid_balance = prepaid_balance + $3, \
-             reserved = reserved + $4, used_this_period = used_this_period + $5, included_this_period = included_this_period + $6, \
-             updated_at = $7 \
-             WHERE org_id = $1 AND included_remaining + $2 >= 0 AND prepaid_balance + $3 >= 0 AND reserved + $4 >= 0 \
-             AND used_this_period + $5 >= 0 AND included_remaining + $2 + prepaid_balance + $3 >= reserved + $4 \
-             RETURNING {WALLET_COLUMNS}"
-        );
-        let mut q = Q::new(&update)
-            .str(&c.org_id.uuid_string())
-            .int(c.included)
-            .int(c.prepaid)
-            .int(c.reserved)
-            .int(c.used)
-            .int(c.included_granted)
-            .int(at.millis());
-        let fused = self.dialect == Dialect::Postgres && !entries.is_empty();
-        if fused {
-            let mut values = Vec::with_capacity(entries.len());
-            for e in entries {
+    /// Moves wallets by their changes, guarded, in order, and inserts each one's ledger entries
+    /// stamped with its balances after: `None` when a change would take a bucket below zero or
+    /// reserve more than the balance (the transaction must then be rolled back: changes before
+    /// the refused one may have been applied). On PostgreSQL all of it is one statement, so a
+    /// wallet is locked from there to commit after one round trip: each guarded update is a
+    /// `WITH` item that runs only if the one before it moved its wallet (which orders the row
+    /// locks as the changes are ordered, the contended wallet last), each followed by the
+    /// insert of its entries.
+    async fn move_wallets(&mut self, changes: &[WalletChange], at: Timestamp, entries: &[CreditEvent]) -> Result<Option<Vec<Wallet>>> {
+        let of = |c: &WalletChange| entries.iter().filter(|e| e.org_id == c.org_id).collect::<Vec<_>>();
+        if self.dialect == Dialect::Sqlite {
+            let mut after = Vec::with_capacity(changes.len());
+            for c in changes {
+                let update = wallet_update(Q::new(""), c, at, None).push(&format!(" RETURNING {WALLET_COLUMNS}"));
+                let Some(row) = update.fetch_optional(&mut self.conn).await? else {
+                    return Ok(None);
+                };
+                let w = rows::wallet(&row)?;
+                for e in of(c) {
+                    self.insert_credit_event(e, &w).await?;
+                }
+                after.push(w);
+            }
+            return Ok(Some(after));
+        }
+        let mut q = Q::new("");
+        let mut items = Vec::with_capacity(changes.len() * 2);
+        for (i, c) in changes.iter().enumerate() {
+            q = wallet_update(q, c, at, i.checked_sub(1).map(|p| format!("moved_{p}")));
+            items.push(format!("moved_{i} AS ({} RETURNING {WALLET_COLUMNS})", std::mem::take(&mut q.sql)));
+            let mine = of(c);
+            if mine.is_empty() {
+                continue;
+            }
+            let mut values = Vec::with_capacity(mine.len());
+            for e in mine {
                 let first = q.args.len() + 1;
                 values.push(format!("({})", (first..first + ENTRY_ARITY).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")));
                 q = entry_args(q, e);
             }
-            q.sql = format!(
-                "WITH w AS ({update}), e AS (INSERT INTO credit_events ({ENTRY_COLUMNS}, balance_after_prepaid, usage_after_period) \
-                 SELECT v.*, w.prepaid_balance, w.used_this_period FROM w, (VALUES {}) AS v({ENTRY_COLUMNS})) \
-                 SELECT {WALLET_COLUMNS} FROM w",
+            items.push(format!(
+                "entries_{i} AS (INSERT INTO credit_events ({ENTRY_COLUMNS}, balance_after_prepaid, usage_after_period) \
+                 SELECT v.*, m.prepaid_balance, m.used_this_period FROM moved_{i} m, (VALUES {}) AS v({ENTRY_COLUMNS}))",
                 values.join(", ")
-            );
+            ));
         }
-        let Some(row) = q.fetch_optional(&mut self.conn).await? else {
+        let results: Vec<String> = (0..changes.len()).map(|i| format!("SELECT {WALLET_COLUMNS} FROM moved_{i}")).collect();
+        q.sql = format!("WITH {} {}", items.join(", "), results.join(" UNION ALL "));
+        let rows = q.fetch_all(&mut self.conn).await?;
+        if rows.len() != changes.len() {
             return Ok(None);
-        };
-        let w = rows::wallet(&row)?;
-        if !fused {
-            for e in entries {
-                self.insert_credit_event(e, &w).await?;
-            }
         }
-        Ok(Some(w))
+        let moved = rows.iter().map(rows::wallet).collect::<Result<Vec<_>>>()?;
+        let mut after = Vec::with_capacity(changes.len());
+        for c in changes {
+            let w = moved.iter().find(|w| w.org_id == c.org_id).ok_or_else(|| CoreError::internal("a moved wallet was not returned"))?;
+            self.hold(|h| h.hold_wallet(w));
+            after.push(w.clone());
+        }
+        Ok(Some(after))
     }
 
     /// The row-lock suffix for a single-row read in this transaction.
     fn lock(&self) -> &'static str {
         if self.write && self.dialect == Dialect::Postgres { " FOR UPDATE" } else { "" }
+    }
+
+    /// The row-lock suffix for a background step's batch of rows: rows another transaction
+    /// (another node's step) holds are left to it, not waited for.
+    fn lock_free_rows(&self) -> &'static str {
+        if self.write && self.dialect == Dialect::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" }
     }
 }
 
@@ -213,6 +265,31 @@ fn entry_args(q: Q, e: &CreditEvent) -> Q {
         .opt_str(e.workflow_id.clone())
         .str(&e.metadata.to_string())
         .int(e.created_at.millis())
+}
+
+/// Appends to `q` the guarded update of one wallet by `c` (its placeholders numbered after
+/// `q`'s arguments), returning the row where the engine can: the update changes nothing when a
+/// bucket would go below zero or the reservations past the balance, or, with `after`, when the
+/// `WITH` item of that name moved no wallet.
+fn wallet_update(q: Q, c: &WalletChange, at: Timestamp, after: Option<String>) -> Q {
+    let n = q.args.len();
+    let p = |i: usize| format!("${}", n + i);
+    let (id, inc, pre, res, used, granted, when) = (p(1), p(2), p(3), p(4), p(5), p(6), p(7));
+    let after = after.map(|a| format!(" AND EXISTS (SELECT 1 FROM {a})")).unwrap_or_default();
+    q.push(&format!(
+        "UPDATE wallets SET included_remaining = included_remaining + {inc}, prepaid_balance = prepaid_balance + {pre}, \
+         reserved = reserved + {res}, used_this_period = used_this_period + {used}, \
+         included_this_period = included_this_period + {granted}, updated_at = {when} \
+         WHERE org_id = {id} AND included_remaining + {inc} >= 0 AND prepaid_balance + {pre} >= 0 AND reserved + {res} >= 0 \
+         AND used_this_period + {used} >= 0 AND included_remaining + {inc} + prepaid_balance + {pre} >= reserved + {res}{after}"
+    ))
+    .str(&c.org_id.uuid_string())
+    .int(c.included)
+    .int(c.prepaid)
+    .int(c.reserved)
+    .int(c.used)
+    .int(c.included_granted)
+    .int(at.millis())
 }
 
 /// Binds every column of a wallet, in `WALLET_COLUMNS` order.
@@ -343,7 +420,10 @@ pub(crate) fn page(q: Q, page: PageRequest) -> Q {
 impl Tx for SqlTx {
     #[tracing::instrument(level = "debug", name = "commit", skip_all)]
     async fn commit(self: Box<Self>) -> Result<()> {
-        let SqlTx { mut conn, dialect, hub, signals, transfers, auth, auth_changes, .. } = *self;
+        let SqlTx { mut conn, dialect, hub, signals, transfers, auth, auth_changes, held, .. } = *self;
+        if let Some(batch) = conn.batch_held() {
+            batch.absorb(held);
+        }
         // Other processes hear of a key or org change with its commit, never before or without
         // it: PostgreSQL delivers a NOTIFY sent in a transaction when it commits; SQLite's
         // counter moves in the same commit. (A NOTIFY serializes committing transactions that
@@ -379,6 +459,17 @@ impl Tx for SqlTx {
         Ok(())
     }
 
+    async fn try_take_item(&mut self, item: &str) -> Result<bool> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(true);
+        }
+        let row = Q::new("SELECT CAST(pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS INT) AS taken")
+            .str(item)
+            .fetch_optional(&mut self.conn)
+            .await?;
+        Ok(row.map(|r| r.int("taken")).transpose()? == Some(1))
+    }
+
     async fn insert_org(&mut self, o: &Org) -> Result<()> {
         let q = Q::new(&format!(
             "INSERT INTO organizations ({}, {}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
@@ -395,17 +486,25 @@ impl Tx for SqlTx {
              name_key = $13, external_id = $14, external_id_key = $15 WHERE id = $1",
         );
         self.auth_changed(AuthChange::Org(o.id));
+        self.forget(|h| h.forget_org(o.id));
         children::bind_search_keys(org_args(q, o), o).execute(&mut self.conn).await.map(|_| ())
     }
 
     async fn org_shared(&mut self, owner: Owner, id: OrgId) -> Result<Option<Org>> {
+        if let Some(found) = self.held(|h| h.org(owner, id)) {
+            return Ok(found);
+        }
         let share = if self.write && self.dialect == Dialect::Postgres { " FOR SHARE" } else { "" };
         let mut q = Q::new(&format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1")).str(&id.uuid_string());
         if let Owner::Org(parent) = owner {
             q = q.and_str(" AND parent_id = $?", &parent.uuid_string());
         }
         let row = q.push(share).fetch_optional(&mut self.conn).await?;
-        row.map(|r| rows::org(&r, "")).transpose()
+        let org = row.map(|r| rows::org(&r, "")).transpose()?;
+        if let Some(o) = &org {
+            self.hold(|h| h.hold_org(o));
+        }
+        Ok(org)
     }
 
     async fn org(&mut self, owner: Owner, id: OrgId) -> Result<Option<Org>> {
@@ -539,7 +638,12 @@ impl Tx for SqlTx {
     }
 
     async fn idem_prune(&mut self, created_before: Timestamp) -> Result<u64> {
-        Q::new("DELETE FROM idempotency_records WHERE created_at < $1").int(created_before.millis()).execute(&mut self.conn).await
+        let sql = format!(
+            "DELETE FROM idempotency_records WHERE (api_key_id, idem_key) IN \
+             (SELECT api_key_id, idem_key FROM idempotency_records WHERE created_at < $1{})",
+            self.lock_free_rows()
+        );
+        Q::new(&sql).int(created_before.millis()).execute(&mut self.conn).await
     }
 
     async fn insert_audits(&mut self, entries: &[AuditEntry]) -> Result<()> {
@@ -560,7 +664,7 @@ impl Tx for SqlTx {
                     .str(a.actor.as_str())
                     .str(&a.data.to_string());
             }
-            q.execute(&mut self.conn).await?;
+            self.conn.later(q).await?;
         }
         Ok(())
     }
@@ -586,16 +690,14 @@ impl Tx for SqlTx {
 
     async fn insert_event(&mut self, e: &Event) -> Result<()> {
         self.signal_on_commit(notify::EVENTS);
-        Q::new("INSERT INTO events (id, event_type, org_id, project_id, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        let q = Q::new("INSERT INTO events (id, event_type, org_id, project_id, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .str(&e.id.to_string())
             .str(e.event_type.as_str())
             .str(&e.org_id.uuid_string())
             .opt_str(e.project_id.map(|p| p.uuid_string()))
             .str(&e.data.to_string())
-            .int(e.created_at.millis())
-            .execute(&mut self.conn)
-            .await
-            .map(|_| ())
+            .int(e.created_at.millis());
+        self.conn.later(q).await
     }
 
     async fn list_events(&mut self, org: OrgId, f: &EventFilter, req: PageRequest) -> Result<Vec<Event>> {
@@ -626,10 +728,21 @@ impl Tx for SqlTx {
     }
 
     async fn wallet(&mut self, org: OrgId) -> Result<Option<Wallet>> {
-        self.one(WALLET_COLUMNS, "wallets", "org_id", &org.uuid_string(), rows::wallet).await
+        if let Some(w) = self.held(|h| h.wallet(org)) {
+            return Ok(Some(w));
+        }
+        let w = self.one(WALLET_COLUMNS, "wallets", "org_id", &org.uuid_string(), rows::wallet).await?;
+        if let Some(w) = &w {
+            self.hold(|h| h.hold_wallet(w));
+        }
+        Ok(w)
     }
 
     async fn wallet_snapshot(&mut self, org: OrgId) -> Result<Option<Wallet>> {
+        // A wallet the batch holds locked has no newer committed value than the batch's own.
+        if let Some(w) = self.held(|h| h.wallet(org)) {
+            return Ok(Some(w));
+        }
         let row = Q::new(&format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE org_id = $1"))
             .str(&org.uuid_string())
             .fetch_optional(&mut self.conn)
@@ -638,6 +751,7 @@ impl Tx for SqlTx {
     }
 
     async fn update_wallet_terms(&mut self, w: &Wallet) -> Result<()> {
+        self.forget(|h| h.forget_wallet(w.org_id));
         Q::new(
             "UPDATE wallets SET used_this_period = $2, included_this_period = $3, period_start = $4, monthly_cap = $5, \
              refill_threshold = $6, refill_amount = $7, updated_at = $8, included_carryover = $9 WHERE org_id = $1",
@@ -676,14 +790,9 @@ impl Tx for SqlTx {
                 }
             }
         }
-        let mut after = Vec::with_capacity(batch.changes.len());
-        for c in &batch.changes {
-            let entries: Vec<&CreditEvent> = batch.entries.iter().filter(|e| e.org_id == c.org_id).collect();
-            let Some(w) = self.move_wallet(c, batch.at, &entries).await? else {
-                return Ok(None);
-            };
-            after.push(w);
-        }
+        let Some(after) = self.move_wallets(&batch.changes, batch.at, &batch.entries).await? else {
+            return Ok(None);
+        };
         // Entries of wallets the batch did not move (none today) are stamped with their balances.
         for e in batch.entries.iter().filter(|e| !after.iter().any(|w| w.org_id == e.org_id)) {
             let w = self.wallet_snapshot(e.org_id).await?.ok_or_else(|| CoreError::internal(format!("org {} has no wallet", e.org_id)))?;
@@ -737,10 +846,10 @@ impl Tx for SqlTx {
     async fn ledger_snapshot(&mut self) -> Result<(Vec<Wallet>, Vec<Transfer>)> {
         // Both reads must see one instant: on PostgreSQL that takes a REPEATABLE READ
         // transaction (SQLite's read transaction is already a snapshot).
-        let mut snapshot = match &self.conn {
-            Conn::PgPool(pool) => {
+        let mut snapshot = match self.conn.link() {
+            Link::PgPool(pool) => {
                 let (tx, in_use) = pool.begin().await?;
-                let mut tx = Conn::Pg(tx, in_use);
+                let mut tx = Conn::from(Link::Pg(tx, in_use));
                 Q::new("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut tx).await?;
                 Some(tx)
             }
@@ -1247,7 +1356,7 @@ impl Tx for SqlTx {
         let rows = Q::new(&format!(
             "SELECT id FROM webhook_deliveries WHERE status IN ('delivered', 'failed', 'abandoned') AND created_at < $1 \
              ORDER BY created_at LIMIT $2{}",
-            self.lock()
+            self.lock_free_rows()
         ))
         .int(before.millis())
         .int(i64::from(limit))
@@ -1272,17 +1381,18 @@ impl Tx for SqlTx {
              OR EXISTS (SELECT 1 FROM webhook_endpoints e JOIN organizations o ON o.id = e.org_id \
              WHERE e.id = d.endpoint_id AND e.org_id = d.event_org_id AND o.status = 'archived')) \
              ORDER BY d.id LIMIT $2{})",
-            self.lock()
+            self.lock_free_rows()
         );
         Q::new(&sql).int(at.millis()).int(i64::from(limit)).execute(&mut self.conn).await
     }
 
     async fn purge_events(&mut self, before: Timestamp, limit: u32) -> Result<u64> {
-        Q::new(
+        Q::new(&format!(
             "DELETE FROM events WHERE seq IN (SELECT ev.seq FROM events ev WHERE ev.dispatched = 1 AND ev.created_at < $1 \
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = ev.id AND d.status IN ('pending', 'delivering')) \
-             ORDER BY ev.created_at LIMIT $2)",
-        )
+             ORDER BY ev.created_at LIMIT $2{})",
+            self.lock_free_rows()
+        ))
         .int(before.millis())
         .int(i64::from(limit))
         .execute(&mut self.conn)

@@ -56,11 +56,15 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let builder =
-            [(names::HTTP_LATENCY, LATENCY_BUCKETS), (names::DB_ACQUIRE_WAIT, WAIT_BUCKETS), (names::GROUP_COMMIT_BATCH, BATCH_BUCKETS)]
-                .into_iter()
-                .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| b.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets))
-                .expect("every bucket list is non-empty");
+        let builder = [
+            (names::HTTP_LATENCY, LATENCY_BUCKETS),
+            (names::DB_ACQUIRE_WAIT, WAIT_BUCKETS),
+            (names::DB_HOLD, WAIT_BUCKETS),
+            (names::GROUP_COMMIT_BATCH, BATCH_BUCKETS),
+        ]
+        .into_iter()
+        .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| b.set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets))
+        .expect("every bucket list is non-empty");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
@@ -104,5 +108,6 @@ fn describe() {
     describe_gauge!(names::WEBHOOK_IN_FLIGHT, "Webhook attempts posted and not yet answered.");
     describe_gauge!(names::DB_IN_USE, "Database connections held, by backend and pool.");
     describe_histogram!(names::DB_ACQUIRE_WAIT, Unit::Seconds, "Time waited for a database connection, by backend and pool.");
+    describe_histogram!(names::DB_HOLD, Unit::Seconds, "Time a database connection (or the group writer) was held, by backend and pool.");
     describe_histogram!(names::GROUP_COMMIT_BATCH, "Write transactions committed together by one group commit.");
 }

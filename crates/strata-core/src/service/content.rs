@@ -295,18 +295,23 @@ impl Strata {
     }
 
     /// Ends `org`'s job `id` if it is still running and due. A job's id is unique only within
-    /// its org, so the scheduler always names both.
-    async fn advance_job(&self, org: OrgId, id: JobId) -> Result<()> {
+    /// its org, so the scheduler always names both. Returns whether this step ended it (not when another node's step has it, or had it).
+    async fn advance_job(&self, org: OrgId, id: JobId) -> Result<bool> {
         let mut tx = self.store.write().await?;
-        if let Some(mut job) = tx.job(org, id).await?.filter(|j| j.status == JobStatus::Running && j.finish_at <= self.now()) {
-            let end = match job.outcome {
-                Outcome::Complete { .. } => JobStatus::Completed,
-                Outcome::Fail { .. } => JobStatus::Failed,
-            };
-            let mut stamp = Stamp::system().in_org(job.org_id);
-            stamp.project_id = Some(job.project_id);
-            self.end_job(tx.as_mut(), &mut job, end, stamp).await?;
+        if !tx.try_take_item(&format!("job:{org}:{id}")).await? {
+            return Ok(false);
         }
-        tx.commit().await
+        let Some(mut job) = tx.job(org, id).await?.filter(|j| j.status == JobStatus::Running && j.finish_at <= self.now()) else {
+            return Ok(false);
+        };
+        let end = match job.outcome {
+            Outcome::Complete { .. } => JobStatus::Completed,
+            Outcome::Fail { .. } => JobStatus::Failed,
+        };
+        let mut stamp = Stamp::system().in_org(job.org_id);
+        stamp.project_id = Some(job.project_id);
+        self.end_job(tx.as_mut(), &mut job, end, stamp).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

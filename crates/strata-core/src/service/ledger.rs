@@ -299,14 +299,14 @@ impl Strata {
     /// Settles a pending reservation inside the caller's transaction: `Some(actual)` consumes
     /// up to the reserved amount (included credits first) and releases the rest; `None`
     /// releases all. Settling a settled reservation changes nothing. In an archived org the
-    /// released credits go to the parent.
-    pub(crate) async fn settle_in(&self, tx: &mut dyn Tx, id: TxnId, actual: Option<i64>) -> Result<()> {
+    /// released credits go to the parent. Returns whether the reservation was still pending.
+    pub(crate) async fn settle_in(&self, tx: &mut dyn Tx, id: TxnId, actual: Option<i64>) -> Result<bool> {
         let r = tx.transfer(Owner::System, id).await?.ok_or(CoreError::not_found("reservation"))?;
         if r.kind != TransferKind::Reservation {
             return Err(CoreError::internal(format!("{id} is not a reservation")));
         }
         if r.status != TransferStatus::Pending {
-            return Ok(());
+            return Ok(false);
         }
         // Held for share, as `write_as` holds the acting org: a cancel in the same org, or the
         // scheduler ending the same job, never upgrades a share lock (a deadlock on PostgreSQL).
@@ -352,7 +352,7 @@ impl Strata {
             let mut pw = self.lock_wallet(tx, parent).await?;
             self.sweep(tx, &mut w, &mut pw).await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Moves a child's unreserved balance to its parent, bucket to bucket (CONTRACT §2):
@@ -409,7 +409,19 @@ impl Strata {
         let mut tx = self.store.read().await?;
         let due = tx.expired_reservations(self.now(), 500).await?;
         tx.commit().await?;
-        Ok(super::each_item(due, "expire a reservation", |id| self.void(id)).await)
+        Ok(super::each_item(due, "expire a reservation", |id| self.expire_reservation(id)).await)
+    }
+
+    /// Releases reservation `id` whole, unless another node's step has it; returns whether
+    /// this step released it.
+    async fn expire_reservation(&self, id: TxnId) -> Result<bool> {
+        let mut tx = self.store.write().await?;
+        if !tx.try_take_item(&format!("reservation:{id}")).await? {
+            return Ok(false);
+        }
+        let released = self.settle_in(tx.as_mut(), id, None).await?;
+        tx.commit().await?;
+        Ok(released)
     }
 
     /// Rolls wallets still in an old period into the current one (up to 500 a step).
@@ -421,8 +433,12 @@ impl Strata {
         tx.commit().await?;
         let roll = |org| async move {
             let mut tx = self.store.write().await?;
+            if !tx.try_take_item(&format!("wallet:{org}")).await? {
+                return Ok(false);
+            }
             self.lock_wallet(tx.as_mut(), org).await?;
-            tx.commit().await
+            tx.commit().await?;
+            Ok(true)
         };
         Ok(super::each_item(stale, "roll a wallet over", roll).await)
     }

@@ -156,16 +156,17 @@ impl Stamp {
 
 /// Runs a background step's items one after another, each in its own transaction (`run`): one
 /// that fails is logged with `what` and the item, and left for the next step; it never blocks
-/// the rest. Returns how many succeeded.
+/// the rest. `run` answers whether it acted on the item (`false`: another node's step has it,
+/// or it no longer needs acting on). Returns how many it acted on.
 pub(crate) async fn each_item<T, Fut>(items: Vec<T>, what: &str, run: impl Fn(T) -> Fut) -> usize
 where
     T: std::fmt::Display + Copy,
-    Fut: std::future::Future<Output = Result<()>>,
+    Fut: std::future::Future<Output = Result<bool>>,
 {
     let mut done = 0;
     for item in items {
         match run(item).await {
-            Ok(()) => done += 1,
+            Ok(acted) => done += usize::from(acted),
             Err(e) => crate::telemetry::background_failure(what, Some(&item), &e),
         }
     }

@@ -172,6 +172,10 @@ impl Strata {
     /// org, so the project is read by (org, id).
     async fn publish_one(&self, id: PostId, org: OrgId, project: ProjectId) -> Result<bool> {
         let mut tx = self.store.write().await?;
+        // Another node's step has it: it is theirs this time.
+        if !tx.try_take_item(&format!("post:{id}")).await? {
+            return Ok(false);
+        }
         let org = tx.org_shared(Owner::System, org).await?.ok_or_else(|| CoreError::internal("a post's org is gone"))?;
         // A migration may have moved the project meanwhile: the next step takes it from there.
         let Some(project) = tx.project(org.id, project).await? else { return Ok(false) };

@@ -328,6 +328,36 @@ async fn an_unsettled_reservation_expires_and_is_released() {
     app.assert_ledger().await;
 }
 
+/// Background steps run on every node; an item one node's step holds is skipped by the
+/// others, not waited for (`Tx::try_take_item`), and taken by whichever step comes next.
+#[tokio::test]
+async fn an_expiry_another_node_holds_is_skipped_without_waiting_then_taken_next_step() {
+    use sqlx::{Connection, Executor};
+    let app = TestApp::spawn().await;
+    let strata::StoreBackend::Postgres { url } = app.backend.clone() else {
+        return crate::helpers::skip("PostgreSQL only (STRATA_TEST_DATABASE_URL is not set)");
+    };
+    app.grant(&app.partner_org, 1000).await;
+    let id = app.strata.reserve(spend(&app.partner_org, 600)).await.unwrap();
+    app.clock.advance_ms(HOUR_MS);
+    // Another node's step, in the middle of expiring it.
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    other.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("reservation:{id}"))
+        .execute(&mut other)
+        .await
+        .unwrap();
+    // Returns at once (a wait would hang here: the other transaction stays open).
+    assert_eq!(strata_workers::expire_reservations(&app.strata).await, 0);
+    assert_eq!(app.get("/v1/credits").key(&app.admin_key).send().await.body["available"], 400);
+    other.execute("ROLLBACK").await.unwrap();
+    assert_eq!(strata_workers::expire_reservations(&app.strata).await, 1);
+    assert_eq!(app.get("/v1/credits").key(&app.admin_key).send().await.body["available"], 1000);
+    assert_eq!(strata_workers::expire_reservations(&app.strata).await, 0, "released once");
+    app.assert_ledger().await;
+}
+
 #[tokio::test]
 async fn included_credits_expire_at_rollover_and_usage_restarts() {
     let app = TestApp::spawn().await;
