@@ -5,23 +5,24 @@
 
 use std::sync::Arc;
 
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Column, Postgres, Row as _, Transaction, TypeInfo};
 use strata_core::error::{CoreError, Result};
 
 use crate::db_err;
-use crate::group::{BatchConn, GroupWrite};
+use crate::deferred::{Claim, Later, render};
+use crate::group::GroupWrite;
 use crate::held::HeldRows;
+use crate::lane::PgLane;
 use crate::lite::{LiteRead, LiteWrite};
 use crate::pool_use::{InUse, Pool};
-use crate::query::{Arg, Cell, Q, Row, fuse, inserted_table, mentions};
+use crate::query::{Arg, Cell, Q, Row, fuse, mentions, writes_only, written_table};
 
 /// A connection and the writes deferred on it (see `Conn::later`).
 pub(crate) struct Conn {
     link: Link,
-    /// Inserts of a PostgreSQL transaction not yet sent: they travel with the next statement.
-    later: Vec<Q>,
+    /// Writes of a PostgreSQL transaction not yet sent: they travel with the next statement.
+    later: Vec<Later>,
 }
 
 pub(crate) enum Link {
@@ -54,44 +55,83 @@ impl Conn {
         }
     }
 
-    /// Runs an insert whose outcome nothing waits for (an audit entry, an event, a transfer):
-    /// inside a PostgreSQL transaction it is deferred and sent with the transaction's next
-    /// statement, as a data-modifying `WITH` of it (one round trip for both), or before the
-    /// commit; elsewhere it runs now. A statement that reads a table a deferred insert writes
-    /// sends the deferred ones first, so every statement sees the transaction's own writes.
-    /// A deferred insert that fails fails the statement it travels with; either way the
-    /// transaction does not commit.
+    /// Runs a write whose outcome nothing waits for (an insert of an audit entry, an event, a
+    /// transfer; the update of a wallet whose value the caller already knows): inside a
+    /// PostgreSQL transaction it is deferred and sent with the transaction's next statement, as
+    /// a data-modifying `WITH` of it (one round trip for both), or before the commit; elsewhere
+    /// it runs now. A statement that names a table a deferred write writes sends the deferred
+    /// ones first, so every statement sees the transaction's own writes. A deferred write that
+    /// fails fails the statement it travels with; either way the transaction does not commit.
     pub async fn later(&mut self, q: Q) -> Result<()> {
-        debug_assert!(q.sql.starts_with("INSERT INTO "), "only inserts are deferred: {}", q.sql);
+        debug_assert!(!written_table(&q).is_empty(), "only an INSERT INTO or an UPDATE is deferred: {}", q.sql);
         match self.link {
             Link::Pg(..) | Link::PgGroup(_) => {
-                self.later.push(q);
+                self.later.push(Later::Write { q, counted: false });
                 Ok(())
             }
             _ => self.execute(&q).await.map(|_| ()),
         }
     }
 
-    /// The statement to send for `q`: itself, or itself carrying the deferred inserts (which
-    /// are then taken). Deferred inserts into a table `q` reads are sent on their own first.
+    /// Defers the change of a wallet whose exact value the grouped write holds (see
+    /// `deferred::Later::Wallet`); it is sent like `later`'s writes.
+    pub async fn later_wallet(&mut self, change: strata_core::ledger::WalletChange, at: strata_core::clock::Timestamp) -> Result<()> {
+        match self.link {
+            Link::Pg(..) | Link::PgGroup(_) => {
+                self.later.push(Later::Wallet { change, at });
+                Ok(())
+            }
+            _ => {
+                let q = crate::deferred::wallet_update(Q::new(""), &change, at, crate::deferred::Guard::Checks);
+                self.execute(&q).await.map(|_| ())
+            }
+        }
+    }
+
+    /// Completes an idempotency claim (its update must change exactly one row) and returns how
+    /// many rows it changed. In a grouped PostgreSQL write it is deferred like `later`
+    /// and answers 1: the count is checked when it is sent (with the write's next statement, or
+    /// with its batch's commit), and a row it did not change fails that statement or the whole
+    /// batch, so nothing of the write commits.
+    pub async fn later_claim(&mut self, claim: Claim) -> Result<u64> {
+        match self.link {
+            Link::PgGroup(_) => {
+                self.later.push(Later::Claim(claim));
+                Ok(1)
+            }
+            _ => self.execute(&claim.update()).await,
+        }
+    }
+
+    /// The statement to send for `q`: itself, or itself carrying the deferred writes (which
+    /// are then taken). Deferred writes to a table `q` names, or whose count is checked, are
+    /// sent on their own first.
     async fn carrying(&mut self, q: &Q) -> Result<Option<Q>> {
+        if let Link::PgGroup(w) = &mut self.link {
+            w.conn_mut().before_statement().await?;
+        }
         if self.later.is_empty() {
             return Ok(None);
         }
-        if self.later.iter().any(|l| mentions(&q.sql, inserted_table(l))) {
+        if self.later.iter().any(|l| l.counted() || mentions(&q.sql, l.table())) {
             self.flush().await?;
             return Ok(None);
         }
-        Ok(Some(fuse(q, std::mem::take(&mut self.later))))
+        Ok(Some(fuse(q, render(std::mem::take(&mut self.later)))))
     }
 
-    /// Sends the deferred inserts (one statement), if any.
+    /// Sends the deferred writes (one statement), if any; a counted one that changed no row
+    /// fails it (`IdempotencyConflict`: the claim was taken over).
     pub async fn flush(&mut self) -> Result<()> {
         if self.later.is_empty() {
             return Ok(());
         }
-        let q = fuse(&Q::new("SELECT 1 AS one"), std::mem::take(&mut self.later));
-        self.run_all(&q).await.map(|_| ())
+        let (q, expected) = writes_only(render(std::mem::take(&mut self.later)));
+        let rows = self.run_all(&q).await?;
+        if rows.first().map(|r| r.int("counted")).transpose()? != Some(expected) {
+            return Err(CoreError::IdempotencyConflict { in_progress: true });
+        }
+        Ok(())
     }
 
     pub async fn execute(&mut self, q: &Q) -> Result<u64> {
@@ -146,6 +186,10 @@ impl Conn {
     }
 
     pub async fn commit(mut self) -> Result<()> {
+        if let Link::PgGroup(w) = &mut self.link {
+            // Released into the batch, they go with its next statement or its commit.
+            w.conn_mut().release_writes(std::mem::take(&mut self.later));
+        }
         self.flush().await?;
         match self.link {
             Link::Pg(tx, _in_use) => tx.commit().await.map_err(db_err),
@@ -154,82 +198,6 @@ impl Conn {
             Link::LiteWrite(w) => w.commit().await,
             Link::LiteRead(r) => r.finish(),
         }
-    }
-}
-
-/// The connection of PostgreSQL's group commit: taken from the pool when a batch begins and
-/// given back when it ends, so an idle group holds none.
-pub(crate) struct PgLane {
-    pool: Pool,
-    conn: Option<(PoolConnection<Postgres>, InUse)>,
-    /// A control statement failed: the batch's transaction cannot be trusted to commit.
-    lost: bool,
-    /// A write released its savepoint; the `RELEASE` goes with the next control statement (the
-    /// next write's `SAVEPOINT`), one round trip less per write. `COMMIT` releases it anyway.
-    release_pending: bool,
-    /// Rows the open batch holds locked, as it last saw them.
-    pub(crate) held: HeldRows,
-}
-
-impl PgLane {
-    pub fn new(pool: Pool) -> Self {
-        Self { pool, conn: None, lost: false, release_pending: false, held: HeldRows::default() }
-    }
-
-    /// The connection of the open batch.
-    fn pg(&mut self) -> Result<&mut sqlx::PgConnection> {
-        match &mut self.conn {
-            Some((conn, _)) => Ok(&mut **conn),
-            None => Err(CoreError::internal("a group write ran outside its batch")),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl BatchConn for PgLane {
-    const BACKEND: &'static str = "postgres";
-    /// A batch waits at most 20 ms for a row another transaction holds; past it the write
-    /// fails with `CoreError::lock_busy` and its service runs it alone. A batch holds the rows of
-    /// every write already in it, so waiting longer could close a cycle with a transaction that
-    /// holds one row the batch wants and wants one the batch holds (an archive: the child's org,
-    /// then the parent's wallet).
-    const BEGIN: &'static str = "BEGIN; SET LOCAL lock_timeout = '20ms'";
-
-    async fn control(&mut self, sql: &str) -> Result<()> {
-        if sql == "RELEASE w" {
-            self.release_pending = true;
-            return Ok(());
-        }
-        let sql = match std::mem::take(&mut self.release_pending) {
-            true if sql != "COMMIT" && sql != "ROLLBACK" => format!("RELEASE w; {sql}"),
-            _ => sql.to_owned(),
-        };
-        if self.conn.is_none() {
-            self.conn = Some(self.pool.acquire().await?);
-        }
-        let conn = self.pg()?;
-        // A statement without arguments goes by the simple protocol, which runs `;`-separated
-        // statements in one round trip.
-        if let Err(e) = sqlx::Executor::execute(conn, sql.as_str()).await {
-            self.lost = true;
-            if let Some((conn, _)) = &mut self.conn {
-                // A connection that failed a control statement is not given back to the pool.
-                conn.close_on_drop();
-            }
-            return Err(db_err(e));
-        }
-        Ok(())
-    }
-
-    fn batch_lost(&self) -> bool {
-        self.lost
-    }
-
-    fn batch_ended(&mut self) {
-        self.conn = None;
-        self.lost = false;
-        self.release_pending = false;
-        self.held = HeldRows::default();
     }
 }
 

@@ -389,7 +389,7 @@ mod tests {
         let (head, _) = base.split('?').next().unwrap().rsplit_once('/').unwrap();
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&format!("{head}/{name}")).await.unwrap();
         a_failed_batch_commit_fails_every_write_in_it(Group::new(
-            crate::conn::PgLane::new(crate::pool_use::Pool::new(pool.clone(), "t")),
+            crate::lane::PgLane::new(crate::pool_use::Pool::new(pool.clone(), "t")),
             None,
         ))
         .await;

@@ -111,9 +111,10 @@ impl Q {
     }
 }
 
-/// The table an `INSERT INTO t …` writes.
-pub(crate) fn inserted_table(q: &Q) -> &str {
-    q.sql["INSERT INTO ".len()..].split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap_or_default()
+/// The table an `INSERT INTO t …` or an `UPDATE t …` writes (empty for any other statement).
+pub(crate) fn written_table(q: &Q) -> &str {
+    let rest = q.sql.strip_prefix("INSERT INTO ").or_else(|| q.sql.strip_prefix("UPDATE ")).unwrap_or_default();
+    rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap_or_default()
 }
 
 /// Whether `sql` names `table` as a whole word (`events` is not in `credit_events`).
@@ -122,14 +123,16 @@ pub(crate) fn mentions(sql: &str, table: &str) -> bool {
     sql.match_indices(table).any(|(i, _)| !word(sql[..i].chars().next_back()) && !word(sql[i + table.len()..].chars().next()))
 }
 
-/// `main` with `inserts` as data-modifying `WITH` items ahead of it: PostgreSQL runs each to
-/// completion whether or not `main` reads it, in `main`'s snapshot. `main` keeps its
-/// placeholders; each insert's are shifted past those before it.
-pub(crate) fn fuse(main: &Q, inserts: Vec<Q>) -> Q {
+/// `main` with `writes` as data-modifying `WITH` items ahead of it (`later_0`, `later_1`, …):
+/// PostgreSQL runs each to completion whether or not `main` reads it, in `main`'s snapshot. A
+/// counted write returns a row per row it changed. `main` keeps its placeholders; each write's
+/// are shifted past those before it.
+pub(crate) fn fuse(main: &Q, writes: Vec<(Q, i64)>) -> Q {
     let mut args = main.args.clone();
-    let mut items = Vec::with_capacity(inserts.len());
-    for (i, q) in inserts.into_iter().enumerate() {
-        items.push(format!("later_{i} AS ({})", shift_placeholders(&q.sql, args.len())));
+    let mut items = Vec::with_capacity(writes.len());
+    for (i, (q, counted)) in writes.into_iter().enumerate() {
+        let returning = if counted > 0 { " RETURNING 1" } else { "" };
+        items.push(format!("later_{i} AS ({}{returning})", shift_placeholders(&q.sql, args.len())));
         args.extend(q.args);
     }
     let sql = match main.sql.strip_prefix("WITH ") {
@@ -139,8 +142,22 @@ pub(crate) fn fuse(main: &Q, inserts: Vec<Q>) -> Q {
     Q { sql, args }
 }
 
+/// One statement running `writes` (each with how many rows it must change, 0: not counted),
+/// answering one row with one column, `counted`: how many rows the counted ones changed, which
+/// must be the second value returned.
+pub(crate) fn writes_only(writes: Vec<(Q, i64)>) -> (Q, i64) {
+    let expected = writes.iter().map(|(_, n)| n).sum();
+    let counted: Vec<String> =
+        writes.iter().enumerate().filter(|(_, (_, n))| *n > 0).map(|(i, _)| format!("(SELECT count(*) FROM later_{i})")).collect();
+    let main = match counted.is_empty() {
+        true => "SELECT CAST(0 AS BIGINT) AS counted".to_owned(),
+        false => format!("SELECT CAST({} AS BIGINT) AS counted", counted.join(" + ")),
+    };
+    (fuse(&Q::new(&main), writes), expected)
+}
+
 /// `sql` with every placeholder `$n` renumbered `$(n + by)`.
-fn shift_placeholders(sql: &str, by: usize) -> String {
+pub(crate) fn shift_placeholders(sql: &str, by: usize) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
     let mut chars = sql.char_indices().peekable();
     while let Some((_, c)) = chars.next() {
@@ -241,7 +258,7 @@ mod tests {
         let main = Q::new("UPDATE idempotency_records SET reply = $1 WHERE key = $2").str("r").str("k");
         let audit = Q::new("INSERT INTO audit_log (id, data) VALUES ($1, $2)").str("a").str("{}");
         let event = Q::new("INSERT INTO events (id) VALUES ($1)").str("e");
-        let fused = fuse(&main, vec![audit, event]);
+        let fused = fuse(&main, vec![(audit, 0), (event, 0)]);
         assert_eq!(
             fused.sql,
             "WITH later_0 AS (INSERT INTO audit_log (id, data) VALUES ($3, $4)), later_1 AS (INSERT INTO events (id) VALUES ($5)) \
@@ -252,7 +269,7 @@ mod tests {
         assert!(args[0].contains("\"r\"") && args[2].contains("\"a\"") && args[4].contains("\"e\""), "{args:?}");
         // A statement that is itself a WITH list gets the inserts at the head of its list.
         let with = Q::new("WITH w AS (UPDATE wallets SET a = $1 RETURNING a) SELECT a FROM w").int(1);
-        let fused = fuse(&with, vec![Q::new("INSERT INTO transfers (id) VALUES ($1)").str("t")]);
+        let fused = fuse(&with, vec![(Q::new("INSERT INTO transfers (id) VALUES ($1)").str("t"), 0)]);
         assert_eq!(
             fused.sql,
             "WITH later_0 AS (INSERT INTO transfers (id) VALUES ($2)), w AS (UPDATE wallets SET a = $1 RETURNING a) SELECT a FROM w"
@@ -261,9 +278,26 @@ mod tests {
     }
 
     #[test]
+    fn deferred_writes_alone_answer_how_many_rows_the_counted_ones_changed() {
+        let claim = Q::new("UPDATE idempotency_records SET status = $1 WHERE idem_key = $2").int(201).str("k");
+        let event = Q::new("INSERT INTO events (id) VALUES ($1)").str("e");
+        let (q, expected) = writes_only(vec![(event, 0), (claim, 1)]);
+        assert_eq!(expected, 1);
+        assert_eq!(
+            q.sql,
+            "WITH later_0 AS (INSERT INTO events (id) VALUES ($1)), \
+             later_1 AS (UPDATE idempotency_records SET status = $2 WHERE idem_key = $3 RETURNING 1) \
+             SELECT CAST((SELECT count(*) FROM later_1) AS BIGINT) AS counted"
+        );
+        let (q, expected) = writes_only(vec![(Q::new("INSERT INTO events (id) VALUES ($1)").str("e"), 0)]);
+        assert_eq!((expected, q.sql.ends_with("SELECT CAST(0 AS BIGINT) AS counted")), (0, true));
+    }
+
+    #[test]
     fn a_table_is_mentioned_only_as_a_whole_word() {
-        let q = Q::new("INSERT INTO events (id) VALUES ($1)");
-        assert_eq!(inserted_table(&q), "events");
+        assert_eq!(written_table(&Q::new("INSERT INTO events (id) VALUES ($1)")), "events");
+        assert_eq!(written_table(&Q::new("UPDATE wallets SET a = $1")), "wallets");
+        assert_eq!(written_table(&Q::new("SELECT 1 FROM wallets")), "");
         assert!(mentions("SELECT seq FROM events WHERE id = $1", "events"));
         assert!(!mentions("INSERT INTO credit_events (id) VALUES ($1)", "events"));
         assert!(!mentions("SELECT eventsx FROM t", "events"));

@@ -28,6 +28,7 @@ use crate::Dialect;
 use crate::auth_cache::{AuthCache, AuthChange, BUMP_AUTH_VERSION};
 use crate::children;
 use crate::conn::{Conn, Link};
+use crate::deferred::{Claim, Guard, wallet_update};
 use crate::held::HeldRows;
 use crate::notify::{self, Hub};
 use crate::query::{Q, ROWS_PER_INSERT, Row, values_placeholders};
@@ -164,7 +165,7 @@ impl SqlTx {
             "INSERT INTO credit_events ({ENTRY_COLUMNS}, balance_after_prepaid, usage_after_period) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ));
-        entry_args(q, e).int(after.prepaid_balance).int(after.used_this_period).execute(&mut self.conn).await.map(|_| ())
+        self.conn.later(entry_args(q, e).int(after.prepaid_balance).int(after.used_this_period)).await
     }
 
     /// Moves wallets by their changes, guarded, in order, and inserts each one's ledger entries
@@ -180,7 +181,7 @@ impl SqlTx {
         if self.dialect == Dialect::Sqlite {
             let mut after = Vec::with_capacity(changes.len());
             for c in changes {
-                let update = wallet_update(Q::new(""), c, at, None).push(&format!(" RETURNING {WALLET_COLUMNS}"));
+                let update = wallet_update(Q::new(""), c, at, Guard::Where { after: None }).push(&format!(" RETURNING {WALLET_COLUMNS}"));
                 let Some(row) = update.fetch_optional(&mut self.conn).await? else {
                     return Ok(None);
                 };
@@ -192,10 +193,27 @@ impl SqlTx {
             }
             return Ok(Some(after));
         }
+        // Every wallet held by this grouped write's batch: their values are exact (no other
+        // transaction can change them), so the guard is decided here by the same rule
+        // (`Wallet::apply`) and the updates travel with the next statement; the table's CHECKs
+        // still refuse a wallet out of bounds.
+        if let Some(mut after) = changes.iter().map(|c| self.held(|h| h.wallet(c.org_id))).collect::<Option<Vec<_>>>() {
+            if after.iter_mut().zip(changes).any(|(w, c)| w.apply(c, at).is_err()) {
+                return Ok(None);
+            }
+            for (w, c) in after.iter().zip(changes) {
+                self.conn.later_wallet(*c, at).await?;
+                for e in of(c) {
+                    self.insert_credit_event(e, w).await?;
+                }
+                self.hold(|h| h.hold_wallet(w));
+            }
+            return Ok(Some(after));
+        }
         let mut q = Q::new("");
         let mut items = Vec::with_capacity(changes.len() * 2);
         for (i, c) in changes.iter().enumerate() {
-            q = wallet_update(q, c, at, i.checked_sub(1).map(|p| format!("moved_{p}")));
+            q = wallet_update(q, c, at, Guard::Where { after: i.checked_sub(1).map(|p| format!("moved_{p}")) });
             items.push(format!("moved_{i} AS ({} RETURNING {WALLET_COLUMNS})", std::mem::take(&mut q.sql)));
             let mine = of(c);
             if mine.is_empty() {
@@ -265,31 +283,6 @@ fn entry_args(q: Q, e: &CreditEvent) -> Q {
         .opt_str(e.workflow_id.clone())
         .str(&e.metadata.to_string())
         .int(e.created_at.millis())
-}
-
-/// Appends to `q` the guarded update of one wallet by `c` (its placeholders numbered after
-/// `q`'s arguments), returning the row where the engine can: the update changes nothing when a
-/// bucket would go below zero or the reservations past the balance, or, with `after`, when the
-/// `WITH` item of that name moved no wallet.
-fn wallet_update(q: Q, c: &WalletChange, at: Timestamp, after: Option<String>) -> Q {
-    let n = q.args.len();
-    let p = |i: usize| format!("${}", n + i);
-    let (id, inc, pre, res, used, granted, when) = (p(1), p(2), p(3), p(4), p(5), p(6), p(7));
-    let after = after.map(|a| format!(" AND EXISTS (SELECT 1 FROM {a})")).unwrap_or_default();
-    q.push(&format!(
-        "UPDATE wallets SET included_remaining = included_remaining + {inc}, prepaid_balance = prepaid_balance + {pre}, \
-         reserved = reserved + {res}, used_this_period = used_this_period + {used}, \
-         included_this_period = included_this_period + {granted}, updated_at = {when} \
-         WHERE org_id = {id} AND included_remaining + {inc} >= 0 AND prepaid_balance + {pre} >= 0 AND reserved + {res} >= 0 \
-         AND used_this_period + {used} >= 0 AND included_remaining + {inc} + prepaid_balance + {pre} >= reserved + {res}{after}"
-    ))
-    .str(&c.org_id.uuid_string())
-    .int(c.included)
-    .int(c.prepaid)
-    .int(c.reserved)
-    .int(c.used)
-    .int(c.included_granted)
-    .int(at.millis())
 }
 
 /// Binds every column of a wallet, in `WALLET_COLUMNS` order.
@@ -617,14 +610,14 @@ impl Tx for SqlTx {
     }
 
     async fn idem_complete(&mut self, key_id: ApiKeyId, key: &str, token: Timestamp, reply: &Reply) -> Result<u64> {
-        Q::new("UPDATE idempotency_records SET status = $3, body = $4 WHERE api_key_id = $1 AND idem_key = $2 AND created_at = $5 AND status IS NULL")
-            .str(&key_id.uuid_string())
-            .str(key)
-            .int(i64::from(reply.status))
-            .str(&String::from_utf8_lossy(&reply.body))
-            .int(token.millis())
-            .execute(&mut self.conn)
-            .await
+        let claim = Claim {
+            key_id: key_id.uuid_string(),
+            key: key.to_owned(),
+            token: token.millis(),
+            status: i64::from(reply.status),
+            body: String::from_utf8_lossy(&reply.body).into_owned(),
+        };
+        self.conn.later_claim(claim).await
     }
 
     async fn idem_delete(&mut self, key_id: ApiKeyId, key: &str, token: Timestamp) -> Result<()> {
