@@ -26,10 +26,11 @@ fi
 cleanup() {
   [ -n "${server:-}" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
   [ -n "$dbname" ] && psql "$base_url" -qc "DROP DATABASE IF EXISTS $dbname" || true
+  [ -n "${KEEP_LOG:-}" ] && cp "$work/server.log" "$KEEP_LOG"
   rm -rf "$work"
 }
 trap cleanup EXIT
-STRATA_LOG=warn "$bin" "${db_args[@]}" serve --listen "127.0.0.1:$port" ${METRICS_LISTEN:+--metrics-listen "$METRICS_LISTEN"} >"$work/server.log" 2>&1 &
+"$bin" "${db_args[@]}" serve --listen "127.0.0.1:$port" ${METRICS_LISTEN:+--metrics-listen "$METRICS_LISTEN"} >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
 key=$("$bin" "${db_args[@]}" partners create --name Bench --tier internal --credits 1000000000 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["apiKey"])')

@@ -279,6 +279,25 @@ impl Strata {
         idem: Option<&IdemClaim>,
         grouped: bool,
     ) -> Result<AllocationView> {
+        // Built before the transaction: on PostgreSQL a grouped one holds its batch's connection,
+        // which the batch's other allocations wait for.
+        let (t, entries) = self.bucket_move(
+            Account::Prepaid,
+            caller.org_id(),
+            org,
+            req.credits.get(),
+            TransferKind::Allocation,
+            None,
+            &req.metadata,
+            req.description.as_deref(),
+        );
+        let mut stamp = caller.stamp();
+        stamp.org_id = Some(caller.org_id());
+        let audit = self.audit_entry(
+            stamp,
+            "credits.allocated",
+            json!({ "transferId": t.id, "organizationId": org, "credits": req.credits.get() }),
+        );
         let mut tx = self.write_as_in(caller, grouped).await?;
         // Held, not locked: allocations into one child do not queue on its org row; an archive
         // (which locks it) waits for them, and they for it.
@@ -301,25 +320,8 @@ impl Strata {
         if req.credits.get() > spendable_prepaid(&parent_w) {
             return Err(short(spendable_prepaid(&parent_w)));
         }
-        let (t, entries) = self.bucket_move(
-            Account::Prepaid,
-            caller.org_id(),
-            child.id,
-            req.credits.get(),
-            TransferKind::Allocation,
-            None,
-            &req.metadata,
-            req.description.as_deref(),
-        );
         let batch = self.batch(vec![Posting::Transfer(t.clone())], entries.into(), &mut [])?;
-        let mut stamp = caller.stamp();
-        stamp.org_id = Some(caller.org_id());
-        tx.insert_audit(&self.audit_entry(
-            stamp,
-            "credits.allocated",
-            json!({ "transferId": t.id, "organizationId": child.id, "credits": req.credits.get() }),
-        ))
-        .await?;
+        tx.insert_audit(&audit).await?;
         // The posting: the child's credit, then the contended debit (the parent's row is
         // locked from here to commit). `None`: the guard refused the parent's debit.
         let Some(after) = tx.post_transfers(&batch).await? else {
