@@ -63,7 +63,16 @@ impl Conn {
     /// ones first, so every statement sees the transaction's own writes. A deferred write that
     /// fails fails the statement it travels with; either way the transaction does not commit.
     pub async fn later(&mut self, q: Q) -> Result<()> {
-        debug_assert!(!written_table(&q).is_empty(), "only an INSERT INTO or an UPDATE is deferred: {}", q.sql);
+        // Their text is renumbered and merged as plain statements: no quoted literal (a `$n` in
+        // it would be renumbered too), nothing after an insert's rows.
+        debug_assert!(
+            !written_table(&q).is_empty()
+                && !q.sql.contains(['\'', '"'])
+                && !q.sql.contains(" ON CONFLICT")
+                && !q.sql.contains(" RETURNING"),
+            "only a plain INSERT INTO … VALUES or UPDATE is deferred: {}",
+            q.sql
+        );
         match self.link {
             Link::Pg(..) | Link::PgGroup(_) => {
                 self.later.push(Later::Write { q, counted: false });
@@ -113,7 +122,8 @@ impl Conn {
         if self.later.is_empty() {
             return Ok(None);
         }
-        if self.later.iter().any(|l| l.counted() || mentions(&q.sql, l.table())) {
+        let args: usize = self.later.iter().map(Later::args).sum();
+        if args + q.args.len() > crate::query::MAX_ARGS || self.later.iter().any(|l| l.counted() || mentions(&q.sql, l.table())) {
             self.flush().await?;
             return Ok(None);
         }
@@ -126,10 +136,11 @@ impl Conn {
         if self.later.is_empty() {
             return Ok(());
         }
-        let (q, expected) = writes_only(render(std::mem::take(&mut self.later)));
-        let rows = self.run_all(&q).await?;
-        if rows.first().map(|r| r.int("counted")).transpose()? != Some(expected) {
-            return Err(CoreError::IdempotencyConflict { in_progress: true });
+        for (q, expected) in writes_only(render(std::mem::take(&mut self.later))) {
+            let rows = self.run_all(&q).await?;
+            if rows.first().map(|r| r.int("counted")).transpose()? != Some(expected) {
+                return Err(CoreError::IdempotencyConflict { in_progress: true });
+            }
         }
         Ok(())
     }

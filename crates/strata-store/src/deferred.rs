@@ -75,6 +75,15 @@ impl Later {
         }
     }
 
+    /// How many arguments it binds.
+    pub fn args(&self) -> usize {
+        match self {
+            Later::Write { q, .. } => q.args.len(),
+            Later::Wallet { .. } => 7,
+            Later::Claim(_) => 5,
+        }
+    }
+
     pub fn counted(&self) -> bool {
         matches!(self, Later::Write { counted: true, .. } | Later::Claim(_))
     }
@@ -126,7 +135,7 @@ pub(crate) fn render(writes: Vec<Later>) -> Vec<(Q, i64)> {
             Later::Write { q, counted: false } if insert_parts(&q).is_some() => {
                 let Some((head, rows)) = insert_parts(&q) else { continue };
                 match inserts.get(head).map(|&i| &mut slots[i]) {
-                    Some(Slot::Insert(merged)) => {
+                    Some(Slot::Insert(merged)) if merged.args.len() + q.args.len() <= crate::query::MAX_ARGS => {
                         merged.sql = format!("{}, {}", merged.sql, crate::query::shift_placeholders(rows, merged.args.len()));
                         merged.args.extend(q.args);
                     }

@@ -40,6 +40,11 @@ pub(crate) trait BatchConn: Send + 'static {
     const BACKEND: &'static str;
     /// The statement that opens a batch.
     const BEGIN: &'static str;
+    /// Whether its statements await the network (PostgreSQL), so a commit could be cut short by
+    /// a cancelled request and runs in a task of its own. SQLite's run in-thread to the end, and
+    /// must: a task would leave the batch's write lock held until it ran, while another writer
+    /// of the same file could block the thread in SQLite's busy handler (see `GroupWrite`'s drop).
+    const COMMIT_IN_TASK: bool;
     /// Runs control statements (`BEGIN`, `SAVEPOINT w`, `RELEASE w`, `COMMIT`…), `;`-separated.
     async fn control(&mut self, sql: &str) -> Result<()>;
     /// Whether the database ended the open batch's transaction on its own (after a failure).
@@ -80,7 +85,9 @@ impl<C: BatchConn> Writer<C> {
         match &result {
             Err(e) => {
                 let _ = st.conn.control("ROLLBACK").await;
-                self.mark_failed(batch, matches!(e, CoreError::Unavailable { .. }));
+                // A row of the batch's held elsewhere past the batch's lock timeout is as
+                // retryable as a database out of reach.
+                self.mark_failed(batch, matches!(e, CoreError::Unavailable { .. }) || e.is_lock_busy());
             }
             Ok(()) => metrics::histogram!(GROUP_COMMIT_BATCH, "backend" => C::BACKEND).record(size as f64),
         }
@@ -236,6 +243,10 @@ impl<C: BatchConn> Group<C> {
         queued.acquired = true;
         drop(queued);
         w.check_batch_alive(&mut guard);
+        if guard.batch.is_none() && guard.conn.batch_lost() {
+            // A batch's end that never finished (its commit was cut short): start afresh.
+            guard.conn.batch_ended();
+        }
         if guard.batch.is_none() {
             if let Err(e) = guard.conn.control(C::BEGIN).await {
                 guard.conn.batch_ended();
@@ -284,7 +295,18 @@ impl<C: BatchConn> GroupWrite<C> {
         guard.released += 1;
         let batch = guard.batch.expect("a released transaction is in a batch");
         if self.writer.waiting.load(Ordering::SeqCst) == 0 || guard.released >= MAX_BATCH {
-            return self.writer.commit_batch(&mut guard).await;
+            if !C::COMMIT_IN_TASK {
+                return self.writer.commit_batch(&mut guard).await;
+            }
+            // In a task of its own: a commit half done when this request is cancelled would leave
+            // the batch neither committed nor failed, and its other writes waiting for an answer
+            // that a later batch's number would give them wrongly.
+            let writer = self.writer.clone();
+            let commit = tokio::spawn(async move {
+                let mut guard = guard;
+                writer.commit_batch(&mut guard).await
+            });
+            return commit.await.unwrap_or_else(|e| Err(CoreError::internal(format!("the group commit's task failed: {e}"))));
         }
         // Someone is queued: they continue the batch and the last one commits it. A watchdog
         // covers the case where they all go away, even if this request is cancelled too.
@@ -393,6 +415,39 @@ mod tests {
             None,
         ))
         .await;
+        // A batch whose released writes include a claim that changes no row (it was taken over)
+        // fails whole with 503, and its connection, whose transaction holds the batch's other
+        // writes, is closed, never given back to the pool where a later COMMIT would land them.
+        // Here the writes go before the next write's first statement, which fails with them.
+        let group = Group::new(crate::lane::PgLane::new(crate::pool_use::Pool::new(pool.clone(), "t")), None);
+        let mut first = group.write().await.unwrap();
+        first.conn_mut().control("DELETE FROM c").await.unwrap();
+        first.conn_mut().release_writes(vec![
+            crate::deferred::Later::Write { q: crate::query::Q::new("INSERT INTO t (v) VALUES ($1)").int(7), counted: false },
+            crate::deferred::Later::Write { q: crate::query::Q::new("UPDATE t SET v = $1 WHERE v = 999").int(8), counted: true },
+        ]);
+        let g = group.clone();
+        let second = tokio::spawn(async move {
+            let mut w = g.write().await?;
+            w.conn_mut().control("SELECT 1").await
+        });
+        while group.writer.waiting.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let first = first.commit().await.expect_err("a claim that changed no row fails the batch");
+        let second = second.await.unwrap().expect_err("the statement the writes went with fails");
+        assert_eq!((first.status(), second.status()), (503, 503), "{first}; {second}");
+        for _ in 0..2 {
+            let mut conn = pool.acquire().await.unwrap();
+            let open: Option<i64> =
+                sqlx::query_scalar("SELECT CAST(txid_current_if_assigned() AS BIGINT)").fetch_one(&mut *conn).await.unwrap();
+            assert_eq!(open, None, "a pooled connection still holds the failed batch's transaction");
+        }
+        let mut check = group.write().await.unwrap();
+        check.conn_mut().control("INSERT INTO p (id) SELECT 7 WHERE (SELECT COUNT(*) FROM t WHERE v = 7) = 0").await.unwrap();
+        check.commit().await.unwrap();
+        let landed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM p WHERE id = 7").fetch_one(&pool).await.unwrap();
+        assert_eq!(landed, 1, "nothing of the failed batch was applied");
         pool.close().await;
         let _ = admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
     }

@@ -37,7 +37,8 @@ enum Savepoint {
 pub(crate) struct PgLane {
     pool: Pool,
     conn: Option<(PoolConnection<Postgres>, InUse)>,
-    /// A statement of the lane's own failed: the batch's transaction cannot be trusted to commit.
+    /// A statement of the lane's own failed, or was cut short: the batch's transaction cannot
+    /// be trusted to commit, and its connection is closed when the batch ends.
     lost: bool,
     /// A write released its savepoint; the `RELEASE` goes with the next control statement (the
     /// next write's `SAVEPOINT`). `COMMIT` releases it anyway.
@@ -92,28 +93,27 @@ impl PgLane {
         if self.released.is_empty() {
             return Ok(());
         }
-        let (q, expected) = writes_only(render(std::mem::take(&mut self.released)));
-        crate::plans::note(&q);
-        let sent = match self.pg() {
-            Ok(conn) => bind_pg(&q)
+        // Taken before the sends: until they all succeed the batch counts as lost (a send cut
+        // short by a cancelled request leaves it so), and a lost batch never commits.
+        let writes = writes_only(render(std::mem::take(&mut self.released)));
+        self.lost = true;
+        for (q, expected) in writes {
+            crate::plans::note(&q);
+            let conn = self.pg()?;
+            let sent = bind_pg(&q)
                 .persistent(false)
                 .fetch_one(conn)
                 .await
                 .and_then(|row| sqlx::Row::try_get::<i64, _>(&row, 0))
-                .map_err(|e| crate::db_failed("database: the writes of a group-commit batch".to_owned(), e)),
-            Err(e) => Err(e),
-        };
-        let outcome = match sent {
-            Ok(n) if n == expected => Ok(()),
-            // A claim completed in the batch was taken over (its request outlived its lease):
-            // the batch must not commit; every write in it answers 503 and may be retried.
-            Ok(_) => Err(CoreError::unavailable("an idempotency claim of a group-commit batch was taken over; retry")),
-            Err(e) => Err(e),
-        };
-        if outcome.is_err() {
-            self.lost = true;
+                .map_err(|e| crate::db_failed("database: the writes of a group-commit batch".to_owned(), e))?;
+            if sent != expected {
+                // A claim completed in the batch was taken over (its request outlived its
+                // lease): the batch must not commit; every write in it answers 503.
+                return Err(CoreError::unavailable("an idempotency claim of a group-commit batch was taken over; retry"));
+            }
         }
-        outcome
+        self.lost = false;
+        Ok(())
     }
 
     /// Sends control statements (`;`-separated, no arguments: the simple protocol runs them in
@@ -122,15 +122,11 @@ impl PgLane {
         if self.conn.is_none() {
             self.conn = Some(self.pool.acquire().await?);
         }
+        // Lost until it answers: a send cut short by a cancelled request leaves it so.
+        let was_lost = std::mem::replace(&mut self.lost, true);
         let conn = self.pg()?;
-        if let Err(e) = sqlx::Executor::execute(conn, sql).await {
-            self.lost = true;
-            if let Some((conn, _)) = &mut self.conn {
-                // A connection that failed a control statement is not given back to the pool.
-                conn.close_on_drop();
-            }
-            return Err(db_err(e));
-        }
+        sqlx::Executor::execute(conn, sql).await.map_err(db_err)?;
+        self.lost = was_lost;
         Ok(())
     }
 }
@@ -138,6 +134,7 @@ impl PgLane {
 #[async_trait::async_trait]
 impl BatchConn for PgLane {
     const BACKEND: &'static str = "postgres";
+    const COMMIT_IN_TASK: bool = true;
     /// A batch waits at most 20 ms for a row another transaction holds; past it the write
     /// fails with `CoreError::lock_busy` and its service runs it alone. A batch holds the rows of
     /// every write already in it, so waiting longer could close a cycle with a transaction that
@@ -183,6 +180,13 @@ impl BatchConn for PgLane {
     }
 
     fn batch_ended(&mut self) {
+        if self.lost
+            && let Some((conn, _)) = &mut self.conn
+        {
+            // Its transaction may still be open (or aborted): closed, never given back to the
+            // pool, so nothing of the batch can commit later on another transaction's COMMIT.
+            conn.close_on_drop();
+        }
         self.conn = None;
         self.lost = false;
         self.release_pending = false;

@@ -28,6 +28,7 @@ fn open(path: &Path) -> Result<rusqlite::Connection> {
 #[async_trait::async_trait]
 impl BatchConn for rusqlite::Connection {
     const BACKEND: &'static str = "sqlite";
+    const COMMIT_IN_TASK: bool = false;
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
 
     async fn control(&mut self, sql: &str) -> Result<()> {

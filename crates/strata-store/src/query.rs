@@ -142,18 +142,38 @@ pub(crate) fn fuse(main: &Q, writes: Vec<(Q, i64)>) -> Q {
     Q { sql, args }
 }
 
-/// One statement running `writes` (each with how many rows it must change, 0: not counted),
-/// answering one row with one column, `counted`: how many rows the counted ones changed, which
-/// must be the second value returned.
-pub(crate) fn writes_only(writes: Vec<(Q, i64)>) -> (Q, i64) {
-    let expected = writes.iter().map(|(_, n)| n).sum();
-    let counted: Vec<String> =
-        writes.iter().enumerate().filter(|(_, (_, n))| *n > 0).map(|(i, _)| format!("(SELECT count(*) FROM later_{i})")).collect();
-    let main = match counted.is_empty() {
-        true => "SELECT CAST(0 AS BIGINT) AS counted".to_owned(),
-        false => format!("SELECT CAST({} AS BIGINT) AS counted", counted.join(" + ")),
+/// Bound arguments per statement of deferred writes at most (PostgreSQL takes 65,535).
+pub(crate) const MAX_ARGS: usize = 30_000;
+
+/// Statements running `writes` (each with how many rows it must change, 0: not counted), in
+/// order, each with at most `MAX_ARGS` arguments (a write with more goes alone) and answering
+/// one row with one column, `counted`: how many rows its counted writes changed, which must be
+/// the second value returned.
+pub(crate) fn writes_only(writes: Vec<(Q, i64)>) -> Vec<(Q, i64)> {
+    let one = |writes: Vec<(Q, i64)>| {
+        let expected = writes.iter().map(|(_, n)| n).sum();
+        let counted: Vec<String> =
+            writes.iter().enumerate().filter(|(_, (_, n))| *n > 0).map(|(i, _)| format!("(SELECT count(*) FROM later_{i})")).collect();
+        let main = match counted.is_empty() {
+            true => "SELECT CAST(0 AS BIGINT) AS counted".to_owned(),
+            false => format!("SELECT CAST({} AS BIGINT) AS counted", counted.join(" + ")),
+        };
+        (fuse(&Q::new(&main), writes), expected)
     };
-    (fuse(&Q::new(&main), writes), expected)
+    let mut out = Vec::new();
+    let (mut chunk, mut args) = (Vec::new(), 0);
+    for w in writes {
+        if !chunk.is_empty() && args + w.0.args.len() > MAX_ARGS {
+            out.push(one(std::mem::take(&mut chunk)));
+            args = 0;
+        }
+        args += w.0.args.len();
+        chunk.push(w);
+    }
+    if !chunk.is_empty() {
+        out.push(one(chunk));
+    }
+    out
 }
 
 /// `sql` with every placeholder `$n` renumbered `$(n + by)`.
@@ -281,7 +301,7 @@ mod tests {
     fn deferred_writes_alone_answer_how_many_rows_the_counted_ones_changed() {
         let claim = Q::new("UPDATE idempotency_records SET status = $1 WHERE idem_key = $2").int(201).str("k");
         let event = Q::new("INSERT INTO events (id) VALUES ($1)").str("e");
-        let (q, expected) = writes_only(vec![(event, 0), (claim, 1)]);
+        let [(q, expected)]: [(Q, i64); 1] = writes_only(vec![(event, 0), (claim, 1)]).try_into().ok().unwrap();
         assert_eq!(expected, 1);
         assert_eq!(
             q.sql,
@@ -289,8 +309,13 @@ mod tests {
              later_1 AS (UPDATE idempotency_records SET status = $2 WHERE idem_key = $3 RETURNING 1) \
              SELECT CAST((SELECT count(*) FROM later_1) AS BIGINT) AS counted"
         );
-        let (q, expected) = writes_only(vec![(Q::new("INSERT INTO events (id) VALUES ($1)").str("e"), 0)]);
+        let [(q, expected)]: [(Q, i64); 1] =
+            writes_only(vec![(Q::new("INSERT INTO events (id) VALUES ($1)").str("e"), 0)]).try_into().ok().unwrap();
         assert_eq!((expected, q.sql.ends_with("SELECT CAST(0 AS BIGINT) AS counted")), (0, true));
+        // Past the bound on arguments, a second statement.
+        let big = |n: usize| (0..n).fold(Q::new("INSERT INTO audit_log (id) VALUES ($1)"), |q, _| q.str("a"));
+        let split = writes_only(vec![(big(MAX_ARGS - 10), 0), (big(20), 0), (big(5), 0)]);
+        assert_eq!(split.iter().map(|(q, _)| q.args.len()).collect::<Vec<_>>(), [MAX_ARGS - 10, 25]);
     }
 
     #[test]

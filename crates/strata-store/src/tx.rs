@@ -414,9 +414,6 @@ impl Tx for SqlTx {
     #[tracing::instrument(level = "debug", name = "commit", skip_all)]
     async fn commit(self: Box<Self>) -> Result<()> {
         let SqlTx { mut conn, dialect, hub, signals, transfers, auth, auth_changes, held, .. } = *self;
-        if let Some(batch) = conn.batch_held() {
-            batch.absorb(held);
-        }
         // Other processes hear of a key or org change with its commit, never before or without
         // it: PostgreSQL delivers a NOTIFY sent in a transaction when it commits; SQLite's
         // counter moves in the same commit. (A NOTIFY serializes committing transactions that
@@ -434,6 +431,10 @@ impl Tx for SqlTx {
                     Q::new(BUMP_AUTH_VERSION).execute(&mut conn).await?;
                 }
             }
+        }
+        // What this write saw joins the batch's rows only past its last statement that can fail.
+        if let Some(batch) = conn.batch_held() {
+            batch.absorb(held);
         }
         let committed = conn.commit().await;
         // This process's next request reads afresh (whether or not the commit went through).
