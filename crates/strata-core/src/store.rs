@@ -276,7 +276,8 @@ pub trait Tx: Send {
     async fn endpoints_for_event(&mut self, org: OrgId, parent: Option<OrgId>) -> Result<Vec<Endpoint>>;
     /// Events not yet turned into deliveries, oldest first.
     async fn undispatched_events(&mut self, limit: u32) -> Result<Vec<Event>>;
-    /// Marks events dispatched; returns those this call marked (not another dispatcher).
+    /// Marks events dispatched; returns those this call marked (not another dispatcher: on
+    /// PostgreSQL, events another transaction is marking are skipped, `FOR UPDATE SKIP LOCKED`).
     async fn mark_dispatched(&mut self, ids: &[EventId]) -> Result<Vec<EventId>>;
     /// The newest event's sequence number (0 when there is none).
     async fn max_event_seq(&mut self) -> Result<i64>;

@@ -1178,9 +1178,11 @@ impl Tx for SqlTx {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let rows = Q::new("UPDATE events SET dispatched = 1 WHERE dispatched = 0 AND id IN (")
+        // Events another node's dispatcher is marking are skipped, not waited for: that node
+        // dispatches them (or, if it rolls back, the next step does).
+        let rows = Q::new("UPDATE events SET dispatched = 1 WHERE id IN (SELECT id FROM events WHERE dispatched = 0 AND id IN (")
             .list(&ids)
-            .push(") RETURNING id")
+            .push(&format!("){}) RETURNING id", self.lock_free_rows()))
             .fetch_all(&mut self.conn)
             .await?;
         rows.iter().map(|r| EventId::from_stored(&r.text("id")?)).collect()
