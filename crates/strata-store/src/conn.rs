@@ -73,28 +73,25 @@ impl Conn {
             "only a plain INSERT INTO … VALUES or UPDATE is deferred: {}",
             q.sql
         );
-        match self.link {
-            Link::Pg(..) | Link::PgGroup(_) => {
-                self.later.push(Later::Write { q, counted: false });
-                Ok(())
-            }
-            _ => self.execute(&q).await.map(|_| ()),
-        }
+        self.defer(Later::Write { q, counted: false }).await
     }
 
     /// Defers the change of a wallet whose exact value the grouped write holds (see
     /// `deferred::Later::Wallet`); it is sent like `later`'s writes.
     pub async fn later_wallet(&mut self, change: strata_core::ledger::WalletChange, at: strata_core::clock::Timestamp) -> Result<()> {
-        match self.link {
-            Link::Pg(..) | Link::PgGroup(_) => {
-                self.later.push(Later::Wallet { change, at });
-                Ok(())
-            }
-            _ => {
-                let q = crate::deferred::wallet_update(Q::new(""), &change, at, crate::deferred::Guard::Checks);
-                self.execute(&q).await.map(|_| ())
-            }
+        self.defer(Later::Wallet { change, at }).await
+    }
+
+    /// Queues `write` inside a PostgreSQL transaction; elsewhere runs it now.
+    async fn defer(&mut self, write: Later) -> Result<()> {
+        if let Link::Pg(..) | Link::PgGroup(_) = self.link {
+            self.later.push(write);
+            return Ok(());
         }
+        for (q, _) in render(vec![write]) {
+            self.execute(&q).await?;
+        }
+        Ok(())
     }
 
     /// Completes an idempotency claim (its update must change exactly one row) and returns how

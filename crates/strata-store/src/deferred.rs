@@ -48,17 +48,11 @@ impl Claim {
 
 /// One update completing every claim of `claims`.
 fn complete_claims(claims: &[Claim]) -> Q {
-    let mut q = Q::new("UPDATE idempotency_records r SET status = v.status, body = v.body FROM (VALUES ");
-    for (i, c) in claims.iter().enumerate() {
-        let n = q.args.len();
-        q = q
-            .push(&format!("{}(${}, ${}, ${}, ${}, ${})", if i == 0 { "" } else { ", " }, n + 1, n + 2, n + 3, n + 4, n + 5))
-            .str(&c.key_id)
-            .str(&c.key)
-            .int(c.status)
-            .str(&c.body)
-            .int(c.token);
-    }
+    let q = Q::new(&format!(
+        "UPDATE idempotency_records r SET status = v.status, body = v.body FROM (VALUES {}",
+        crate::query::values_placeholders(claims.len(), 5)
+    ));
+    let q = claims.iter().fold(q, |q, c| q.str(&c.key_id).str(&c.key).int(c.status).str(&c.body).int(c.token));
     q.push(
         ") AS v (api_key_id, idem_key, status, body, created_at) WHERE r.api_key_id = v.api_key_id \
          AND r.idem_key = v.idem_key AND r.created_at = v.created_at AND r.status IS NULL",

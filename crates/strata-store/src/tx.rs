@@ -31,7 +31,7 @@ use crate::conn::{Conn, Link};
 use crate::deferred::{Claim, Guard, wallet_update};
 use crate::held::HeldRows;
 use crate::notify::{self, Hub};
-use crate::query::{Q, ROWS_PER_INSERT, Row, values_placeholders};
+use crate::query::{Q, ROWS_PER_INSERT, Row, shift_placeholders, values_placeholders};
 use crate::rows::{
     self, ATTEMPT_COLUMNS, AUDIT_COLUMNS, CONTAINER_COLUMNS, CREDIT_EVENT_COLUMNS, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, EVENT_COLUMNS,
     JOB_COLUMNS, KEY_COLUMNS, ORG_COLUMNS, POST_COLUMNS, PROJECT_COLUMNS, TRANSFER_COLUMNS, WALLET_COLUMNS,
@@ -219,16 +219,11 @@ impl SqlTx {
             if mine.is_empty() {
                 continue;
             }
-            let mut values = Vec::with_capacity(mine.len());
-            for e in mine {
-                let first = q.args.len() + 1;
-                values.push(format!("({})", (first..first + ENTRY_ARITY).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")));
-                q = entry_args(q, e);
-            }
+            let values = shift_placeholders(&values_placeholders(mine.len(), ENTRY_ARITY), q.args.len());
+            q = mine.into_iter().fold(q, entry_args);
             items.push(format!(
                 "entries_{i} AS (INSERT INTO credit_events ({ENTRY_COLUMNS}, balance_after_prepaid, usage_after_period) \
-                 SELECT v.*, m.prepaid_balance, m.used_this_period FROM moved_{i} m, (VALUES {}) AS v({ENTRY_COLUMNS}))",
-                values.join(", ")
+                 SELECT v.*, m.prepaid_balance, m.used_this_period FROM moved_{i} m, (VALUES {values}) AS v({ENTRY_COLUMNS}))"
             ));
         }
         let results: Vec<String> = (0..changes.len()).map(|i| format!("SELECT {WALLET_COLUMNS} FROM moved_{i}")).collect();
