@@ -117,8 +117,23 @@ pub trait Store: Send + Sync + 'static {
     fn wakeup(&self, kind: Wake) -> std::sync::Arc<tokio::sync::Notify>;
 }
 
+/// One database transaction: what a service reads and writes, by aggregate (each sub-trait
+/// below holds one aggregate's rows). Dropped without `commit`, it rolls back.
 #[async_trait]
-pub trait Tx: Send {
+pub trait Tx:
+    OrgRows
+    + KeyRows
+    + IdempotencyRows
+    + AuditRows
+    + EventRows
+    + LedgerRows
+    + ProjectRows
+    + JobRows
+    + PostRows
+    + WebhookRows
+    + SettingRows
+    + Send
+{
     async fn commit(self: Box<Self>) -> Result<()>;
 
     /// Takes a background step's item (`"post:<id>"`, …) for this transaction unless another
@@ -129,8 +144,11 @@ pub trait Tx: Send {
     /// The step still re-checks the item's state, which a step that took it before this
     /// transaction began may have changed.
     async fn try_take_item(&mut self, item: &str) -> Result<bool>;
+}
 
-    // --- organizations ---
+/// Organizations: partners (root orgs) and their children. Part of `Tx`.
+#[async_trait]
+pub trait OrgRows: Send {
     // By-id reads take the `Owner` whose rows they may see.
     async fn insert_org(&mut self, org: &Org) -> Result<()>;
     async fn update_org(&mut self, org: &Org) -> Result<()>;
@@ -151,8 +169,11 @@ pub trait Tx: Send {
     /// A direct child of `parent` with its wallet and its project count, in one read (the
     /// single-org read's `summary`).
     async fn child_summary(&mut self, parent: OrgId, id: OrgId) -> Result<Option<(Org, Wallet, i64)>>;
+}
 
-    // --- API keys ---
+/// API keys. Part of `Tx`.
+#[async_trait]
+pub trait KeyRows: Send {
     async fn insert_key(&mut self, key: &ApiKey) -> Result<()>;
     async fn update_key(&mut self, key: &ApiKey) -> Result<()>;
     async fn key(&mut self, owner: Owner, id: ApiKeyId) -> Result<Option<ApiKey>>;
@@ -160,8 +181,11 @@ pub trait Tx: Send {
     async fn list_keys(&mut self, org: OrgId, page: PageRequest) -> Result<Vec<ApiKey>>;
     /// Revokes every active key of the org; returns how many.
     async fn revoke_org_keys(&mut self, org: OrgId, at: Timestamp) -> Result<u64>;
+}
 
-    // --- idempotency ---
+/// Idempotency claims and their stored replies. Part of `Tx`.
+#[async_trait]
+pub trait IdempotencyRows: Send {
     async fn idem_get(&mut self, key_id: ApiKeyId, key: &str) -> Result<Option<IdemRecord>>;
     /// Inserts a claim unless one exists; returns whether it was inserted.
     async fn idem_insert(&mut self, rec: &IdemRecord) -> Result<bool>;
@@ -172,21 +196,42 @@ pub trait Tx: Send {
     /// Releases the claim taken at `token` (if still held).
     async fn idem_delete(&mut self, key_id: ApiKeyId, key: &str, token: Timestamp) -> Result<()>;
     async fn idem_prune(&mut self, created_before: Timestamp) -> Result<u64>;
+}
 
-    // --- audit log ---
+/// The audit log. Part of `Tx`.
+#[async_trait]
+pub trait AuditRows: Send {
     async fn insert_audit(&mut self, entry: &AuditEntry) -> Result<()> {
         self.insert_audits(std::slice::from_ref(entry)).await
     }
     /// Inserts entries in multi-row statements (the rejection flusher's batches).
     async fn insert_audits(&mut self, entries: &[AuditEntry]) -> Result<()>;
     async fn list_audit(&mut self, org: OrgId, filter: &AuditFilter, page: PageRequest) -> Result<Vec<AuditEntry>>;
+}
 
-    // --- event log ---
+/// The event log, which is also the webhooks' outbox: events are inserted with the
+/// change that made them and dispatched into deliveries afterwards. Part of `Tx`.
+#[async_trait]
+pub trait EventRows: Send {
     async fn insert_event(&mut self, event: &Event) -> Result<()>;
     async fn list_events(&mut self, org: OrgId, filter: &EventFilter, page: PageRequest) -> Result<Vec<Event>>;
     async fn event(&mut self, org: OrgId, id: EventId) -> Result<Option<Event>>;
 
-    // --- credits ---
+    /// Events not yet turned into deliveries, oldest first.
+    async fn undispatched_events(&mut self, limit: u32) -> Result<Vec<Event>>;
+    /// Marks events dispatched; returns those this call marked (not another dispatcher: on
+    /// PostgreSQL, events another transaction is marking are skipped, `FOR UPDATE SKIP LOCKED`).
+    async fn mark_dispatched(&mut self, ids: &[EventId]) -> Result<Vec<EventId>>;
+    /// The newest event's sequence number (0 when there is none).
+    async fn max_event_seq(&mut self) -> Result<i64>;
+    /// Deletes up to `limit` dispatched events created before `before` that have no pending
+    /// delivery; returns how many.
+    async fn purge_events(&mut self, before: Timestamp, limit: u32) -> Result<u64>;
+}
+
+/// The ledger: wallets, transfers and ledger entries. Part of `Tx`.
+#[async_trait]
+pub trait LedgerRows: Send {
     async fn insert_wallet(&mut self, wallet: &Wallet) -> Result<()>;
     /// The wallet, locked inside a write transaction.
     async fn wallet(&mut self, org: OrgId) -> Result<Option<Wallet>>;
@@ -215,8 +260,11 @@ pub trait Tx: Send {
     async fn usage_report(&mut self, org: OrgId, buckets: &[Bucket], project: Option<ProjectId>) -> Result<Vec<UsageRow>>;
     /// Every wallet and every transfer, for the ledger's invariant checks.
     async fn ledger_snapshot(&mut self) -> Result<(Vec<Wallet>, Vec<Transfer>)>;
+}
 
-    // --- projects ---
+/// Projects. Part of `Tx`.
+#[async_trait]
+pub trait ProjectRows: Send {
     // A project's id and a job's id may be chosen by the client, so they are unique only
     // within an org (another org may hold the same one): every read, update and join by such
     // an id is keyed by (org, id), or by the row's `seq`, never by the id alone.
@@ -231,8 +279,11 @@ pub trait Tx: Send {
     async fn count_projects(&mut self, org: OrgId) -> Result<i64>;
     /// Re-files the jobs, containers and posts of `from`'s project `project` under `to`.
     async fn move_project_rows(&mut self, project: ProjectId, from: OrgId, to: OrgId) -> Result<()>;
+}
 
-    // --- content jobs ---
+/// Content jobs and the containers they make. Part of `Tx`.
+#[async_trait]
+pub trait JobRows: Send {
     async fn insert_job(&mut self, job: &Job) -> Result<()>;
     /// Writes the end of the job `job.id` of `job.org_id`.
     async fn update_job(&mut self, job: &Job) -> Result<()>;
@@ -248,8 +299,11 @@ pub trait Tx: Send {
     async fn container(&mut self, owner: Owner, id: ContainerId) -> Result<Option<Container>>;
     /// The containers of `org`'s job `job`, in creation order.
     async fn containers_of_job(&mut self, org: OrgId, job: JobId) -> Result<Vec<Container>>;
+}
 
-    // --- scheduled posts ---
+/// Scheduled posts. Part of `Tx`.
+#[async_trait]
+pub trait PostRows: Send {
     async fn insert_post(&mut self, post: &ScheduledPost) -> Result<()>;
     async fn update_post(&mut self, post: &ScheduledPost) -> Result<()>;
     async fn post(&mut self, owner: Owner, id: PostId) -> Result<Option<ScheduledPost>>;
@@ -259,8 +313,11 @@ pub trait Tx: Send {
     async fn due_posts(&mut self, now: Timestamp, limit: u32) -> Result<Vec<(PostId, OrgId, ProjectId)>>;
     /// Posts still waiting to publish, of a project or (with `project: None`) of a whole org.
     async fn pending_posts(&mut self, org: OrgId, project: Option<ProjectId>) -> Result<Vec<ScheduledPost>>;
+}
 
-    // --- webhooks ---
+/// Webhook endpoints, deliveries and delivery attempts. Part of `Tx`.
+#[async_trait]
+pub trait WebhookRows: Send {
     async fn insert_endpoint(&mut self, endpoint: &Endpoint) -> Result<()>;
     async fn update_endpoint(&mut self, endpoint: &Endpoint) -> Result<()>;
     async fn delete_endpoint(&mut self, id: EndpointId) -> Result<()>;
@@ -274,13 +331,6 @@ pub trait Tx: Send {
     ) -> Result<Vec<Endpoint>>;
     /// Endpoints that may receive an event of `org`: its own, and its parent's firehoses.
     async fn endpoints_for_event(&mut self, org: OrgId, parent: Option<OrgId>) -> Result<Vec<Endpoint>>;
-    /// Events not yet turned into deliveries, oldest first.
-    async fn undispatched_events(&mut self, limit: u32) -> Result<Vec<Event>>;
-    /// Marks events dispatched; returns those this call marked (not another dispatcher: on
-    /// PostgreSQL, events another transaction is marking are skipped, `FOR UPDATE SKIP LOCKED`).
-    async fn mark_dispatched(&mut self, ids: &[EventId]) -> Result<Vec<EventId>>;
-    /// The newest event's sequence number (0 when there is none).
-    async fn max_event_seq(&mut self) -> Result<i64>;
     async fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<()>;
     async fn delivery(&mut self, id: DeliveryId) -> Result<Option<Delivery>>;
     async fn list_deliveries(
@@ -321,13 +371,13 @@ pub trait Tx: Send {
     /// §6: an archived org's pending deliveries are abandoned). Returns how many. Without this
     /// they would never be sent and never purged.
     async fn abandon_orphaned_deliveries(&mut self, at: Timestamp, limit: u32) -> Result<u64>;
-    /// Deletes up to `limit` dispatched events created before `before` that have no pending
-    /// delivery; returns how many.
-    async fn purge_events(&mut self, before: Timestamp, limit: u32) -> Result<u64>;
     /// Abandons every pending delivery of an endpoint, or of an org's events; returns how many.
     async fn abandon_deliveries(&mut self, endpoint: Option<EndpointId>, event_org: Option<OrgId>, at: Timestamp) -> Result<u64>;
+}
 
-    // --- server settings and sealed values ---
+/// Server settings and the values sealed under the server secret. Part of `Tx`.
+#[async_trait]
+pub trait SettingRows: Send {
     async fn setting(&mut self, name: &str) -> Result<Option<String>>;
     /// Stores the value unless the name is set; returns the value in force.
     async fn setting_init(&mut self, name: &str, value: &str) -> Result<String>;

@@ -5,7 +5,7 @@
 //! Staying fresh (CONTRACT §2 holds at once):
 //!
 //! - In this process, a transaction that writes a key or an org invalidates what it touched when
-//!   it commits (`tx.rs`), before the write's response goes out: the next request reads afresh.
+//!   it commits (`tx/mod.rs`), before the write's response goes out: the next request reads afresh.
 //! - Other processes, PostgreSQL: the same transaction sends `NOTIFY strata_auth` with the key
 //!   and org ids, inside the transaction, so it goes out exactly when the change commits (the
 //!   operator's command line included, which exits right after). Each process's `LISTEN`
@@ -187,9 +187,9 @@ pub(crate) const BUMP_AUTH_VERSION: &str = "INSERT INTO settings (name, value) V
 impl LiteWatch {
     pub(crate) fn open(path: &std::path::Path) -> strata_core::error::Result<Self> {
         // Never writes; opened read-write all the same, as WAL readers best are.
-        let conn = rusqlite::Connection::open(path).map_err(crate::conn::lite_err)?;
-        conn.busy_timeout(Duration::from_secs(1)).map_err(crate::conn::lite_err)?;
-        let (dv, v) = Self::read(&conn).map_err(crate::conn::lite_err)?;
+        let conn = rusqlite::Connection::open(path).map_err(crate::error::lite_err)?;
+        conn.busy_timeout(Duration::from_secs(1)).map_err(crate::error::lite_err)?;
+        let (dv, v) = Self::read(&conn).map_err(crate::error::lite_err)?;
         Ok(Self { conn: Mutex::new((conn, dv, v)), looked_at: AtomicU64::new(0), opened: Instant::now() })
     }
 

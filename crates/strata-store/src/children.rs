@@ -11,8 +11,8 @@ use strata_core::org::{Org, OrgFilter, search_key};
 
 use crate::conn::Conn;
 use crate::query::Q;
+use crate::query::page;
 use crate::rows::{self, ORG_COLUMNS, ORG_COLUMNS_O, WALLET_COLUMNS_W};
-use crate::tx::page;
 
 /// The columns derived from an org that the store keeps for the list's filters, in the order
 /// `bind_search_keys` binds them.

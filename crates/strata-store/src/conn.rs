@@ -1,22 +1,20 @@
 //! The connection a transaction runs on: a PostgreSQL transaction through sqlx's native
 //! PostgreSQL driver (prepared statements, cached per connection), or a SQLite connection held
 //! in-thread (the group-committed writer or a reader). Statements are the same text on both;
-//! only the binding and the decoding differ.
+//! only the binding and the decoding differ (`pg` and `lite` hold each driver's code).
 
-use std::sync::Arc;
-
-use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::{Column, Postgres, Row as _, Transaction, TypeInfo};
+use sqlx::{Postgres, Transaction};
 use strata_core::error::{CoreError, Result};
 
-use crate::db_err;
 use crate::deferred::{Claim, Later, render};
+use crate::error::db_err;
 use crate::group::GroupWrite;
 use crate::held::HeldRows;
 use crate::lane::PgLane;
-use crate::lite::{LiteRead, LiteWrite};
+use crate::lite::{LiteRead, LiteWrite, lite_execute, lite_fetch};
+use crate::pg::{bind_pg, pg_failed, pg_row};
 use crate::pool_use::{InUse, Pool};
-use crate::query::{Arg, Cell, Q, Row, fuse, mentions, writes_only, written_table};
+use crate::query::{Q, Row, fuse, mentions, writes_only, written_table};
 
 /// A connection and the writes deferred on it (see `Conn::later`).
 pub(crate) struct Conn {
@@ -209,124 +207,17 @@ impl Conn {
     }
 }
 
-pub(crate) fn bind_pg(q: &Q) -> sqlx::query::Query<'_, Postgres, PgArguments> {
-    let mut query = sqlx::query(&q.sql);
-    for a in &q.args {
-        query = match a {
-            Arg::Int(v) => query.bind(*v),
-            Arg::Str(v) => query.bind(v.as_deref()),
-        };
+/// Running a statement on a transaction's connection (deferred writes travel with it).
+impl Q {
+    pub async fn execute(&self, conn: &mut Conn) -> Result<u64> {
+        conn.execute(self).await
     }
-    query
-}
 
-/// Decodes a PostgreSQL row into the neutral row: integer columns (`INT2/4/8`) as integers,
-/// everything else as text.
-fn pg_row(r: &PgRow) -> Result<Row> {
-    let names: Arc<[String]> = r.columns().iter().map(|c| c.name().to_owned()).collect();
-    let mut cells = Vec::with_capacity(names.len());
-    for (i, col) in r.columns().iter().enumerate() {
-        let cell = match col.type_info().name() {
-            "INT8" => r.try_get::<Option<i64>, _>(i).map_err(db_err)?.map_or(Cell::Null, Cell::Int),
-            "INT4" => r.try_get::<Option<i32>, _>(i).map_err(db_err)?.map_or(Cell::Null, |v| Cell::Int(i64::from(v))),
-            "INT2" => r.try_get::<Option<i16>, _>(i).map_err(db_err)?.map_or(Cell::Null, |v| Cell::Int(i64::from(v))),
-            _ => r.try_get::<Option<String>, _>(i).map_err(db_err)?.map_or(Cell::Null, Cell::Text),
-        };
-        cells.push(cell);
+    pub async fn fetch_optional(&self, conn: &mut Conn) -> Result<Option<Row>> {
+        Ok(conn.fetch_all(self).await?.into_iter().next())
     }
-    Ok(Row { names, cells })
-}
 
-pub(crate) fn lite_err(e: rusqlite::Error) -> CoreError {
-    lite_failed_at("database".to_owned(), e)
-}
-
-/// A failed statement: the error keeps the statement's kind and table (never its arguments).
-#[track_caller]
-fn lite_failed(q: &Q, e: rusqlite::Error) -> CoreError {
-    lite_failed_at(format!("database: {}", q.what()), e)
-}
-
-#[track_caller]
-fn lite_failed_at(what: String, e: rusqlite::Error) -> CoreError {
-    if let rusqlite::Error::SqliteFailure(f, _) = &e {
-        // SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY.
-        if f.extended_code == 2067 || f.extended_code == 1555 {
-            return crate::unique_conflict();
-        }
-        // Busy or locked past the busy timeout, an I/O failure, a full disk, a file that cannot
-        // be opened or written: the database is there but cannot answer now (503, retry).
-        use rusqlite::ErrorCode as C;
-        if matches!(
-            f.code,
-            C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::DiskFull | C::CannotOpen | C::ReadOnly | C::OutOfMemory
-        ) {
-            return CoreError::unavailable(format!("database: {e}"));
-        }
-    }
-    CoreError::internal_from(what, e)
-}
-
-#[track_caller]
-fn pg_failed(q: &Q, e: sqlx::Error) -> CoreError {
-    crate::db_failed(format!("database: {}", q.what()), e)
-}
-
-/// SQLite reads `$n` as a name; `?n` is the explicit index the arguments expect. Byte by byte:
-/// an ASCII byte replaced by another leaves the text valid UTF-8.
-fn lite_sql(sql: &str) -> String {
-    let mut out = sql.as_bytes().to_vec();
-    for i in 0..out.len().saturating_sub(1) {
-        if out[i] == b'$' && out[i + 1].is_ascii_digit() {
-            out[i] = b'?';
-        }
-    }
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
-fn lite_bind(stmt: &mut rusqlite::CachedStatement<'_>, q: &Q) -> Result<()> {
-    for (i, a) in q.args.iter().enumerate() {
-        match a {
-            Arg::Int(v) => stmt.raw_bind_parameter(i + 1, v),
-            Arg::Str(v) => stmt.raw_bind_parameter(i + 1, v),
-        }
-        .map_err(|e| lite_failed(q, e))?;
-    }
-    Ok(())
-}
-
-pub(crate) fn lite_execute(conn: &rusqlite::Connection, q: &Q) -> Result<u64> {
-    let mut stmt = conn.prepare_cached(&lite_sql(&q.sql)).map_err(|e| lite_failed(q, e))?;
-    lite_bind(&mut stmt, q)?;
-    stmt.raw_execute().map(|n| n as u64).map_err(|e| lite_failed(q, e))
-}
-
-pub(crate) fn lite_fetch(conn: &rusqlite::Connection, q: &Q) -> Result<Vec<Row>> {
-    let mut stmt = conn.prepare_cached(&lite_sql(&q.sql)).map_err(|e| lite_failed(q, e))?;
-    lite_bind(&mut stmt, q)?;
-    let names: Arc<[String]> = stmt.column_names().iter().map(|s| (*s).to_owned()).collect();
-    let mut rows = stmt.raw_query();
-    let mut out = Vec::new();
-    while let Some(r) = rows.next().map_err(|e| lite_failed(q, e))? {
-        let mut cells = Vec::with_capacity(names.len());
-        for i in 0..names.len() {
-            cells.push(match r.get_ref(i).map_err(|e| lite_failed(q, e))? {
-                rusqlite::types::ValueRef::Null => Cell::Null,
-                rusqlite::types::ValueRef::Integer(v) => Cell::Int(v),
-                rusqlite::types::ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
-                other => return Err(CoreError::internal(format!("unexpected SQLite value {other:?}"))),
-            });
-        }
-        out.push(Row { names: names.clone(), cells });
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn numbered_placeholders_become_explicit_indexes() {
-        assert_eq!(super::lite_sql("UPDATE t SET a = $2 WHERE id = $1 AND b < $12"), "UPDATE t SET a = ?2 WHERE id = ?1 AND b < ?12");
-        assert_eq!(super::lite_sql("SELECT '$' || x"), "SELECT '$' || x");
+    pub async fn fetch_all(&self, conn: &mut Conn) -> Result<Vec<Row>> {
+        conn.fetch_all(self).await
     }
 }

@@ -14,11 +14,11 @@ use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
 use strata_core::error::{CoreError, Result};
 
-use crate::conn::bind_pg;
-use crate::db_err;
 use crate::deferred::{Later, render};
+use crate::error::db_err;
 use crate::group::BatchConn;
 use crate::held::HeldRows;
+use crate::pg::bind_pg;
 use crate::pool_use::{InUse, Pool};
 use crate::query::writes_only;
 
@@ -105,7 +105,7 @@ impl PgLane {
                 .fetch_one(conn)
                 .await
                 .and_then(|row| sqlx::Row::try_get::<i64, _>(&row, 0))
-                .map_err(|e| crate::db_failed("database: the writes of a group-commit batch".to_owned(), e))?;
+                .map_err(|e| crate::error::db_failed("database: the writes of a group-commit batch".to_owned(), e))?;
             if sent != expected {
                 // A claim completed in the batch was taken over (its request outlived its
                 // lease): the batch must not commit; every write in it answers 503.

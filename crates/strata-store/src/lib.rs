@@ -14,12 +14,14 @@ mod children;
 mod coalesce;
 mod conn;
 mod deferred;
+mod error;
 pub mod faults;
 mod group;
 mod held;
 mod lane;
 mod lite;
 pub mod notify;
+mod pg;
 pub mod plans;
 mod pool_use;
 mod query;
@@ -44,11 +46,12 @@ use strata_core::id::{ApiKeyId, OrgId};
 use strata_core::idempotency::IdemRecord;
 use strata_core::key::ApiKey;
 use strata_core::org::Org;
-use strata_core::store::{Store, Tx, Wake};
+use strata_core::store::{IdempotencyRows, LedgerRows, OrgRows, SettingRows, Store, Tx, Wake};
 
 use crate::auth_cache::{AuthCache, LiteWatch};
 use crate::coalesce::PgReads;
 use crate::conn::{Conn, Link};
+use crate::error::{LAST_CONNECTION_LOSS, db_err, process_ms};
 use crate::group::Group;
 use crate::lane::PgLane;
 use crate::lite::LiteDb;
@@ -138,57 +141,6 @@ impl Drop for SqlStore {
 
 /// PostgreSQL connections of the background workers (beside the 32 that serve requests).
 const WORKER_CONNECTIONS: u32 = 6;
-
-pub(crate) fn db_err(e: sqlx::Error) -> CoreError {
-    db_failed("database".to_owned(), e)
-}
-
-/// A database error while doing `what`: the cause is kept whole (see `CoreError::internal_from`).
-#[track_caller]
-pub(crate) fn db_failed(what: String, e: sqlx::Error) -> CoreError {
-    // A unique index lost a race (two creates with one id or one customerExternalId): the
-    // loser hears what a check before the insert would have told it.
-    if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "23505" || c == "2067" || c == "1555") {
-        return unique_conflict();
-    }
-    // Only a group's batch sets a lock timeout (see `PgLane`).
-    if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "55P03") {
-        return CoreError::lock_busy(e);
-    }
-    if is_unavailable(&e) {
-        connection_lost();
-        return CoreError::unavailable(format!("{what}: {e}"));
-    }
-    CoreError::internal_from(what, e)
-}
-
-/// Whether a PostgreSQL error says the database could not be reached or did not answer in time
-/// (503, retry) rather than that a statement is wrong (500): no connection from the pool in
-/// time, a broken connection, and the SQLSTATEs of a lost connection (class 08), a shutdown or
-/// restart (57P01–57P03), too many connections (53300), a full disk (53100), a statement
-/// timeout (57014) and a read-only server after a failover (25006).
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
-            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300" | "53100" | "57014" | "25006")
-        }),
-        _ => false,
-    }
-}
-
-/// Milliseconds since this process first asked, never 0.
-fn process_ms() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    u64::try_from(START.get_or_init(std::time::Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX) + 1
-}
-
-/// When (`process_ms`) a statement last failed because the database could not be reached.
-static LAST_CONNECTION_LOSS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-fn connection_lost() {
-    LAST_CONNECTION_LOSS.store(process_ms(), std::sync::atomic::Ordering::Relaxed);
-}
 
 /// PostgreSQL pool settings. sqlx pings a connection (a round trip) on every acquire by default,
 /// which would double the round trips of a one-statement request; here a connection is pinged
@@ -288,10 +240,6 @@ fn migrate_err(migrator: &sqlx::migrate::Migrator, e: sqlx::migrate::MigrateErro
     })
 }
 
-pub(crate) fn unique_conflict() -> CoreError {
-    CoreError::conflict("a record with the same unique key already exists")
-}
-
 /// Whether `backend` holds a strata database already (SQLite: `strata.db` in the directory;
 /// PostgreSQL: the database exists and has strata's schema). Creates nothing.
 pub async fn database_exists(backend: &Backend) -> Result<bool> {
@@ -321,8 +269,8 @@ pub async fn schema_applied(backend: &Backend) -> Result<Option<i64>> {
     match backend {
         Backend::Sqlite { dir } => {
             let conn = rusqlite::Connection::open_with_flags(dir.join(SQLITE_FILE), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .map_err(conn::lite_err)?;
-            conn.query_row(SQL, [], |r| r.get::<_, Option<i64>>(0)).map_err(conn::lite_err)
+                .map_err(error::lite_err)?;
+            conn.query_row(SQL, [], |r| r.get::<_, Option<i64>>(0)).map_err(error::lite_err)
         }
         Backend::Postgres { url } => {
             let (_, mut conn) = first_connection(url, COMMAND_CONNECT_WAIT).await?;
@@ -348,14 +296,14 @@ pub async fn clock_reference(backend: &Backend) -> Result<ClockReference> {
     match backend {
         Backend::Sqlite { dir } => {
             let conn = rusqlite::Connection::open_with_flags(dir.join(SQLITE_FILE), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .map_err(conn::lite_err)?;
+                .map_err(error::lite_err)?;
             let newest = conn
                 .query_row(
                     "SELECT MAX(t) FROM (SELECT MAX(occurred_at) AS t FROM audit_log UNION ALL SELECT MAX(created_at) FROM events)",
                     [],
                     |r| r.get::<_, Option<i64>>(0),
                 )
-                .map_err(conn::lite_err)?;
+                .map_err(error::lite_err)?;
             Ok(ClockReference::NewestStored(newest))
         }
         Backend::Postgres { url } => {
@@ -417,16 +365,16 @@ pub fn sqlite_backup(src: &Path, dst: &Path) -> Result<()> {
 fn copy_sqlite(src: &Path, dst: &Path) -> Result<()> {
     use rusqlite::OpenFlags;
     let source = rusqlite::Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(crate::conn::lite_err)?;
-    source.busy_timeout(Duration::from_secs(10)).map_err(crate::conn::lite_err)?;
-    let mut target = rusqlite::Connection::open(dst).map_err(crate::conn::lite_err)?;
+        .map_err(crate::error::lite_err)?;
+    source.busy_timeout(Duration::from_secs(10)).map_err(crate::error::lite_err)?;
+    let mut target = rusqlite::Connection::open(dst).map_err(crate::error::lite_err)?;
     {
-        let backup = rusqlite::backup::Backup::new(&source, &mut target).map_err(crate::conn::lite_err)?;
+        let backup = rusqlite::backup::Backup::new(&source, &mut target).map_err(crate::error::lite_err)?;
         // Every page in one step: one read transaction, one snapshot. Busy only while another
         // connection holds an exclusive lock (a checkpoint truncating the WAL): try again.
         let mut busy = 0;
         loop {
-            match backup.step(-1).map_err(crate::conn::lite_err)? {
+            match backup.step(-1).map_err(crate::error::lite_err)? {
                 rusqlite::backup::StepResult::Done => break,
                 rusqlite::backup::StepResult::More => {}
                 _ if busy < 200 => {
@@ -437,11 +385,11 @@ fn copy_sqlite(src: &Path, dst: &Path) -> Result<()> {
             }
         }
     }
-    let check: String = target.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(crate::conn::lite_err)?;
+    let check: String = target.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(crate::error::lite_err)?;
     if check != "ok" {
         return Err(CoreError::internal(format!("the copy in {} fails SQLite's integrity check: {check}", dst.display())));
     }
-    target.close().map_err(|(_, e)| crate::conn::lite_err(e))?;
+    target.close().map_err(|(_, e)| crate::error::lite_err(e))?;
     Ok(())
 }
 

@@ -3,19 +3,22 @@
 //! Writers queue for the one writer connection (SQLite has one writer anyway) and commit in
 //! groups (see `group`): each write transaction runs inside a savepoint of a shared
 //! `BEGIN IMMEDIATE` batch, committed once, with one fsync, for every transaction in it.
-//! Statements run in-thread on the connection: no hop per statement.
+//! Statements run in-thread on the connection: no hop per statement. All the store's rusqlite
+//! statement code is here: `$n` placeholders rewritten to `?n`, typed binds, and rows decoded
+//! into the neutral `Row`.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use strata_core::error::Result;
+use strata_core::error::{CoreError, Result};
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::conn::lite_err;
+use crate::error::{lite_err, lite_failed_at};
 use crate::group::{BatchConn, Group, GroupWrite};
 use crate::pool_use::Held;
+use crate::query::{Arg, Cell, Q, Row};
 
 fn open(path: &Path) -> Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path).map_err(lite_err)?;
@@ -128,6 +131,62 @@ impl Drop for LiteRead {
     }
 }
 
+/// A failed statement: the error keeps the statement's kind and table (never its arguments).
+#[track_caller]
+fn lite_failed(q: &Q, e: rusqlite::Error) -> CoreError {
+    lite_failed_at(format!("database: {}", q.what()), e)
+}
+
+/// SQLite reads `$n` as a name; `?n` is the explicit index the arguments expect. Byte by byte:
+/// an ASCII byte replaced by another leaves the text valid UTF-8.
+fn lite_sql(sql: &str) -> String {
+    let mut out = sql.as_bytes().to_vec();
+    for i in 0..out.len().saturating_sub(1) {
+        if out[i] == b'$' && out[i + 1].is_ascii_digit() {
+            out[i] = b'?';
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn lite_bind(stmt: &mut rusqlite::CachedStatement<'_>, q: &Q) -> Result<()> {
+    for (i, a) in q.args.iter().enumerate() {
+        match a {
+            Arg::Int(v) => stmt.raw_bind_parameter(i + 1, v),
+            Arg::Str(v) => stmt.raw_bind_parameter(i + 1, v),
+        }
+        .map_err(|e| lite_failed(q, e))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn lite_execute(conn: &rusqlite::Connection, q: &Q) -> Result<u64> {
+    let mut stmt = conn.prepare_cached(&lite_sql(&q.sql)).map_err(|e| lite_failed(q, e))?;
+    lite_bind(&mut stmt, q)?;
+    stmt.raw_execute().map(|n| n as u64).map_err(|e| lite_failed(q, e))
+}
+
+pub(crate) fn lite_fetch(conn: &rusqlite::Connection, q: &Q) -> Result<Vec<Row>> {
+    let mut stmt = conn.prepare_cached(&lite_sql(&q.sql)).map_err(|e| lite_failed(q, e))?;
+    lite_bind(&mut stmt, q)?;
+    let names: Arc<[String]> = stmt.column_names().iter().map(|s| (*s).to_owned()).collect();
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(|e| lite_failed(q, e))? {
+        let mut cells = Vec::with_capacity(names.len());
+        for i in 0..names.len() {
+            cells.push(match r.get_ref(i).map_err(|e| lite_failed(q, e))? {
+                rusqlite::types::ValueRef::Null => Cell::Null,
+                rusqlite::types::ValueRef::Integer(v) => Cell::Int(v),
+                rusqlite::types::ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                other => return Err(CoreError::internal(format!("unexpected SQLite value {other:?}"))),
+            });
+        }
+        out.push(Row { names: names.clone(), cells });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +267,11 @@ mod tests {
         db.group.writer.waiting.fetch_sub(1, Ordering::SeqCst);
         tokio::time::timeout(Duration::from_secs(5), committing).await.expect("the commit returned").unwrap().unwrap();
         assert_eq!(count(&db).await, 1);
+    }
+
+    #[test]
+    fn numbered_placeholders_become_explicit_indexes() {
+        assert_eq!(super::lite_sql("UPDATE t SET a = $2 WHERE id = $1 AND b < $12"), "UPDATE t SET a = ?2 WHERE id = ?1 AND b < ?12");
+        assert_eq!(super::lite_sql("SELECT '$' || x"), "SELECT '$' || x");
     }
 }

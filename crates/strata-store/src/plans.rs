@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use strata_core::error::{CoreError, Result};
 
+use crate::Backend;
+use crate::error::db_err;
 use crate::query::{Arg, Q};
-use crate::{Backend, db_err};
 
 static RECORDING: AtomicBool = AtomicBool::new(false);
 static RECORDED: Mutex<Vec<(String, Vec<Arg>)>> = Mutex::new(Vec::new());
@@ -57,16 +58,16 @@ pub async fn explain_recorded(backend: &Backend) -> Result<Vec<Plan>> {
             conn.execute("SET enable_seqscan = off").await.map_err(db_err)?;
             for (sql, args) in recorded {
                 let q = Q { sql: format!("EXPLAIN {sql}"), args };
-                let rows = crate::conn::bind_pg(&q).fetch_all(&mut conn).await.map_err(db_err)?;
+                let rows = crate::pg::bind_pg(&q).fetch_all(&mut conn).await.map_err(db_err)?;
                 let plan = rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db_err)).collect::<Result<_>>()?;
                 plans.push(Plan { sql, plan });
             }
         }
         Backend::Sqlite { dir } => {
-            let conn = rusqlite::Connection::open(dir.join("strata.db")).map_err(crate::conn::lite_err)?;
+            let conn = rusqlite::Connection::open(dir.join("strata.db")).map_err(crate::error::lite_err)?;
             for (sql, args) in recorded {
                 let q = Q { sql: format!("EXPLAIN QUERY PLAN {sql}"), args };
-                let rows = crate::conn::lite_fetch(&conn, &q)?;
+                let rows = crate::lite::lite_fetch(&conn, &q)?;
                 let plan = rows.iter().map(|r| r.text("detail")).collect::<Result<_>>()?;
                 plans.push(Plan { sql, plan });
             }

@@ -12,7 +12,7 @@ use strata_core::error::Result;
 use strata_core::telemetry::{DB_ACQUIRE_WAIT, DB_HOLD, DB_IN_USE};
 use tokio::sync::OwnedMutexGuard;
 
-use crate::db_err;
+use crate::error::db_err;
 
 /// One connection counted as in use until dropped, when its hold time is recorded.
 pub(crate) struct InUse {

@@ -2,9 +2,8 @@
 //! order, and the neutral `Row` both executors produce. Optional filters append clauses and
 //! arguments together so the numbering stays right.
 
+use strata_core::cursor::PageRequest;
 use strata_core::error::{CoreError, Result};
-
-use crate::conn::Conn;
 
 #[derive(Clone, Debug)]
 pub(crate) enum Arg {
@@ -96,18 +95,6 @@ impl Q {
             Some(t) => format!("{verb} {}", t.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))),
             None => verb,
         }
-    }
-
-    pub async fn execute(&self, conn: &mut Conn) -> Result<u64> {
-        conn.execute(self).await
-    }
-
-    pub async fn fetch_optional(&self, conn: &mut Conn) -> Result<Option<Row>> {
-        Ok(conn.fetch_all(self).await?.into_iter().next())
-    }
-
-    pub async fn fetch_all(&self, conn: &mut Conn) -> Result<Vec<Row>> {
-        conn.fetch_all(self).await
     }
 }
 
@@ -258,6 +245,16 @@ impl Row {
     pub fn text(&self, name: &str) -> Result<String> {
         self.opt_text(name)?.ok_or_else(|| CoreError::internal(format!("column {name} is null")))
     }
+}
+
+/// Appends a keyset page, newest first, to a list's `WHERE`: rows before the cursor's `seq`,
+/// one more than the limit (it says whether a next page exists).
+pub(crate) fn page(q: Q, page: PageRequest) -> Q {
+    let q = match page.before_seq {
+        Some(s) => q.and_int(" AND seq < $?", s),
+        None => q,
+    };
+    q.and_int(" ORDER BY seq DESC LIMIT $?", i64::from(page.limit) + 1)
 }
 
 #[cfg(test)]
