@@ -25,6 +25,8 @@ mod pg;
 pub mod plans;
 mod pool_use;
 mod query;
+#[cfg(test)]
+mod round_trip_tests;
 mod rows;
 mod sealed;
 mod tx;
