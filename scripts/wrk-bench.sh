@@ -3,7 +3,8 @@
 # were measured: a release build on a fresh database, a partner made with
 # `partners create --tier internal`, one child, no Redis; `wrk -t2 -c64 -d10s --latency` from
 # outside against each route (allocations with a fresh Idempotency-Key per request), and the
-# server's own /healthz in the same run as the ceiling. By hand, not in CI (needs wrk).
+# server's own /healthz in the same run as the ceiling. Each route starts after a `sync` (see
+# below). By hand, not in CI (needs wrk).
 #
 #   scripts/wrk-bench.sh sqlite
 #   ROUTES="healthz allocations" SECONDS_EACH=10 scripts/wrk-bench.sh postgres
@@ -75,6 +76,11 @@ run() {
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 routes=${ROUTES:-healthz whoami get-org allocations}
 for route in $routes; do
+  # The disk first writes back what the setup (CREATE DATABASE, migrations) and the route before
+  # dirtied: the kernel flushes dirty pages 30 s after they were written, and that writeback,
+  # landing inside a route's window, slowed PostgreSQL's WAL flush (COMMITs of 40-65 ms in its
+  # log) and doubled or tripled the allocations' p99 in some runs. SYNC_FIRST=0 skips it.
+  [ "${SYNC_FIRST:-1}" = 1 ] && sync
   case $route in
     healthz) run healthz "$api/healthz" ;;
     whoami) run whoami -H "Authorization: Bearer $key" "$api/v1/whoami" ;;
