@@ -33,7 +33,7 @@ pub(crate) fn db_failed(what: String, e: sqlx::Error) -> CoreError {
 /// time, a broken connection, and the SQLSTATEs of a lost connection (class 08), a shutdown or
 /// restart (57P01–57P03), too many connections (53300), a full disk (53100), a statement
 /// timeout (57014) and a read-only server after a failover (25006).
-pub(crate) fn is_unavailable(e: &sqlx::Error) -> bool {
+fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(d) => d.code().is_some_and(|c| {

@@ -3,9 +3,11 @@
 //! Writers queue for the one writer connection (SQLite has one writer anyway) and commit in
 //! groups (see `group`): each write transaction runs inside a savepoint of a shared
 //! `BEGIN IMMEDIATE` batch, committed once, with one fsync, for every transaction in it.
-//! Statements run in-thread on the connection: no hop per statement. All the store's rusqlite
-//! statement code is here: `$n` placeholders rewritten to `?n`, typed binds, and rows decoded
-//! into the neutral `Row`.
+//! Statements run in-thread on the connection: no hop per statement. Every statement a
+//! transaction sends on SQLite goes through here: `$n` placeholders rewritten to `?n`, typed
+//! binds, and rows decoded into the neutral `Row`. (The backup, the schema and clock checks in
+//! `lib.rs` and the cross-process `data_version` check in `auth_cache.rs` open connections of
+//! their own.)
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! PostgreSQL statements through sqlx's native driver: binding a `Q`'s typed arguments and
-//! decoding a row into the neutral `Row` by column type. All the store's sqlx statement code.
+//! decoding a row into the neutral `Row` by column type: the code every statement a transaction
+//! sends goes through. (Setup and notification code outside transactions uses sqlx directly:
+//! migrations and checks in `lib.rs`, `LISTEN/NOTIFY` in `notify.rs`, the plan test.)
 
 use std::sync::Arc;
 

@@ -342,7 +342,7 @@ async fn every_row_type_reads_back_as_written(store: &dyn Store) {
         included_carryover: 61,
     };
     // A grant (posted), a reservation (pending) and a usage (posted) of the parent, each with
-    // every column set; the store does not read `pending_id` or `expires_at` of any of them.
+    // every column set.
     let transfer = |debit, credit, amount, kind, status, meta| Transfer {
         id: TxnId::new(),
         org_id: parent.id,
@@ -440,7 +440,10 @@ async fn every_row_type_reads_back_as_written(store: &dyn Store) {
     let read = tx.org(Owner::Org(parent.id), org.id).await.unwrap().expect("the child org");
     assert!(read.seq > 0);
     same("the org", &Org { seq: read.seq, ..org.clone() }, &read);
+    // From here on the joins below must bring the same `seq` as this read.
+    let org = Org { seq: read.seq, ..org };
 
+    let mut key_seqs = Vec::new();
     for (how, read) in [
         ("by id", tx.key(Owner::Org(org.id), key.id).await.unwrap().expect("the key by id")),
         ("by keyid", tx.key_by_keyid(&key.keyid).await.unwrap().expect("the key by keyid")),
@@ -449,7 +452,10 @@ async fn every_row_type_reads_back_as_written(store: &dyn Store) {
         let written = ApiKey { seq: read.seq, ..key.clone() };
         assert_eq!(read.secret_hash, written.secret_hash, "the key's secret hash (read {how})");
         same_text(&format!("the key (read {how})"), &key_fields(&written), &key_fields(&read));
+        key_seqs.push(read.seq);
     }
+    assert_eq!(key_seqs[0], key_seqs[1], "the key's seq, read by id and by keyid");
+    let key = ApiKey { seq: key_seqs[0], ..key };
 
     let read = tx.idem_get(idem.api_key_id, &idem.key).await.unwrap().expect("the idempotency record");
     same("the idempotency record", &idem, &read);
@@ -524,20 +530,20 @@ async fn every_row_type_reads_back_as_written(store: &dyn Store) {
 
     // The reads that join an org with its wallet (and a key) through their own column lists.
     let (summary_org, summary_wallet, projects) = tx.child_summary(parent.id, org.id).await.unwrap().expect("the child's summary");
-    same("the org in the child's summary", &Org { seq: summary_org.seq, ..org.clone() }, &summary_org);
+    same("the org in the child's summary", &org, &summary_org);
     same("the wallet in the child's summary", &wallet, &summary_wallet);
     assert_eq!(projects, 1);
     tx.commit().await.unwrap();
     let (summary_org, summary_wallet, projects) =
         store.current_child_summary(parent.id, org.id).await.unwrap().expect("the child's current summary");
-    same("the org in the child's current summary", &Org { seq: summary_org.seq, ..org.clone() }, &summary_org);
+    same("the org in the child's current summary", &org, &summary_org);
     same("the wallet in the child's current summary", &wallet, &summary_wallet);
     assert_eq!(projects, 1);
     same("the current wallet", &wallet, &store.current_wallet(org.id).await.unwrap().expect("the current wallet"));
     // The first lookup of a keyid reads the database (a cached one brings no wallet).
     let (read_key, home, home_wallet) = store.auth_lookup(&key.keyid).await.unwrap().expect("the key's auth lookup");
-    same_text("the key of the auth lookup", &key_fields(&ApiKey { seq: read_key.seq, ..key.clone() }), &key_fields(&read_key));
-    same("the org of the auth lookup", &Org { seq: home.seq, ..org.clone() }, &home);
+    same_text("the key of the auth lookup", &key_fields(&key), &key_fields(&read_key));
+    same("the org of the auth lookup", &org, &home);
     same("the wallet of the auth lookup", &wallet, &home_wallet.expect("a first lookup reads the wallet"));
 }
 
@@ -566,8 +572,9 @@ async fn every_row_type_reads_back_as_written_on_postgres() {
         }
     })
     .await;
-    drop_scratch_postgres(&base, &url).await.unwrap();
+    let dropped = drop_scratch_postgres(&base, &url).await;
     if let Err(e) = run {
         std::panic::resume_unwind(e.into_panic());
     }
+    dropped.unwrap();
 }
