@@ -143,4 +143,73 @@ mod tests {
         }
         assert!(missing.is_empty(), "give these a doc comment: {missing:#?}");
     }
+
+    /// The backticked words of a README table cell (`--data-dir`, `serve --listen`, `./strata-data`).
+    fn ticked(cell: &str) -> Vec<String> {
+        cell.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+    }
+
+    /// README's configuration table restates the server's flags for operators (the full list is
+    /// the generated docs/cli.md): each row's flags exist where it says (`serve --listen` under
+    /// `serve`, the others global), take the environment variables the row names and no others,
+    /// and default to what the row says where clap has a default; and every environment variable
+    /// of a global or `serve` flag has a row. So the table cannot drift from the binary.
+    #[test]
+    fn the_readme_configuration_table_says_what_the_binary_takes() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        let section = readme.split("\n## Configuration\n").nth(1).expect("README has a Configuration section");
+        let rows: Vec<Vec<&str>> = section
+            .lines()
+            .take_while(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with("| `") || l.starts_with("| —"))
+            .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+            .collect();
+        assert!(rows.len() > 10, "the configuration table was not found: {rows:?}");
+        let root = command();
+        let serve = root.find_subcommand("serve").expect("a serve command").clone();
+        let mut problems = Vec::new();
+        let mut listed_envs = Vec::new();
+        for row in &rows {
+            let (flags, envs, defaults) = (ticked(row[0]), ticked(row[1]), row[2]);
+            listed_envs.extend(envs.iter().cloned());
+            let mut row_envs = Vec::new();
+            for f in &flags {
+                let (cmd, long) = match f.strip_prefix("serve ") {
+                    Some(l) => (&serve, l),
+                    None => (&root, f.as_str()),
+                };
+                let Some(arg) = cmd.get_arguments().find(|a| a.get_long().is_some_and(|l| format!("--{l}") == long)) else {
+                    problems.push(format!("{f}: no such flag"));
+                    continue;
+                };
+                row_envs.extend(arg.get_env().map(|e| e.to_string_lossy().into_owned()));
+                // A switch's default (`false`) is its absence; the row says "off".
+                let defaults_of_value = if arg.get_action().takes_values() { arg.get_default_values() } else { &[] };
+                for d in defaults_of_value {
+                    let d = d.to_string_lossy();
+                    if !defaults.contains(&format!("`{d}`")) {
+                        problems.push(format!("{f}: the binary's default is `{d}`, the row says {defaults}"));
+                    }
+                }
+            }
+            if !flags.is_empty() {
+                let (mut a, mut b) = (row_envs.clone(), envs.clone());
+                a.sort();
+                b.sort();
+                if a != b {
+                    problems.push(format!("{}: the binary reads {row_envs:?}, the row says {envs:?}", flags.join(", ")));
+                }
+            }
+        }
+        for cmd in [&root, &serve] {
+            for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                if let Some(e) = a.get_env().map(|e| e.to_string_lossy().into_owned())
+                    && !listed_envs.contains(&e)
+                {
+                    problems.push(format!("{} --{} ({e}) has no row", cmd.get_name(), a.get_long().unwrap_or_default()));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "README's configuration table and the binary disagree: {problems:#?}");
+    }
 }
