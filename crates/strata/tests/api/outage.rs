@@ -158,31 +158,34 @@ async fn a_sqlite_database_that_fails_writes_is_a_503_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_in_flight_bound_requests_are_shed_with_503_then_served_again() {
     let app = TestApp::spawn().await;
-    if app.strata.store.backend() == "postgres" {
-        // Shedding is the HTTP layer's alone (no database in it), so the SQLite run covers it.
-        // Under the loaded PostgreSQL suite this test failed twice in about four runs, never
-        // seeing the bound held (cause not found yet; see the issue note): skipped there.
-        return crate::helpers::skip("load shedding is backend-independent; it runs on SQLite");
-    }
     let (base, stop, served) = serve_test_with(app.strata.clone(), strata::ServeOptions { max_in_flight: 2, ..Default::default() }).await;
     let addr = base.trim_start_matches("http://").to_owned();
     // Two requests whose bodies never finish hold both permits.
-    let mut stalled = Vec::new();
-    for _ in 0..2 {
+    let stall = || async {
         let mut s = TcpStream::connect(&addr).await.unwrap();
         let head = format!(
             "POST /v1/projects HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
             app.admin_key
         );
         s.write_all(head.as_bytes()).await.unwrap();
-        stalled.push(s);
-    }
+        s
+    };
+    let mut stalled = vec![stall().await, stall().await];
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     let shed = loop {
         let (r, took) = call(http.get(format!("{base}/v1/whoami")).bearer_auth(&app.admin_key)).await;
         if r.status == 503 {
             break (r, took);
+        }
+        // A probe that reached the server before a stalled request took its permit gets the
+        // stalled request shed instead (under load, 4 runs in 40 were so): that one has its
+        // answer; a new one takes its place, and takes the permit once the probe is done.
+        for s in stalled.iter_mut() {
+            let mut buf = [0u8; 64];
+            if matches!(s.try_read(&mut buf), Ok(n) if n > 0) {
+                *s = stall().await;
+            }
         }
         if Instant::now() >= deadline {
             // Say whether a stalled request was answered early (its permit then came back).
