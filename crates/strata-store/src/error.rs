@@ -83,3 +83,20 @@ pub(crate) fn lite_failed_at(what: String, e: rusqlite::Error) -> CoreError {
     }
     CoreError::internal_from(what, e)
 }
+
+/// Says what to do when the schema cannot be brought to this binary's version: a database
+/// migrated by a newer release is refused (this binary would misread it), never rolled back.
+pub(crate) fn migrate_err(migrator: &sqlx::migrate::Migrator, e: sqlx::migrate::MigrateError) -> CoreError {
+    use sqlx::migrate::MigrateError;
+    let newest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    CoreError::internal(match e {
+        MigrateError::VersionMissing(v) => format!(
+            "the database was migrated by a newer strata (schema migration {v}; this binary knows migrations up to {newest}): \
+             run that release or a newer one, or restore a backup taken before the upgrade"
+        ),
+        MigrateError::VersionMismatch(v) => {
+            format!("schema migration {v} in the database differs from the one this binary ships: the database was made by another build")
+        }
+        other => format!("migrations: {other}"),
+    })
+}

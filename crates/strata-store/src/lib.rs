@@ -22,6 +22,7 @@ mod lane;
 mod lite;
 pub mod notify;
 mod pg;
+mod pg_setup;
 pub mod plans;
 mod pool_use;
 mod query;
@@ -39,8 +40,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use strata_core::clock::Timestamp;
 use strata_core::credits::Wallet;
 use strata_core::error::{CoreError, Result};
@@ -53,7 +52,6 @@ use strata_core::store::{IdempotencyRows, LedgerRows, OrgRows, SettingRows, Stor
 use crate::auth_cache::{AuthCache, LiteWatch};
 use crate::coalesce::PgReads;
 use crate::conn::{Conn, Link};
-use crate::error::{LAST_CONNECTION_LOSS, db_err, process_ms};
 use crate::group::Group;
 use crate::lane::PgLane;
 use crate::lite::LiteDb;
@@ -61,6 +59,9 @@ use crate::notify::Hub;
 use crate::pool_use::Pool;
 use crate::query::Q;
 use crate::tx::SqlTx;
+
+pub use crate::lite::sqlite_backup;
+pub use crate::pg_setup::{create_scratch_postgres, drop_scratch_postgres, redact_url};
 
 /// Where the data lives.
 #[derive(Clone, Debug)]
@@ -141,105 +142,10 @@ impl Drop for SqlStore {
     }
 }
 
-/// PostgreSQL connections of the background workers (beside the 32 that serve requests).
-const WORKER_CONNECTIONS: u32 = 6;
-
-/// PostgreSQL pool settings. sqlx pings a connection (a round trip) on every acquire by default,
-/// which would double the round trips of a one-statement request; here a connection is pinged
-/// before use only when it sat idle for a while, or since before the database was last found
-/// unreachable (so after an outage each pooled connection is tested once, a broken one is
-/// replaced, and requests succeed again as soon as the database is back).
-fn pg_pool_options(max: u32, timeouts: DbTimeouts) -> PgPoolOptions {
-    const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
-    PgPoolOptions::new().max_connections(max).acquire_timeout(timeouts.acquire).test_before_acquire(false).before_acquire(|conn, meta| {
-        Box::pin(async move {
-            let idle_ms = u64::try_from(meta.idle_for.as_millis()).unwrap_or(u64::MAX);
-            let last_used = process_ms().saturating_sub(idle_ms);
-            let outage_since = LAST_CONNECTION_LOSS.load(std::sync::atomic::Ordering::Relaxed) >= last_used;
-            if meta.idle_for >= PING_IF_IDLE_FOR || outage_since {
-                sqlx::Connection::ping(conn).await?;
-            }
-            Ok(true)
-        })
-    })
-}
-
-/// How long the command line's one-off reads (does a database exist, its schema, its clock)
-/// wait for PostgreSQL to answer before saying it did not.
-const COMMAND_CONNECT_WAIT: Duration = Duration::from_secs(5);
-
-/// Opens one PostgreSQL connection before any pool is made, so that a server that cannot be
-/// reached is a refusal naming the cause at once (connection refused, authentication failed, no
-/// such database, no answer within `wait`, at least 1 s) rather than a pool's timeout. Returns
-/// the parsed options (for the pools) and the connection.
-async fn first_connection(url: &str, wait: Duration) -> Result<(sqlx::postgres::PgConnectOptions, sqlx::PgConnection)> {
-    use sqlx::Connection;
-    let where_ = redact_url(url);
-    let options: sqlx::postgres::PgConnectOptions =
-        url.parse().map_err(|e| refusal(format!("--database-url {where_} is not a PostgreSQL URL: {e}")))?;
-    let wait = wait.max(Duration::from_secs(1));
-    let conn = match tokio::time::timeout(wait, sqlx::PgConnection::connect_with(&options)).await {
-        Err(_) => return Err(refusal(format!("PostgreSQL at {where_} did not answer within {} s", wait.as_secs()))),
-        Ok(Err(e)) => {
-            let why = match &e {
-                sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    "connection refused (is PostgreSQL running and listening there?)".to_owned()
-                }
-                sqlx::Error::Io(io) => format!("cannot connect: {io}"),
-                sqlx::Error::Database(d) if d.code().as_deref() == Some("28P01") || d.code().as_deref() == Some("28000") => {
-                    format!("authentication failed: {}", d.message())
-                }
-                sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000") => {
-                    format!("{} (create it, or point --database-url at another)", d.message())
-                }
-                other => other.to_string(),
-            };
-            return Err(refusal(format!("cannot open PostgreSQL at {where_}: {why}")));
-        }
-        Ok(Ok(conn)) => conn,
-    };
-    Ok((options, conn))
-}
-
-/// A database URL as it may be printed: without its password.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "the --database-url given".to_owned(),
-    }
-}
-
-/// An operator's mistake or a refusal to start: one line saying what to do (never "internal").
-fn refusal(message: String) -> CoreError {
-    CoreError::Validation { field: None, message, code: None, bounds: None }
-}
-
 /// The newest schema migration this binary ships, per backend: `(sqlite, postgres)`.
 pub fn schema_versions() -> (i64, i64) {
     let newest = |m: sqlx::migrate::Migrator| m.iter().map(|m| m.version).max().unwrap_or(0);
     (newest(sqlx::migrate!("migrations/sqlite")), newest(sqlx::migrate!("migrations/postgres")))
-}
-
-/// Says what to do when the schema cannot be brought to this binary's version: a database
-/// migrated by a newer release is refused (this binary would misread it), never rolled back.
-fn migrate_err(migrator: &sqlx::migrate::Migrator, e: sqlx::migrate::MigrateError) -> CoreError {
-    use sqlx::migrate::MigrateError;
-    let newest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
-    CoreError::internal(match e {
-        MigrateError::VersionMissing(v) => format!(
-            "the database was migrated by a newer strata (schema migration {v}; this binary knows migrations up to {newest}): \
-             run that release or a newer one, or restore a backup taken before the upgrade"
-        ),
-        MigrateError::VersionMismatch(v) => {
-            format!("schema migration {v} in the database differs from the one this binary ships: the database was made by another build")
-        }
-        other => format!("migrations: {other}"),
-    })
 }
 
 /// Whether `backend` holds a strata database already (SQLite: `strata.db` in the directory;
@@ -247,17 +153,7 @@ fn migrate_err(migrator: &sqlx::migrate::Migrator, e: sqlx::migrate::MigrateErro
 pub async fn database_exists(backend: &Backend) -> Result<bool> {
     match backend {
         Backend::Sqlite { dir } => Ok(dir.join(SQLITE_FILE).exists()),
-        Backend::Postgres { url } => {
-            use sqlx::Connection;
-            let (_, mut conn) = first_connection(url, COMMAND_CONNECT_WAIT).await?;
-            let row = sqlx::query("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL AS present")
-                .fetch_one(&mut conn)
-                .await
-                .map_err(db_err)?;
-            let present: bool = sqlx::Row::try_get(&row, "present").map_err(db_err)?;
-            let _ = conn.close().await;
-            Ok(present)
-        }
+        Backend::Postgres { url } => pg_setup::schema_present(url).await,
     }
 }
 
@@ -269,17 +165,8 @@ pub async fn schema_applied(backend: &Backend) -> Result<Option<i64>> {
         return Ok(None);
     }
     match backend {
-        Backend::Sqlite { dir } => {
-            let conn = rusqlite::Connection::open_with_flags(dir.join(SQLITE_FILE), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .map_err(error::lite_err)?;
-            conn.query_row(SQL, [], |r| r.get::<_, Option<i64>>(0)).map_err(error::lite_err)
-        }
-        Backend::Postgres { url } => {
-            let (_, mut conn) = first_connection(url, COMMAND_CONNECT_WAIT).await?;
-            let row = sqlx::query(SQL).fetch_one(&mut conn).await.map_err(db_err)?;
-            let _ = sqlx::Connection::close(conn).await;
-            sqlx::Row::try_get::<Option<i64>, _>(&row, "v").map_err(db_err)
-        }
+        Backend::Sqlite { dir } => lite::read_only_int(&dir.join(SQLITE_FILE), SQL),
+        Backend::Postgres { url } => pg_setup::read_int(url, SQL).await,
     }
 }
 
@@ -296,26 +183,13 @@ pub enum ClockReference {
 /// Reads the clock reference of the database (see `ClockReference`).
 pub async fn clock_reference(backend: &Backend) -> Result<ClockReference> {
     match backend {
-        Backend::Sqlite { dir } => {
-            let conn = rusqlite::Connection::open_with_flags(dir.join(SQLITE_FILE), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .map_err(error::lite_err)?;
-            let newest = conn
-                .query_row(
-                    "SELECT MAX(t) FROM (SELECT MAX(occurred_at) AS t FROM audit_log UNION ALL SELECT MAX(created_at) FROM events)",
-                    [],
-                    |r| r.get::<_, Option<i64>>(0),
-                )
-                .map_err(error::lite_err)?;
-            Ok(ClockReference::NewestStored(newest))
-        }
+        Backend::Sqlite { dir } => Ok(ClockReference::NewestStored(lite::read_only_int(
+            &dir.join(SQLITE_FILE),
+            "SELECT MAX(t) AS v FROM (SELECT MAX(occurred_at) AS t FROM audit_log UNION ALL SELECT MAX(created_at) FROM events)",
+        )?)),
         Backend::Postgres { url } => {
-            let (_, mut conn) = first_connection(url, COMMAND_CONNECT_WAIT).await?;
-            let row = sqlx::query("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now")
-                .fetch_one(&mut conn)
-                .await
-                .map_err(db_err)?;
-            let _ = sqlx::Connection::close(conn).await;
-            Ok(ClockReference::DatabaseNow(sqlx::Row::try_get::<i64, _>(&row, "now").map_err(db_err)?))
+            let now = pg_setup::read_int(url, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS v").await?;
+            Ok(ClockReference::DatabaseNow(now.ok_or_else(|| CoreError::internal("PostgreSQL gave no clock_timestamp()"))?))
         }
     }
 }
@@ -351,103 +225,6 @@ pub fn owner_only_file(path: &Path) -> std::io::Result<std::fs::File> {
     opts.open(path)
 }
 
-/// Copies the SQLite database `src` into the new file `dst` with SQLite's online backup API:
-/// one consistent snapshot (a single read transaction, so a server writing meanwhile neither
-/// waits nor shows up half-way), including what is still in the WAL. `dst` must not exist; it
-/// is created owner-only.
-pub fn sqlite_backup(src: &Path, dst: &Path) -> Result<()> {
-    owner_only_file(dst).map_err(|e| CoreError::internal_from(format!("cannot create {}", dst.display()), e))?;
-    let copied = copy_sqlite(src, dst);
-    if copied.is_err() {
-        let _ = std::fs::remove_file(dst);
-    }
-    copied
-}
-
-fn copy_sqlite(src: &Path, dst: &Path) -> Result<()> {
-    use rusqlite::OpenFlags;
-    let source = rusqlite::Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(crate::error::lite_err)?;
-    source.busy_timeout(Duration::from_secs(10)).map_err(crate::error::lite_err)?;
-    let mut target = rusqlite::Connection::open(dst).map_err(crate::error::lite_err)?;
-    {
-        let backup = rusqlite::backup::Backup::new(&source, &mut target).map_err(crate::error::lite_err)?;
-        // Every page in one step: one read transaction, one snapshot. Busy only while another
-        // connection holds an exclusive lock (a checkpoint truncating the WAL): try again.
-        let mut busy = 0;
-        loop {
-            match backup.step(-1).map_err(crate::error::lite_err)? {
-                rusqlite::backup::StepResult::Done => break,
-                rusqlite::backup::StepResult::More => {}
-                _ if busy < 200 => {
-                    busy += 1;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                _ => return Err(CoreError::internal("the database stayed locked for 10 s; no backup was taken")),
-            }
-        }
-    }
-    let check: String = target.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(crate::error::lite_err)?;
-    if check != "ok" {
-        return Err(CoreError::internal(format!("the copy in {} fails SQLite's integrity check: {check}", dst.display())));
-    }
-    target.close().map_err(|(_, e)| crate::error::lite_err(e))?;
-    Ok(())
-}
-
-/// Creates an empty PostgreSQL database next to the one `url` names (same server and
-/// credentials), for a scratch run; returns its URL.
-pub async fn create_scratch_postgres(url: &str, prefix: &str) -> Result<String> {
-    use sqlx::{Connection, Executor};
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let name = format!("{prefix}_{}_{nanos}", std::process::id());
-    let mut conn = sqlx::PgConnection::connect(url).await.map_err(db_err)?;
-    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
-        .await
-        .map_err(|e| CoreError::internal_from("cannot create a scratch database next to the configured one", e))?;
-    let _ = conn.close().await;
-    Ok(with_database(url, &name))
-}
-
-/// Drops a database `create_scratch_postgres` made (`scratch` is its URL), connecting through
-/// `url`.
-pub async fn drop_scratch_postgres(url: &str, scratch: &str) -> Result<()> {
-    use sqlx::{Connection, Executor};
-    let name = database_name(scratch);
-    let mut conn = sqlx::PgConnection::connect(url).await.map_err(db_err)?;
-    // The run's pools close as they are dropped; give their sessions a moment to end (dropping a
-    // database with sessions still closing makes PostgreSQL wait for each), then force the rest.
-    for _ in 0..50 {
-        let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
-            .bind(&name)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(db_err)?;
-        if sessions == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await.map_err(db_err)?;
-    let _ = conn.close().await;
-    Ok(())
-}
-
-fn split_url(url: &str) -> (&str, &str, &str) {
-    let (body, query) = url.split_once('?').unwrap_or((url, ""));
-    let (head, name) = body.rsplit_once('/').unwrap_or((body, ""));
-    (head, name, query)
-}
-
-fn database_name(url: &str) -> String {
-    split_url(url).1.to_owned()
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (head, _, query) = split_url(url);
-    if query.is_empty() { format!("{head}/{name}") } else { format!("{head}/{name}?{query}") }
-}
-
 impl SqlStore {
     /// Connects, applies the backend's migrations (and fills in what a migration leaves to
     /// the application), and returns the store (`DbTimeouts::default()`).
@@ -477,16 +254,7 @@ impl SqlStore {
 
     async fn connect_sqlite(dir: &Path, timeouts: DbTimeouts) -> Result<Self> {
         let path = create_sqlite_files(dir)?;
-        // Migrations run through sqlx, on a connection of their own, before serving starts.
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(db_err)?;
-        let migrator = sqlx::migrate!("migrations/sqlite");
-        migrator.run(&pool).await.map_err(|e| migrate_err(&migrator, e))?;
-        pool.close().await;
+        lite::migrate(&path).await?;
         Ok(Self {
             db: Db::Sqlite(LiteDb::open(&path, 4, timeouts.statement)?),
             hub: Arc::default(),
@@ -498,27 +266,7 @@ impl SqlStore {
     }
 
     async fn connect_postgres(url: &str, timeouts: DbTimeouts) -> Result<Self> {
-        let (mut options, first) = first_connection(url, timeouts.acquire).await?;
-        let _ = sqlx::Connection::close(first).await;
-        if let Some(t) = timeouts.statement {
-            options = options.options([("statement_timeout", format!("{}ms", t.as_millis()))]);
-        }
-        let pool = Pool::new(pg_pool_options(32, timeouts).connect_with(options.clone()).await.map_err(db_err)?, "requests");
-        // sqlx holds a PostgreSQL advisory lock while it migrates, so N nodes starting together
-        // migrate once; the others wait, then find nothing to apply.
-        let migrator = sqlx::migrate!("migrations/postgres");
-        migrator.run(&pool.pool).await.map_err(|e| migrate_err(&migrator, e))?;
-        let relaxed = pg_pool_options(8, timeouts)
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    sqlx::Executor::execute(conn, "SET synchronous_commit = off").await?;
-                    Ok(())
-                })
-            })
-            .connect_with(options.clone())
-            .await
-            .map_err(db_err)?;
-        let relaxed = Pool::new(relaxed, "relaxed");
+        let pg_setup::Pools { requests: pool, relaxed, workers: worker_pool } = pg_setup::pools(url, timeouts).await?;
         let hub = Arc::new(Hub::default());
         let auth = Arc::new(AuthCache::default());
         // Subscribed before the listener starts, so no invalidation is missed.
@@ -528,9 +276,6 @@ impl SqlStore {
             hub.spawn_listener(url.to_owned()),
             hub.spawn_publisher(url.to_owned()),
         ];
-        // Requests waiting on a row lock hold their connections; the outbox must not wait
-        // behind them for one.
-        let worker_pool = Pool::new(pg_pool_options(WORKER_CONNECTIONS, timeouts).connect_lazy_with(options), "workers");
         let worker_group = Group::new(PgLane::new(worker_pool.clone()), Some(timeouts.acquire));
         let workers: Arc<dyn Store> = Arc::new(Self {
             db: Db::Postgres {

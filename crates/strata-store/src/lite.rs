@@ -5,9 +5,9 @@
 //! `BEGIN IMMEDIATE` batch, committed once, with one fsync, for every transaction in it.
 //! Statements run in-thread on the connection: no hop per statement. Every statement a
 //! transaction sends on SQLite goes through here: `$n` placeholders rewritten to `?n`, typed
-//! binds, and rows decoded into the neutral `Row`. (The backup, the schema and clock checks in
-//! `lib.rs` and the cross-process `data_version` check in `auth_cache.rs` open connections of
-//! their own.)
+//! binds, and rows decoded into the neutral `Row`. The migrations (through sqlx's SQLite
+//! driver), the command line's read-only checks and the online backup are here too; only the
+//! cross-process `data_version` check (`auth_cache`) opens a rusqlite connection elsewhere.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use strata_core::error::{CoreError, Result};
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::error::{lite_err, lite_failed_at};
+use crate::error::{db_err, lite_err, lite_failed_at, migrate_err};
 use crate::group::{BatchConn, Group, GroupWrite};
 use crate::pool_use::Held;
 use crate::query::{Arg, Cell, Q, Row};
@@ -187,6 +187,73 @@ pub(crate) fn lite_fetch(conn: &rusqlite::Connection, q: &Q) -> Result<Vec<Row>>
         out.push(Row { names: names.clone(), cells });
     }
     Ok(out)
+}
+
+/// Applies the SQLite migrations through sqlx, on a connection of their own, before serving
+/// starts.
+pub(crate) async fn migrate(path: &Path) -> Result<()> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(db_err)?;
+    let migrator = sqlx::migrate!("migrations/sqlite");
+    migrator.run(&pool).await.map_err(|e| migrate_err(&migrator, e))?;
+    pool.close().await;
+    Ok(())
+}
+
+/// One integer (column `v`, possibly NULL) that `sql` reads from the database at `path`,
+/// opened read-only: the command line's one-off checks, which never write.
+pub(crate) fn read_only_int(path: &Path, sql: &str) -> Result<Option<i64>> {
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(lite_err)?;
+    conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).map_err(lite_err)
+}
+
+/// Copies the SQLite database `src` into the new file `dst` with SQLite's online backup API:
+/// one consistent snapshot (a single read transaction, so a server writing meanwhile neither
+/// waits nor shows up half-way), including what is still in the WAL. `dst` must not exist; it
+/// is created owner-only.
+pub fn sqlite_backup(src: &Path, dst: &Path) -> Result<()> {
+    crate::owner_only_file(dst).map_err(|e| CoreError::internal_from(format!("cannot create {}", dst.display()), e))?;
+    let copied = copy_sqlite(src, dst);
+    if copied.is_err() {
+        let _ = std::fs::remove_file(dst);
+    }
+    copied
+}
+
+fn copy_sqlite(src: &Path, dst: &Path) -> Result<()> {
+    use rusqlite::OpenFlags;
+    let source =
+        rusqlite::Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(lite_err)?;
+    source.busy_timeout(Duration::from_secs(10)).map_err(lite_err)?;
+    let mut target = rusqlite::Connection::open(dst).map_err(lite_err)?;
+    {
+        let backup = rusqlite::backup::Backup::new(&source, &mut target).map_err(lite_err)?;
+        // Every page in one step: one read transaction, one snapshot. Busy only while another
+        // connection holds an exclusive lock (a checkpoint truncating the WAL): try again.
+        let mut busy = 0;
+        loop {
+            match backup.step(-1).map_err(lite_err)? {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => {}
+                _ if busy < 200 => {
+                    busy += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => return Err(CoreError::internal("the database stayed locked for 10 s; no backup was taken")),
+            }
+        }
+    }
+    let check: String = target.query_row("PRAGMA integrity_check", [], |r| r.get(0)).map_err(lite_err)?;
+    if check != "ok" {
+        return Err(CoreError::internal(format!("the copy in {} fails SQLite's integrity check: {check}", dst.display())));
+    }
+    target.close().map_err(|(_, e)| lite_err(e))?;
+    Ok(())
 }
 
 #[cfg(test)]

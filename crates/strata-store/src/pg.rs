@@ -1,7 +1,7 @@
 //! PostgreSQL statements through sqlx's native driver: binding a `Q`'s typed arguments and
 //! decoding a row into the neutral `Row` by column type: the code every statement a transaction
-//! sends goes through. (Setup and notification code outside transactions uses sqlx directly:
-//! migrations and checks in `lib.rs`, `LISTEN/NOTIFY` in `notify.rs`, the plan test.)
+//! sends goes through. (Outside transactions: the pools, migrations and one-off checks are in
+//! `pg_setup`, `LISTEN/NOTIFY` in `notify`, the group-commit lane's connection in `lane`.)
 
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@ use strata_core::id::{JobId, OrgId, ProjectId};
 use strata_core::store::Store;
 
 use super::*;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 const A: &str = "0e0f5d1c-1111-4a1a-8a1a-000000000001";
 const B: &str = "0e0f5d1c-2222-4a1a-8a1a-000000000002";
