@@ -114,7 +114,11 @@ async function route() {
   } catch (e) {
     replace(main, errorBox(e));
   }
-  main.focus({ preventScroll: true });
+  // Focus goes to the new page's content, unless the user already moved it somewhere that is
+  // still on the page while its data loaded (a keyboard user tabbing ahead): taking it back
+  // would send their next key to the wrong place.
+  const focused = document.activeElement;
+  if (!focused || focused === document.body || !focused.isConnected) main.focus({ preventScroll: true });
 }
 
 window.addEventListener('hashchange', route);
