@@ -205,8 +205,8 @@ pub(crate) async fn migrate(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One integer (column `v`, possibly NULL) that `sql` reads from the database at `path`,
-/// opened read-only: the command line's one-off checks, which never write.
+/// One integer (the first column of the first row, possibly NULL) that `sql` reads from the
+/// database at `path`, opened read-only: the command line's one-off checks, which never write.
 pub(crate) fn read_only_int(path: &Path, sql: &str) -> Result<Option<i64>> {
     let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(lite_err)?;
     conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).map_err(lite_err)

@@ -128,13 +128,9 @@ pub(crate) async fn pools(url: &str, timeouts: DbTimeouts) -> Result<Pools> {
 
 /// Whether the database `url` names holds strata's schema. Creates nothing.
 pub(crate) async fn schema_present(url: &str) -> Result<bool> {
-    use sqlx::Connection;
-    let (_, mut conn) = first_connection(url, COMMAND_CONNECT_WAIT).await?;
-    let row =
-        sqlx::query("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL AS present").fetch_one(&mut conn).await.map_err(db_err)?;
-    let present: bool = sqlx::Row::try_get(&row, "present").map_err(db_err)?;
-    let _ = conn.close().await;
-    Ok(present)
+    let present =
+        read_int(url, "SELECT CAST(CASE WHEN to_regclass('public._sqlx_migrations') IS NULL THEN 0 ELSE 1 END AS BIGINT) AS v").await?;
+    Ok(present == Some(1))
 }
 
 /// One integer (column `v`, possibly NULL) that `sql` reads on a connection of its own.
